@@ -1,0 +1,236 @@
+/**
+ * Apache Kafka 4.x for the local stack: broker jars fetched from Maven Central with Maven (pom.xml
+ * beside this file) into a git-ignored cache, then one KRaft node (combined broker + controller)
+ * per cluster, started as a plain JVM process on loopback ports.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import { BrabantError } from '../../services/runtime/errors.ts';
+import { type ManagedProcess, spawnManaged, waitFor, waitUntilReady, which } from '../processes.ts';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '../..');
+
+export function kafkaVersion(): string {
+  const pom = readFileSync(join(HERE, 'pom.xml'), 'utf8');
+  const m = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom);
+  if (m === null) throw new Error('infra/kafka/pom.xml has no <kafka.version>');
+  return m[1]!;
+}
+
+export function kafkaLibsDir(): string {
+  return process.env.BRABANT_KAFKA_LIBS ?? join(ROOT, '.cache', 'kafka', kafkaVersion(), 'libs');
+}
+
+function javaPath(): string {
+  const home = process.env.JAVA_HOME;
+  if (home && existsSync(join(home, 'bin', 'java'))) return join(home, 'bin', 'java');
+  const found = which('java');
+  if (found === undefined) {
+    throw new BrabantError(
+      'PREREQUISITE_MISSING',
+      'java was not found (Kafka runs on the JVM); install a Java 17+ runtime, e.g. `apt-get install openjdk-17-jre-headless`, or set JAVA_HOME',
+    );
+  }
+  return found;
+}
+
+/** Fetches the broker jars once (Maven, from Maven Central); returns the folder holding them. */
+export async function ensureKafkaJars(progress: (m: string) => void = () => {}): Promise<string> {
+  const libs = kafkaLibsDir();
+  const marker = join(libs, '.complete');
+  if (existsSync(marker)) return libs;
+  javaPath();
+  if (which('mvn') === undefined) {
+    throw new BrabantError(
+      'PREREQUISITE_MISSING',
+      'mvn (Apache Maven) was not found; it fetches the Kafka jars from Maven Central: `apt-get install maven`',
+    );
+  }
+  mkdirSync(libs, { recursive: true });
+  progress(
+    `downloading Apache Kafka ${kafkaVersion()} jars from Maven Central into ${libs} (first time only, ~100 MB)`,
+  );
+  await runMaven(
+    [
+      '-B',
+      '-f',
+      join(HERE, 'pom.xml'),
+      'dependency:copy-dependencies',
+      '-DincludeScope=runtime',
+      `-DoutputDirectory=${libs}`,
+    ],
+    progress,
+    'Kafka jars',
+  );
+  const jars = readdirSync(libs).filter((f) => f.endsWith('.jar'));
+  if (!jars.some((j) => j.startsWith('kafka_2.13-'))) {
+    throw new BrabantError(
+      'DOWNLOAD_FAILED',
+      `Maven finished but ${libs} holds no kafka_2.13 jar; remove the folder and try again`,
+    );
+  }
+  writeFileSync(marker, `${jars.length} jars\n`);
+  progress(`Kafka jars ready (${jars.length} jars)`);
+  return libs;
+}
+
+/** Runs Maven, reporting each downloaded artifact as progress; one clear error if it fails. */
+export function runMaven(args: string[], progress: (m: string) => void, what: string): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const child = execFile('mvn', args, { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err === null) {
+        resolvePromise();
+        return;
+      }
+      const lines = `${stdout}\n${stderr}`
+        .split('\n')
+        .filter((l) => /ERROR|Could not|resolve/.test(l))
+        .slice(0, 8);
+      reject(
+        new BrabantError(
+          'DOWNLOAD_FAILED',
+          `fetching ${what} with Maven failed (is Maven Central reachable?):\n${lines.join('\n') || err.message}\nrun again once the network is back`,
+        ),
+      );
+    });
+    let downloaded = 0;
+    let last = 0;
+    child.stdout?.on('data', (chunk: Buffer) => {
+      downloaded += (chunk.toString().match(/Downloaded from/g) ?? []).length;
+      if (Date.now() - last > 3000 && downloaded > 0) {
+        last = Date.now();
+        progress(`  … ${what}: ${downloaded} files downloaded`);
+      }
+    });
+  });
+}
+
+export interface KafkaNodeSpec {
+  name: string;
+  brokerPort: number;
+  controllerPort: number;
+  dataDir: string;
+  logFile: string;
+  libsDir: string;
+}
+
+export interface RunningKafka {
+  name: string;
+  bootstrap: string;
+  process: ManagedProcess;
+}
+
+export function isKafkaFormatted(dataDir: string): boolean {
+  return existsSync(join(dataDir, 'logs', 'meta.properties'));
+}
+
+/** A KRaft cluster id: 16 random bytes, base64url without padding (Kafka's Uuid text form). */
+export function newClusterId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+function writeServerProperties(spec: KafkaNodeSpec): string {
+  const template = readFileSync(join(HERE, 'server.properties.template'), 'utf8');
+  const values: Record<string, string> = {
+    NODE_ID: '1',
+    HOST: '127.0.0.1',
+    BROKER_PORT: String(spec.brokerPort),
+    CONTROLLER_PORT: String(spec.controllerPort),
+    LOG_DIR: join(spec.dataDir, 'logs'),
+  };
+  const text = template.replace(/\$\{([A-Z_]+)\}/g, (_, k: string) => {
+    const v = values[k];
+    if (v === undefined) throw new Error(`server.properties.template uses unknown placeholder ${k}`);
+    return v;
+  });
+  const file = join(spec.dataDir, 'server.properties');
+  writeFileSync(file, text);
+  return file;
+}
+
+const JVM_FLAGS = [
+  '-Xms128m',
+  '-Xmx512m',
+  '-XX:+UseSerialGC',
+  '-XX:TieredStopAtLevel=1',
+  '-Djava.awt.headless=true',
+];
+
+function runJava(args: string[]): Promise<string> {
+  return new Promise((res, rej) => {
+    execFile(javaPath(), args, { maxBuffer: 8 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err)
+        rej(
+          new BrabantError(
+            'COMPONENT_START_FAILED',
+            `${args.slice(-4).join(' ')} failed: ${stderr || stdout || err.message}`,
+          ),
+        );
+      else res(stdout);
+    });
+  });
+}
+
+export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promise<RunningKafka> {
+  mkdirSync(spec.dataDir, { recursive: true });
+  const props = writeServerProperties(spec);
+  const cp = `${spec.libsDir}/*`;
+  const log4j = `-Dlog4j2.configurationFile=${join(HERE, 'log4j2.properties')}`;
+  if (!isKafkaFormatted(spec.dataDir)) {
+    await runJava([
+      '-Xmx256m',
+      '-XX:TieredStopAtLevel=1',
+      log4j,
+      '-cp',
+      cp,
+      'kafka.tools.StorageTool',
+      'format',
+      '-t',
+      newClusterId(),
+      '-c',
+      props,
+    ]);
+  }
+  const proc = spawnManaged({
+    name: spec.name,
+    command: javaPath(),
+    args: [
+      ...JVM_FLAGS,
+      log4j,
+      `-Dkafka.logs.dir=${join(spec.dataDir, 'app-logs')}`,
+      '-cp',
+      cp,
+      'kafka.Kafka',
+      props,
+    ],
+    logFile: spec.logFile,
+  });
+  const bootstrap = `127.0.0.1:${spec.brokerPort}`;
+  await waitUntilReady(proc, () =>
+    waitFor(
+      async () => {
+        const admin = new Kafka({
+          clientId: 'brabant-ready',
+          brokers: [bootstrap],
+          logLevel: logLevel.NOTHING,
+          retry: { retries: 0 },
+          connectionTimeout: 1000,
+        }).admin();
+        try {
+          await admin.connect();
+          const c = await admin.describeCluster();
+          return c.brokers.length > 0 && c.controller !== null;
+        } finally {
+          await admin.disconnect().catch(() => {});
+        }
+      },
+      { what: `Kafka ${spec.name} on ${bootstrap}`, timeoutMs, process: proc, intervalMs: 500 },
+    ),
+  );
+  return { name: spec.name, bootstrap, process: proc };
+}

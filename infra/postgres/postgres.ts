@@ -1,0 +1,165 @@
+/**
+ * PostgreSQL 15 nodes for the local stack: initdb with the settings Brabant needs
+ * (wal_level=logical, track_commit_timestamp=on, slots and WAL senders), small memory so four
+ * nodes fit on two cores, started as the `postgres` OS user when we run as root.
+ */
+import { execFileSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { BrabantError } from '../../services/runtime/errors.ts';
+import {
+  currentUserIsRoot,
+  type ManagedProcess,
+  spawnManaged,
+  waitFor,
+  waitUntilReady,
+} from '../processes.ts';
+
+export interface PostgresNodeSpec {
+  name: string;
+  port: number;
+  dataDir: string;
+  logFile: string;
+}
+
+export interface RunningPostgres {
+  name: string;
+  port: number;
+  dataDir: string;
+  /** URL of the `postgres` database; tests create their own databases from it. */
+  url: string;
+  process: ManagedProcess;
+}
+
+const OS_USER = 'postgres';
+
+/** Settings every node gets (postgresql.conf include). */
+export function nodeSettings(port: number): Record<string, string | number> {
+  return {
+    listen_addresses: "'127.0.0.1'",
+    port,
+    unix_socket_directories: "''",
+    wal_level: 'logical',
+    track_commit_timestamp: 'on',
+    max_replication_slots: 64,
+    max_wal_senders: 64,
+    max_worker_processes: 16,
+    max_logical_replication_workers: 8,
+    max_connections: 200,
+    shared_buffers: "'64MB'",
+    work_mem: "'4MB'",
+    maintenance_work_mem: "'32MB'",
+    max_wal_size: "'1GB'",
+    wal_sender_timeout: "'30s'",
+    logical_decoding_work_mem: "'32MB'",
+    log_min_messages: 'warning',
+    log_line_prefix: "'%m [%p] %d '",
+  };
+}
+
+export function postgresBinDir(): string {
+  const candidates = [process.env.BRABANT_PG_BINDIR, '/usr/lib/postgresql/15/bin'].filter(
+    (d): d is string => d !== undefined && d !== '',
+  );
+  for (const dir of candidates) if (existsSync(join(dir, 'initdb'))) return dir;
+  try {
+    const dir = execFileSync('pg_config', ['--bindir']).toString().trim();
+    if (existsSync(join(dir, 'initdb'))) return dir;
+  } catch {
+    /* fall through */
+  }
+  throw new BrabantError(
+    'PREREQUISITE_MISSING',
+    'PostgreSQL 15 server programs (initdb, postgres) were not found; run `bash infra/setup.sh` ' +
+      '(installs Debian package postgresql-15) or set BRABANT_PG_BINDIR to their folder',
+  );
+}
+
+function runAs(): string | undefined {
+  if (!currentUserIsRoot()) return undefined;
+  try {
+    execFileSync('id', ['-u', OS_USER], { stdio: 'ignore' });
+  } catch {
+    throw new BrabantError(
+      'PREREQUISITE_MISSING',
+      `PostgreSQL cannot run as root and there is no '${OS_USER}' OS user; run \`bash infra/setup.sh\``,
+    );
+  }
+  return OS_USER;
+}
+
+export function isInitialized(dataDir: string): boolean {
+  return existsSync(join(dataDir, 'PG_VERSION'));
+}
+
+/** initdb a new cluster; the folder must not hold one already (the caller decides about reuse). */
+export function initNode(spec: PostgresNodeSpec): void {
+  const bin = postgresBinDir();
+  const user = runAs();
+  mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
+  if (user !== undefined) {
+    const uid = Number(execFileSync('id', ['-u', user]).toString());
+    const gid = Number(execFileSync('id', ['-g', user]).toString());
+    chownSync(spec.dataDir, uid, gid);
+  }
+  const args = ['-D', spec.dataDir, '--auth=trust', '--username=postgres', '--encoding=UTF8', '--no-sync'];
+  try {
+    const cmd = user === undefined ? join(bin, 'initdb') : 'runuser';
+    const cmdArgs = user === undefined ? args : ['-u', user, '--', join(bin, 'initdb'), ...args];
+    execFileSync(cmd, cmdArgs, { stdio: 'pipe', env: { ...process.env, LC_ALL: 'C.UTF-8' } });
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString() ?? String(err);
+    throw new BrabantError(
+      'COMPONENT_START_FAILED',
+      `initdb of ${spec.name} in ${spec.dataDir} failed: ${stderr}`,
+    );
+  }
+  const conf = Object.entries(nodeSettings(spec.port))
+    .map(([k, v]) => `${k} = ${v}`)
+    .join('\n');
+  writeFileSync(join(spec.dataDir, 'brabant.conf'), `# written by Brabant's local stack\n${conf}\n`);
+  execFileSync('sh', ['-c', `echo "include 'brabant.conf'" >> '${join(spec.dataDir, 'postgresql.conf')}'`]);
+}
+
+export async function startNode(spec: PostgresNodeSpec, timeoutMs = 60_000): Promise<RunningPostgres> {
+  const bin = postgresBinDir();
+  const user = runAs();
+  // The port in brabant.conf wins unless given here too; pass it so a reused folder follows the spec.
+  const proc = spawnManaged({
+    name: `postgres ${spec.name}`,
+    command: join(bin, 'postgres'),
+    args: ['-D', spec.dataDir, '-p', String(spec.port)],
+    logFile: spec.logFile,
+    ...(user === undefined ? {} : { runAs: user }),
+  });
+  const url = `postgres://postgres@127.0.0.1:${spec.port}/postgres`;
+  await waitUntilReady(proc, () =>
+    waitFor(
+      async () => {
+        const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+        try {
+          await client.connect();
+          await client.query('select 1');
+          return true;
+        } finally {
+          await client.end().catch(() => {});
+        }
+      },
+      {
+        what: `PostgreSQL node ${spec.name} on port ${spec.port}`,
+        timeoutMs,
+        process: proc,
+        intervalMs: 200,
+      },
+    ),
+  );
+  return { name: spec.name, port: spec.port, dataDir: spec.dataDir, url, process: proc };
+}
+
+/** Replace the database in a postgres:// URL. */
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}

@@ -1,0 +1,226 @@
+/**
+ * Process plumbing for the local stack: start real programs as detached children with their
+ * output in log files, wait for readiness by condition (never by sleeping a fixed time), check
+ * ports, and stop whole process groups.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { userInfo } from 'node:os';
+import { BrabantError } from '../services/runtime/errors.ts';
+
+export interface ManagedProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly logFile: string;
+  /** Resolves with the exit code (or signal name) when the process ends. */
+  readonly exited: Promise<number | string>;
+  hasExited(): boolean;
+  stop(graceMs?: number): Promise<void>;
+  /** Stop keeping this process's event loop alive for the child (it outlives us). */
+  unref(): void;
+}
+
+export interface SpawnOptions {
+  name: string;
+  command: string;
+  args: string[];
+  logFile: string;
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Run as this OS user when we are root (PostgreSQL refuses to run as root). */
+  runAs?: string;
+}
+
+export function spawnManaged(opts: SpawnOptions): ManagedProcess {
+  const fd = openSync(opts.logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(opts.command, opts.args, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      // Own process group: Ctrl-C in the terminal reaches us, and we stop children in order.
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      ...osUser(opts.runAs),
+    });
+  } finally {
+    closeSync(fd);
+  }
+  let exitedWith: number | string | undefined;
+  const exited = new Promise<number | string>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exitedWith = code ?? signal ?? 'unknown';
+      resolve(exitedWith);
+    });
+    child.once('error', (err) => {
+      exitedWith = `spawn error: ${err.message}`;
+      resolve(exitedWith);
+    });
+  });
+  if (child.pid === undefined) {
+    throw new BrabantError('COMPONENT_START_FAILED', `could not start ${opts.name} (${opts.command})`);
+  }
+  const pid = child.pid;
+  return {
+    name: opts.name,
+    pid,
+    logFile: opts.logFile,
+    exited,
+    hasExited: () => exitedWith !== undefined,
+    unref: () => child.unref(),
+    async stop(graceMs = 10_000) {
+      if (exitedWith !== undefined) return;
+      signalGroup(pid, 'SIGTERM');
+      const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
+      if ((await Promise.race([exited, timer])) === 'timeout') {
+        signalGroup(pid, 'SIGKILL');
+        await exited;
+      }
+    },
+  };
+}
+
+function osUser(name: string | undefined): { uid?: number; gid?: number } {
+  if (name === undefined || process.getuid?.() !== 0) return {};
+  const uid = Number(execFileSync('id', ['-u', name]).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', name]).toString().trim());
+  return { uid, gid };
+}
+
+export function currentUserIsRoot(): boolean {
+  return process.getuid?.() === 0 || userInfo().uid === 0;
+}
+
+/** Send a signal to a whole process group (falls back to the pid); ignores processes already gone. */
+export function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Stop a process we did not spawn in this process (e.g. from a state file), group first. */
+export async function stopPid(pid: number, graceMs = 10_000): Promise<void> {
+  if (!isAlive(pid)) return;
+  signalGroup(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return;
+    await delay(100);
+  }
+  signalGroup(pid, 'SIGKILL');
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Fails with PORT_IN_USE, naming the component and the fix, if something already listens there. */
+export async function assertPortFree(host: string, port: number, wantedBy: string): Promise<void> {
+  const free = await new Promise<boolean>((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+  if (!free) {
+    throw new BrabantError(
+      'PORT_IN_USE',
+      `port ${host}:${port} is wanted by ${wantedBy} but something already listens there` +
+        ` (see \`ss -ltnp 'sport = :${port}'\`); stop that program, or choose other ports` +
+        ` (brabant up --base-port N, or BRABANT_BASE_PORT)`,
+    );
+  }
+}
+
+/** An unused loopback port chosen by the OS. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen({ host, port: 0 }, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface WaitOptions {
+  what: string;
+  timeoutMs: number;
+  intervalMs?: number;
+  /** If this process exits while we wait, fail at once with the end of its log. */
+  process?: ManagedProcess;
+}
+
+/** Poll `check` until it returns a value other than undefined/false, or fail after the deadline. */
+export async function waitFor<T>(check: () => Promise<T | undefined | false>, opts: WaitOptions): Promise<T> {
+  const deadline = Date.now() + opts.timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    if (opts.process?.hasExited()) {
+      throw new BrabantError(
+        'COMPONENT_START_FAILED',
+        `${opts.what}: ${opts.process.name} exited (${await opts.process.exited}) before it was ready; ` +
+          `last lines of ${opts.process.logFile}:\n${tail(opts.process.logFile, 15)}`,
+      );
+    }
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+      const log = opts.process
+        ? `; last lines of ${opts.process.logFile}:\n${tail(opts.process.logFile, 15)}`
+        : '';
+      throw new BrabantError('TIMEOUT', `${opts.what}: not ready after ${opts.timeoutMs} ms${why}${log}`);
+    }
+    await delay(opts.intervalMs ?? 100);
+  }
+}
+
+export function tail(file: string, lines: number): string {
+  if (!existsSync(file)) return '(no log)';
+  return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** Path of a program on PATH, or undefined. */
+export function which(cmd: string): string | undefined {
+  try {
+    return (
+      execFileSync('sh', ['-c', `command -v ${cmd}`])
+        .toString()
+        .trim() || undefined
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+/** Run a readiness wait; if it fails, stop the process so nothing half-started is left behind. */
+export async function waitUntilReady<T>(proc: ManagedProcess, wait: () => Promise<T>): Promise<T> {
+  try {
+    return await wait();
+  } catch (err) {
+    await proc.stop(5_000);
+    throw err;
+  }
+}

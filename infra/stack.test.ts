@@ -1,0 +1,77 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { checkWorkDir, nodeIds, STATE_FILE, validateTopology } from './stack.ts';
+
+describe('topology', () => {
+  it('names nodes after the first letters of their region', () => {
+    const ids = nodeIds({
+      regions: [
+        { name: 'vlaanderen', nodes: 2 },
+        { name: 'wallonie', nodes: 1 },
+      ],
+      kafka: 'shared',
+    });
+    expect([...ids.entries()]).toEqual([
+      ['vlaanderen', ['vl-1', 'vl-2']],
+      ['wallonie', ['wa-1']],
+    ]);
+  });
+
+  it('uses whole region names when the short ones clash', () => {
+    const ids = nodeIds({
+      regions: [
+        { name: 'brussel', nodes: 1 },
+        { name: 'brugge', nodes: 1 },
+      ],
+      kafka: 'shared',
+    });
+    expect(ids.get('brussel')).toEqual(['brussel-1']);
+    expect(ids.get('brugge')).toEqual(['brugge-1']);
+  });
+
+  it('refuses bad topologies with a clear message', () => {
+    expect(() => validateTopology({ regions: [], kafka: 'shared' })).toThrow(/at least one region/);
+    expect(() => validateTopology({ regions: [{ name: 'Vl aanderen', nodes: 1 }], kafka: 'shared' })).toThrow(
+      /region name 'Vl aanderen'/,
+    );
+    expect(() => validateTopology({ regions: [{ name: 'a', nodes: 0 }], kafka: 'shared' })).toThrow(
+      /1 to 8 nodes/,
+    );
+    expect(() =>
+      validateTopology({
+        regions: [
+          { name: 'a', nodes: 1 },
+          { name: 'a', nodes: 1 },
+        ],
+        kafka: 'shared',
+      }),
+    ).toThrow(/listed twice/);
+  });
+});
+
+describe('work folder checks', () => {
+  it('refuses a data folder left from an earlier run, naming the fix', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'brabant-'));
+    mkdirSync(join(dir, 'data'));
+    expect(() => checkWorkDir(dir, false)).toThrow(
+      /left from an earlier run.*brabant down --purge.*--reuse/s,
+    );
+    expect(() => checkWorkDir(dir, true)).not.toThrow();
+  });
+
+  it('refuses to start a second stack over a live one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'brabant-'));
+    writeFileSync(
+      join(dir, STATE_FILE),
+      JSON.stringify({
+        regions: [],
+        registryUrl: '',
+        workDir: dir,
+        pids: [{ name: 'me', pid: process.pid, logFile: '' }],
+      }),
+    );
+    expect(() => checkWorkDir(dir, true)).toThrow(/already running.*brabant down/s);
+  });
+});

@@ -1,0 +1,141 @@
+/**
+ * Client of a Confluent-compatible schema registry, through the Confluent REST API only
+ * (Confluent Schema Registry, Apicurio's ccompat API, Karapace). Ids are cached for ever (an id
+ * never changes its schema); registrations are cached per subject and schema text.
+ */
+import { BrabantError } from '../runtime/errors.ts';
+
+export interface RegistryClientOptions {
+  /** Base URL, e.g. http://127.0.0.1:8081 or http://host/apis/ccompat/v7 */
+  url: string;
+  timeoutMs?: number;
+  /** Tries per request when the registry is unreachable or answers 5xx. */
+  retries?: number;
+}
+
+const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
+
+export class SchemaRegistryClient {
+  private readonly byId = new Map<number, string>();
+  private readonly registered = new Map<string, number>();
+  private readonly url: string;
+  private readonly timeoutMs: number;
+  private readonly retries: number;
+
+  constructor(opts: RegistryClientOptions) {
+    this.url = opts.url.replace(/\/$/, '');
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.retries = opts.retries ?? 3;
+  }
+
+  /** Registers (or finds) an Avro schema under a subject and returns its global id. */
+  async register(subject: string, schema: object): Promise<number> {
+    const text = JSON.stringify(schema);
+    const cacheKey = `${subject}\u0000${text}`;
+    const cached = this.registered.get(cacheKey);
+    if (cached !== undefined) return cached;
+    const res = (await this.request('POST', `/subjects/${encodeURIComponent(subject)}/versions`, {
+      schemaType: 'AVRO',
+      schema: text,
+    })) as { id: number };
+    this.registered.set(cacheKey, res.id);
+    this.byId.set(res.id, text);
+    return res.id;
+  }
+
+  /** The schema text of an id. */
+  async schemaById(id: number): Promise<string> {
+    const cached = this.byId.get(id);
+    if (cached !== undefined) return cached;
+    const res = (await this.request('GET', `/schemas/ids/${id}`)) as { schema: string };
+    this.byId.set(id, res.schema);
+    return res.schema;
+  }
+
+  /** Whether a schema is compatible with the latest version under a subject (true when the subject is new). */
+  async isCompatible(subject: string, schema: object): Promise<{ compatible: boolean; messages: string[] }> {
+    try {
+      const res = (await this.request(
+        'POST',
+        `/compatibility/subjects/${encodeURIComponent(subject)}/versions/latest?verbose=true`,
+        { schemaType: 'AVRO', schema: JSON.stringify(schema) },
+      )) as { is_compatible: boolean; messages?: string[]; reason?: string | null };
+      // Confluent answers a `messages` array; Apicurio one `reason` string.
+      const messages = res.messages ?? (res.reason ? [res.reason] : []);
+      return { compatible: res.is_compatible, messages };
+    } catch (err) {
+      if (err instanceof RegistryHttpError && (err.errorCode === 40401 || err.status === 404)) {
+        return { compatible: true, messages: [] };
+      }
+      throw err;
+    }
+  }
+
+  async setCompatibility(
+    subject: string,
+    level: 'BACKWARD' | 'FORWARD' | 'FULL' | 'NONE' | 'BACKWARD_TRANSITIVE' | 'FULL_TRANSITIVE',
+  ): Promise<void> {
+    await this.request('PUT', `/config/${encodeURIComponent(subject)}`, { compatibility: level });
+  }
+
+  async subjects(): Promise<string[]> {
+    return (await this.request('GET', '/subjects')) as string[];
+  }
+
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= this.retries; attempt++) {
+      let res: Response;
+      try {
+        res = await fetch(`${this.url}${path}`, {
+          method,
+          headers: { 'content-type': CONTENT_TYPE, accept: CONTENT_TYPE },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+      } catch (err) {
+        lastError = err;
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        continue;
+      }
+      const text = await res.text();
+      if (res.ok) return text === '' ? undefined : JSON.parse(text);
+      let errorCode: number | undefined;
+      let message = text;
+      try {
+        const j = JSON.parse(text) as { error_code?: number; message?: string };
+        errorCode = j.error_code;
+        message = j.message ?? text;
+      } catch {
+        /* not JSON */
+      }
+      const err = new RegistryHttpError(method, path, res.status, errorCode, message);
+      if (res.status < 500) throw err;
+      lastError = err;
+      await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+    }
+    if (lastError instanceof RegistryHttpError) throw lastError;
+    throw new BrabantError(
+      'REGISTRY_ERROR',
+      `schema registry at ${this.url} is unreachable (${(lastError as Error)?.message ?? lastError}); ` +
+        'check BRABANT_REGISTRY_URL and that the registry runs',
+      { cause: lastError, retriable: true },
+    );
+  }
+}
+
+export class RegistryHttpError extends BrabantError {
+  constructor(
+    method: string,
+    path: string,
+    readonly status: number,
+    readonly errorCode: number | undefined,
+    detail: string,
+  ) {
+    super(
+      status === 409 ? 'SCHEMA_INCOMPATIBLE' : 'REGISTRY_ERROR',
+      `schema registry ${method} ${path} answered ${status}${errorCode === undefined ? '' : ` (error ${errorCode})`}: ${detail}`,
+      { retriable: status >= 500 },
+    );
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Typed errors with codes. One table of codes says what each means and whether retrying can help;
+ * the message a user sees names the object at fault and the fix.
+ */
+
+export const ERROR_CODES = {
+  CONFIG_INVALID: { retriable: false, summary: 'a configuration option has a bad value' },
+  PREREQUISITE_MISSING: { retriable: false, summary: 'a program Brabant needs is not installed' },
+  PORT_IN_USE: { retriable: false, summary: 'a loopback port Brabant wants to listen on is taken' },
+  DOWNLOAD_FAILED: { retriable: true, summary: 'fetching a component (Kafka or registry jars) failed' },
+  DATA_DIR_LEFT_OVER: { retriable: false, summary: 'a data folder from an earlier run is in the way' },
+  STACK_ALREADY_RUNNING: { retriable: false, summary: 'a local stack is already running from this folder' },
+  STACK_NOT_RUNNING: { retriable: false, summary: 'no local stack is running from this folder' },
+  COMPONENT_START_FAILED: { retriable: false, summary: 'a component exited or never became ready' },
+  TIMEOUT: { retriable: true, summary: 'a condition was not met before its deadline' },
+  REGISTRY_ERROR: { retriable: true, summary: 'the schema registry refused or failed a request' },
+  VALUE_UNREPRESENTABLE: { retriable: false, summary: 'a column value cannot be carried in its Avro type' },
+  UNDECODABLE: { retriable: false, summary: 'a message cannot be decoded (framing, schema id or body)' },
+  CATALOG_MISMATCH: { retriable: false, summary: 'the node catalog does not hold what the stream refers to' },
+  REPLICA_IDENTITY_MISSING: {
+    retriable: false,
+    summary: 'a replicated table has no usable replica identity',
+  },
+  SLOT_LOST: { retriable: false, summary: 'the replication slot was dropped or is unusable' },
+  SLOT_IN_USE: { retriable: false, summary: 'another process streams from the replication slot' },
+  MESSAGE_TOO_LARGE: { retriable: false, summary: 'an event is larger than the topic accepts' },
+  SOURCE_UNAVAILABLE: {
+    retriable: true,
+    summary: 'the PostgreSQL node cannot be reached or dropped the connection',
+  },
+  KAFKA_UNAVAILABLE: { retriable: true, summary: 'Kafka cannot be reached or refused a request' },
+  FENCED: { retriable: false, summary: 'a newer instance of this service took over' },
+  SCHEMA_INCOMPATIBLE: { retriable: false, summary: 'a schema change breaks the compatibility rules' },
+} as const satisfies Record<string, { retriable: boolean; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class BrabantError extends Error {
+  override readonly name = 'BrabantError';
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; retriable?: boolean }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retriable = options?.retriable ?? ERROR_CODES[code].retriable;
+  }
+}
+
+export function isBrabantError(err: unknown, code?: ErrorCode): err is BrabantError {
+  return err instanceof BrabantError && (code === undefined || err.code === code);
+}
+
+/** One line for a person: `CODE: message`, falling back to the plain message for foreign errors. */
+export function describeError(err: unknown): string {
+  if (err instanceof BrabantError) return `${err.code}: ${err.message}`;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
