@@ -53,7 +53,7 @@ export async function ensureKafkaJars(progress: (m: string) => void = () => {}):
   }
   mkdirSync(libs, { recursive: true });
   progress(
-    `downloading Apache Kafka ${kafkaVersion()} jars from Maven Central into ${libs} (first time only, ~100 MB)`,
+    `downloading Apache Kafka ${kafkaVersion()} jars from Maven Central into ${libs} (first time only, ~45 MB)`,
   );
   await runMaven(
     [
@@ -129,7 +129,10 @@ export function isKafkaFormatted(dataDir: string): boolean {
   return existsSync(join(dataDir, 'logs', 'meta.properties'));
 }
 
-/** A KRaft cluster id: 16 random bytes, base64url without padding (Kafka's Uuid text form). */
+/**
+ * A KRaft cluster id: 16 random bytes, base64url without padding (Kafka's Uuid text form). It may
+ * start with '-', so it is passed as --cluster-id=<id>, never as a separate argument.
+ */
 export function newClusterId(): string {
   return randomBytes(16).toString('base64url');
 }
@@ -202,7 +205,6 @@ export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promi
     args: [
       ...JVM_FLAGS,
       log4j,
-      `-Dkafka.logs.dir=${join(spec.dataDir, 'app-logs')}`,
       '-cp',
       cp,
       'kafka.Kafka',
