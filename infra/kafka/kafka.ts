@@ -193,8 +193,7 @@ export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promi
       cp,
       'kafka.tools.StorageTool',
       'format',
-      '-t',
-      newClusterId(),
+      `--cluster-id=${newClusterId()}`,
       '-c',
       props,
     ]);
