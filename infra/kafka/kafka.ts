@@ -201,14 +201,7 @@ export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promi
   const proc = spawnManaged({
     name: spec.name,
     command: javaPath(),
-    args: [
-      ...JVM_FLAGS,
-      log4j,
-      '-cp',
-      cp,
-      'kafka.Kafka',
-      props,
-    ],
+    args: [...JVM_FLAGS, log4j, '-cp', cp, 'kafka.Kafka', props],
     logFile: spec.logFile,
   });
   const bootstrap = `127.0.0.1:${spec.brokerPort}`;

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../runtime/config.ts';
 import { describeError } from '../runtime/errors.ts';
 import { controlConfig } from './config.ts';
+import { configurationDoc } from './config-docs.ts';
 import { down, up } from './stack-commands.ts';
 
 const USAGE = `usage: brabant <command> [options]
@@ -17,6 +18,7 @@ commands:
            --detach         leave the stack running in the background and return
   down   stop the local stack started from this folder
            --purge          also delete its data and logs
+  config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
 environment: BRABANT_HOME (stack folder, default .brabant), BRABANT_BASE_PORT, BRABANT_KAFKA_BROKERS,
@@ -48,6 +50,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'down':
       return down({ config, purge: values.purge });
+    case 'config-docs':
+      process.stdout.write(configurationDoc());
+      return 0;
     case undefined:
     case 'help':
     case '--help':

@@ -1,0 +1,112 @@
+/** Capture's options, declared once (see docs/configuration.md, generated from these). */
+import { bool, int, list, str, url } from '../runtime/config.ts';
+
+export const captureConfig = {
+  nodeId: str({
+    env: 'BRABANT_NODE_ID',
+    description: 'Id of this node, unique across all regions (e.g. vl-1)',
+  }),
+  region: str({ env: 'BRABANT_REGION', description: 'Region of this node (e.g. vlaanderen)' }),
+  pgUrl: str({ env: 'BRABANT_PG_URL', description: 'postgres:// URL of the node database to capture' }),
+  kafkaBrokers: list({
+    env: 'BRABANT_KAFKA_BROKERS',
+    description: "Kafka bootstrap servers of this node's region (host:port list)",
+  }),
+  registryUrl: url({ env: 'BRABANT_REGISTRY_URL', description: 'Confluent-compatible schema registry URL' }),
+  topic: str({
+    env: 'BRABANT_CAPTURE_TOPIC',
+    description: 'Change topic of the region; empty means brabant.<region>.changes',
+    default: '',
+  }),
+  tables: list({
+    env: 'BRABANT_CAPTURE_TABLES',
+    description:
+      'Tables to replicate (schema.table, comma-separated); empty means all tables of the database',
+    default: [],
+  }),
+  slot: str({
+    env: 'BRABANT_CAPTURE_SLOT',
+    description: 'Logical replication slot; empty means brabant_<node id>',
+    default: '',
+  }),
+  publication: str({
+    env: 'BRABANT_CAPTURE_PUBLICATION',
+    description: 'Publication of the replicated tables; empty means brabant_<node id>',
+    default: '',
+  }),
+  recreateSlot: bool({
+    env: 'BRABANT_CAPTURE_RECREATE_SLOT',
+    description:
+      'Create the slot again although Kafka already holds events of this node (changes in between are lost)',
+    default: false,
+  }),
+  batchEvents: int({
+    env: 'BRABANT_CAPTURE_BATCH_EVENTS',
+    description: 'Most events in one Kafka transaction',
+    default: 5000,
+    min: 1,
+    max: 1_000_000,
+  }),
+  batchBytes: int({
+    env: 'BRABANT_CAPTURE_BATCH_BYTES',
+    description: 'Most bytes in one Kafka transaction (bounds memory)',
+    default: 4 * 1024 * 1024,
+    min: 1024,
+    max: 512 * 1024 * 1024,
+  }),
+  batchMs: int({
+    env: 'BRABANT_CAPTURE_BATCH_MS',
+    description: 'Longest time an event waits for its batch to fill',
+    default: 20,
+    min: 1,
+    max: 60_000,
+  }),
+  heartbeatMs: int({
+    env: 'BRABANT_CAPTURE_HEARTBEAT_MS',
+    description: 'Period of heartbeat events (lag measurable when idle; the slot advances); 0 turns them off',
+    default: 1000,
+    min: 0,
+    max: 3_600_000,
+  }),
+  maxMessageBytes: int({
+    env: 'BRABANT_CAPTURE_MAX_MESSAGE_BYTES',
+    description: 'max.message.bytes of the change topic; a larger event stops capture with an error',
+    default: 1024 * 1024,
+    min: 1024,
+    max: 1024 * 1024 * 1024,
+  }),
+  partitions: int({
+    env: 'BRABANT_CAPTURE_TOPIC_PARTITIONS',
+    description: 'Partitions of a change topic capture creates',
+    default: 6,
+    min: 1,
+    max: 10_000,
+  }),
+  retentionMs: int({
+    env: 'BRABANT_CAPTURE_RETENTION_MS',
+    description: 'retention.ms of a change topic capture creates (how long a region may stay away)',
+    default: 7 * 24 * 3600 * 1000,
+    min: 60_000,
+    max: Number.MAX_SAFE_INTEGER,
+  }),
+  retryMaxMs: int({
+    env: 'BRABANT_CAPTURE_RETRY_MAX_MS',
+    description: 'Longest wait between attempts while Kafka, the registry or the node is unreachable',
+    default: 30_000,
+    min: 100,
+    max: 600_000,
+  }),
+  metricsPort: int({
+    env: 'BRABANT_METRICS_PORT',
+    description: 'Port of /metrics on 127.0.0.1; 0 picks a free port, -1 turns it off',
+    default: 9401,
+    min: -1,
+    max: 65535,
+  }),
+  metricsHost: str({
+    env: 'BRABANT_METRICS_HOST',
+    description: 'Address /metrics listens on',
+    default: '127.0.0.1',
+  }),
+  logLevel: str({ env: 'BRABANT_LOG_LEVEL', description: 'pino log level', default: 'info' }),
+};

@@ -1,0 +1,49 @@
+/** Capture's Prometheus metrics, declared once. */
+import { MetricsRegistry } from '../runtime/metrics.ts';
+
+export function captureMetrics(registry = new MetricsRegistry()) {
+  return {
+    registry,
+    events: registry.counter('brabant_capture_events_total', 'Change events produced, by kind'),
+    bytes: registry.counter('brabant_capture_bytes_total', 'Bytes of encoded events produced'),
+    transactions: registry.counter('brabant_capture_source_transactions_total', 'Source transactions seen'),
+    skippedTransactions: registry.counter(
+      'brabant_capture_skipped_transactions_total',
+      'Source transactions not sent on, by reason',
+    ),
+    batches: registry.counter('brabant_capture_batches_total', 'Kafka transactions committed'),
+    batchEvents: registry.histogram(
+      'brabant_capture_batch_events',
+      'Events per Kafka transaction',
+      [1, 10, 100, 1000, 5000, 20000],
+    ),
+    batchBytes: registry.histogram(
+      'brabant_capture_batch_bytes',
+      'Bytes per Kafka transaction',
+      [1e3, 1e4, 1e5, 1e6, 4e6, 16e6],
+    ),
+    commitSeconds: registry.histogram(
+      'brabant_capture_commit_seconds',
+      'Time to produce and commit one batch',
+      [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    ),
+    lastCommittedLsn: registry.gauge(
+      'brabant_capture_last_committed_lsn',
+      'Commit LSN of the last event committed in Kafka',
+    ),
+    durableLsn: registry.gauge(
+      'brabant_capture_confirmed_lsn',
+      'LSN confirmed to the slot (everything before it is in Kafka)',
+    ),
+    slotLagBytes: registry.gauge(
+      'brabant_capture_slot_lag_bytes',
+      'WAL bytes between the current WAL position and the slot confirmed position',
+    ),
+    restarts: registry.counter(
+      'brabant_capture_session_restarts_total',
+      'Capture sessions restarted after a retriable error',
+    ),
+  };
+}
+
+export type CaptureMetrics = ReturnType<typeof captureMetrics>;

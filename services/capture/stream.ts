@@ -1,0 +1,177 @@
+/**
+ * The replication connection (I/O shell): START_REPLICATION on the slot with pgoutput through
+ * pg-logical-replication, our own decoder, and our own acknowledgements. The library's auto-ack
+ * and its periodic timer both ack the last *received* LSN, which can lose data on a crash (see
+ * DESIGN.md), so both are off; keepalives and a periodic status update carry the last LSN the
+ * pipeline reported durable, never more.
+ */
+import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
+import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '../protocol/lsn.ts';
+import { BrabantError } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/log.ts';
+import { DecodeError } from './pgoutput/binary-reader.ts';
+import { decodePgoutput } from './pgoutput/decoder.ts';
+import type { PgoutputMessage } from './pgoutput/messages.ts';
+
+type Parsed = PgoutputMessage | { tag: 'decode-error'; error: unknown; bytes: Buffer };
+
+/** The library's pgoutput plugin with Brabant's decoder (raw text values, unchanged-TOAST markers, typed errors). */
+class BrabantPgoutputPlugin extends PgoutputPlugin {
+  // The base class types parse() with its own message shape; ours reaches our own 'data' handler.
+  override parse(buffer: Buffer): ReturnType<PgoutputPlugin['parse']> {
+    let parsed: Parsed;
+    try {
+      parsed = decodePgoutput(buffer);
+    } catch (error) {
+      parsed = { tag: 'decode-error', error, bytes: Buffer.from(buffer) };
+    }
+    return parsed as unknown as ReturnType<PgoutputPlugin['parse']>;
+  }
+}
+
+/**
+ * Session settings of the replication connection: the text forms the schema mapper expects.
+ * Output functions run in the walsender with these settings.
+ */
+export const REPLICATION_SESSION_OPTIONS =
+  '-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex';
+
+export interface StreamOptions {
+  url: string;
+  slot: string;
+  publication: string;
+  /** Status update period, well under the server's wal_sender_timeout. */
+  statusIntervalMs: number;
+  log: Logger;
+  onMessage(msg: PgoutputMessage): Promise<void>;
+}
+
+export class ReplicationStream {
+  private readonly service: LogicalReplicationService;
+  private durable: Lsn = ZERO_LSN;
+  private failure: unknown;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private draining = false;
+  private lastServerLsn: Lsn = ZERO_LSN;
+
+  constructor(private readonly opts: StreamOptions) {
+    this.service = new LogicalReplicationService(
+      { connectionString: opts.url, options: REPLICATION_SESSION_OPTIONS },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
+    );
+  }
+
+  /** The highest WAL position the server has told us about (for lag). */
+  get serverLsn(): Lsn {
+    return this.lastServerLsn;
+  }
+
+  /** Everything before `endLsn` is in Kafka: the slot may move there. Never moves backwards. */
+  confirm(endLsn: Lsn): void {
+    if (endLsn <= this.durable) return;
+    this.durable = endLsn;
+  }
+
+  get confirmed(): Lsn {
+    return this.durable;
+  }
+
+  /** Streams until stop() or an error; rejects with a typed error. */
+  async run(): Promise<void> {
+    const s = this.service;
+    let failed: (err: unknown) => void = () => {};
+    const failedPromise = new Promise<never>((_, reject) => {
+      failed = reject;
+    });
+    const fail = (err: unknown) => {
+      if (this.failure !== undefined || this.stopping) return;
+      this.failure = classifyStreamError(err, this.opts.slot);
+      failed(this.failure);
+      void s.stop().catch(() => {});
+    };
+    s.on('data', async (_lsn: string, msg: Parsed) => {
+      // Once draining, later messages are not handled; unconfirmed, they come again next session.
+      if (this.failure !== undefined || this.stopping || this.draining) return;
+      if (msg.tag === 'decode-error') {
+        const where = msg.error instanceof DecodeError ? msg.error.message : String(msg.error);
+        fail(
+          new BrabantError(
+            'CATALOG_MISMATCH',
+            `undecodable pgoutput message (${where}): ${msg.bytes.subarray(0, 64).toString('hex')}`,
+          ),
+        );
+        return;
+      }
+      try {
+        await this.opts.onMessage(msg);
+      } catch (err) {
+        fail(err);
+      }
+    });
+    s.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
+      const l = parseLsn(lsn);
+      if (l > this.lastServerLsn) this.lastServerLsn = l;
+      if (shouldRespond) this.sendStatus();
+    });
+    s.on('error', (err: Error) => fail(err));
+    this.statusTimer = setInterval(() => this.sendStatus(), this.opts.statusIntervalMs);
+    try {
+      const plugin = new BrabantPgoutputPlugin({
+        protoVersion: 1,
+        publicationNames: [this.opts.publication],
+        messages: true,
+      });
+      // 0/0: start where the slot's confirmed position is.
+      await Promise.race([s.subscribe(plugin, this.opts.slot, '0/0'), failedPromise]);
+      if (this.failure !== undefined) throw this.failure;
+      if (!this.stopping)
+        throw new BrabantError('SOURCE_UNAVAILABLE', 'replication stream ended unexpectedly');
+    } catch (err) {
+      if (this.stopping && this.failure === undefined) return;
+      throw this.failure ?? classifyStreamError(err, this.opts.slot);
+    } finally {
+      clearInterval(this.statusTimer);
+    }
+  }
+
+  /** Stops handing messages to the pipeline (graceful stop: flush next, then stop()). */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /** Sends a last status update with the durable position, then closes the connection. */
+  async stop(): Promise<void> {
+    this.sendStatus();
+    this.stopping = true;
+    clearInterval(this.statusTimer);
+    await this.service.stop().catch(() => {});
+  }
+
+  private sendStatus(): void {
+    if (this.durable === ZERO_LSN) return;
+    // The library writes "given LSN + 1" as written/flushed/applied; pass durable - 1 so the
+    // server gets exactly the end LSN we confirm, never a byte more.
+    void this.service.acknowledge(formatLsn((this.durable - 1n) as Lsn)).catch(() => {});
+  }
+}
+
+function classifyStreamError(err: unknown, slot: string): BrabantError {
+  if (err instanceof BrabantError) return err;
+  const e = err as { code?: string; message?: string };
+  const message = e?.message ?? String(err);
+  if (e?.code === '42704' || /replication slot .* does not exist/.test(message)) {
+    return new BrabantError(
+      'SLOT_LOST',
+      `replication slot ${slot} no longer exists (${message}); changes committed since its last confirmed position ` +
+        'may never reach Kafka. Recreate it only knowingly: set BRABANT_CAPTURE_RECREATE_SLOT=true and restart capture',
+    );
+  }
+  if (e?.code === '55006' || /is active for PID/.test(message)) {
+    return new BrabantError(
+      'SLOT_IN_USE',
+      `replication slot ${slot} is in use by another process (${message}): another capture for this node is running; stop it first`,
+    );
+  }
+  return new BrabantError('SOURCE_UNAVAILABLE', `replication connection failed: ${message}`, { cause: err });
+}
