@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { captureNames, startCapture } from './support/capture.ts';
+import { captureNames, startCapture } from './support/services.ts';
 import { createDatabase, node, region, stack } from './support/stack.ts';
 import { assertNoDuplicates, readTopic, type TopicEvent } from './support/topic.ts';
 

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ensureKafkaJars, type RunningKafka, startKafka } from '../infra/kafka/kafka.ts';
 import { freePort } from '../infra/processes.ts';
-import { captureNames, startCapture } from './support/capture.ts';
+import { captureNames, startCapture } from './support/services.ts';
 import { createDatabase, node, region, stack } from './support/stack.ts';
 import { assertNoDuplicates, readTopic, type TopicEvent } from './support/topic.ts';
 

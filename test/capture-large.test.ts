@@ -4,7 +4,7 @@
  */
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { captureNames, startCapture } from './support/capture.ts';
+import { captureNames, startCapture } from './support/services.ts';
 import { createDatabase, kafka, node, region, uniqueName } from './support/stack.ts';
 
 const ROWS = Number(process.env.BRABANT_TEST_LARGE_ROWS ?? 200_000);

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type CaptureProcess, captureNames, startCapture } from './support/capture.ts';
+import { captureNames, type ServiceProcess, startCapture } from './support/services.ts';
 import { createDatabase, node, region, stack } from './support/stack.ts';
 import { assertNoDuplicates, readTopic, type TopicEvent } from './support/topic.ts';
 
@@ -26,7 +26,7 @@ async function setupDb(sql: string) {
   return { db, client };
 }
 
-function run(names: ReturnType<typeof captureNames>, env: Record<string, string> = {}): CaptureProcess {
+function run(names: ReturnType<typeof captureNames>, env: Record<string, string> = {}): ServiceProcess {
   const p = startCapture(names, env);
   cleanups.push(() => p.kill('SIGKILL'));
   return p;

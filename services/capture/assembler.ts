@@ -58,6 +58,8 @@ export type Output =
 export interface AssemblerOptions {
   /** Table version by relation oid (the caller fills it when a Relation message arrives). */
   tables: Map<number, TableSchema>;
+  /** Relations whose changes are not sent on (Brabant's own tables: tombstones, conflict log). */
+  ignored?: Set<number>;
   /** Everything at or below this position is already committed in Kafka. */
   skipThrough?: StreamPosition;
 }
@@ -69,9 +71,11 @@ export class Assembler {
   private held: AssembledEvent | undefined;
   private readonly skipThrough: StreamPosition | undefined;
   private readonly tables: Map<number, TableSchema>;
+  private readonly ignored: Set<number>;
 
   constructor(opts: AssemblerOptions) {
     this.tables = opts.tables;
+    this.ignored = opts.ignored ?? new Set();
     this.skipThrough = opts.skipThrough;
   }
 
@@ -100,6 +104,7 @@ export class Assembler {
       case 'type':
         return;
       case 'insert': {
+        if (this.ignored.has(msg.relationOid)) return;
         const t = this.table(msg.relationOid);
         const after = toText(msg.after);
         this.emit(out, {
@@ -113,6 +118,7 @@ export class Assembler {
         return;
       }
       case 'update': {
+        if (this.ignored.has(msg.relationOid)) return;
         const t = this.table(msg.relationOid);
         const after = toText(msg.after);
         const old = msg.before === null ? null : toText(msg.before.tuple);
@@ -129,6 +135,7 @@ export class Assembler {
         return;
       }
       case 'delete': {
+        if (this.ignored.has(msg.relationOid)) return;
         const t = this.table(msg.relationOid);
         const old = toText(msg.before.tuple);
         this.emit(out, {
@@ -143,6 +150,7 @@ export class Assembler {
       }
       case 'truncate':
         for (const oid of msg.relationOids) {
+          if (this.ignored.has(oid)) continue;
           this.emit(out, {
             kind: 'table',
             table: this.table(oid),

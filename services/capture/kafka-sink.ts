@@ -20,39 +20,6 @@ export interface EventSink {
   commitBatch(messages: Message[]): Promise<void>;
 }
 
-export interface TopicSettings {
-  topic: string;
-  partitions: number;
-  /** Broker-side limit of one message (topic max.message.bytes). */
-  maxMessageBytes: number;
-  retentionMs: number;
-}
-
-export async function ensureTopic(admin: Admin, s: TopicSettings, log: Logger): Promise<number> {
-  const existing = await admin
-    .fetchTopicMetadata({ topics: [] })
-    .then((m) => m.topics.find((t) => t.name === s.topic));
-  if (existing !== undefined) return existing.partitions.length;
-  const created = await admin.createTopics({
-    waitForLeaders: true,
-    topics: [
-      {
-        topic: s.topic,
-        numPartitions: s.partitions,
-        replicationFactor: -1,
-        configEntries: [
-          { name: 'max.message.bytes', value: String(s.maxMessageBytes) },
-          { name: 'retention.ms', value: String(s.retentionMs) },
-          { name: 'cleanup.policy', value: 'delete' },
-        ],
-      },
-    ],
-  });
-  if (created) log.info({ topic: s.topic, partitions: s.partitions }, 'created change topic');
-  const meta = await admin.fetchTopicMetadata({ topics: [s.topic] });
-  return meta.topics[0]!.partitions.length;
-}
-
 /** The partition of a node's stream: Kafka's default (murmur2) partitioner on the node id, as Java clients do. */
 export function partitionOf(nodeId: string, topic: string, partitions: number): number {
   const partitioner = Partitioners.DefaultPartitioner();

@@ -42,12 +42,15 @@ export interface PipelineDeps {
   now?: () => number;
 }
 
+export const BRABANT_SCHEMA = 'brabant';
+
 /** Kafka's per-record overhead beyond key and value, with a margin. */
 const RECORD_OVERHEAD = 256;
 
 export class CapturePipeline {
   private readonly assembler: Assembler;
   private readonly tables = new Map<number, TableSchema>();
+  private readonly ignored = new Set<number>();
   private readonly schemaIds = new Map<string, number>();
   private control: { id: number; type: AvroType } | undefined;
   private batch: Message[] = [];
@@ -98,6 +101,12 @@ export class CapturePipeline {
 
   private async handleNow(msg: PgoutputMessage): Promise<void> {
     if (msg.tag === 'relation') {
+      // Brabant's own tables (tombstones, conflict log) are per node: never replicated.
+      if (msg.schema === BRABANT_SCHEMA) {
+        this.ignored.add(msg.oid);
+        return;
+      }
+      this.ignored.delete(msg.oid);
       const table = await this.deps.describeRelation(msg);
       if (!this.schemaIds.has(table.fingerprint)) {
         const id = await this.deps.registerSchema(`${this.deps.topic}-${table.fullName}`, table.schema);

@@ -7,10 +7,11 @@
 import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
 import type { Lsn } from '../protocol/lsn.ts';
-import { formatLsn } from '../protocol/lsn.ts';
+import { formatLsn, parseLsn } from '../protocol/lsn.ts';
 import type { PgTypeInfo } from '../protocol/pg-types.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { buildTableSchema, type TableSchema } from '../protocol/table-schema.ts';
+import { changeTopic, ensureTopic } from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { failpoint } from '../runtime/failpoints.ts';
@@ -30,7 +31,7 @@ import {
   userTables,
 } from './catalog.ts';
 import type { captureConfig } from './config.ts';
-import { ensureTopic, KafkaEventSink, partitionOf, readLastPosition } from './kafka-sink.ts';
+import { KafkaEventSink, partitionOf, readLastPosition } from './kafka-sink.ts';
 import type { CaptureMetrics } from './metrics.ts';
 import type { RelationMessage } from './pgoutput/messages.ts';
 import { CapturePipeline } from './pipeline.ts';
@@ -48,7 +49,7 @@ export interface Names {
 export function namesFor(c: CaptureConfig): Names {
   const safe = c.nodeId.replace(/[^a-z0-9_]/gi, '_').toLowerCase();
   return {
-    topic: c.topic || `brabant.${c.region}.changes`,
+    topic: c.topic || changeTopic(c.region),
     slot: c.slot || `brabant_${safe}`,
     publication: c.publication || `brabant_${safe}`,
     transactionalId: `brabant-capture-${c.nodeId}`,
@@ -236,6 +237,9 @@ export async function runSession(deps: SessionDeps): Promise<void> {
       onMessage: (msg) => pipeline.handle(msg),
     });
     streamRef = stream;
+    // Status updates (keepalive answers) need a position from the start: the slot's own.
+    const start = await slotState(db, names.slot);
+    if (start.confirmedFlush) stream.confirm(parseLsn(start.confirmedFlush));
 
     const running = stream.run();
     timers.push(

@@ -463,3 +463,61 @@ export function valueError(table: string, column: string, err: unknown): Brabant
 }
 
 export { ValueError };
+
+/**
+ * The codec of a field from its Avro type alone (what a reader has: the writer's schema from the
+ * registry). Used by apply to turn Avro values back into PostgreSQL text forms.
+ */
+export function codecFromAvro(schema: AvroSchema): Codec {
+  if (typeof schema === 'string') {
+    switch (schema) {
+      case 'boolean':
+        return boolean;
+      case 'int':
+        return int;
+      case 'long':
+        return long;
+      case 'float':
+      case 'double':
+        return floating(schema);
+      case 'bytes':
+        return bytes;
+      case 'string':
+        return text('text');
+      default:
+        throw new ValueError(`no PostgreSQL text form for Avro type ${schema}`);
+    }
+  }
+  if (Array.isArray(schema)) throw new ValueError('a union has no single codec');
+  const s = schema as {
+    type: string;
+    logicalType?: string;
+    precision?: number;
+    scale?: number;
+    items?: unknown;
+  };
+  switch (s.logicalType) {
+    case 'date':
+      return date;
+    case 'time-micros':
+      return time;
+    case 'timestamp-micros':
+      return timestamp(true);
+    case 'local-timestamp-micros':
+      return timestamp(false);
+    case 'decimal':
+      return decimal(s.precision ?? 38, s.scale ?? 0);
+    case 'uuid':
+      return uuid;
+    default:
+      break;
+  }
+  if (s.type === 'array') {
+    const items = Array.isArray(s.items)
+      ? (s.items as AvroSchema[]).find((b) => b !== 'null')
+      : (s.items as AvroSchema);
+    if (items === undefined) throw new ValueError('array without item type');
+    return array(codecFromAvro(items), 'array');
+  }
+  return codecFromAvro(s.type);
+}

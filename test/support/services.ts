@@ -1,11 +1,12 @@
-/** Runs the capture service as a real child process (so tests can kill -9 it) on a test's own names. */
+/** Runs the services as real child processes (so tests can kill -9 it) on a test's own names. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { NodeInfo } from '../../infra/stack.ts';
 import { region, stack, uniqueName } from './stack.ts';
 
-export interface CaptureProcess {
+/** A running service process. */
+export interface ServiceProcess {
   readonly pid: number;
   readonly logFile: string;
   readonly lines: string[];
@@ -38,30 +39,36 @@ export function captureNames(node: NodeInfo, dbUrl: string): CaptureNames {
   };
 }
 
-export function startCapture(names: CaptureNames, env: Record<string, string> = {}): CaptureProcess {
+export function startCapture(names: CaptureNames, env: Record<string, string> = {}): ServiceProcess {
+  return startService('capture', names.nodeId, {
+    BRABANT_NODE_ID: names.nodeId,
+    BRABANT_REGION: names.region,
+    BRABANT_PG_URL: names.dbUrl,
+    BRABANT_KAFKA_BROKERS: region(names.region).kafkaBrokers.join(','),
+    BRABANT_REGISTRY_URL: stack().registryUrl,
+    BRABANT_CAPTURE_TOPIC: names.topic,
+    BRABANT_CAPTURE_SLOT: names.slot,
+    BRABANT_CAPTURE_PUBLICATION: names.publication,
+    BRABANT_CAPTURE_HEARTBEAT_MS: '0',
+    ...env,
+  });
+}
+
+/** Starts `services/<kind>/main.ts` as a child process with the given environment. */
+export function startService(
+  kind: 'capture' | 'apply',
+  name: string,
+  env: Record<string, string>,
+): ServiceProcess {
   const logDir = resolve('.cache/test-logs');
   mkdirSync(logDir, { recursive: true });
-  const logFile = join(logDir, `capture-${names.nodeId}-${Date.now()}.log`);
+  const logFile = join(logDir, `${kind}-${name}-${Date.now()}.log`);
   const out = createWriteStream(logFile);
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', resolve('services/capture/main.ts')],
+    ['--import', 'tsx', resolve(`services/${kind}/main.ts`)],
     {
-      env: {
-        ...process.env,
-        BRABANT_NODE_ID: names.nodeId,
-        BRABANT_REGION: names.region,
-        BRABANT_PG_URL: names.dbUrl,
-        BRABANT_KAFKA_BROKERS: region(names.region).kafkaBrokers.join(','),
-        BRABANT_REGISTRY_URL: stack().registryUrl,
-        BRABANT_CAPTURE_TOPIC: names.topic,
-        BRABANT_CAPTURE_SLOT: names.slot,
-        BRABANT_CAPTURE_PUBLICATION: names.publication,
-        BRABANT_CAPTURE_HEARTBEAT_MS: '0',
-        BRABANT_METRICS_PORT: '0',
-        KAFKAJS_NO_PARTITIONER_WARNING: '1',
-        ...env,
-      },
+      env: { ...process.env, BRABANT_METRICS_PORT: '0', KAFKAJS_NO_PARTITIONER_WARNING: '1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -101,7 +108,7 @@ export function startCapture(names: CaptureNames, env: Record<string, string> = 
         const w = { pattern, resolve: res };
         waiters.push(w);
         const t = setTimeout(
-          () => rej(new Error(`capture log never matched ${pattern} within ${timeoutMs} ms; see ${logFile}`)),
+          () => rej(new Error(`${kind} log never matched ${pattern} within ${timeoutMs} ms; see ${logFile}`)),
           timeoutMs,
         );
         void exited.then((code) => {
@@ -109,7 +116,7 @@ export function startCapture(names: CaptureNames, env: Record<string, string> = 
             clearTimeout(t);
             rej(
               new Error(
-                `capture exited (${code}) before its log matched ${pattern}; see ${logFile}:\n${lines.slice(-5).join('\n')}`,
+                `${kind} exited (${code}) before its log matched ${pattern}; see ${logFile}:\n${lines.slice(-5).join('\n')}`,
               ),
             );
           }

@@ -1,0 +1,66 @@
+/** Apply's options, declared once (docs/configuration.md is generated from them). */
+import { int, list, str, url } from '../runtime/config.ts';
+
+export const applyConfig = {
+  nodeId: str({
+    env: 'BRABANT_NODE_ID',
+    description: 'Id of this node, unique across all regions (e.g. vl-1)',
+  }),
+  pgUrl: str({ env: 'BRABANT_PG_URL', description: 'postgres:// URL of the node database to apply to' }),
+  kafkaBrokers: list({
+    env: 'BRABANT_KAFKA_BROKERS',
+    description: 'Kafka bootstrap servers holding every region’s change topic (host:port list)',
+  }),
+  registryUrl: url({ env: 'BRABANT_REGISTRY_URL', description: 'Confluent-compatible schema registry URL' }),
+  regions: list({
+    env: 'BRABANT_APPLY_REGIONS',
+    description:
+      'Regions whose change topics (brabant.<region>.changes) this node applies; include its own region for its peers there',
+    default: [],
+  }),
+  topics: list({
+    env: 'BRABANT_APPLY_TOPICS',
+    description: 'Change topics to apply, instead of deriving them from BRABANT_APPLY_REGIONS',
+    default: [],
+  }),
+  groupId: str({
+    env: 'BRABANT_APPLY_GROUP',
+    description: 'Kafka consumer group; empty means brabant-apply-<node id>',
+    default: '',
+  }),
+  chunkRows: int({
+    env: 'BRABANT_APPLY_CHUNK_ROWS',
+    description:
+      'Rows of one source transaction applied per round trip (and chunk size of large transactions)',
+    default: 2000,
+    min: 1,
+    max: 1_000_000,
+  }),
+  tombstoneMarginMs: int({
+    env: 'BRABANT_APPLY_TOMBSTONE_MARGIN_MS',
+    description: 'Tombstones are kept this long after every peer applied past them (clock skew margin)',
+    default: 600_000,
+    min: 0,
+    max: 30 * 24 * 3600 * 1000,
+  }),
+  retryMaxMs: int({
+    env: 'BRABANT_APPLY_RETRY_MAX_MS',
+    description: 'Longest wait between attempts while Kafka, the registry or the node is unreachable',
+    default: 30_000,
+    min: 100,
+    max: 600_000,
+  }),
+  metricsPort: int({
+    env: 'BRABANT_METRICS_PORT',
+    description: 'Port of /metrics on 127.0.0.1; 0 picks a free port, -1 turns it off',
+    default: 9402,
+    min: -1,
+    max: 65535,
+  }),
+  metricsHost: str({
+    env: 'BRABANT_METRICS_HOST',
+    description: 'Address /metrics listens on',
+    default: '127.0.0.1',
+  }),
+  logLevel: str({ env: 'BRABANT_LOG_LEVEL', description: 'pino log level', default: 'info' }),
+};

@@ -1,0 +1,43 @@
+/** Apply's Prometheus metrics, declared once. */
+import { MetricsRegistry } from '../runtime/metrics.ts';
+
+export function applyMetrics(registry = new MetricsRegistry()) {
+  return {
+    registry,
+    rows: registry.counter(
+      'brabant_apply_rows_total',
+      'Row changes handled, by origin and action (insert, update, delete, tombstone, skip)',
+    ),
+    transactions: registry.counter(
+      'brabant_apply_transactions_total',
+      'Source transactions applied, by origin',
+    ),
+    lagSeconds: registry.gauge(
+      'brabant_apply_lag_seconds',
+      'Now minus the source commit time of the last transaction or heartbeat applied, by origin',
+    ),
+    appliedLsn: registry.gauge(
+      'brabant_apply_applied_lsn',
+      'Source commit LSN of the last transaction applied, by origin',
+    ),
+    conflicts: registry.counter('brabant_apply_conflicts_total', 'Conflicts, by kind and resolution'),
+    deadLetters: registry.counter(
+      'brabant_apply_dead_letters_total',
+      'Events sent to the dead-letter topic, by reason',
+    ),
+    incompleteTransactions: registry.counter(
+      'brabant_apply_incomplete_transactions_total',
+      'Source transactions whose last event never came, by origin',
+    ),
+    tombstonesPruned: registry.counter(
+      'brabant_apply_tombstones_pruned_total',
+      'Tombstones removed once every peer applied past them',
+    ),
+    restarts: registry.counter(
+      'brabant_apply_session_restarts_total',
+      'Apply sessions restarted after a retriable error',
+    ),
+  };
+}
+
+export type ApplyMetrics = ReturnType<typeof applyMetrics>;

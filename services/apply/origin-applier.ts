@@ -1,0 +1,537 @@
+/**
+ * Applies one source node's stream to the local node (I/O shell around `resolve`): each source
+ * transaction in one local transaction, inside the replication-origin session `brabant_<source>`
+ * with the source's commit LSN and timestamp, so the origin's progress commits atomically with
+ * the data and the rows carry the original commit time and origin (what last-writer-wins reads).
+ * A large source transaction is applied in chunks inside one open local transaction.
+ */
+import type pg from 'pg';
+import type { DecodedChange, Row, RowChange } from '../protocol/change-decoder.ts';
+import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '../protocol/lsn.ts';
+import { codecFromAvro } from '../protocol/pg-types.ts';
+import { UNCHANGED } from '../protocol/table-schema.ts';
+import { BrabantError } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { ApplyMetrics } from './metrics.ts';
+import {
+  type ConflictKind,
+  type Decision,
+  type LocalState,
+  type Resolution,
+  resolve,
+  type Version,
+} from './resolve.ts';
+import { deleteSql, insertSql, lookupSql, tombstoneSql, updateSql } from './table-sql.ts';
+import type { TargetCatalog, TargetTable } from './target-catalog.ts';
+
+export const ORIGIN_PREFIX = 'brabant_';
+
+export function originName(node: string): string {
+  return `${ORIGIN_PREFIX}${node}`;
+}
+
+/** Session settings of an apply connection (as PostgreSQL's own apply workers run). */
+export const APPLY_SESSION_OPTIONS =
+  '-c session_replication_role=replica -c synchronous_commit=off -c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=iso_8601 -c extra_float_digits=3';
+
+export interface ConflictRecord {
+  kind: ConflictKind;
+  resolution: Resolution;
+  table: string;
+  key: Record<string, string> | null;
+  localRow: unknown;
+  localTs: bigint | null;
+  localNode: string | null;
+  remoteRow: Record<string, string | null> | null;
+  remoteTs: bigint;
+  remoteNode: string;
+  remoteCommitLsn: Lsn;
+}
+
+export interface DeadLetter {
+  reason: string;
+  change: RowChange;
+}
+
+export interface ApplierContext {
+  localNode: string;
+  catalog: TargetCatalog;
+  log: Logger;
+  metrics: ApplyMetrics;
+  /** Rows of one source transaction applied per round trip; also the chunk size of large transactions. */
+  chunkRows: number;
+}
+
+const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros' });
+
+interface OpenTx {
+  commitLsn: Lsn;
+  commitTs: bigint;
+  lastIndex: number;
+  begun: boolean;
+  pending: RowChange[];
+  conflicts: ConflictRecord[];
+  deadLetters: DeadLetter[];
+  rows: number;
+}
+
+export interface TxOutcome {
+  commitLsn: Lsn;
+  commitTs: bigint;
+  rows: number;
+  conflicts: ConflictRecord[];
+  deadLetters: DeadLetter[];
+}
+
+export class OriginApplier {
+  readonly origin: string;
+  private applied: Lsn = ZERO_LSN;
+  private tx: OpenTx | undefined;
+  private readonly warnedColumns = new Set<string>();
+
+  constructor(
+    private readonly db: pg.Client,
+    readonly source: string,
+    private readonly ctx: ApplierContext,
+  ) {
+    this.origin = originName(source);
+  }
+
+  /** Last source commit LSN applied (the origin's progress). */
+  get progress(): Lsn {
+    return this.applied;
+  }
+
+  /** Whether a source transaction is under way (its first events seen, its last not yet). */
+  get inTransaction(): boolean {
+    return this.tx !== undefined;
+  }
+
+  async init(): Promise<void> {
+    await this.db.query(
+      `select pg_replication_origin_create($1) where not exists (select 1 from pg_replication_origin where roname = $1)`,
+      [this.origin],
+    );
+    try {
+      await this.db.query('select pg_replication_origin_session_setup($1)', [this.origin]);
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (/already active/.test(msg)) {
+        throw new BrabantError(
+          'FENCED',
+          `replication origin ${this.origin} is in use by another session (${msg}): another apply for ${this.ctx.localNode} is running; stop it first`,
+        );
+      }
+      throw err;
+    }
+    const res = await this.db.query<{ p: string | null }>(
+      'select pg_replication_origin_progress($1, true)::text as p',
+      [this.origin],
+    );
+    this.applied = res.rows[0]?.p ? parseLsn(res.rows[0].p) : ZERO_LSN;
+  }
+
+  /**
+   * Feeds one event of this source, in stream order. Resolves with the outcome when the event
+   * ended a source transaction that was applied (committed), else undefined.
+   */
+  async handle(change: DecodedChange): Promise<TxOutcome | undefined> {
+    const { commitLsn, index } = change.tx;
+    if (commitLsn <= this.applied) return undefined; // applied before (redelivery after a restart)
+    if (this.tx !== undefined && this.tx.commitLsn !== commitLsn) {
+      // The source transaction before this one never ended in the stream (its node's slot was
+      // recreated mid-transaction): its partial effects must not commit.
+      this.ctx.log.error(
+        { source: this.source, commitLsn: formatLsn(this.tx.commitLsn) },
+        'source transaction ended without its last event; rolled back',
+      );
+      this.ctx.metrics.incompleteTransactions.inc({ origin: this.source });
+      await this.rollback();
+    }
+    if (this.tx === undefined) {
+      this.tx = {
+        commitLsn,
+        commitTs: change.tx.commitTs,
+        lastIndex: -1,
+        begun: false,
+        pending: [],
+        conflicts: [],
+        deadLetters: [],
+        rows: 0,
+      };
+    }
+    const tx = this.tx;
+    if (index <= tx.lastIndex) return undefined; // redelivered part of the open transaction
+    tx.lastIndex = index;
+    if (change.kind === 'row') {
+      tx.pending.push(change);
+      if (tx.pending.length >= this.ctx.chunkRows) await this.applyPending(tx);
+    } else if (change.control === 'HEARTBEAT') {
+      this.ctx.metrics.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - change.tx.commitTs) / 1e6, {
+        origin: this.source,
+      });
+    }
+    if (!change.tx.last) return undefined;
+    if (tx.pending.length > 0) await this.applyPending(tx);
+    this.tx = undefined;
+    if (!tx.begun) return undefined; // nothing to apply (heartbeat, message)
+    await this.writeConflicts(tx.conflicts);
+    await this.db.query('commit');
+    this.applied = commitLsn;
+    const m = this.ctx.metrics;
+    m.transactions.inc({ origin: this.source });
+    m.appliedLsn.set(Number(commitLsn), { origin: this.source });
+    m.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - tx.commitTs) / 1e6, { origin: this.source });
+    return {
+      commitLsn,
+      commitTs: tx.commitTs,
+      rows: tx.rows,
+      conflicts: tx.conflicts,
+      deadLetters: tx.deadLetters,
+    };
+  }
+
+  /** Abandons an open local transaction (its source transaction will be delivered again). */
+  async rollback(): Promise<void> {
+    if (this.tx?.begun) await this.db.query('rollback').catch(() => {});
+    this.tx = undefined;
+  }
+
+  private async begin(tx: OpenTx): Promise<void> {
+    if (tx.begun) return;
+    // Literal values we produced ourselves (an LSN and a timestamp), so one round trip.
+    await this.db.query(
+      `begin; select pg_replication_origin_xact_setup('${formatLsn(tx.commitLsn)}', '${timestamptz.toText(tx.commitTs)}')`,
+    );
+    tx.begun = true;
+  }
+
+  private async applyPending(tx: OpenTx): Promise<void> {
+    await this.begin(tx);
+    const changes = tx.pending;
+    tx.pending = [];
+    let batch: RowChange[] = [];
+    let keys = new Set<string>();
+    const flush = async () => {
+      if (batch.length > 0) await this.applyBatch(tx, batch);
+      batch = [];
+      keys = new Set();
+    };
+    for (const c of expandKeyChanges(changes)) {
+      if (c.op === 'TRUNCATE') {
+        await flush();
+        await this.truncate(tx, c);
+        continue;
+      }
+      const k = `${c.schema}.${c.table}\u0000${JSON.stringify(c.key)}`;
+      if (batch.length > 0 && (batch[0]!.schema !== c.schema || batch[0]!.table !== c.table || keys.has(k)))
+        await flush();
+      batch.push(c);
+      keys.add(k);
+    }
+    await flush();
+    tx.rows += changes.length;
+  }
+
+  private async truncate(tx: OpenTx, c: RowChange): Promise<void> {
+    const t = await this.ctx.catalog.table(c.schema, c.table);
+    if (t === undefined) {
+      this.conflict(tx, c, 'target_table_missing', 'skip', null);
+      return;
+    }
+    await this.db.query(`truncate ${t.sql}`);
+  }
+
+  /** One table, distinct keys: look up, decide, and write with a few set-based statements. */
+  private async applyBatch(tx: OpenTx, batch: RowChange[]): Promise<void> {
+    const first = batch[0]!;
+    const t = await this.ctx.catalog.table(first.schema, first.table);
+    if (t === undefined) {
+      for (const c of batch) {
+        this.conflict(tx, c, 'target_table_missing', 'skip', null);
+        tx.deadLetters.push({
+          reason: `table ${first.schema}.${first.table} does not exist on ${this.ctx.localNode}`,
+          change: c,
+        });
+      }
+      return;
+    }
+    const keyCols = Object.keys(first.key ?? {});
+    const missingKey = keyCols.filter((k) => !t.columns.has(k));
+    if (missingKey.length > 0) {
+      for (const c of batch)
+        tx.deadLetters.push({
+          reason: `key column(s) ${missingKey.join(', ')} missing in ${t.schema}.${t.name}`,
+          change: c,
+        });
+      return;
+    }
+    this.checkColumns(tx, t, first);
+    const qualified = `${t.schema}.${t.name}`;
+    const keyParams = keyCols.map((k) => batch.map((c) => c.key![k]!));
+    // REPLICA IDENTITY FULL sends the old row: compare it with the local one (update_differing)
+    const withBefore = batch.find((c) => c.before !== null);
+    const beforeCols = withBefore ? Object.keys(withBefore.before!).filter((col) => t.columns.has(col)) : [];
+    const beforeParams = beforeCols.map((col) =>
+      batch.map((c) => (c.before === null ? null : textOf(c.before[col]))),
+    );
+    const looked = await this.db.query<LookupRow>(lookupSql(t, keyCols, beforeCols), [
+      ...keyParams,
+      qualified,
+      ...beforeParams,
+    ]);
+    const decisions: { c: RowChange; d: Decision; local: LookupRow }[] = [];
+    for (const [i, c] of batch.entries()) {
+      const local = looked.rows[i]!;
+      const state = localState(local, this.ctx.localNode);
+      const after = c.after;
+      const d = resolve(state, {
+        op: c.op as 'INSERT' | 'UPDATE' | 'DELETE',
+        version: { ts: c.tx.commitTs, node: c.origin.node },
+        complete: after !== null && Object.values(after).every((v) => v !== UNCHANGED),
+        ...(c.before !== null && local.differs !== null ? { beforeMatchesLocal: !local.differs } : {}),
+      });
+      decisions.push({ c, d, local });
+      if (d.conflict) this.conflict(tx, c, d.conflict.kind, d.conflict.resolution, local);
+    }
+    await this.write(tx, t, keyCols, decisions);
+  }
+
+  private async write(
+    tx: OpenTx,
+    t: TargetTable,
+    keyCols: string[],
+    decisions: { c: RowChange; d: Decision }[],
+  ): Promise<void> {
+    const qualified = `${t.schema}.${t.name}`;
+    const of = (a: Decision['action']) => decisions.filter((x) => x.d.action === a).map((x) => x.c);
+    const keys = (cs: RowChange[]) => keyCols.map((k) => cs.map((c) => c.key![k]!));
+    const statements: { sql: string; params: unknown[]; changes: RowChange[] }[] = [];
+    const deletes = of('delete');
+    if (deletes.length > 0)
+      statements.push({ sql: deleteSql(t, keyCols), params: keys(deletes), changes: deletes });
+    const tombs = [...deletes, ...of('tombstone')];
+    if (tombs.length > 0)
+      statements.push({ sql: tombstoneSql(t, keyCols), params: [...keys(tombs), qualified], changes: [] });
+    // updates, grouped by which columns they carry (unchanged TOAST values are left alone)
+    const groups = new Map<string, RowChange[]>();
+    for (const c of of('update')) {
+      const cols = presentColumns(t, c.after!);
+      const sig = cols.join('\u0000');
+      groups.set(sig, [...(groups.get(sig) ?? []), c]);
+    }
+    for (const [sig, cs] of groups) {
+      const cols = sig.split('\u0000');
+      statements.push({
+        sql: updateSql(t, keyCols, cols),
+        params: [...keys(cs), ...cols.map((col) => cs.map((c) => textOf(c.after![col])))],
+        changes: cs,
+      });
+    }
+    const inserts = of('insert');
+    if (inserts.length > 0) {
+      const cols = presentColumns(t, inserts[0]!.after!);
+      statements.push({
+        sql: insertSql(t, cols),
+        params: cols.map((col) => inserts.map((c) => textOf(c.after![col]))),
+        changes: inserts,
+      });
+    }
+    for (const s of statements) await this.run(tx, s.sql, s.params, s.changes);
+    const m = this.ctx.metrics;
+    for (const x of decisions) m.rows.inc({ origin: this.source, action: x.d.action });
+  }
+
+  /**
+   * Runs one set-based statement under a savepoint. A unique violation on another key
+   * (multiple_unique_conflicts) sends that row to the dead-letter topic and applies the others.
+   */
+  private async run(tx: OpenTx, sql: string, params: unknown[], changes: RowChange[]): Promise<void> {
+    await this.db.query('savepoint brabant_stmt');
+    try {
+      await this.db.query(sql, params);
+      await this.db.query('release savepoint brabant_stmt');
+      return;
+    } catch (err) {
+      await this.db.query('rollback to savepoint brabant_stmt');
+      if ((err as { code?: string }).code !== '23505' || changes.length === 0) throw err;
+    }
+    // one row at a time, to find the row(s) that collide
+    for (let i = 0; i < changes.length; i++) {
+      const one = params.map((p) => (Array.isArray(p) ? [p[i]] : p));
+      await this.db.query('savepoint brabant_row');
+      try {
+        await this.db.query(sql, one);
+        await this.db.query('release savepoint brabant_row');
+      } catch (err) {
+        await this.db.query('rollback to savepoint brabant_row');
+        if ((err as { code?: string }).code !== '23505') throw err;
+        const c = changes[i]!;
+        this.conflict(tx, c, 'multiple_unique_conflicts', 'skip', null);
+        tx.deadLetters.push({ reason: `unique violation: ${(err as Error).message}`, change: c });
+      }
+    }
+    await this.db.query('release savepoint brabant_stmt').catch(() => {});
+  }
+
+  private checkColumns(tx: OpenTx, t: TargetTable, c: RowChange): void {
+    const row = c.after ?? c.before;
+    if (row === null) return;
+    const source = Object.keys(row);
+    for (const col of source) {
+      if (!t.columns.has(col) && !this.warnedColumns.has(`${t.schema}.${t.name}.${col}`)) {
+        this.warnedColumns.add(`${t.schema}.${t.name}.${col}`);
+        this.ctx.log.warn(
+          { table: `${t.schema}.${t.name}`, column: col },
+          'source column missing on the target; its values are ignored',
+        );
+        this.conflict(tx, c, 'source_column_missing', 'skip', null);
+      }
+    }
+    for (const col of t.columns.keys()) {
+      if (!source.includes(col) && !this.warnedColumns.has(`${t.schema}.${t.name}.${col}`)) {
+        this.warnedColumns.add(`${t.schema}.${t.name}.${col}`);
+        this.ctx.log.warn(
+          { table: `${t.schema}.${t.name}`, column: col },
+          'target column missing in the source; left to its default',
+        );
+        this.conflict(tx, c, 'target_column_missing', 'skip', null);
+      }
+    }
+  }
+
+  private conflict(
+    tx: OpenTx,
+    c: RowChange,
+    kind: ConflictKind,
+    resolution: Resolution,
+    local: LookupRow | null,
+  ): void {
+    const localVersion =
+      local === null
+        ? null
+        : versionOf(
+            local.found ? local.row_ts : local.tomb_ts,
+            local.found ? local.row_origin : local.tomb_origin,
+            this.ctx.localNode,
+          );
+    tx.conflicts.push({
+      kind,
+      resolution,
+      table: `${c.schema}.${c.table}`,
+      key: c.key,
+      localRow: local?.local_row ?? null,
+      localTs: localVersion?.ts ?? null,
+      localNode: local !== null && (local.found || local.tombstone) ? (localVersion?.node ?? null) : null,
+      remoteRow: plainRow(c.after ?? c.before),
+      remoteTs: c.tx.commitTs,
+      remoteNode: c.origin.node,
+      remoteCommitLsn: c.tx.commitLsn,
+    });
+    this.ctx.metrics.conflicts.inc({ kind, resolution });
+  }
+
+  private async writeConflicts(conflicts: ConflictRecord[]): Promise<void> {
+    if (conflicts.length === 0) return;
+    const json = conflicts.map((c) => ({
+      kind: c.kind,
+      resolution: c.resolution,
+      table_name: c.table,
+      key: c.key,
+      local_row: c.localRow,
+      local_commit_ts: c.localTs === null ? null : timestamptz.toText(c.localTs),
+      local_node: c.localNode,
+      remote_row: c.remoteRow,
+      remote_commit_ts: timestamptz.toText(c.remoteTs),
+      remote_node: c.remoteNode,
+      remote_commit_lsn: formatLsn(c.remoteCommitLsn),
+    }));
+    await this.db.query(
+      `insert into brabant.conflicts (kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn)
+       select kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn::pg_lsn
+         from jsonb_to_recordset($1::jsonb) as x(kind text, resolution text, table_name text, key jsonb, local_row jsonb, local_commit_ts timestamptz,
+              local_node text, remote_row jsonb, remote_commit_ts timestamptz, remote_node text, remote_commit_lsn text)`,
+      [JSON.stringify(json)],
+    );
+  }
+}
+
+interface LookupRow {
+  ord: number;
+  local_row: Record<string, unknown> | null;
+  row_ts: string | null;
+  row_origin: string | null;
+  found: boolean;
+  tomb_ts: string | null;
+  tomb_origin: string | null;
+  tombstone: boolean;
+  differs: boolean | null;
+}
+
+/** A version from (unix micros text, origin name): no origin = this node; no time = unknown. */
+function versionOf(ts: string | null, origin: string | null, localNode: string): Version | null {
+  if (ts === null) return null;
+  const node =
+    origin === null
+      ? localNode
+      : origin.startsWith(ORIGIN_PREFIX)
+        ? origin.slice(ORIGIN_PREFIX.length)
+        : origin;
+  return { ts: BigInt(ts), node };
+}
+
+function localState(r: LookupRow, localNode: string): LocalState {
+  if (r.found) return { kind: 'row', version: versionOf(r.row_ts, r.row_origin, localNode) };
+  if (r.tombstone) {
+    // a tombstone whose commit time is unknown (frozen) is the oldest possible delete
+    return {
+      kind: 'absent',
+      tombstone: versionOf(r.tomb_ts, r.tomb_origin, localNode) ?? { ts: -(2n ** 63n), node: '' },
+    };
+  }
+  return { kind: 'absent', tombstone: null };
+}
+
+/** Columns of a new row that the target has and that carry a value (not unchanged TOAST). */
+function presentColumns(t: TargetTable, row: Row): string[] {
+  return Object.keys(row).filter((c) => t.columns.has(c) && row[c] !== UNCHANGED);
+}
+
+function textOf(v: Row[string] | undefined): string | null {
+  return v === undefined || v === UNCHANGED ? null : v;
+}
+
+function plainRow(row: Row | null): Record<string, string | null> | null {
+  if (row === null) return null;
+  return Object.fromEntries(
+    Object.entries(row).map(([k, v]) => [k, v === UNCHANGED ? '(unchanged toast)' : v]),
+  );
+}
+
+/**
+ * An UPDATE that changes the key becomes a DELETE of the old key and an INSERT of the new one
+ * (same version), so each key is resolved on its own.
+ */
+function expandKeyChanges(changes: RowChange[]): RowChange[] {
+  const out: RowChange[] = [];
+  for (const c of changes) {
+    if (c.op !== 'UPDATE' || c.key === null || c.after === null) {
+      out.push(c);
+      continue;
+    }
+    const newKey: Record<string, string> = {};
+    let moved = false;
+    for (const [k, v] of Object.entries(c.key)) {
+      const nv = c.after[k];
+      if (typeof nv === 'string') newKey[k] = nv;
+      if (nv !== v) moved = true;
+    }
+    if (!moved) {
+      out.push(c);
+      continue;
+    }
+    out.push({ ...c, op: 'DELETE', after: null });
+    out.push({ ...c, op: 'INSERT', key: newKey, before: null });
+  }
+  return out;
+}

@@ -1,0 +1,340 @@
+/**
+ * One apply session: node objects (tombstones, conflict log, delete triggers), one connection
+ * and replication-origin session per source node, and a read_committed consumer group over the
+ * change topics. Each message is decoded, handed to its source's applier in stream order, and its
+ * offset is committed only once no source transaction that started at or before it is still open.
+ */
+import type { Admin, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import pg from 'pg';
+import { ChangeDecoder, type RowChange } from '../protocol/change-decoder.ts';
+import { formatLsn } from '../protocol/lsn.ts';
+import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
+import { CONFLICTS_TOPIC, changeTopic, DEAD_LETTER_TOPIC, ensureTopic } from '../protocol/topics.ts';
+import type { ConfigOf } from '../runtime/config.ts';
+import { BrabantError, isBrabantError } from '../runtime/errors.ts';
+import { failpoint } from '../runtime/failpoints.ts';
+import { classifyKafkaError } from '../runtime/kafka.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { applyConfig } from './config.ts';
+import type { ApplyMetrics } from './metrics.ts';
+import { ensureDeleteTriggers, ensureNodeObjects } from './node-setup.ts';
+import {
+  APPLY_SESSION_OPTIONS,
+  type ConflictRecord,
+  ORIGIN_PREFIX,
+  OriginApplier,
+  type TxOutcome,
+} from './origin-applier.ts';
+import { TargetCatalog } from './target-catalog.ts';
+
+export type ApplyConfig = ConfigOf<typeof applyConfig>;
+
+export interface ApplySessionDeps {
+  config: ApplyConfig;
+  kafka: Kafka;
+  registry: SchemaRegistryClient;
+  log: Logger;
+  metrics: ApplyMetrics;
+  stopRequested: Promise<void>;
+}
+
+export function applyTopics(c: ApplyConfig): string[] {
+  const topics = c.topics.length > 0 ? c.topics : c.regions.map(changeTopic);
+  if (topics.length === 0) {
+    throw new BrabantError(
+      'CONFIG_INVALID',
+      'apply has nothing to consume: set BRABANT_APPLY_REGIONS (e.g. vlaanderen,wallonie) or BRABANT_APPLY_TOPICS',
+    );
+  }
+  return topics;
+}
+
+const connect = async (url: string, name: string): Promise<pg.Client> => {
+  const db = new pg.Client({ connectionString: url, options: APPLY_SESSION_OPTIONS, application_name: name });
+  try {
+    await db.connect();
+  } catch (err) {
+    throw new BrabantError(
+      'SOURCE_UNAVAILABLE',
+      `cannot connect to the node at ${redact(url)}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return db;
+};
+
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
+  const { config: c, log, metrics } = deps;
+  const topics = applyTopics(c);
+  const control = await connect(c.pgUrl, `brabant-apply-${c.nodeId}`);
+  const connections: pg.Client[] = [control];
+  let admin: Admin | undefined;
+  let producer: Producer | undefined;
+  const consumer = deps.kafka.consumer({
+    groupId: c.groupId || `brabant-apply-${c.nodeId}`,
+    readUncommitted: false,
+    allowAutoTopicCreation: false,
+    maxWaitTimeInMs: 50,
+    retry: { retries: 5 },
+  });
+  let failed: (err: unknown) => void = () => {};
+  const failure = new Promise<never>((_, reject) => {
+    failed = reject;
+  });
+  const timers: NodeJS.Timeout[] = [];
+  try {
+    control.on('error', (err) =>
+      failed(new BrabantError('SOURCE_UNAVAILABLE', `node connection lost: ${err.message}`)),
+    );
+    await ensureNodeObjects(control);
+    const triggers = await ensureDeleteTriggers(control);
+    if (triggers.length > 0)
+      log.info({ tables: triggers }, 'delete triggers installed (tombstones of local deletes)');
+
+    try {
+      admin = deps.kafka.admin();
+      await admin.connect();
+      for (const topic of topics)
+        await ensureTopic(
+          admin,
+          { topic, partitions: 6, maxMessageBytes: 1024 * 1024, retentionMs: 7 * 24 * 3600 * 1000 },
+          log,
+        );
+      for (const topic of [CONFLICTS_TOPIC, DEAD_LETTER_TOPIC]) {
+        await ensureTopic(
+          admin,
+          { topic, partitions: 3, maxMessageBytes: 8 * 1024 * 1024, retentionMs: 30 * 24 * 3600 * 1000 },
+          log,
+        );
+      }
+      producer = deps.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+      await producer.connect();
+      await consumer.connect();
+      await consumer.subscribe({ topics, fromBeginning: true });
+    } catch (err) {
+      throw classifyKafkaError(err, `connecting to Kafka ${c.kafkaBrokers.join(',')}`);
+    }
+
+    const catalog = new TargetCatalog(control);
+    const decoder = new ChangeDecoder(deps.registry);
+    const appliers = new Map<string, Promise<OriginApplier>>();
+    const applierFor = (source: string): Promise<OriginApplier> => {
+      let a = appliers.get(source);
+      if (a === undefined) {
+        a = (async () => {
+          const db = await connect(c.pgUrl, `brabant-apply-${c.nodeId}-from-${source}`);
+          connections.push(db);
+          db.on('error', (err) =>
+            failed(new BrabantError('SOURCE_UNAVAILABLE', `node connection lost: ${err.message}`)),
+          );
+          const applier = new OriginApplier(db, source, {
+            localNode: c.nodeId,
+            catalog,
+            log,
+            metrics,
+            chunkRows: c.chunkRows,
+          });
+          await applier.init();
+          log.info(
+            { source, origin: applier.origin, progress: formatLsn(applier.progress) },
+            'applying changes of a source node',
+          );
+          return applier;
+        })();
+        appliers.set(source, a);
+      }
+      return a;
+    };
+
+    const lastCommitTs = new Map<string, bigint>();
+    const publish = async (source: string, outcome: TxOutcome) => {
+      lastCommitTs.set(source, outcome.commitTs);
+      const messages = outcome.conflicts.map((x) => ({
+        key: c.nodeId,
+        value: JSON.stringify(conflictJson(c.nodeId, x)),
+      }));
+      if (messages.length > 0) await producer!.send({ topic: CONFLICTS_TOPIC, messages });
+      if (outcome.deadLetters.length > 0) {
+        await producer!.send({
+          topic: DEAD_LETTER_TOPIC,
+          messages: outcome.deadLetters.map((d) => ({
+            key: source,
+            value: JSON.stringify(changeJson(d.change)),
+            headers: {
+              'brabant.reason': d.reason,
+              'brabant.target-node': c.nodeId,
+              'brabant.commit-lsn': String(d.change.tx.commitLsn),
+              'brabant.index': String(d.change.tx.index),
+            },
+          })),
+        });
+        for (const d of outcome.deadLetters) metrics.deadLetters.inc({ reason: d.reason.split(':')[0]! });
+      }
+    };
+
+    // offsets: per partition, the first offset of every source transaction still open in it
+    const openFirst = new Map<string, Map<string, string>>();
+    const resolved = new Map<string, bigint>();
+    const eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+      const part = `${batch.topic}/${batch.partition}`;
+      const open = openFirst.get(part) ?? new Map<string, string>();
+      openFirst.set(part, open);
+      const markDone = (offset: string) => {
+        const firsts = [...open.values()].map(BigInt);
+        const safe = firsts.length > 0 ? firsts.reduce((a, b) => (a < b ? a : b)) - 1n : BigInt(offset);
+        if (safe > (resolved.get(part) ?? -1n)) {
+          resolveOffset(String(safe));
+          resolved.set(part, safe);
+        }
+      };
+      for (const m of batch.messages) {
+        if (!isRunning() || isStale()) return;
+        const source = m.key?.toString();
+        if (source === undefined || source === c.nodeId || m.value === null) {
+          markDone(m.offset);
+          continue;
+        }
+        let change: Awaited<ReturnType<ChangeDecoder['decode']>>;
+        try {
+          change = await decoder.decode(m.value);
+        } catch (err) {
+          if (!isBrabantError(err, 'UNDECODABLE')) throw err;
+          log.error(
+            { source, topic: batch.topic, partition: batch.partition, offset: m.offset, reason: err.message },
+            'poison message sent to the dead-letter topic',
+          );
+          await producer!.send({
+            topic: DEAD_LETTER_TOPIC,
+            messages: [
+              {
+                key: source,
+                value: m.value,
+                headers: {
+                  'brabant.reason': err.message,
+                  'brabant.source-topic': batch.topic,
+                  'brabant.source-partition': String(batch.partition),
+                  'brabant.source-offset': m.offset,
+                  'brabant.target-node': c.nodeId,
+                },
+              },
+            ],
+          });
+          metrics.deadLetters.inc({ reason: 'undecodable' });
+          markDone(m.offset);
+          continue;
+        }
+        const applier = await applierFor(source);
+        const wasOpen = applier.inTransaction;
+        const outcome = await applier.handle(change);
+        if (!wasOpen && applier.inTransaction) open.set(source, m.offset);
+        if (!applier.inTransaction) open.delete(source);
+        if (outcome !== undefined) {
+          failpoint('apply.after-commit');
+          await publish(source, outcome);
+        }
+        markDone(m.offset);
+        await heartbeat();
+      }
+    };
+
+    // tombstones: kept until every known peer applied past them (plus a margin for clock skew)
+    timers.push(
+      setInterval(() => {
+        void pruneTombstones(control, lastCommitTs, c.tombstoneMarginMs)
+          .then((n) => {
+            if (n > 0) {
+              metrics.tombstonesPruned.inc({}, n);
+              log.debug({ pruned: n }, 'tombstones pruned');
+            }
+          })
+          .catch((err) => log.warn({ err: (err as Error).message }, 'tombstone pruning failed'));
+      }, 60_000),
+    );
+
+    consumer.on(consumer.events.CRASH, (e) => {
+      if (!e.payload.restart) failed(classifyCrash(e.payload.error));
+    });
+    await consumer.run({
+      eachBatchAutoResolve: false,
+      autoCommit: true,
+      autoCommitInterval: 500,
+      partitionsConsumedConcurrently: 1,
+      eachBatch,
+    });
+    log.info({ topics, group: c.groupId || `brabant-apply-${c.nodeId}` }, 'apply session running');
+    await Promise.race([deps.stopRequested, failure]);
+  } finally {
+    for (const t of timers) clearInterval(t);
+    await consumer.disconnect().catch(() => {});
+    await producer?.disconnect().catch(() => {});
+    await admin?.disconnect().catch(() => {});
+    for (const db of connections) await db.end().catch(() => {});
+  }
+}
+
+function classifyCrash(err: unknown): BrabantError {
+  if (err instanceof BrabantError) return err;
+  if (
+    (err as { code?: string })?.code !== undefined &&
+    typeof (err as { code?: unknown }).code === 'string'
+  ) {
+    return new BrabantError('SOURCE_UNAVAILABLE', `applying failed: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  return classifyKafkaError(err, 'consuming change topics');
+}
+
+async function pruneTombstones(
+  db: pg.Client,
+  lastCommitTs: Map<string, bigint>,
+  marginMs: number,
+): Promise<number> {
+  const origins = await db.query<{ roname: string }>(
+    `select roname from pg_replication_origin where roname like '${ORIGIN_PREFIX}%'`,
+  );
+  const peers = origins.rows.map((r) => r.roname.slice(ORIGIN_PREFIX.length));
+  if (peers.length === 0 || peers.some((p) => !lastCommitTs.has(p))) return 0;
+  const horizon =
+    peers.map((p) => lastCommitTs.get(p)!).reduce((a, b) => (a < b ? a : b)) - BigInt(marginMs) * 1000n;
+  const res = await db.query(
+    `delete from brabant.tombstones where (extract(epoch from pg_xact_commit_timestamp(xmin)) * 1000000)::int8 < $1::int8`,
+    [horizon.toString()],
+  );
+  return res.rowCount ?? 0;
+}
+
+function conflictJson(node: string, x: ConflictRecord) {
+  return {
+    node,
+    kind: x.kind,
+    resolution: x.resolution,
+    table: x.table,
+    key: x.key,
+    local: { row: x.localRow, commitTs: x.localTs?.toString() ?? null, node: x.localNode },
+    remote: {
+      row: x.remoteRow,
+      commitTs: x.remoteTs.toString(),
+      node: x.remoteNode,
+      commitLsn: formatLsn(x.remoteCommitLsn),
+    },
+  };
+}
+
+function changeJson(c: RowChange) {
+  return JSON.parse(
+    JSON.stringify(c, (_k, v) =>
+      typeof v === 'bigint' ? v.toString() : typeof v === 'symbol' ? '(unchanged toast)' : v,
+    ),
+  );
+}

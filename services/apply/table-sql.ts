@@ -1,0 +1,86 @@
+/**
+ * Set-based SQL for one table (pure): every statement takes one text[] parameter per column
+ * (PostgreSQL text forms, NULL for null) and casts server-side to the target column's type, so a
+ * batch of rows is one round trip whatever its size.
+ */
+import { quoteIdent, type TargetTable } from './target-catalog.ts';
+
+function cast(t: TargetTable, col: string, expr: string): string {
+  return `${expr}::${t.columns.get(col)!.type}`;
+}
+
+/** `t.k = u.k::type` (or IS NOT DISTINCT FROM for nullable key columns, REPLICA IDENTITY FULL). */
+function keyMatch(t: TargetTable, keyCols: string[], left: string, right: string): string {
+  return keyCols
+    .map((c, i) => {
+      const op = t.columns.get(c)!.notNull ? '=' : 'is not distinct from';
+      return `${left}.${quoteIdent(c)} ${op} ${cast(t, c, `${right}.k${i}`)}`;
+    })
+    .join(' and ');
+}
+
+function unnestOf(names: string[], from = 1): string {
+  return `unnest(${names.map((_, i) => `$${i + from}::text[]`).join(', ')}) with ordinality as u(${[...names, 'ord'].join(', ')})`;
+}
+
+/** jsonb key of a tombstone, built from typed values (same as the delete trigger's to_jsonb). */
+function tombstoneKey(t: TargetTable, keyCols: string[], alias: string): string {
+  return `jsonb_build_object(${keyCols.map((c, i) => `'${c.replace(/'/g, "''")}', ${cast(t, c, `${alias}.k${i}`)}`).join(', ')})`;
+}
+
+/**
+ * Local state of each key, locking the rows: $1..$k key columns, $k+1 the table name for
+ * tombstones, then (when `beforeCols` is given, REPLICA IDENTITY FULL) one parameter per old-row
+ * column. Answers ord, the local row as jsonb, the version (unix micros and origin name) of the
+ * row or of the key's tombstone, and whether the local row differs from the old row sent.
+ */
+export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[] = []): string {
+  const ks = keyCols.map((_, i) => `k${i}`);
+  const bs = beforeCols.map((_, i) => `b${i}`);
+  const differs =
+    beforeCols.length === 0
+      ? 'null::boolean'
+      : `(select jsonb_object_agg(e.key, e.value) from jsonb_each(r.row) e where e.key = any(array[${beforeCols
+          .map((c) => `'${c.replace(/'/g, "''")}'`)
+          .join(', ')}]))
+         is distinct from jsonb_build_object(${beforeCols.map((c, i) => `'${c.replace(/'/g, "''")}', ${cast(t, c, `u.b${i}`)}`).join(', ')})`;
+  return `
+    select u.ord::int as ord, r.row as local_row,
+           (extract(epoch from ro."timestamp") * 1000000)::int8::text as row_ts, rn.roname as row_origin, r.x is not null as found,
+           (extract(epoch from tbo."timestamp") * 1000000)::int8::text as tomb_ts, tn.roname as tomb_origin, tb.tbl is not null as tombstone,
+           case when r.x is not null then ${differs} end as differs
+      from unnest(${[...ks, ...bs].map((_, i) => `$${i < ks.length ? i + 1 : i + 2}::text[]`).join(', ')}) with ordinality as u(${[...ks, ...bs, 'ord'].join(', ')})
+      left join lateral (select to_jsonb(t) as row, t.xmin as x from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')} for update) r on true
+      left join lateral pg_xact_commit_timestamp_origin(r.x) ro on true
+      left join pg_replication_origin rn on rn.roident = ro.roident
+      left join brabant.tombstones tb on tb.tbl = $${keyCols.length + 1} and tb.key = ${tombstoneKey(t, keyCols, 'u')}
+      left join lateral pg_xact_commit_timestamp_origin(tb.xmin) tbo on true
+      left join pg_replication_origin tn on tn.roident = tbo.roident
+     order by u.ord`;
+}
+
+/** Insert whole rows: one parameter per column. */
+export function insertSql(t: TargetTable, cols: string[]): string {
+  const vs = cols.map((_, i) => `v${i}`);
+  return `insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})
+    select ${cols.map((c, i) => cast(t, c, `u.v${i}`)).join(', ')} from ${unnestOf(vs)} order by u.ord`;
+}
+
+/** Update rows found by key: $1..$k key columns, then one parameter per updated column. */
+export function updateSql(t: TargetTable, keyCols: string[], cols: string[]): string {
+  const names = [...keyCols.map((_, i) => `k${i}`), ...cols.map((_, i) => `v${i}`)];
+  return `update ${t.sql} t set ${cols.map((c, i) => `${quoteIdent(c)} = ${cast(t, c, `u.v${i}`)}`).join(', ')}
+      from ${unnestOf(names)} where ${keyMatch(t, keyCols, 't', 'u')}`;
+}
+
+/** Delete rows by key: $1..$k key columns. */
+export function deleteSql(t: TargetTable, keyCols: string[]): string {
+  return `delete from ${t.sql} t using ${unnestOf(keyCols.map((_, i) => `k${i}`))} where ${keyMatch(t, keyCols, 't', 'u')}`;
+}
+
+/** Remember deletes: $1..$k key columns, $k+1 table name. Re-touching a tombstone gives it the new version. */
+export function tombstoneSql(t: TargetTable, keyCols: string[]): string {
+  return `insert into brabant.tombstones (tbl, key)
+    select $${keyCols.length + 1}, ${tombstoneKey(t, keyCols, 'u')} from ${unnestOf(keyCols.map((_, i) => `k${i}`))}
+    on conflict (tbl, key) do update set tbl = excluded.tbl`;
+}

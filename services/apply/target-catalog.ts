@@ -1,0 +1,62 @@
+/** The target node's view of a replicated table: its columns and their types, cached. */
+import type pg from 'pg';
+
+type Queryable = Pick<pg.Client, 'query'>;
+
+export interface TargetColumn {
+  name: string;
+  /** format_type(): what a text value is cast to, e.g. `numeric(10,2)`, `integer[]`. */
+  type: string;
+  notNull: boolean;
+}
+
+export interface TargetTable {
+  schema: string;
+  name: string;
+  /** Quoted `"schema"."name"`. */
+  sql: string;
+  columns: Map<string, TargetColumn>;
+}
+
+export function quoteIdent(s: string): string {
+  return `"${s.replace(/"/g, '""')}"`;
+}
+
+export class TargetCatalog {
+  private readonly tables = new Map<string, Promise<TargetTable | undefined>>();
+  constructor(private readonly db: Queryable) {}
+
+  table(schema: string, name: string): Promise<TargetTable | undefined> {
+    const k = `${schema}.${name}`;
+    let t = this.tables.get(k);
+    if (t === undefined) {
+      t = this.load(schema, name);
+      this.tables.set(k, t);
+      t.catch(() => this.tables.delete(k));
+    }
+    return t;
+  }
+
+  /** Forget what is cached (after DDL, or an error that says the table changed). */
+  invalidate(): void {
+    this.tables.clear();
+  }
+
+  private async load(schema: string, name: string): Promise<TargetTable | undefined> {
+    const res = await this.db.query<{ name: string; type: string; not_null: boolean }>(
+      `select a.attname as name, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull as not_null
+         from pg_attribute a
+         join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped
+        order by a.attnum`,
+      [schema, name],
+    );
+    if (res.rowCount === 0) return undefined;
+    return {
+      schema,
+      name,
+      sql: `${quoteIdent(schema)}.${quoteIdent(name)}`,
+      columns: new Map(res.rows.map((r) => [r.name, { name: r.name, type: r.type, notNull: r.not_null }])),
+    };
+  }
+}

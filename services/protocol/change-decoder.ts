@@ -1,0 +1,210 @@
+/**
+ * Reader side of the wire contract: Confluent-framed Avro events → typed change events with
+ * PostgreSQL text forms, keyed by column name. Schemas come from the registry by id (cached), so
+ * a reader handles every table version and envelope version a writer registered.
+ */
+import { BrabantError } from '../runtime/errors.ts';
+import { type AvroType, avroType } from './avro.ts';
+import type { ControlKind, Operation, Origin } from './envelope.ts';
+import { unframe } from './envelope.ts';
+import { type Lsn, lsn } from './lsn.ts';
+import { type AvroSchema, type Codec, codecFromAvro } from './pg-types.ts';
+import { RegistryHttpError } from './schema-registry.ts';
+import { type TextValue, UNCHANGED } from './table-schema.ts';
+
+export interface TxPosition {
+  xid: bigint;
+  commitLsn: Lsn;
+  /** Unix microseconds. */
+  commitTs: bigint;
+  index: number;
+  last: boolean;
+}
+
+export type Row = Record<string, TextValue>;
+
+export interface RowChange {
+  kind: 'row';
+  origin: Origin;
+  tx: TxPosition;
+  op: Operation;
+  schema: string;
+  table: string;
+  /** Replica identity columns (null for TRUNCATE). */
+  key: Record<string, string> | null;
+  before: Row | null;
+  after: Row | null;
+}
+
+export interface ControlChange {
+  kind: 'control';
+  origin: Origin;
+  tx: TxPosition;
+  control: ControlKind;
+  prefix: string;
+  content: Buffer;
+}
+
+export type DecodedChange = RowChange | ControlChange;
+
+interface FieldReader {
+  field: string;
+  column: string;
+  codec: Codec;
+}
+
+interface Reader {
+  type: AvroType;
+  kind: 'table' | 'control';
+  key: FieldReader[];
+  row: FieldReader[];
+}
+
+export interface SchemaSource {
+  schemaById(id: number): Promise<string>;
+}
+
+export class ChangeDecoder {
+  private readonly readers = new Map<number, Promise<Reader>>();
+
+  constructor(private readonly registry: SchemaSource) {}
+
+  async decode(buf: Buffer): Promise<DecodedChange> {
+    const { schemaId, body } = unframe(buf);
+    const reader = await this.reader(schemaId);
+    let v: Record<string, unknown>;
+    try {
+      v = reader.type.fromBuffer(body) as Record<string, unknown>;
+    } catch (err) {
+      throw new BrabantError(
+        'UNDECODABLE',
+        `body does not match schema id ${schemaId}: ${(err as Error).message}`,
+      );
+    }
+    const t = v.tx as { xid: bigint; commitLsn: bigint; commitTs: bigint; index: number; last: boolean };
+    const tx: TxPosition = {
+      xid: t.xid,
+      commitLsn: lsn(t.commitLsn),
+      commitTs: t.commitTs,
+      index: t.index,
+      last: t.last,
+    };
+    const origin = v.origin as Origin;
+    if (reader.kind === 'control') {
+      return {
+        kind: 'control',
+        origin,
+        tx,
+        control: v.kind as ControlKind,
+        prefix: v.prefix as string,
+        content: v.content as Buffer,
+      };
+    }
+    const unwrap = (u: unknown) =>
+      u === null ? null : (Object.values(u as Record<string, unknown>)[0] as Record<string, unknown>);
+    const keyRec = unwrap(v.key);
+    return {
+      kind: 'row',
+      origin,
+      tx,
+      op: v.op as Operation,
+      schema: v.schema as string,
+      table: v.table as string,
+      key: keyRec === null ? null : readKey(reader.key, keyRec),
+      before: readRow(reader.row, unwrap(v.before)),
+      after: readRow(reader.row, unwrap(v.after)),
+    };
+  }
+
+  private reader(id: number): Promise<Reader> {
+    let r = this.readers.get(id);
+    if (r === undefined) {
+      r = this.load(id);
+      this.readers.set(id, r);
+      // a failed load (registry down) must be retried next time, not cached
+      r.catch(() => this.readers.delete(id));
+    }
+    return r;
+  }
+
+  private async load(id: number): Promise<Reader> {
+    let text: string;
+    try {
+      text = await this.registry.schemaById(id);
+    } catch (err) {
+      if (err instanceof RegistryHttpError && err.status === 404) {
+        throw new BrabantError('UNDECODABLE', `schema id ${id} is unknown to the registry`);
+      }
+      throw err;
+    }
+    const schema = JSON.parse(text) as { name: string; fields: { name: string; type: unknown }[] };
+    const type = avroType(schema);
+    if (schema.name === 'Control') return { type, kind: 'control', key: [], row: [] };
+    const recordOf = (fieldName: string) => {
+      const f = schema.fields.find((x) => x.name === fieldName);
+      const branches = (f?.type ?? []) as unknown[];
+      return branches.find((b) => typeof b === 'object' && b !== null) as
+        | { fields: Record<string, unknown>[] }
+        | undefined;
+    };
+    const keyRecord = recordOf('key');
+    const rowRecord = recordOf('before');
+    if (keyRecord === undefined || rowRecord === undefined) {
+      throw new BrabantError(
+        'UNDECODABLE',
+        `schema id ${id} is neither a Brabant table change nor a control record`,
+      );
+    }
+    const fieldReader = (f: Record<string, unknown>): FieldReader => {
+      const t = f.type as AvroSchema;
+      const branches = Array.isArray(t) ? t : [t];
+      const main = branches.find((b) => b !== 'null' && b !== 'string' && !isUnchanged(b)) ?? 'string';
+      return {
+        field: f.name as string,
+        column: (f['brabant.column'] as string | undefined) ?? (f.name as string),
+        codec: codecFromAvro(main),
+      };
+    };
+    return {
+      type,
+      kind: 'table',
+      key: keyRecord.fields.map(fieldReader),
+      row: rowRecord.fields.map(fieldReader),
+    };
+  }
+}
+
+function isUnchanged(b: unknown): boolean {
+  return (
+    b === 'brabant.v1.Unchanged' ||
+    (typeof b === 'object' && b !== null && (b as { name?: string }).name === 'Unchanged')
+  );
+}
+
+function readValue(f: FieldReader, raw: unknown): TextValue {
+  if (raw === null || raw === undefined) return null;
+  if (typeof raw === 'object' && !Buffer.isBuffer(raw) && !Array.isArray(raw)) {
+    const [branch, value] = Object.entries(raw as Record<string, unknown>)[0]!;
+    if (branch === 'brabant.v1.Unchanged') return UNCHANGED;
+    if (branch === 'string' && f.codec.branch !== 'string') return value as string;
+    return f.codec.toText(value);
+  }
+  return f.codec.toText(raw);
+}
+
+function readRow(fields: FieldReader[], rec: Record<string, unknown> | null): Row | null {
+  if (rec === null) return null;
+  const out: Row = {};
+  for (const f of fields) out[f.column] = readValue(f, rec[f.field]);
+  return out;
+}
+
+function readKey(fields: FieldReader[], rec: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of fields) {
+    const v = readValue(f, rec[f.field]);
+    if (typeof v !== 'string') throw new BrabantError('UNDECODABLE', `key column ${f.column} has no value`);
+    out[f.column] = v;
+  }
+  return out;
+}

@@ -1,0 +1,104 @@
+/**
+ * Two nodes replicating each other for one test: a fresh database on vl-1 and on wa-1 with the
+ * same schema, unique node ids, topics, slots and consumer groups, and helpers to start and
+ * kill capture and apply for each side.
+ */
+import pg from 'pg';
+import type { NodeInfo } from '../../infra/stack.ts';
+import {
+  type CaptureNames,
+  captureNames,
+  type ServiceProcess,
+  startCapture,
+  startService,
+} from './services.ts';
+import { createDatabase, node, region, stack } from './stack.ts';
+
+export interface Side {
+  node: NodeInfo;
+  names: CaptureNames;
+  client: pg.Client;
+  url: string;
+}
+
+export interface Pair {
+  vl: Side;
+  wa: Side;
+  sides: Side[];
+  capture(side: Side, env?: Record<string, string>): ServiceProcess;
+  apply(side: Side, env?: Record<string, string>): ServiceProcess;
+  /** Kills every process started and drops the databases. */
+  cleanup(): Promise<void>;
+}
+
+export async function replicationPair(schemaSql: string): Promise<Pair> {
+  const sides: Side[] = [];
+  const drops: (() => Promise<void>)[] = [];
+  for (const id of ['vl-1', 'wa-1']) {
+    const n = node(id);
+    const db = await createDatabase(n);
+    drops.push(db.drop);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query(schemaSql);
+    sides.push({ node: n, names: captureNames(n, db.url), client, url: db.url });
+  }
+  const processes: ServiceProcess[] = [];
+  const topics = sides.map((s) => s.names.topic).join(',');
+  return {
+    vl: sides[0]!,
+    wa: sides[1]!,
+    sides,
+    capture(side, env = {}) {
+      const p = startCapture(side.names, { BRABANT_CAPTURE_BATCH_MS: '5', ...env });
+      processes.push(p);
+      return p;
+    },
+    apply(side, env = {}) {
+      const p = startService('apply', side.names.nodeId, {
+        BRABANT_NODE_ID: side.names.nodeId,
+        BRABANT_PG_URL: side.url,
+        BRABANT_KAFKA_BROKERS: region(side.node.region).kafkaBrokers.join(','),
+        BRABANT_REGISTRY_URL: stack().registryUrl,
+        BRABANT_APPLY_TOPICS: topics,
+        BRABANT_APPLY_RETRY_MAX_MS: '1000',
+        ...env,
+      });
+      processes.push(p);
+      return p;
+    },
+    async cleanup() {
+      for (const p of processes) await p.kill('SIGKILL');
+      for (const s of sides) await s.client.end().catch(() => {});
+      for (const d of drops) await d().catch(() => {});
+    },
+  };
+}
+
+/** Rows of a table as sorted JSON lines (for comparing nodes). */
+export async function tableRows(client: pg.Client, table: string): Promise<string[]> {
+  const res = await client.query(`select to_jsonb(t) as r from ${table} t order by to_jsonb(t)::text`);
+  return res.rows.map((r) => JSON.stringify(r.r));
+}
+
+/** Waits until every side holds the same rows of `table` and `check(rows)` holds, or fails with both sides' rows. */
+export async function waitConverged(
+  sides: Side[],
+  table: string,
+  check: (rows: string[]) => boolean = () => true,
+  timeoutMs = 60_000,
+): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let last: string[][] = [];
+  for (;;) {
+    last = await Promise.all(sides.map((s) => tableRows(s.client, table)));
+    const same = last.every((rows) => JSON.stringify(rows) === JSON.stringify(last[0]));
+    if (same && check(last[0]!)) return last[0]!;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `${table} did not converge within ${timeoutMs} ms:\n${sides.map((s, i) => `${s.names.nodeId}: ${last[i]!.length} rows ${last[i]!.slice(0, 5).join(' ')}`).join('\n')}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
