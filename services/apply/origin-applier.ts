@@ -112,17 +112,23 @@ export class OriginApplier {
       `select pg_replication_origin_create($1) where not exists (select 1 from pg_replication_origin where roname = $1)`,
       [this.origin],
     );
-    try {
-      await this.db.query('select pg_replication_origin_session_setup($1)', [this.origin]);
-    } catch (err) {
-      const msg = (err as Error).message;
-      if (/already active/.test(msg)) {
-        throw new BrabantError(
-          'FENCED',
-          `replication origin ${this.origin} is in use by another session (${msg}): another apply for ${this.ctx.localNode} is running; stop it first`,
-        );
+    // Only one session can hold an origin: a second apply of this node is fenced by PostgreSQL.
+    // The backend of an apply that was just killed may hold it a moment longer: wait a little.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.db.query('select pg_replication_origin_session_setup($1)', [this.origin]);
+        break;
+      } catch (err) {
+        const msg = (err as Error).message;
+        if (!/already active/.test(msg)) throw err;
+        if (attempt >= 20) {
+          throw new BrabantError(
+            'FENCED',
+            `replication origin ${this.origin} is in use by another session (${msg}): another apply for ${this.ctx.localNode} is running; stop it first`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 500));
       }
-      throw err;
     }
     const res = await this.db.query<{ p: string | null }>(
       'select pg_replication_origin_progress($1, true)::text as p',

@@ -85,6 +85,10 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     readUncommitted: false,
     allowAutoTopicCreation: false,
     maxWaitTimeInMs: 50,
+    // A killed apply's membership lapses after sessionTimeout; its replacement waits that long.
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1_000,
+    rebalanceTimeout: 20_000,
     retry: { retries: 5 },
   });
   let failed: (err: unknown) => void = () => {};

@@ -104,4 +104,16 @@ describe('CapturePipeline', () => {
     expect(p.pendingEvents).toBe(50);
     expect(itemsSchema().fingerprint).toBeTruthy();
   });
+
+  it('never sends changes of Brabant own tables (tombstones, conflict log)', async () => {
+    const { p, committed } = setup();
+    const own = { ...itemsRelation, oid: 999, schema: 'brabant', name: 'tombstones' };
+    await feed(p, [
+      itemsRelation,
+      own,
+      ...tx(100n, [{ tag: 'insert', relationOid: 999, after: ['t', '{}'] }, insert(1)]),
+    ]);
+    await p.flush();
+    expect(committed.flat().map((m) => m.headers?.['brabant.index'])).toEqual(['0']);
+  });
 });

@@ -66,6 +66,7 @@ export class CapturePipeline {
     this.now = deps.now ?? Date.now;
     this.assembler = new Assembler({
       tables: this.tables,
+      ignored: this.ignored,
       ...(deps.skipThrough ? { skipThrough: deps.skipThrough } : {}),
     });
   }

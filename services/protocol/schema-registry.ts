@@ -25,7 +25,7 @@ export class SchemaRegistryClient {
   constructor(opts: RegistryClientOptions) {
     this.url = opts.url.replace(/\/$/, '');
     this.timeoutMs = opts.timeoutMs ?? 10_000;
-    this.retries = opts.retries ?? 3;
+    this.retries = opts.retries ?? 5;
   }
 
   /** Registers (or finds) an Avro schema under a subject and returns its global id. */
@@ -34,13 +34,38 @@ export class SchemaRegistryClient {
     const cacheKey = `${subject}\u0000${text}`;
     const cached = this.registered.get(cacheKey);
     if (cached !== undefined) return cached;
-    const res = (await this.request('POST', `/subjects/${encodeURIComponent(subject)}/versions`, {
-      schemaType: 'AVRO',
-      schema: text,
-    })) as { id: number };
-    this.registered.set(cacheKey, res.id);
-    this.byId.set(res.id, text);
-    return res.id;
+    const path = `/subjects/${encodeURIComponent(subject)}/versions`;
+    const body = { schemaType: 'AVRO', schema: text };
+    let id: number;
+    try {
+      id = ((await this.request('POST', path, body)) as { id: number }).id;
+    } catch (err) {
+      if (!(err instanceof RegistryHttpError) || err.status !== 409) throw err;
+      // 409 also comes back when a concurrent (or retried) request created the subject first
+      // (Apicurio: "already exists"): if the schema is registered now, that is success.
+      const found = await this.lookup(subject, text);
+      if (found !== undefined) id = found;
+      else if (/already exists/i.test(err.message))
+        id = ((await this.request('POST', path, body)) as { id: number }).id;
+      else throw err;
+    }
+    this.registered.set(cacheKey, id);
+    this.byId.set(id, text);
+    return id;
+  }
+
+  /** The id of a schema already registered under a subject, or undefined. */
+  async lookup(subject: string, text: string): Promise<number | undefined> {
+    try {
+      const res = (await this.request('POST', `/subjects/${encodeURIComponent(subject)}`, {
+        schemaType: 'AVRO',
+        schema: text,
+      })) as { id: number };
+      return res.id;
+    } catch (err) {
+      if (err instanceof RegistryHttpError && err.status === 404) return undefined;
+      throw err;
+    }
   }
 
   /** The schema text of an id. */
