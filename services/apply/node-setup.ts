@@ -58,25 +58,30 @@ export async function ensureNodeObjects(db: Queryable): Promise<void> {
 }
 
 /**
- * The delete trigger on every user table with a primary key or replica identity index, keyed by
- * those columns (tables with REPLICA IDENTITY FULL and no key remember deletes by all columns).
- * Returns the tables it added the trigger to.
+ * The delete trigger on every user table with a usable key (see below), so local deletes leave
+ * tombstones that a late change from a peer cannot get past. Returns the tables it was added to.
  */
 export async function ensureDeleteTriggers(db: Queryable): Promise<string[]> {
-  // The key is what pgoutput sends as the replica identity: all columns for FULL, the identity
-  // index for INDEX, the primary key for DEFAULT.
+  // The same key apply finds rows by: the replica identity index (REPLICA IDENTITY USING INDEX);
+  // else the primary key; else (REPLICA IDENTITY FULL without a primary key) every column.
   const res = await db.query<{ schema: string; name: string; cols: string[] | null }>(`
     select n.nspname as schema, c.relname as name,
-           case c.relreplident
-             when 'f' then (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
-                             where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped)
-             else (select array_agg(a.attname::text order by k.ord)
-                     from pg_index i
-                     cross join lateral unnest(i.indkey::int2[]) with ordinality as k(attnum, ord)
-                     join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
-                    where i.indrelid = c.oid
-                      and ((c.relreplident = 'd' and i.indisprimary) or (c.relreplident = 'i' and i.indisreplident)))
-           end as cols
+           coalesce(
+             (select array_agg(a.attname::text order by k.ord)
+                from pg_index i
+                cross join lateral unnest(i.indkey::int2[]) with ordinality as k(attnum, ord)
+                join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
+               where i.indrelid = c.oid and c.relreplident = 'i' and i.indisreplident),
+             (select array_agg(a.attname::text order by k.ord)
+                from pg_index i
+                cross join lateral unnest(i.indkey::int2[]) with ordinality as k(attnum, ord)
+                join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
+               where i.indrelid = c.oid and i.indisprimary),
+             case when c.relreplident = 'f' then
+               (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
+                 where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped)
+             end
+           ) as cols
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
      where c.relkind in ('r', 'p') and not c.relispartition
        and n.nspname not in ('pg_catalog', 'information_schema', 'brabant') and n.nspname not like 'pg\\_%'

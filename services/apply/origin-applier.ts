@@ -262,7 +262,11 @@ export class OriginApplier {
       }
       return;
     }
-    const keyCols = Object.keys(first.key ?? {});
+    // Find rows by the primary key when the stream's key holds it (REPLICA IDENTITY FULL sends
+    // the whole old row as key), else by the stream's key; the delete trigger uses the same rule.
+    const streamKey = Object.keys(first.key ?? {});
+    const keyCols =
+      t.primaryKey.length > 0 && t.primaryKey.every((k) => streamKey.includes(k)) ? t.primaryKey : streamKey;
     const missingKey = keyCols.filter((k) => !t.columns.has(k));
     if (missingKey.length > 0) {
       for (const c of batch)
@@ -521,7 +525,8 @@ function plainRow(row: Row | null): Record<string, string | null> | null {
 function expandKeyChanges(changes: RowChange[]): RowChange[] {
   const out: RowChange[] = [];
   for (const c of changes) {
-    if (c.op !== 'UPDATE' || c.key === null || c.after === null) {
+    // With an old row ('O', REPLICA IDENTITY FULL) the key is the whole old row: not a key change.
+    if (c.op !== 'UPDATE' || c.key === null || c.after === null || c.before !== null) {
       out.push(c);
       continue;
     }

@@ -77,6 +77,18 @@ const cases: [string, LocalState, Incoming, Decision][] = [
     { action: 'update', conflict: { kind: 'update_differing', resolution: 'apply_remote' } },
   ],
   [
+    'update from another node whose old row differs from the local one',
+    row(v(5, 'vl-1')),
+    inc('UPDATE', v(10, 'wa-1'), { beforeMatchesLocal: false }),
+    { action: 'update', conflict: { kind: 'update_differing', resolution: 'apply_remote' } },
+  ],
+  [
+    'update from another node whose old row is the local one',
+    row(v(5, 'vl-1')),
+    inc('UPDATE', v(10, 'wa-1'), { beforeMatchesLocal: true }),
+    { action: 'update', conflict: { kind: 'update_origin_change', resolution: 'apply_remote' } },
+  ],
+  [
     'update of a missing row, complete',
     absent(),
     inc('UPDATE', v(10, 'wa-1')),

@@ -97,11 +97,12 @@ export function resolve(local: LocalState, incoming: Incoming): Decision {
       const wins = isNewer(v, local.version);
       const resolution: Resolution = wins ? 'apply_remote' : 'keep_local';
       const action: Action = wins ? 'update' : 'skip';
+      // The old row sent (REPLICA IDENTITY FULL) is not the local one: the most telling kind.
+      if (incoming.beforeMatchesLocal === false)
+        return { action, conflict: { kind: 'update_differing', resolution } };
       if (local.version !== null && local.version.node !== v.node) {
         return { action, conflict: { kind: 'update_origin_change', resolution } };
       }
-      if (incoming.beforeMatchesLocal === false)
-        return { action, conflict: { kind: 'update_differing', resolution } };
       return { action };
     }
     case 'DELETE': {

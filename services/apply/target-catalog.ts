@@ -16,6 +16,8 @@ export interface TargetTable {
   /** Quoted `"schema"."name"`. */
   sql: string;
   columns: Map<string, TargetColumn>;
+  /** Primary key columns (empty without a primary key): rows are found by them when the stream's key has them. */
+  primaryKey: string[];
 }
 
 export function quoteIdent(s: string): string {
@@ -52,7 +54,18 @@ export class TargetCatalog {
       [schema, name],
     );
     if (res.rowCount === 0) return undefined;
+    const pk = await this.db.query<{ name: string }>(
+      `select a.attname::text as name
+         from pg_index i
+         join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
+         cross join lateral unnest(i.indkey::int2[]) with ordinality as k(attnum, ord)
+         join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
+        where n.nspname = $1 and c.relname = $2 and i.indisprimary
+        order by k.ord`,
+      [schema, name],
+    );
     return {
+      primaryKey: pk.rows.map((r) => r.name),
       schema,
       name,
       sql: `${quoteIdent(schema)}.${quoteIdent(name)}`,
