@@ -142,6 +142,16 @@ export class OriginApplier {
    * ended a source transaction that was applied (committed), else undefined.
    */
   async handle(change: DecodedChange): Promise<TxOutcome | undefined> {
+    try {
+      return await this.handleNow(change);
+    } catch (err) {
+      // The local transaction is lost; the source transaction will be delivered again from its start.
+      await this.rollback();
+      throw err;
+    }
+  }
+
+  private async handleNow(change: DecodedChange): Promise<TxOutcome | undefined> {
     const { commitLsn, index } = change.tx;
     if (commitLsn <= this.applied) return undefined; // applied before (redelivery after a restart)
     if (this.tx !== undefined && this.tx.commitLsn !== commitLsn) {
@@ -347,7 +357,12 @@ export class OriginApplier {
         changes: inserts,
       });
     }
-    for (const s of statements) await this.run(tx, s.sql, s.params, s.changes);
+    for (const s of statements) {
+      // Only another unique key can make a write collide (the rows of this key are locked), so
+      // only then pay for a savepoint per statement.
+      if (t.otherUniqueKeys) await this.run(tx, s.sql, s.params, s.changes);
+      else await this.db.query(s.sql, s.params);
+    }
     const m = this.ctx.metrics;
     for (const x of decisions) m.rows.inc({ origin: this.source, action: x.d.action });
   }

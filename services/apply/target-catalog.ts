@@ -18,6 +18,8 @@ export interface TargetTable {
   columns: Map<string, TargetColumn>;
   /** Primary key columns (empty without a primary key): rows are found by them when the stream's key has them. */
   primaryKey: string[];
+  /** Unique indexes other than the primary key: writes may then collide on another key. */
+  otherUniqueKeys: boolean;
 }
 
 export function quoteIdent(s: string): string {
@@ -64,8 +66,14 @@ export class TargetCatalog {
         order by k.ord`,
       [schema, name],
     );
+    const unique = await this.db.query<{ n: number }>(
+      `select count(*)::int as n from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1 and c.relname = $2 and i.indisunique and not i.indisprimary`,
+      [schema, name],
+    );
     return {
       primaryKey: pk.rows.map((r) => r.name),
+      otherUniqueKeys: (unique.rows[0]?.n ?? 0) > 0,
       schema,
       name,
       sql: `${quoteIdent(schema)}.${quoteIdent(name)}`,

@@ -6,11 +6,16 @@ import { loadConfig } from '../runtime/config.ts';
 import { describeError } from '../runtime/errors.ts';
 import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
+import { demo } from './demo.ts';
 import { down, up } from './stack-commands.ts';
 
 const USAGE = `usage: brabant <command> [options]
 
 commands:
+  demo   start the two-region stack with capture and apply on each node, write in both regions at
+         once (with conflicting updates), show progress, and show that both end identical
+           --seconds N      how long to write (default 20)
+           --keep           leave the stack running afterwards
   up     start the local two-region stack (Kafka, PostgreSQL nodes vl-1 and wa-1, schema registry)
            --base-port N    first loopback port (default BRABANT_BASE_PORT or 19090)
            --kafka MODE     shared (one cluster) or per-region (one cluster per region); default shared
@@ -34,6 +39,8 @@ async function main(argv: string[]): Promise<number> {
       reuse: { type: 'boolean', default: false },
       detach: { type: 'boolean', default: false },
       purge: { type: 'boolean', default: false },
+      seconds: { type: 'string' },
+      keep: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -50,6 +57,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'down':
       return down({ config, purge: values.purge });
+    case 'demo': {
+      const seconds = Number(values.seconds ?? 20);
+      if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600)
+        throw new Error(`--seconds must be an integer from 1 to 3600, not '${values.seconds}'`);
+      return demo({ config, seconds, keep: values.keep });
+    }
     case 'config-docs':
       process.stdout.write(configurationDoc());
       return 0;

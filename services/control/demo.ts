@@ -1,0 +1,253 @@
+/**
+ * `brabant demo`: the local two-region stack, capture and apply for each node, a sample table,
+ * writes in both regions at once (including conflicting updates of the same rows), progress while
+ * it runs, and at the end the proof that both regions hold identical data.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, openSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { withDatabase } from '../../infra/postgres/postgres.ts';
+import { freePort, waitFor } from '../../infra/processes.ts';
+import { type NodeInfo, startStack, stopRecorded } from '../../infra/stack.ts';
+import { changeTopic } from '../protocol/topics.ts';
+import type { ConfigOf } from '../runtime/config.ts';
+import { BrabantError } from '../runtime/errors.ts';
+import type { controlConfig } from './config.ts';
+import { DEMO_TOPOLOGY, describeStack } from './stack-commands.ts';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const HOT_KEYS = 20;
+const say = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
+
+interface Service {
+  name: string;
+  child: ChildProcess;
+  metricsPort: number;
+}
+
+export async function demo(opts: {
+  config: ConfigOf<typeof controlConfig>;
+  seconds: number;
+  keep: boolean;
+}): Promise<number> {
+  const workDir = resolve(opts.config.home, 'demo');
+  // The demo's data is disposable: clear what an earlier demo left.
+  await stopRecorded(workDir);
+  rmSync(workDir, { recursive: true, force: true });
+  say(`starting the two-region stack in ${workDir} (ports from ${opts.config.basePort + 100})`);
+  const stack = await startStack(
+    { ...DEMO_TOPOLOGY, kafka: 'shared' },
+    { workDir, basePort: opts.config.basePort + 100, onProgress: say },
+  );
+  const services: Service[] = [];
+  const clients: pg.Client[] = [];
+  const stopAll = async () => {
+    for (const s of services) s.child.kill('SIGTERM');
+    await Promise.all(
+      services.map(
+        (s) => new Promise((r) => (s.child.exitCode !== null ? r(null) : s.child.once('exit', r))),
+      ),
+    );
+    for (const c of clients) await c.end().catch(() => {});
+    if (!opts.keep) await stack.stop();
+    else stack.release();
+  };
+  const onSignal = () => {
+    say('interrupted: stopping');
+    void stopAll().then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  try {
+    console.log(`\n${describeStack(stack)}\n`);
+    const nodes = stack.regions.flatMap((r) => r.nodes);
+    const dbs = new Map<string, pg.Client>();
+    for (const n of nodes) {
+      const admin = new pg.Client({ connectionString: n.url });
+      await admin.connect();
+      await admin.query('create database demo');
+      await admin.end();
+      const c = new pg.Client({ connectionString: withDatabase(n.url, 'demo') });
+      await c.connect();
+      clients.push(c);
+      // The same schema on every node (DDL replication is a later step of Brabant).
+      await c.query(
+        'create table items (id bigint primary key, region text not null, qty int not null, payload text, updated_at timestamptz not null default now())',
+      );
+      dbs.set(n.id, c);
+    }
+    say('sample table public.items created on both nodes');
+    const logDir = join(workDir, 'logs');
+    mkdirSync(logDir, { recursive: true });
+    const regionsList = stack.regions.map((r) => r.name).join(',');
+    for (const n of nodes) {
+      const brokers = stack.regions.find((r) => r.name === n.region)!.kafkaBrokers.join(',');
+      const common = {
+        BRABANT_NODE_ID: n.id,
+        BRABANT_PG_URL: withDatabase(n.url, 'demo'),
+        BRABANT_KAFKA_BROKERS: brokers,
+        BRABANT_REGISTRY_URL: stack.registryUrl,
+      };
+      services.push(
+        await startService('capture', n, logDir, {
+          ...common,
+          BRABANT_REGION: n.region,
+          BRABANT_CAPTURE_TOPIC: changeTopic(n.region),
+        }),
+      );
+      services.push(
+        await startService('apply', n, logDir, { ...common, BRABANT_APPLY_REGIONS: regionsList }),
+      );
+    }
+    say(`capture and apply running for ${nodes.map((n) => n.id).join(' and ')} (logs in ${logDir})`);
+
+    // Hot rows both regions will fight over, written once in Vlaanderen and replicated.
+    const [first, second] = nodes as [NodeInfo, NodeInfo];
+    const a = dbs.get(first.id)!;
+    const b = dbs.get(second.id)!;
+    await a.query(`insert into items select g, $1, 0, 'hot', now() from generate_series(1, ${HOT_KEYS}) g`, [
+      first.region,
+    ]);
+    await waitFor(
+      async () => Number((await b.query('select count(*) from items')).rows[0].count) === HOT_KEYS,
+      { what: 'the hot rows reaching the other region', timeoutMs: 60_000 },
+    );
+    say(
+      `${HOT_KEYS} hot rows replicated; now writing in both regions for ${opts.seconds} s (new rows, and updates of the same hot rows)`,
+    );
+
+    let writing = true;
+    const writer = async (n: NodeInfo, c: pg.Client, base: number) => {
+      let i = 0;
+      while (writing) {
+        i++;
+        await c.query('begin');
+        await c.query(`insert into items values ($1::bigint, $2, $3, md5($1::text), now())`, [
+          base + i,
+          n.region,
+          i,
+        ]);
+        await c.query(`update items set qty = qty + 1, region = $2, updated_at = now() where id = $1`, [
+          1 + (i % HOT_KEYS),
+          n.region,
+        ]);
+        await c.query('commit');
+      }
+      return i;
+    };
+    const started = Date.now();
+    let failure: unknown;
+    const writers = Promise.all([writer(first, a, 1_000_000), writer(second, b, 2_000_000)]).catch(
+      (err: unknown) => {
+        failure = err;
+        writing = false;
+        return [0, 0];
+      },
+    );
+    const progress = setInterval(() => {
+      void report(nodes, dbs, services).then((line) => say(line));
+    }, 2000);
+    const deadline = Date.now() + opts.seconds * 1000;
+    while (writing && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    writing = false;
+    const counts = await writers;
+    clearInterval(progress);
+    if (failure !== undefined) throw failure;
+    say(
+      `writes done: ${counts[0]} transactions in ${first.region}, ${counts[1]} in ${second.region} (${((counts[0] + counts[1]) / ((Date.now() - started) / 1000)).toFixed(0)}/s); waiting until both regions agree`,
+    );
+
+    const checksum = async (c: pg.Client) =>
+      (
+        await c.query<{ n: string; h: string }>(
+          `select count(*)::text as n, md5(coalesce(string_agg(t::text, '|' order by id), '')) as h from items t`,
+        )
+      ).rows[0]!;
+    const converged = await waitFor(
+      async () => {
+        const [x, y] = [await checksum(a), await checksum(b)];
+        return x.n === y.n && x.h === y.h ? x : undefined;
+      },
+      { what: 'both regions holding identical data', timeoutMs: 120_000, intervalMs: 500 },
+    );
+    say(await report(nodes, dbs, services));
+    console.log(`\nBoth regions hold identical data: ${converged.n} rows, checksum ${converged.h}`);
+    for (const n of nodes) {
+      const kinds = await dbs
+        .get(n.id)!
+        .query<{ kind: string; resolution: string; n: string }>(
+          'select kind, resolution, count(*)::text as n from brabant.conflicts group by 1, 2 order by 1, 2',
+        );
+      console.log(
+        `  conflicts resolved on ${n.id}: ${kinds.rows.map((k) => `${k.kind}/${k.resolution} ${k.n}`).join(', ') || 'none'}`,
+      );
+    }
+    const hot = await a.query<{ id: string; qty: number; region: string }>(
+      `select id, qty, region from items where id <= 3 order by id`,
+    );
+    console.log(
+      `  e.g. hot rows (same on both): ${hot.rows.map((r) => `#${r.id} qty ${r.qty} last written in ${r.region}`).join('; ')}`,
+    );
+    console.log(
+      `  verify yourself: psql '${withDatabase(first.url, 'demo')}' -c 'select count(*), md5(string_agg(t::text, $$|$$ order by id)) from items t'`,
+    );
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    await stopAll();
+    say(opts.keep ? `left running (stop with BRABANT_HOME=${workDir} brabant down)` : 'stack stopped');
+  }
+}
+
+async function startService(
+  kind: 'capture' | 'apply',
+  n: NodeInfo,
+  logDir: string,
+  env: Record<string, string>,
+): Promise<Service> {
+  const metricsPort = await freePort();
+  const fd = openSync(join(logDir, `${kind}-${n.id}.log`), 'a');
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'services', kind, 'main.ts')], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      ...env,
+      BRABANT_METRICS_PORT: String(metricsPort),
+      KAFKAJS_NO_PARTITIONER_WARNING: '1',
+    },
+    stdio: ['ignore', fd, fd],
+  });
+  child.once('exit', (code) => {
+    if (code !== 0 && code !== null)
+      console.error(`${kind} of ${n.id} exited with ${code}; see ${join(logDir, `${kind}-${n.id}.log`)}`);
+  });
+  await waitFor(
+    async () => {
+      if (child.exitCode !== null)
+        throw new BrabantError('COMPONENT_START_FAILED', `${kind} of ${n.id} exited with ${child.exitCode}`);
+      return (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok;
+    },
+    { what: `${kind} of ${n.id}`, timeoutMs: 60_000 },
+  );
+  return { name: `${kind}-${n.id}`, child, metricsPort };
+}
+
+async function report(nodes: NodeInfo[], dbs: Map<string, pg.Client>, services: Service[]): Promise<string> {
+  const parts: string[] = [];
+  for (const n of nodes) {
+    const c = dbs.get(n.id)!;
+    const rows = (await c.query<{ n: string }>('select count(*)::text as n from items')).rows[0]!.n;
+    const conflicts = (await c.query<{ n: string }>('select count(*)::text as n from brabant.conflicts'))
+      .rows[0]!.n;
+    const apply = services.find((s) => s.name === `apply-${n.id}`)!;
+    const metrics = await fetch(`http://127.0.0.1:${apply.metricsPort}/metrics`)
+      .then((r) => r.text())
+      .catch(() => '');
+    const lags = [...metrics.matchAll(/^brabant_apply_lag_seconds\{origin="([^"]+)"\} ([0-9.e+-]+)$/gm)].map(
+      (m) => `${(Number(m[2]) * 1000).toFixed(0)} ms`,
+    );
+    parts.push(`${n.id}: ${rows} rows, ${conflicts} conflicts, lag ${lags.join('/') || '-'}`);
+  }
+  return parts.join(' | ');
+}
