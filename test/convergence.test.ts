@@ -15,6 +15,7 @@ import type { ServiceProcess } from './support/services.ts';
 
 const OPS = Number(process.env.BRABANT_CONVERGENCE_OPS ?? 300);
 const KEYS = Number(process.env.BRABANT_CONVERGENCE_KEYS ?? 20);
+const CONVERGE_MS = 60_000 + OPS * 20;
 
 interface Write {
   node: string;
@@ -107,7 +108,7 @@ async function check(p: Pair, writes: Write[], seed: number): Promise<void> {
   const want = expected(writes);
   let rows: string[];
   try {
-    rows = await waitConverged(p.sides, 'kv', (r) => JSON.stringify(r) === JSON.stringify(want), 60_000);
+    rows = await waitConverged(p.sides, 'kv', (r) => JSON.stringify(r) === JSON.stringify(want), CONVERGE_MS);
   } catch (err) {
     const got = await Promise.all(p.sides.map((s) => tableRows(s.client, 'kv')));
     throw new Error(
@@ -125,7 +126,7 @@ async function check(p: Pair, writes: Write[], seed: number): Promise<void> {
 
 const SCHEMA = 'create table kv (id int primary key, val text)';
 
-describe('convergence (last writer wins)', { timeout: 300_000 }, () => {
+describe('convergence (last writer wins)', { timeout: 240_000 + OPS * 200 }, () => {
   it('both nodes end with the newest write of every key', async () => {
     const seed = Number(process.env.BRABANT_CONVERGENCE_SEED ?? Date.now() % 1_000_000);
     console.log(`convergence seed ${seed} (BRABANT_CONVERGENCE_SEED=${seed} replays it)`);

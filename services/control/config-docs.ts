@@ -1,6 +1,7 @@
 /** docs/configuration.md, generated from the services' option declarations (one source of truth). */
 
 import { externalConfig } from '../../infra/stack.ts';
+import { applyConfig } from '../apply/config.ts';
 import { captureConfig } from '../capture/config.ts';
 import { describeConfig } from '../runtime/config.ts';
 import { controlConfig } from './config.ts';
@@ -15,6 +16,10 @@ export function configurationDoc(): string {
     '## capture',
     '',
     describeConfig(captureConfig),
+    '',
+    '## apply',
+    '',
+    describeConfig(applyConfig),
     '',
     '## brabant CLI',
     '',
