@@ -73,4 +73,36 @@ describe('apply', () => {
     await new Promise((r) => setTimeout(r, 1000));
     expect(await tableRows(vl.client, 'items')).toHaveLength(600);
   });
+
+  it('keeps tombstones until every peer applied past them, then prunes them', async () => {
+    pair = await replicationPair('create table c (id int primary key, v text)');
+    const { vl, wa } = pair;
+    const env = { BRABANT_APPLY_PRUNE_INTERVAL_MS: '300', BRABANT_APPLY_TOMBSTONE_MARGIN_MS: '2000' };
+    await Promise.all([
+      pair.capture(vl).waitForLog(/capture session starting/),
+      pair.capture(wa).waitForLog(/capture session starting/),
+    ]);
+    await pair.apply(wa, env).waitForLog(/apply session running/);
+    await vl.client.query(`insert into c values (1, 'a'), (2, 'b')`);
+    await waitConverged(pair.sides, 'c', (r) => r.length === 2);
+    await wa.client.query('delete from c where id = 1'); // local delete on wa: the trigger leaves a tombstone
+    await vl.client.query('delete from c where id = 2'); // applied delete on wa: apply leaves a tombstone
+    await waitConverged([wa], 'c', (r) => r.length === 0);
+    const tombstones = async () =>
+      (
+        await wa.client.query<{ key: unknown }>('select key from brabant.tombstones order by key::text')
+      ).rows.map((r) => r.key);
+    expect(await tombstones()).toEqual([{ id: 1 }, { id: 2 }]);
+    // pruning runs every 300 ms, but the peer has applied nothing newer than the deletes (plus the
+    // 2 s margin) yet: they stay
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await tombstones()).toEqual([{ id: 1 }, { id: 2 }]);
+    // only once the peer has applied something newer than the deletes (plus the margin) may they go
+    await new Promise((r) => setTimeout(r, 1500));
+    await vl.client.query(`insert into c values (3, 'newer than both deletes')`);
+    const deadline = Date.now() + 30_000;
+    while ((await tombstones()).length > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
+    expect(await tombstones()).toEqual([]);
+  });
 });

@@ -216,4 +216,64 @@ describe('capture', () => {
     }
     expect(advanced).toBe(true);
   });
+
+  it('captures several databases of one server at once, each with its own slot and stream', async () => {
+    const one = await setupDb('create table t (id int primary key, db text)');
+    const two = await setupDb('create table t (id int primary key, db text)');
+    const n1 = captureNames(node('vl-1'), one.db.url);
+    const n2 = captureNames(node('vl-1'), two.db.url);
+    await Promise.all([
+      run(n1).waitForLog(/capture session starting/),
+      run(n2).waitForLog(/capture session starting/),
+    ]);
+    await Promise.all([
+      one.client.query(`insert into t select g, 'one' from generate_series(1, 50) g`),
+      two.client.query(`insert into t select g, 'two' from generate_series(1, 70) g`),
+    ]);
+    const brokers = region('vlaanderen').kafkaBrokers;
+    const [e1, e2] = await Promise.all([
+      readTopic(brokers, stack().registryUrl, n1.topic, (es) => es.length >= 50),
+      readTopic(brokers, stack().registryUrl, n2.topic, (es) => es.length >= 70),
+    ]);
+    expect(new Set(e1.map((e) => (row(e, 'after') as { db: { string: string } }).db.string))).toEqual(
+      new Set(['one']),
+    );
+    expect(new Set(e2.map((e) => (row(e, 'after') as { db: { string: string } }).db.string))).toEqual(
+      new Set(['two']),
+    );
+    const slots = await one.client.query(
+      'select slot_name, database from pg_replication_slots where slot_name = any($1)',
+      [[n1.slot, n2.slot]],
+    );
+    expect(slots.rows.map((r) => r.database).sort()).toEqual([one.db.name, two.db.name].sort());
+  });
+
+  it('finishes the current batch on SIGTERM, confirms it to the slot and exits 0', async () => {
+    const { db, client } = await setupDb('create table t (id int primary key)');
+    const names = captureNames(node('vl-1'), db.url);
+    // a long batch window: the rows are still batched when the signal comes
+    const capture = run(names, { BRABANT_CAPTURE_BATCH_MS: '60000', BRABANT_CAPTURE_BATCH_EVENTS: '100000' });
+    await capture.waitForLog(/capture session starting/);
+    await client.query('insert into t select generate_series(1, 100)');
+    const wal = (await client.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn')).rows[0]!
+      .lsn;
+    await capture.waitForLog(/table version registered/);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await capture.kill('SIGTERM')).toBe(0);
+    expect(capture.lines.join('\n')).toMatch(
+      /stopping: finishing the current batch.*"pending":100|"pending":100.*stopping: finishing the current batch/,
+    );
+    const events = await readTopic(
+      region('vlaanderen').kafkaBrokers,
+      stack().registryUrl,
+      names.topic,
+      (es) => es.length >= 100,
+    );
+    expect(events).toHaveLength(100);
+    const slot = await client.query<{ ok: boolean }>(
+      'select confirmed_flush_lsn >= $1::pg_lsn as ok from pg_replication_slots where slot_name = $2',
+      [wal, names.slot],
+    );
+    expect(slot.rows[0]!.ok).toBe(true);
+  });
 });

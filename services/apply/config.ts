@@ -43,6 +43,13 @@ export const applyConfig = {
     min: 0,
     max: 30 * 24 * 3600 * 1000,
   }),
+  pruneIntervalMs: int({
+    env: 'BRABANT_APPLY_PRUNE_INTERVAL_MS',
+    description: 'How often tombstones that every peer has applied past are removed',
+    default: 60_000,
+    min: 100,
+    max: 24 * 3600 * 1000,
+  }),
   retryMaxMs: int({
     env: 'BRABANT_APPLY_RETRY_MAX_MS',
     description: 'Longest wait between attempts while Kafka, the registry or the node is unreachable',

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 /**
  * Applies one source node's stream to the local node (I/O shell around `resolve`): each source
  * transaction in one local transaction, inside the replication-origin session `brabant_<source>`
@@ -361,7 +362,7 @@ export class OriginApplier {
       // Only another unique key can make a write collide (the rows of this key are locked), so
       // only then pay for a savepoint per statement.
       if (t.otherUniqueKeys) await this.run(tx, s.sql, s.params, s.changes);
-      else await this.db.query(s.sql, s.params);
+      else await this.db.query(prepared(s.sql, s.params));
     }
     const m = this.ctx.metrics;
     for (const x of decisions) m.rows.inc({ origin: this.source, action: x.d.action });
@@ -374,7 +375,7 @@ export class OriginApplier {
   private async run(tx: OpenTx, sql: string, params: unknown[], changes: RowChange[]): Promise<void> {
     await this.db.query('savepoint brabant_stmt');
     try {
-      await this.db.query(sql, params);
+      await this.db.query(prepared(sql, params));
       await this.db.query('release savepoint brabant_stmt');
       return;
     } catch (err) {
@@ -491,6 +492,14 @@ interface LookupRow {
   tomb_origin: string | null;
   tombstone: boolean;
   differs: boolean | null;
+}
+
+/**
+ * A named prepared statement: the SQL of a table version and batch shape is the same for every
+ * batch (rows travel as array parameters), so each connection parses and plans it once.
+ */
+function prepared(text: string, values: unknown[]): { name: string; text: string; values: unknown[] } {
+  return { name: `brabant_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`, text, values };
 }
 
 /** A version from (unix micros text, origin name): no origin = this node; no time = unknown. */

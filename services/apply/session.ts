@@ -262,7 +262,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
             }
           })
           .catch((err) => log.warn({ err: (err as Error).message }, 'tombstone pruning failed'));
-      }, 60_000),
+      }, c.pruneIntervalMs),
     );
 
     consumer.on(consumer.events.CRASH, (e) => {
