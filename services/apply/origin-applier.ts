@@ -191,7 +191,13 @@ export class OriginApplier {
     if (!change.tx.last) return undefined;
     if (tx.pending.length > 0) await this.applyPending(tx);
     this.tx = undefined;
-    if (!tx.begun) return undefined; // nothing to apply (heartbeat, message)
+    if (!tx.begun) {
+      // A transaction with no rows (heartbeat, switchover marker, message) still moves the
+      // origin's progress, so "the peer has applied up to LSN x" holds when idle too. Taking an
+      // xid makes PostgreSQL write a commit record, which is what records origin progress.
+      await this.begin(tx);
+      await this.db.query('select txid_current()');
+    }
     await this.writeConflicts(tx.conflicts);
     await this.db.query('commit');
     this.applied = commitLsn;

@@ -3,6 +3,7 @@
 import { externalConfig } from '../../infra/stack.ts';
 import { applyConfig } from '../apply/config.ts';
 import { captureConfig } from '../capture/config.ts';
+import { routerConfig } from '../router/config.ts';
 import { describeConfig } from '../runtime/config.ts';
 import { controlConfig } from './config.ts';
 
@@ -20,6 +21,10 @@ export function configurationDoc(): string {
     '## apply',
     '',
     describeConfig(applyConfig),
+    '',
+    '## router',
+    '',
+    describeConfig(routerConfig),
     '',
     '## brabant CLI',
     '',

@@ -7,7 +7,13 @@ import { describeError } from '../runtime/errors.ts';
 import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
 import { demo } from './demo.ts';
+import { maintenance, switchover } from './router-commands.ts';
 import { down, up } from './stack-commands.ts';
+
+const pick = (v: { router?: string; region?: string }) => ({
+  ...(v.router ? { router: v.router } : {}),
+  ...(v.region ? { region: v.region } : {}),
+});
 
 const USAGE = `usage: brabant <command> [options]
 
@@ -23,6 +29,10 @@ commands:
            --detach         leave the stack running in the background and return
   down   stop the local stack started from this folder
            --purge          also delete its data and logs
+  switchover   move a region's writes to another node (planned; clients wait, none fail)
+           --region R --to NODE   (router URL from BRABANT_ROUTER_URLS=R=http://…, or --router URL)
+  maintenance start|end NODE   move writes away from a node and bring them back once it caught up
+           --region R | --router URL
   config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
@@ -31,8 +41,9 @@ BRABANT_PG_URLS, BRABANT_REGISTRY_URL (use external components instead of starti
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: rest,
+    allowPositionals: true,
     options: {
       'base-port': { type: 'string' },
       kafka: { type: 'string' },
@@ -40,6 +51,9 @@ async function main(argv: string[]): Promise<number> {
       detach: { type: 'boolean', default: false },
       purge: { type: 'boolean', default: false },
       seconds: { type: 'string' },
+      router: { type: 'string' },
+      region: { type: 'string' },
+      to: { type: 'string' },
       keep: { type: 'boolean', default: false },
     },
     strict: true,
@@ -63,6 +77,10 @@ async function main(argv: string[]): Promise<number> {
         throw new Error(`--seconds must be an integer from 1 to 3600, not '${values.seconds}'`);
       return demo({ config, seconds, keep: values.keep });
     }
+    case 'switchover':
+      return switchover({ ...pick(values), to: values.to });
+    case 'maintenance':
+      return maintenance({ ...pick(values), action: positionals[0], node: positionals[1] });
     case 'config-docs':
       process.stdout.write(configurationDoc());
       return 0;

@@ -1,0 +1,181 @@
+/** What every scenario gets: the stack, the options, and helpers to run Brabant and clean up after a run. */
+import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import type { Stack } from '../../infra/stack.ts';
+import { adminQuery, type Db, type Server } from './pg.ts';
+import { type Service, startService } from './services.ts';
+import { say, tag } from './util.ts';
+
+export type System = 'brabant' | 'native' | 'pglogical' | 'debezium';
+
+export interface BenchOptions {
+  runs: number;
+  w1Rows: number;
+  w1TxRows: number;
+  w2Seconds: number;
+  w2Clients: number;
+  /** Total insert rate of W2's clients (rows/s); 0 = as fast as they go. */
+  w2Rate: number;
+  w3Rows: number;
+  w4Seconds: number;
+  w4Keys: number;
+  /** Updating clients per region in W4. */
+  w4Writers: number;
+  w5Rows: number;
+  pollMs: number;
+  systems: Set<System>;
+  profile: boolean;
+  /** Folder of this run's logs, profiles and JSON. */
+  outDir: string;
+}
+
+export interface PglogicalNodes {
+  a: Server;
+  b: Server;
+  version: string;
+}
+
+export interface Ctx {
+  stack: Stack;
+  opts: BenchOptions;
+  a: Server;
+  b: Server;
+  regionA: string;
+  regionB: string;
+  brokers: string;
+  registryUrl: string;
+  /** The pglogical pair, or why there is none. */
+  pglogical: PglogicalNodes | { unavailable: string };
+}
+
+/** Names of one Brabant node in one run: unique node id, topic, slot, publication. */
+export interface BrabantNames {
+  nodeId: string;
+  region: string;
+  topic: string;
+  slot: string;
+  publication: string;
+}
+
+export function brabantNames(prefix: string, region: string): BrabantNames {
+  const id = `${prefix}${tag()}`;
+  return {
+    nodeId: id,
+    region,
+    topic: `brabant.bench_${id}.changes`,
+    slot: `bench_slot_${id}`,
+    publication: `bench_pub_${id}`,
+  };
+}
+
+/** Capture and apply of one run, and their cleanup (slots, origins, topics). */
+export class BrabantRun {
+  readonly services: Service[] = [];
+  private readonly names: BrabantNames[] = [];
+  private readonly applyIds: string[] = [];
+  private readonly servers: Server[] = [];
+
+  constructor(
+    private readonly ctx: Ctx,
+    readonly label: string,
+  ) {}
+
+  private logDir(): string {
+    return join(this.ctx.opts.outDir, 'logs', this.label);
+  }
+
+  private profDir(): string | undefined {
+    return this.ctx.opts.profile ? join(this.ctx.opts.outDir, 'profiles', this.label) : undefined;
+  }
+
+  async capture(db: Db, names: BrabantNames, env: Record<string, string> = {}): Promise<Service> {
+    this.names.push(names);
+    if (!this.servers.includes(db.server)) this.servers.push(db.server);
+    const prof = this.profDir();
+    const svc = await startService(
+      'capture',
+      names.nodeId,
+      {
+        BRABANT_NODE_ID: names.nodeId,
+        BRABANT_REGION: names.region,
+        BRABANT_PG_URL: db.url,
+        BRABANT_KAFKA_BROKERS: this.ctx.brokers,
+        BRABANT_REGISTRY_URL: this.ctx.registryUrl,
+        BRABANT_CAPTURE_TOPIC: names.topic,
+        BRABANT_CAPTURE_SLOT: names.slot,
+        BRABANT_CAPTURE_PUBLICATION: names.publication,
+        ...env,
+      },
+      { logDir: this.logDir(), ...(prof ? { cpuProfDir: prof } : {}) },
+    );
+    this.services.push(svc);
+    return svc;
+  }
+
+  async apply(db: Db, topics: string[], env: Record<string, string> = {}): Promise<Service> {
+    const nodeId = `ap${tag()}`;
+    this.applyIds.push(nodeId);
+    if (!this.servers.includes(db.server)) this.servers.push(db.server);
+    const prof = this.profDir();
+    const svc = await startService(
+      'apply',
+      nodeId,
+      {
+        BRABANT_NODE_ID: nodeId,
+        BRABANT_PG_URL: db.url,
+        BRABANT_KAFKA_BROKERS: this.ctx.brokers,
+        BRABANT_REGISTRY_URL: this.ctx.registryUrl,
+        BRABANT_APPLY_TOPICS: topics.join(','),
+        ...env,
+      },
+      { logDir: this.logDir(), ...(prof ? { cpuProfDir: prof } : {}) },
+    );
+    this.services.push(svc);
+    return svc;
+  }
+
+  /** Why a service of this run died, if one did (so waits fail fast instead of timing out). */
+  deathReason(): string | undefined {
+    for (const s of this.services) {
+      const r = s.deathReason();
+      if (r !== undefined) return r;
+    }
+    return undefined;
+  }
+
+  async stopServices(): Promise<void> {
+    await Promise.all(this.services.map((s) => s.stop()));
+  }
+
+  /** Stops the services, drops the replication origins and deletes the topics of this run. */
+  async cleanup(): Promise<void> {
+    await this.stopServices();
+    for (const server of this.servers) {
+      for (const n of this.names) {
+        await adminQuery(
+          server,
+          'select pg_replication_origin_drop(roname) from pg_replication_origin where roname = $1',
+          [`brabant_${n.nodeId}`],
+        ).catch(() => {});
+      }
+    }
+    const topics = this.names.map((n) => n.topic);
+    if (topics.length > 0) {
+      const admin = new Kafka({
+        clientId: 'brabant-bench',
+        brokers: this.ctx.brokers.split(','),
+        logLevel: logLevel.NOTHING,
+      }).admin();
+      try {
+        await admin.connect();
+        await admin.deleteTopics({ topics, timeout: 10_000 });
+        const groups = this.applyIds.map((id) => `brabant-apply-${id}`);
+        await admin.deleteGroups(groups).catch(() => {});
+      } catch (err) {
+        say(`could not delete topics ${topics.join(', ')}: ${(err as Error).message}`);
+      } finally {
+        await admin.disconnect().catch(() => {});
+      }
+    }
+  }
+}

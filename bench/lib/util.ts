@@ -1,0 +1,76 @@
+/** Small helpers of the benchmarks: a wall clock in ms with sub-ms precision, statistics, logging. */
+import { randomBytes } from 'node:crypto';
+
+/** Wall-clock milliseconds (Unix epoch) with sub-millisecond precision, monotonic within this process. */
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function say(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+/** A short name part unique to this process run: letters and digits only. */
+export function tag(): string {
+  return randomBytes(4).toString('hex');
+}
+
+/** Percentile by nearest rank (p in 0..100) of unsorted values; NaN for none. */
+export function percentile(values: ArrayLike<number>, p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = Float64Array.from(values).sort();
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+}
+
+export function median(values: number[]): number {
+  const s = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export function lagStats(lagsMs: ArrayLike<number>): { p50: number; p99: number; max: number; n: number } {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < lagsMs.length; i++) if (lagsMs[i]! > max) max = lagsMs[i]!;
+  return {
+    p50: percentile(lagsMs, 50),
+    p99: percentile(lagsMs, 99),
+    max: lagsMs.length === 0 ? Number.NaN : max,
+    n: lagsMs.length,
+  };
+}
+
+/** Waits for `check` to return a value other than undefined/false; fails with `what` after timeoutMs. */
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  opts: { timeoutMs: number; intervalMs?: number; abort?: () => string | undefined },
+): Promise<T> {
+  const deadline = Date.now() + opts.timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    const aborted = opts.abort?.();
+    if (aborted !== undefined) throw new Error(`${what}: ${aborted}`);
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+      throw new Error(`timed out after ${Math.round(opts.timeoutMs / 1000)} s waiting for ${what}${why}`);
+    }
+    await sleep(opts.intervalMs ?? 100);
+  }
+}
+
+export function errorText(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0]!.slice(0, 300);
+}

@@ -1,0 +1,84 @@
+/** The router's options, declared once. */
+import { int, list, str } from '../runtime/config.ts';
+
+export const routerConfig = {
+  region: str({ env: 'BRABANT_REGION', description: 'Region whose applications this router serves' }),
+  nodes: list({
+    env: 'BRABANT_ROUTER_NODES',
+    description:
+      'Every node in priority order as id@region=postgres://… (the URL names the database applications use), e.g. vl-1@vlaanderen=postgres://app@10.0.0.1/app,wa-1@wallonie=…',
+  }),
+  database: str({
+    env: 'BRABANT_ROUTER_DATABASE',
+    description: 'Database name applications connect to on the router',
+    default: 'app',
+  }),
+  port: int({
+    env: 'BRABANT_ROUTER_PORT',
+    description: 'Port applications connect to (pgbouncer, on 127.0.0.1)',
+    default: 6432,
+    min: 1,
+    max: 65535,
+  }),
+  controlPort: int({
+    env: 'BRABANT_ROUTER_CONTROL_PORT',
+    description:
+      'Port of the control API (/status, /switchover, /maintenance, /metrics); 0 picks a free port',
+    default: 9403,
+    min: 0,
+    max: 65535,
+  }),
+  dir: str({
+    env: 'BRABANT_ROUTER_DIR',
+    description: 'Folder for the pgbouncer configuration and log',
+    default: '.brabant/router',
+  }),
+  pgbouncer: str({
+    env: 'BRABANT_PGBOUNCER',
+    description: 'pgbouncer program',
+    default: '/usr/sbin/pgbouncer',
+  }),
+  poolSize: int({
+    env: 'BRABANT_ROUTER_POOL_SIZE',
+    description: 'Server connections per database in pgbouncer',
+    default: 20,
+    min: 1,
+    max: 1000,
+  }),
+  checkMs: int({
+    env: 'BRABANT_ROUTER_CHECK_MS',
+    description: 'Period of health checks',
+    default: 200,
+    min: 20,
+    max: 60_000,
+  }),
+  checkTimeoutMs: int({
+    env: 'BRABANT_ROUTER_CHECK_TIMEOUT_MS',
+    description: 'Timeout of one health check (connect and query)',
+    default: 500,
+    min: 50,
+    max: 60_000,
+  }),
+  deadAfterMs: int({
+    env: 'BRABANT_ROUTER_DEAD_AFTER_MS',
+    description: 'A leader failing checks this long is replaced (failover)',
+    default: 1000,
+    min: 100,
+    max: 600_000,
+  }),
+  switchoverTimeoutMs: int({
+    env: 'BRABANT_ROUTER_SWITCHOVER_TIMEOUT_MS',
+    description: 'Longest wait, writes paused, for the target to apply everything the old leader committed',
+    default: 5000,
+    min: 100,
+    max: 600_000,
+  }),
+  catchUpTimeoutMs: int({
+    env: 'BRABANT_ROUTER_CATCH_UP_TIMEOUT_MS',
+    description: 'Longest wait, before pausing writes, for a switchover target to catch up with the leader',
+    default: 60_000,
+    min: 100,
+    max: 3_600_000,
+  }),
+  logLevel: str({ env: 'BRABANT_LOG_LEVEL', description: 'pino log level', default: 'info' }),
+};

@@ -1,0 +1,374 @@
+/**
+ * The router of one region: health checks of every node, the choice of the write leader, and
+ * pgbouncer repointed on switchover (planned: pause, wait for the target to catch up, repoint,
+ * resume — clients wait, none fail), failover (leader dead: repoint at once), and maintenance.
+ */
+import pg from 'pg';
+import { originName } from '../apply/origin-applier.ts';
+import { compareLsn, parseLsn } from '../protocol/lsn.ts';
+import type { ConfigOf } from '../runtime/config.ts';
+import { BrabantError } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/log.ts';
+import { MetricsRegistry } from '../runtime/metrics.ts';
+import type { routerConfig } from './config.ts';
+import { HealthChecker, type NodeStatus } from './health.ts';
+import { chooseLeader, isDead, type RouterNode } from './leader.ts';
+import { Bouncer, LOGIN_RETRY_MS, targetOf } from './pgbouncer.ts';
+
+export type RouterConfig = ConfigOf<typeof routerConfig>;
+
+export interface NodeSpec extends RouterNode {
+  url: string;
+}
+
+export function parseNodes(entries: string[]): NodeSpec[] {
+  return entries.map((e) => {
+    const m = /^([^@=]+)@([^=]+)=(postgres(?:ql)?:\/\/.+)$/.exec(e);
+    if (m === null)
+      throw new BrabantError(
+        'CONFIG_INVALID',
+        `BRABANT_ROUTER_NODES entry '${e}' must look like id@region=postgres://…`,
+      );
+    return { id: m[1]!, region: m[2]!, url: m[3]! };
+  });
+}
+
+export interface MoveRecord {
+  kind: 'switchover' | 'failover';
+  from: string | undefined;
+  to: string;
+  at: string;
+  /** How long writes could not proceed (pause to resume; for failover, from first failed check to repoint). */
+  blockedMs: number;
+  reason: string;
+  /** Switchover: where the blocked time went (pause = transactions in flight finishing). */
+  phasesMs?: { pause: number; catchUp: number; repointAndResume: number };
+  /** Failover: the dead leader's last known WAL position and what the new leader had applied of it. */
+  lostNode?: { lastKnownWalLsn: string | null; appliedByNewLeader: string | null };
+}
+
+export class Router {
+  readonly metrics = new MetricsRegistry();
+  private readonly leaderGauge = this.metrics.gauge(
+    'brabant_router_leader',
+    'Current write leader of the region (1 = leader)',
+  );
+  private readonly moves = this.metrics.counter('brabant_router_moves_total', 'Leader changes, by kind');
+  private readonly blocked = this.metrics.gauge(
+    'brabant_router_last_blocked_ms',
+    'How long writes were blocked by the last move, by kind',
+  );
+  private readonly healthyGauge = this.metrics.gauge(
+    'brabant_router_node_healthy',
+    'Node answers health checks (1) or not (0)',
+  );
+  private leader: string | undefined;
+  private readonly maintenance = new Set<string>();
+  private readonly bouncer: Bouncer;
+  private readonly health: HealthChecker;
+  private busy: Promise<unknown> = Promise.resolve();
+  private moving = false;
+  /** New transactions are held (PAUSE) while the leader fails checks. */
+  private suspended = false;
+  readonly history: MoveRecord[] = [];
+
+  constructor(
+    private readonly c: RouterConfig,
+    readonly nodes: NodeSpec[],
+    private readonly log: Logger,
+  ) {
+    this.bouncer = new Bouncer(
+      { listenPort: c.port, alias: c.database, poolSize: c.poolSize, dir: c.dir },
+      c.pgbouncer,
+    );
+    this.health = new HealthChecker(nodes, {
+      intervalMs: c.checkMs,
+      timeoutMs: c.checkTimeoutMs,
+      log,
+      onChange: () => this.evaluate(),
+    });
+  }
+
+  get currentLeader(): string | undefined {
+    return this.leader;
+  }
+
+  async start(): Promise<void> {
+    await this.health.round();
+    const d = chooseLeader(this.input(undefined));
+    if (d.leader === undefined) {
+      throw new BrabantError(
+        'COMPONENT_START_FAILED',
+        `no node answers health checks: ${this.nodes.map((n) => `${n.id} (${this.health.status.get(n.id)?.lastError})`).join(', ')}`,
+      );
+    }
+    this.leader = d.leader;
+    await this.bouncer.start(targetOf(this.node(d.leader).url));
+    this.log.info({ leader: d.leader, reason: d.reason, port: this.c.port }, 'router started');
+    this.publish();
+    this.health.start();
+  }
+
+  async stop(): Promise<void> {
+    this.health.stop();
+    await this.busy.catch(() => {});
+    await this.bouncer.stop();
+  }
+
+  status() {
+    return {
+      region: this.c.region,
+      leader: this.leader,
+      port: this.c.port,
+      database: this.c.database,
+      nodes: this.nodes.map((n) => ({
+        id: n.id,
+        region: n.region,
+        maintenance: this.maintenance.has(n.id),
+        ...this.health.status.get(n.id),
+      })),
+      history: this.history,
+    };
+  }
+
+  /** Planned move to `to`: pause, wait until `to` applied all the old leader committed, repoint, resume. */
+  switchover(to: string, reason = 'requested'): Promise<MoveRecord> {
+    return this.exclusive(async () => {
+      const target = this.node(to);
+      const from = this.leader;
+      if (from === to)
+        throw new BrabantError('CONFIG_INVALID', `${to} is already the leader of ${this.c.region}`);
+      if (this.maintenance.has(to))
+        throw new BrabantError('CONFIG_INVALID', `${to} is in maintenance; end it first`);
+      if (this.health.status.get(to)?.healthy !== true)
+        throw new BrabantError('CONFIG_INVALID', `${to} does not answer health checks`);
+      // Catch up first while writes go on, so that the pause only covers the last moments.
+      if (from !== undefined) await this.waitCaughtUp(from, to, this.c.catchUpTimeoutMs);
+      const started = Date.now();
+      await this.bouncer.admin('PAUSE', this.c.switchoverTimeoutMs).catch((err: Error) => {
+        throw new BrabantError(
+          'TIMEOUT',
+          `pausing the router took too long (transactions still running?): ${err.message}`,
+        );
+      });
+      const paused = Date.now();
+      let caughtUp = paused;
+      try {
+        if (from !== undefined) await this.waitCaughtUp(from, to, this.c.switchoverTimeoutMs);
+        caughtUp = Date.now();
+        await this.bouncer.repoint(targetOf(target.url));
+      } catch (err) {
+        await this.bouncer.admin('RESUME').catch(() => {});
+        throw err;
+      }
+      await this.bouncer.admin('RESUME');
+      this.leader = to;
+      const end = Date.now();
+      return this.record({
+        kind: 'switchover',
+        from,
+        to,
+        at: new Date().toISOString(),
+        blockedMs: end - started,
+        reason,
+        phasesMs: { pause: paused - started, catchUp: caughtUp - paused, repointAndResume: end - caughtUp },
+      });
+    });
+  }
+
+  /** Moves traffic away from a node (switchover if it leads) and keeps it away until `endMaintenance`. */
+  startMaintenance(node: string): Promise<MoveRecord | undefined> {
+    this.node(node);
+    this.maintenance.add(node);
+    this.log.info({ node }, 'maintenance started');
+    if (this.leader !== node) return Promise.resolve(undefined);
+    const d = chooseLeader(this.input(this.leader));
+    if (d.leader === undefined || d.leader === node) {
+      this.maintenance.delete(node);
+      return Promise.reject(
+        new BrabantError('CONFIG_INVALID', `no other healthy node to take over from ${node}`),
+      );
+    }
+    return this.switchover(d.leader, `maintenance of ${node}`);
+  }
+
+  /** Brings a node back: once it has caught up with the current leader, it leads again if it is the region's first node. */
+  async endMaintenance(node: string): Promise<MoveRecord | undefined> {
+    this.node(node);
+    this.maintenance.delete(node);
+    this.log.info({ node }, 'maintenance ended');
+    const preferred = this.nodes.find(
+      (n) =>
+        n.region === this.c.region && !this.maintenance.has(n.id) && this.health.status.get(n.id)?.healthy,
+    );
+    if (preferred?.id === node && this.leader !== node)
+      return this.switchover(node, `end of maintenance of ${node}`);
+    return undefined;
+  }
+
+  private evaluate(): void {
+    for (const n of this.nodes)
+      this.healthyGauge.set(this.health.status.get(n.id)?.healthy ? 1 : 0, { node: n.id });
+    if (this.moving || this.leader === undefined) return;
+    const current = this.health.status.get(this.leader);
+    // A failing leader: hold new transactions (they wait instead of failing) while it is watched;
+    // let them go on if it answers again, or to the new leader after failover.
+    if (current?.healthy === false && !this.suspended && !isDead(current, Date.now(), this.c.deadAfterMs)) {
+      this.suspended = true;
+      this.log.warn(
+        { leader: this.leader, error: current.lastError },
+        'leader failing health checks: new transactions wait while it is watched',
+      );
+      void this.exclusive(() => this.bouncer.admin('PAUSE', this.c.deadAfterMs)).catch((err) =>
+        this.log.warn({ err: (err as Error).message }, 'pause failed'),
+      );
+      return;
+    }
+    if (current?.healthy === true && this.suspended) {
+      this.suspended = false;
+      this.log.info({ leader: this.leader }, 'leader answers again: transactions resume');
+      void this.exclusive(() => this.bouncer.admin('RESUME')).catch((err) =>
+        this.log.warn({ err: (err as Error).message }, 'resume failed'),
+      );
+      return;
+    }
+    const d = chooseLeader(this.input(this.leader));
+    if (!d.changed || d.leader === undefined) return;
+    const from = this.leader;
+    const to = d.leader;
+    void this.exclusive(async () => {
+      if (this.leader !== from) return; // someone moved it meanwhile
+      const deadStatus = this.health.status.get(from);
+      const failingSince = deadStatus?.failingSince ?? Date.now();
+      await this.bouncer.repoint(targetOf(this.node(to).url));
+      // clients mid-transaction on the dead node have already failed; drop what pgbouncer still holds
+      await this.bouncer.admin('RECONNECT').catch(() => {});
+      if (this.suspended) {
+        // pgbouncer answers new transactions with "server login has been failing" for
+        // server_login_retry after a failed login to the dead node: let that pass before resuming.
+        await new Promise((r) => setTimeout(r, LOGIN_RETRY_MS + 50));
+        await this.bouncer
+          .admin('RESUME')
+          .catch((err: Error) => this.log.warn({ err: err.message }, 'resume failed'));
+        this.suspended = false;
+      }
+      this.leader = to;
+      const applied = await this.appliedOf(to, from).catch(() => null);
+      this.record({
+        kind: 'failover',
+        from,
+        to,
+        at: new Date().toISOString(),
+        blockedMs: Date.now() - failingSince,
+        reason: d.reason,
+        lostNode: { lastKnownWalLsn: deadStatus?.walLsn ?? null, appliedByNewLeader: applied },
+      });
+      this.log.warn(
+        { lost: from, lastKnownWalLsn: deadStatus?.walLsn ?? null, appliedByNewLeader: applied },
+        `failover: what ${from} committed after the applied position is not lost while its disk survives; it replicates when ${from} returns`,
+      );
+    }).catch((err) => this.log.error({ err: (err as Error).message }, 'failover failed'));
+  }
+
+  private input(current: string | undefined) {
+    return {
+      region: this.c.region,
+      nodes: this.nodes,
+      current,
+      health: this.health.status as Map<string, NodeStatus>,
+      maintenance: this.maintenance,
+      now: Date.now(),
+      deadAfterMs: this.c.deadAfterMs,
+    };
+  }
+
+  private node(id: string): NodeSpec {
+    const n = this.nodes.find((x) => x.id === id);
+    if (n === undefined)
+      throw new BrabantError(
+        'CONFIG_INVALID',
+        `unknown node '${id}'; known: ${this.nodes.map((x) => x.id).join(', ')}`,
+      );
+    return n;
+  }
+
+  /** Marks the old leader's stream and waits until the target has applied up to the mark. */
+  private async waitCaughtUp(from: string, to: string, timeoutMs: number): Promise<void> {
+    const old = new pg.Client({ connectionString: this.node(from).url, connectionTimeoutMillis: 2000 });
+    const target = new pg.Client({ connectionString: this.node(to).url, connectionTimeoutMillis: 2000 });
+    old.on('error', () => {});
+    target.on('error', () => {});
+    await old.connect();
+    await target.connect();
+    try {
+      const mark = (
+        await old.query<{ lsn: string }>(
+          `select pg_logical_emit_message(true, 'brabant.switchover', $1)::text as lsn`,
+          [to],
+        )
+      ).rows[0]!.lsn;
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const p = await originProgress(target, originName(from));
+        if (p && compareLsn(parseLsn(p), parseLsn(mark)) >= 0) return;
+        if (Date.now() > deadline) {
+          throw new BrabantError(
+            'TIMEOUT',
+            `${to} has not applied everything ${from} committed within ${timeoutMs} ms (applied ${p ?? 'nothing'}, needed ${mark}): is apply running on ${to}? Switchover cancelled, ${from} stays leader`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    } finally {
+      await old.end().catch(() => {});
+      await target.end().catch(() => {});
+    }
+  }
+
+  private async appliedOf(on: string, source: string): Promise<string | null> {
+    const c = new pg.Client({ connectionString: this.node(on).url, connectionTimeoutMillis: 1000 });
+    c.on('error', () => {});
+    await c.connect();
+    try {
+      return (await originProgress(c, originName(source))) ?? null;
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }
+
+  private record(m: MoveRecord): MoveRecord {
+    this.history.push(m);
+    this.moves.inc({ kind: m.kind });
+    this.blocked.set(m.blockedMs, { kind: m.kind });
+    this.publish();
+    this.log.info(m, `${m.kind}: ${m.from ?? 'none'} → ${m.to} (writes blocked ${m.blockedMs} ms)`);
+    return m;
+  }
+
+  private publish(): void {
+    for (const n of this.nodes)
+      this.leaderGauge.set(n.id === this.leader ? 1 : 0, { region: this.c.region, node: n.id });
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(async () => {
+      this.moving = true;
+      try {
+        return await fn();
+      } finally {
+        this.moving = false;
+      }
+    });
+    this.busy = run.catch(() => {});
+    return run;
+  }
+}
+
+/** What a node has applied of a source (its replication origin's progress); undefined before anything. */
+async function originProgress(c: pg.Client, origin: string): Promise<string | undefined> {
+  const r = await c.query<{ p: string | null }>(
+    'select pg_replication_origin_progress(roname, true)::text as p from pg_replication_origin where roname = $1',
+    [origin],
+  );
+  return r.rows[0]?.p ?? undefined;
+}
