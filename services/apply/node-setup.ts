@@ -16,6 +16,12 @@ create table if not exists brabant.tombstones (
 );
 comment on table brabant.tombstones is
   'Keys deleted on this node or by a peer; the row''s xmin carries the delete''s commit time and origin. Pruned by apply once every peer has applied past them.';
+create table if not exists brabant.peers (
+  node text primary key,
+  first_seen timestamptz not null default now()
+);
+comment on table brabant.peers is
+  'Source nodes this database applies changes of (replication origins are per server, so this says which belong here). Tombstones are pruned once all of them applied past them.';
 create table if not exists brabant.conflicts (
   id bigserial primary key,
   logged_at timestamptz not null default now(),

@@ -22,7 +22,7 @@ import {
   resolve,
   type Version,
 } from './resolve.ts';
-import { deleteSql, insertSql, lookupSql, tombstoneSql, updateSql } from './table-sql.ts';
+import { deleteSql, insertNewSql, insertSql, lookupSql, tombstoneSql, updateSql } from './table-sql.ts';
 import type { TargetCatalog, TargetTable } from './target-catalog.ts';
 
 export const ORIGIN_PREFIX = 'brabant_';
@@ -266,7 +266,8 @@ export class OriginApplier {
   }
 
   /** One table, distinct keys: look up, decide, and write with a few set-based statements. */
-  private async applyBatch(tx: OpenTx, batch: RowChange[]): Promise<void> {
+  private async applyBatch(tx: OpenTx, rows: RowChange[]): Promise<void> {
+    let batch = rows;
     const first = batch[0]!;
     const t = await this.ctx.catalog.table(first.schema, first.table);
     if (t === undefined) {
@@ -295,6 +296,26 @@ export class OriginApplier {
     }
     this.checkColumns(tx, t, first);
     const qualified = `${t.schema}.${t.name}`;
+    // Fast path, the common case of new rows: insert every key that neither exists nor has a
+    // tombstone in one statement; only the keys it skipped go through lookup and resolution.
+    if (!t.otherUniqueKeys && keyCols === t.primaryKey && batch.every((c) => c.op === 'INSERT')) {
+      const cols = presentColumns(t, first.after!);
+      if (
+        keyCols.every((k) => cols.includes(k)) &&
+        batch.every((c) => sameColumns(presentColumns(t, c.after!), cols))
+      ) {
+        const res = await this.db.query<{ ord: number }>(
+          prepared(insertNewSql(t, keyCols, cols), [
+            ...cols.map((col) => batch.map((c) => textOf(c.after![col]))),
+            qualified,
+          ]),
+        );
+        const inserted = new Set(res.rows.map((r) => r.ord - 1));
+        this.ctx.metrics.rows.inc({ origin: this.source, action: 'insert' }, inserted.size);
+        batch = batch.filter((_, i) => !inserted.has(i));
+        if (batch.length === 0) return;
+      }
+    }
     const keyParams = keyCols.map((k) => batch.map((c) => c.key![k]!));
     // REPLICA IDENTITY FULL sends the old row: compare it with the local one (update_differing)
     const withBefore = batch.find((c) => c.before !== null);
@@ -535,6 +556,10 @@ function localState(r: LookupRow, localNode: string): LocalState {
 /** Columns of a new row that the target has and that carry a value (not unchanged TOAST). */
 function presentColumns(t: TargetTable, row: Row): string[] {
   return Object.keys(row).filter((c) => t.columns.has(c) && row[c] !== UNCHANGED);
+}
+
+function sameColumns(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function textOf(v: Row[string] | undefined): string | null {

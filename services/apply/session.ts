@@ -21,7 +21,6 @@ import { ensureDeleteTriggers, ensureNodeObjects } from './node-setup.ts';
 import {
   APPLY_SESSION_OPTIONS,
   type ConflictRecord,
-  ORIGIN_PREFIX,
   OriginApplier,
   type TxOutcome,
 } from './origin-applier.ts';
@@ -149,6 +148,9 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
             chunkRows: c.chunkRows,
           });
           await applier.init();
+          await control.query('insert into brabant.peers (node) values ($1) on conflict do nothing', [
+            source,
+          ]);
           log.info(
             { source, origin: applier.origin, progress: formatLsn(applier.progress) },
             'applying changes of a source node',
@@ -304,10 +306,8 @@ async function pruneTombstones(
   lastCommitTs: Map<string, bigint>,
   marginMs: number,
 ): Promise<number> {
-  const origins = await db.query<{ roname: string }>(
-    `select roname from pg_replication_origin where roname like '${ORIGIN_PREFIX}%'`,
-  );
-  const peers = origins.rows.map((r) => r.roname.slice(ORIGIN_PREFIX.length));
+  // the peers of this database (replication origins are per server and may belong to other databases)
+  const peers = (await db.query<{ node: string }>('select node from brabant.peers')).rows.map((r) => r.node);
   if (peers.length === 0 || peers.some((p) => !lastCommitTs.has(p))) return 0;
   const horizon =
     peers.map((p) => lastCommitTs.get(p)!).reduce((a, b) => (a < b ? a : b)) - BigInt(marginMs) * 1000n;

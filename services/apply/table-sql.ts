@@ -66,6 +66,26 @@ export function insertSql(t: TargetTable, cols: string[]): string {
     select ${cols.map((c, i) => cast(t, c, `u.v${i}`)).join(', ')} from ${unnestOf(vs)} order by u.ord`;
 }
 
+/**
+ * Insert the rows whose key neither exists nor has a tombstone: one parameter per column, then the
+ * table name. Answers the ord (1-based) of each row inserted; the others need resolving.
+ */
+export function insertNewSql(t: TargetTable, keyCols: string[], cols: string[]): string {
+  const vs = cols.map((_, i) => `v${i}`);
+  const keyOf = (c: string) => `u.v${cols.indexOf(c)}`;
+  const tomb = `jsonb_build_object(${keyCols.map((c) => `'${c.replace(/'/g, "''")}', ${cast(t, c, keyOf(c))}`).join(', ')})`;
+  return `with ins as (
+      insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})
+      select ${cols.map((c, i) => cast(t, c, `u.v${i}`)).join(', ')}
+        from ${unnestOf(vs)}
+       where not exists (select 1 from brabant.tombstones tb where tb.tbl = $${cols.length + 1} and tb.key = ${tomb})
+       order by u.ord
+      on conflict do nothing
+      returning ${keyCols.map(quoteIdent).join(', ')}
+    )
+    select u.ord::int as ord from ${unnestOf(vs)} join ins on ${keyCols.map((c) => `ins.${quoteIdent(c)} = ${cast(t, c, keyOf(c))}`).join(' and ')}`;
+}
+
 /** Update rows found by key: $1..$k key columns, then one parameter per updated column. */
 export function updateSql(t: TargetTable, keyCols: string[], cols: string[]): string {
   const names = [...keyCols.map((_, i) => `k${i}`), ...cols.map((_, i) => `v${i}`)];
