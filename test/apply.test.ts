@@ -105,4 +105,18 @@ describe('apply', () => {
       await new Promise((r) => setTimeout(r, 200));
     expect(await tombstones()).toEqual([]);
   });
+
+  it('catches up a backlog written while it was stopped, whatever how Kafka batches cut the transactions', async () => {
+    // Capture's Kafka transactions (5,000 events, sent in chunks of 512 KiB) cut the 100-row source
+    // transactions at arbitrary places; a fetch that ends inside one must not stall apply.
+    pair = await replicationPair(SCHEMA);
+    const { vl, wa } = pair;
+    await pair.capture(vl, { BRABANT_CAPTURE_BATCH_MS: '200' }).waitForLog(/capture session starting/);
+    await vl.client.query(`do $$ begin for i in 0..299 loop
+        insert into items select g, 'vlaanderen', g % 100, repeat('x', 100), null, null, now() from generate_series(i * 100 + 1, i * 100 + 100) g;
+        commit;
+      end loop; end $$`);
+    await pair.apply(wa).waitForLog(/apply session running/);
+    await waitConverged(pair.sides, 'items', (r) => r.length === 30_000, 120_000);
+  });
 });

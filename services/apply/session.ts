@@ -188,20 +188,22 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
       }
     };
 
-    // offsets: per partition, the first offset of every source transaction still open in it
+    // offsets: per partition, the first offset of every source transaction still open in it, and
+    // the highest offset below all of them that was handled (safe to commit)
     const openFirst = new Map<string, Map<string, string>>();
     const resolved = new Map<string, bigint>();
     const eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
       const part = `${batch.topic}/${batch.partition}`;
       const open = openFirst.get(part) ?? new Map<string, string>();
       openFirst.set(part, open);
+      // Two positions per partition: kafkajs fetches on from every message handled (resolveOffset),
+      // but the offset committed to the group stays below the first event of any source
+      // transaction still open, so a restart delivers such a transaction again from its start.
       const markDone = (offset: string) => {
+        resolveOffset(offset);
         const firsts = [...open.values()].map(BigInt);
         const safe = firsts.length > 0 ? firsts.reduce((a, b) => (a < b ? a : b)) - 1n : BigInt(offset);
-        if (safe > (resolved.get(part) ?? -1n)) {
-          resolveOffset(String(safe));
-          resolved.set(part, safe);
-        }
+        if (safe > (resolved.get(part) ?? -1n)) resolved.set(part, safe);
       };
       for (const m of batch.messages) {
         if (!isRunning() || isStale()) return;
@@ -251,6 +253,15 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
         markDone(m.offset);
         await heartbeat();
       }
+      await commitSafe(batch.topic, batch.partition);
+    };
+    const committed = new Map<string, bigint>();
+    const commitSafe = async (topic: string, partition: number) => {
+      const part = `${topic}/${partition}`;
+      const safe = resolved.get(part);
+      if (safe === undefined || safe <= (committed.get(part) ?? -1n)) return;
+      await consumer.commitOffsets([{ topic, partition, offset: String(safe + 1n) }]);
+      committed.set(part, safe);
     };
 
     // tombstones: kept until every known peer applied past them (plus a margin for clock skew)
@@ -272,8 +283,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     });
     await consumer.run({
       eachBatchAutoResolve: false,
-      autoCommit: true,
-      autoCommitInterval: 500,
+      autoCommit: false,
       partitionsConsumedConcurrently: 1,
       eachBatch,
     });
