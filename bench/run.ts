@@ -41,19 +41,34 @@ const HELP = `npm run bench [-- [W1 … W6] [options]]
   --w5-rows N       rows of W5 (default 400000)
   --poll-ms N       interval of the visibility poller on the target (default 5)
   --systems a,b     only these systems (brabant,native,pglogical,debezium)
+  --stall-seconds N a Brabant run fails once nothing moved for N s (default 120)
+  --service-env K=V extra environment of every capture and apply (repeatable), e.g.
+                    --service-env BRABANT_CAPTURE_BATCH_BYTES=262144; shown in the report
   --profile         run capture and apply with --cpu-prof and print where their time went`;
 
 function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'outDir'> } {
   const ids: string[] = [];
   const flags = new Map<string, string | true>();
+  const serviceEnv: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (/^W\d$/i.test(a)) ids.push(a.toUpperCase());
     else if (a.startsWith('--')) {
-      const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
+      const eq = a.indexOf('=');
+      const k = eq < 0 ? a.slice(2) : a.slice(2, eq);
+      const v = eq < 0 ? undefined : a.slice(eq + 1);
+      const value = v ?? (['quick', 'profile', 'help'].includes(k) ? undefined : argv[++i]);
+      if (k === 'service-env') {
+        const at = (value ?? '').indexOf('=');
+        const ek = at < 0 ? '' : value!.slice(0, at);
+        const ev = at < 0 ? undefined : value!.slice(at + 1);
+        if (!/^BRABANT_[A-Z0-9_]+$/.test(ek) || ev === undefined)
+          throw new Error(`--service-env wants BRABANT_NAME=value, not '${value ?? ''}'`);
+        serviceEnv[ek] = ev;
+      }
       if (v !== undefined) flags.set(k, v);
       else if (['quick', 'profile', 'help'].includes(k)) flags.set(k, true);
-      else flags.set(k, argv[++i] ?? '');
+      else flags.set(k, value ?? '');
     } else throw new Error(`unknown argument '${a}'\n${HELP}`);
   }
   if (flags.has('help')) {
@@ -87,6 +102,8 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
     'w5-rows',
     'poll-ms',
     'systems',
+    'stall-seconds',
+    'service-env',
   ]);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}\n${HELP}`);
   const systems = new Set<System>(
@@ -115,6 +132,8 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
       pollMs: num('poll-ms', 5),
       systems,
       profile: flags.has('profile'),
+      stallSeconds: num('stall-seconds', 120),
+      serviceEnv,
     },
   };
 }
@@ -253,6 +272,7 @@ async function main(): Promise<number> {
   };
   process.on('exit', onExit);
   let stopping = false;
+  let interrupted = false;
   const stopEverything = async () => {
     if (stopping) return;
     stopping = true;
@@ -262,6 +282,7 @@ async function main(): Promise<number> {
   };
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
+      interrupted = true;
       say(`${sig}: stopping everything the benchmark started`);
       void stopEverything().then(() => process.exit(130));
     });
@@ -269,6 +290,7 @@ async function main(): Promise<number> {
 
   const started = new Date();
   const outcomes: ScenarioOutcome[] = [];
+  const stalled = new Set<string>();
   const versions: Record<string, string> = { node: process.version, kafka: kafkaVersion() };
   try {
     // A killed earlier run may have left its stack running: stop it and start over.
@@ -333,14 +355,16 @@ async function main(): Promise<number> {
       for (const system of sc.systems) {
         const runs: SystemRuns = { results: [] };
         outcome.systems[system] = runs;
-        if (!opts.systems.has(system)) runs.skipped = 'not run (--systems)';
+        if (sc.unavailable?.[system] !== undefined) runs.skipped = sc.unavailable[system];
+        else if (!opts.systems.has(system)) runs.skipped = 'not run (--systems)';
         else if (system === 'pglogical' && 'unavailable' in ctx.pglogical)
           runs.skipped = `n/a (${ctx.pglogical.unavailable})`;
       }
       for (let run = 1; run <= opts.runs; run++) {
         for (const system of sc.systems) {
           const runs = outcome.systems[system]!;
-          if (runs.skipped !== undefined) continue;
+          if (runs.skipped !== undefined || stalled.has(`${id}/${system}`)) continue;
+          if (interrupted) throw new Error('interrupted');
           const label = `${id}-${system}-run${run}`;
           say(`${label}: starting`);
           const t = Date.now();
@@ -355,6 +379,14 @@ async function main(): Promise<number> {
           } catch (err) {
             runs.results.push({ error: errorText(err) });
             say(`${label}: FAILED: ${errorText(err)}`);
+            // A run that stalled would stall again: do not spend the stall limit on every run.
+            if (/no progress for/.test(errorText(err)) && run < opts.runs) {
+              runs.results[runs.results.length - 1] = {
+                error: `${errorText(err)} (its remaining runs were skipped)`,
+              };
+              stalled.add(`${id}/${system}`);
+              say(`${id} ${system}: the remaining runs are skipped (it stalled)`);
+            }
           }
         }
       }
@@ -380,6 +412,13 @@ async function main(): Promise<number> {
     `runs: ${opts.runs} per scenario and system (median quoted); W1 ${opts.w1Rows.toLocaleString('en-US')} rows in ${opts.w1TxRows}-row transactions; ` +
       `W2 ${opts.w2Clients} clients × ${opts.w2Seconds} s; W3 ${opts.w3Rows.toLocaleString('en-US')} rows; ` +
       `W4 ${opts.w4Keys} keys × ${opts.w4Seconds} s, ${opts.w4Writers} updaters per region; lag poll every ${opts.pollMs} ms`,
+    `Brabant settings: ${
+      Object.keys(opts.serviceEnv).length === 0
+        ? 'defaults'
+        : Object.entries(opts.serviceEnv)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')
+    }`,
   ];
   const table = markdown(rows);
   console.log(`\n${header.join('\n')}\n\n${table}\n`);

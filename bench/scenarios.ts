@@ -6,6 +6,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { NativeSubscription, PglogicalPair } from './lib/baselines.ts';
 import { type BrabantNames, BrabantRun, brabantNames, type Ctx, type System } from './lib/context.ts';
 import {
+  adminQuery,
   bulkInsert,
   checksum,
   connect,
@@ -17,7 +18,7 @@ import {
   VisibilityPoller,
   waitAllVisible,
 } from './lib/pg.ts';
-import { lagStats, nowMs, sleep, tag, until } from './lib/util.ts';
+import { bounded, lagStats, nowMs, StallWatch, sleep, tag, until } from './lib/util.ts';
 
 export interface RunResult {
   values: Record<string, number>;
@@ -38,6 +39,8 @@ export interface Scenario {
   title: string;
   systems: System[];
   rows: RowSpec[];
+  /** Systems that cannot run this scenario, with the reason shown in the table. */
+  unavailable?: Partial<Record<System, string>>;
   /** Set when the scenario cannot run at all: shown as 'n/a (…)' in the table. */
   notImplemented?: string;
   run(ctx: Ctx, system: System, label: string): Promise<RunResult>;
@@ -66,8 +69,14 @@ async function freshPair(ctx: Ctx, system: System, scenario: string): Promise<{ 
 }
 
 async function dropPair(p: { a: Db; b: Db }): Promise<void> {
-  await p.a.drop().catch(() => {});
-  await p.b.drop().catch(() => {});
+  await bounded(`dropping database ${p.a.name} on ${p.a.server.id}`, () => p.a.drop());
+  await bounded(`dropping database ${p.b.name} on ${p.b.server.id}`, () => p.b.drop());
+}
+
+/** Replication was stopped while the rows were written: the target must not have any yet. */
+async function assertEmpty(b: Db): Promise<void> {
+  const n = Number((await b.client.query('select count(*) from items')).rows[0].count);
+  if (n !== 0) throw new Error(`replication was meant to be stopped, but B already holds ${n} rows`);
 }
 
 /** Emits a transactional logical message on the source; its LSN is below the commit LSN of that transaction. */
@@ -80,11 +89,15 @@ async function marker(db: Db): Promise<bigint> {
 }
 
 /** Waits until capture has committed to Kafka every event up to (and including) the marker's transaction. */
-async function waitCaptured(run: BrabantRun, capture: { metric(n: string): Promise<number> }, lsn: bigint) {
+async function waitCaptured(
+  capture: { metric(n: string): Promise<number> },
+  lsn: bigint,
+  abort: () => string | undefined,
+) {
   await until(
     'capture to commit every change to Kafka',
     async () => BigInt(Math.round(await capture.metric('brabant_capture_last_committed_lsn'))) >= lsn,
-    { timeoutMs: HOUR, intervalMs: 20, abort: () => run.deathReason() },
+    { timeoutMs: HOUR, intervalMs: 20, abort },
   );
 }
 
@@ -99,6 +112,39 @@ async function warmUp(a: Db, b: Db, id: number, region: string, abort?: () => st
     async () => (await b.client.query('select 1 from items where id = $1', [id])).rowCount === 1,
     { timeoutMs: 120_000, intervalMs: 20, ...(abort ? { abort } : {}) },
   );
+}
+
+/**
+ * Fails waits of a run early: when a Brabant service died, or when nothing moved for the stall
+ * limit (Brabant: events captured, rows applied, rows on B; baselines: the source slots'
+ * confirmed positions and rows on B, with a limit of at least 10 minutes).
+ */
+function watchProgress(ctx: Ctx, system: System, brabant: BrabantRun, p: { a: Db; b: Db }) {
+  const probe = async (): Promise<number> => {
+    const visible = Number(
+      (await p.b.client.query<{ n: string }>('select coalesce(max(id), 0)::text as n from items')).rows[0]!.n,
+    );
+    if (system === 'brabant') return visible + (await brabant.progress());
+    const slots = await adminQuery<{ l: string }>(
+      p.a.server,
+      "select coalesce(sum(pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')), 0)::text as l from pg_replication_slots where database = $1",
+      [p.a.name],
+    );
+    return visible + Number(slots.rows[0]!.l);
+  };
+  const limit = ctx.opts.stallSeconds * 1000;
+  const watch = new StallWatch(
+    system === 'brabant'
+      ? 'events captured + rows applied + max id on B'
+      : 'slot position on A + max id on B',
+    probe,
+    system === 'brabant' ? limit : Math.max(limit, 600_000),
+  );
+  return {
+    abort: (): string | undefined =>
+      (system === 'brabant' ? brabant.deathReason() : undefined) ?? watch.reason(),
+    stop: () => watch.stop(),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------- W1
@@ -122,18 +168,18 @@ export const W1: Scenario = {
     const p = await freshPair(ctx, system, 'W1');
     const details: Record<string, unknown> = { rows: n, txRows };
     const brabant = new BrabantRun(ctx, label);
+    const watch = watchProgress(ctx, system, brabant, p);
+    const abort = watch.abort;
     const native = new NativeSubscription(p.a, p.b);
     const pgl = new PglogicalPair(p.a, p.b);
     try {
       let start: () => Promise<void>;
-      let abort: () => string | undefined = () => undefined;
       if (system === 'brabant') {
         const names = brabantNames('w1', ctx.regionA);
         const capture = await brabant.capture(p.a, names);
-        abort = () => brabant.deathReason();
         details.writeSeconds = await bulkInsert(p.a.url, 1, n, txRows, ctx.regionA);
         const t = nowMs();
-        await waitCaptured(brabant, capture, await marker(p.a));
+        await waitCaptured(capture, await marker(p.a), abort);
         details.captureDrainSeconds = (nowMs() - t) / 1000;
         start = async () => {
           const svc = await brabant.apply(p.b, [names.topic]);
@@ -143,6 +189,7 @@ export const W1: Scenario = {
       } else if (system === 'native') {
         await native.create(false);
         details.writeSeconds = await bulkInsert(p.a.url, 1, n, txRows, ctx.regionA);
+        await assertEmpty(p.b);
         start = () => native.enable();
       } else {
         await pgl.createNodes();
@@ -150,6 +197,7 @@ export const W1: Scenario = {
         await pgl.waitStatus(p.b, sub, 'replicating');
         await pgl.disable(p.b, sub);
         details.writeSeconds = await bulkInsert(p.a.url, 1, n, txRows, ctx.regionA);
+        await assertEmpty(p.b);
         start = () => pgl.enable(p.b, sub);
       }
       let first = 0;
@@ -157,7 +205,7 @@ export const W1: Scenario = {
       const visible = waitAllVisible(
         p.b.client,
         { from: 1, count: n },
-        { timeoutMs: HOUR, intervalMs: 20, abort: () => abort(), onFirst: (at) => (first = at) },
+        { timeoutMs: HOUR, intervalMs: 20, abort, onFirst: (at) => (first = at) },
       );
       // Poll from the start: rows may show before the starter returns.
       const started = start();
@@ -168,9 +216,10 @@ export const W1: Scenario = {
       details.steadyRowsPerSec = first > 0 && all > first ? n / ((all - first) / 1000) : null;
       return { values: { rowsPerSec: n / seconds }, details };
     } finally {
-      await brabant.cleanup().catch(() => {});
-      await native.drop().catch(() => {});
-      await pgl.drop().catch(() => {});
+      watch.stop();
+      await bounded('stopping Brabant', () => brabant.cleanup());
+      await bounded('dropping the subscription', () => native.drop());
+      await bounded('dropping the pglogical subscriptions', () => pgl.drop());
       await dropPair(p);
     }
   },
@@ -203,6 +252,8 @@ export const W2: Scenario = {
   async run(ctx, system, label) {
     const p = await freshPair(ctx, system, 'W2');
     const brabant = new BrabantRun(ctx, label);
+    const watch = watchProgress(ctx, system, brabant, p);
+    const abort = watch.abort;
     const native = new NativeSubscription(p.a, p.b);
     const details: Record<string, unknown> = {
       clients: ctx.opts.w2Clients,
@@ -213,14 +264,12 @@ export const W2: Scenario = {
     let writers: RowWriters | undefined;
     let poller: VisibilityPoller | undefined;
     try {
-      let abort: () => string | undefined = () => undefined;
       let services: { peakRss(): number; kind: string }[] = [];
       if (system === 'brabant') {
         const names = brabantNames('w2', ctx.regionA);
         const capture = await brabant.capture(p.a, names);
         const apply = await brabant.apply(p.b, [names.topic]);
         services = [capture, apply];
-        abort = () => brabant.deathReason();
       } else {
         await native.create(true);
       }
@@ -271,8 +320,9 @@ export const W2: Scenario = {
     } finally {
       await writers?.stop().catch(() => {});
       await poller?.stop().catch(() => {});
-      await brabant.cleanup().catch(() => {});
-      await native.drop().catch(() => {});
+      watch.stop();
+      await bounded('stopping Brabant', () => brabant.cleanup());
+      await bounded('dropping the subscription', () => native.drop());
       await dropPair(p);
     }
   },
@@ -305,16 +355,16 @@ export const W3: Scenario = {
     const n = ctx.opts.w3Rows;
     const p = await freshPair(ctx, system, 'W3');
     const brabant = new BrabantRun(ctx, label);
+    const watch = watchProgress(ctx, system, brabant, p);
+    const abort = watch.abort;
     const native = new NativeSubscription(p.a, p.b);
     const details: Record<string, unknown> = { rows: n };
     try {
-      let abort: () => string | undefined = () => undefined;
       let rss: () => Record<string, number> = () => ({});
       if (system === 'brabant') {
         const names = brabantNames('w3', ctx.regionA);
         const capture = await brabant.capture(p.a, names);
         const apply = await brabant.apply(p.b, [names.topic]);
-        abort = () => brabant.deathReason();
         rss = () => ({ captureRssMB: capture.peakRss() / 2 ** 20, applyRssMB: apply.peakRss() / 2 ** 20 });
       } else {
         await native.create(true);
@@ -340,8 +390,9 @@ export const W3: Scenario = {
       );
       return { values: { visibleSeconds: (all - committed) / 1000, ...rss() }, details };
     } finally {
-      await brabant.cleanup().catch(() => {});
-      await native.drop().catch(() => {});
+      watch.stop();
+      await bounded('stopping Brabant', () => brabant.cleanup());
+      await bounded('dropping the subscription', () => native.drop());
       await dropPair(p);
     }
   },
@@ -418,7 +469,7 @@ export const W4: Scenario = {
   rows: [
     {
       key: 'conflictsPerSec',
-      label: 'conflicts resolved per second (both nodes)',
+      label: 'conflicts resolved per second (both nodes; first write → converged)',
       unit: '/s',
       better: 'higher',
       baselines: ['pglogical'],
@@ -449,6 +500,8 @@ export const W4: Scenario = {
     const o = ctx.opts;
     const p = await freshPair(ctx, system, 'W4');
     const brabant = new BrabantRun(ctx, label);
+    const watch = watchProgress(ctx, system, brabant, p);
+    const abort = watch.abort;
     const pgl = new PglogicalPair(p.a, p.b);
     const details: Record<string, unknown> = {
       seconds: o.w4Seconds,
@@ -458,16 +511,14 @@ export const W4: Scenario = {
     };
     const running: { stop(): Promise<unknown> }[] = [];
     try {
-      let abort: () => string | undefined = () => undefined;
       let names: BrabantNames[] = [];
       if (system === 'brabant') {
         names = [brabantNames('w4a', ctx.regionA), brabantNames('w4b', ctx.regionB)];
         const topics = names.map((x) => x.topic);
         await brabant.capture(p.a, names[0]!);
         await brabant.capture(p.b, names[1]!);
-        await brabant.apply(p.a, topics);
-        await brabant.apply(p.b, topics);
-        abort = () => brabant.deathReason();
+        await brabant.apply(p.a, topics, names[0]!.nodeId);
+        await brabant.apply(p.b, topics, names[1]!.nodeId);
       } else {
         await pgl.createNodes();
         const toB = await pgl.subscribe(p.a, p.b);
@@ -542,7 +593,7 @@ export const W4: Scenario = {
             const [x, y] = [await checksum(p.a.client), await checksum(p.b.client)];
             return x.rows === y.rows && x.md5 === y.md5 ? x : undefined;
           },
-          { timeoutMs: 180_000, intervalMs: 500, abort },
+          { timeoutMs: HOUR, intervalMs: 500, abort },
         );
         converged = 1;
         details.convergedSeconds = (nowMs() - stopped) / 1000;
@@ -551,6 +602,8 @@ export const W4: Scenario = {
         const [x, y] = [await checksum(p.a.client), await checksum(p.b.client)];
         details.diverged = { a: x, b: y, error: String(err) };
       }
+      // Every conflict is resolved once both nodes agree: the rate counts from the first write to then.
+      const settled = nowMs();
       await until(
         'probe rows to be visible on the other node',
         async () => pollA.caughtUp() && pollB.caughtUp(),
@@ -587,16 +640,23 @@ export const W4: Scenario = {
         details.conflictSource = 'CONFLICT lines in the server logs (pglogical.conflict_log_level = log)';
       }
       details.conflicts = conflicts;
+      details.conflictsPerWriteSecond = conflicts / writeSeconds;
       details.lagMax = s.max;
       details.probes = s.n;
       return {
-        values: { conflictsPerSec: conflicts / writeSeconds, lagP50: s.p50, lagP99: s.p99, converged },
+        values: {
+          conflictsPerSec: conflicts / ((settled - t0) / 1000),
+          lagP50: s.p50,
+          lagP99: s.p99,
+          converged,
+        },
         details,
       };
     } finally {
       for (const r of running) await r.stop().catch(() => {});
-      await brabant.cleanup().catch(() => {});
-      await pgl.drop().catch(() => {});
+      watch.stop();
+      await bounded('stopping Brabant', () => brabant.cleanup());
+      await bounded('dropping the pglogical subscriptions', () => pgl.drop());
       await dropPair(p);
     }
   },

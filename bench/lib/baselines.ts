@@ -3,7 +3,7 @@
  * stack's nodes, and pglogical 2 between two extra PostgreSQL nodes that preload it.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { initNode, postgresBinDir, type RunningPostgres, startNode } from '../../infra/postgres/postgres.ts';
 import { currentUserIsRoot, freePort } from '../../infra/processes.ts';
@@ -153,6 +153,8 @@ export async function startPglogicalNodes(
 ): Promise<{ a: Server; b: Server; nodes: RunningPostgres[]; version: string }> {
   const nodes: RunningPostgres[] = [];
   const servers: Server[] = [];
+  // initdb runs as the postgres OS user: the parent folder must be traversable (not 0700 root).
+  mkdirSync(join(workDir, 'pglogical'), { recursive: true, mode: 0o755 });
   for (const name of ['pgl-a', 'pgl-b']) {
     const spec = {
       name,
@@ -174,7 +176,13 @@ export async function startPglogicalNodes(
     const running = await startNode(spec);
     onStarted(running);
     nodes.push(running);
-    servers.push({ id: name, url: running.url, port: running.port, logFile: spec.logFile });
+    servers.push({
+      id: name,
+      url: running.url,
+      port: running.port,
+      logFile: spec.logFile,
+      keepDatabases: true,
+    });
   }
   const version = (
     await adminQuery<{ v: string }>(

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import type { Stack } from '../../infra/stack.ts';
 import { adminQuery, type Db, type Server } from './pg.ts';
-import { type Service, startService } from './services.ts';
+import { metricSum, type Service, startService } from './services.ts';
 import { say, tag } from './util.ts';
 
 export type System = 'brabant' | 'native' | 'pglogical' | 'debezium';
@@ -25,6 +25,10 @@ export interface BenchOptions {
   pollMs: number;
   systems: Set<System>;
   profile: boolean;
+  /** A Brabant wait fails once nothing moved for this long (baselines: at least 10 minutes). */
+  stallSeconds: number;
+  /** Extra environment of every capture and apply (e.g. BRABANT_CAPTURE_BATCH_BYTES), shown in the report. */
+  serviceEnv: Record<string, string>;
   /** Folder of this run's logs, profiles and JSON. */
   outDir: string;
 }
@@ -89,7 +93,7 @@ export class BrabantRun {
   }
 
   async capture(db: Db, names: BrabantNames, env: Record<string, string> = {}): Promise<Service> {
-    this.names.push(names);
+    if (!this.names.includes(names)) this.names.push(names);
     if (!this.servers.includes(db.server)) this.servers.push(db.server);
     const prof = this.profDir();
     const svc = await startService(
@@ -104,6 +108,7 @@ export class BrabantRun {
         BRABANT_CAPTURE_TOPIC: names.topic,
         BRABANT_CAPTURE_SLOT: names.slot,
         BRABANT_CAPTURE_PUBLICATION: names.publication,
+        ...this.ctx.opts.serviceEnv,
         ...env,
       },
       { logDir: this.logDir(), ...(prof ? { cpuProfDir: prof } : {}) },
@@ -112,8 +117,16 @@ export class BrabantRun {
     return svc;
   }
 
-  async apply(db: Db, topics: string[], env: Record<string, string> = {}): Promise<Service> {
-    const nodeId = `ap${tag()}`;
+  /**
+   * Apply on `db`'s node. `nodeId` is that node's id, shared with its capture (apply skips the
+   * events of its own node); a node without a capture gets a fresh id.
+   */
+  async apply(
+    db: Db,
+    topics: string[],
+    nodeId = `ap${tag()}`,
+    env: Record<string, string> = {},
+  ): Promise<Service> {
     this.applyIds.push(nodeId);
     if (!this.servers.includes(db.server)) this.servers.push(db.server);
     const prof = this.profDir();
@@ -126,12 +139,27 @@ export class BrabantRun {
         BRABANT_KAFKA_BROKERS: this.ctx.brokers,
         BRABANT_REGISTRY_URL: this.ctx.registryUrl,
         BRABANT_APPLY_TOPICS: topics.join(','),
+        ...this.ctx.opts.serviceEnv,
         ...env,
       },
       { logDir: this.logDir(), ...(prof ? { cpuProfDir: prof } : {}) },
     );
     this.services.push(svc);
     return svc;
+  }
+
+  /** A figure that grows while Brabant works: row changes captured and rows applied. */
+  async progress(): Promise<number> {
+    let sum = 0;
+    for (const s of this.services) {
+      if (!s.running) continue;
+      const text = await s.metrics().catch(() => '');
+      // Row changes only: heartbeats move even when nothing else does.
+      for (const kind of ['insert', 'update', 'delete', 'truncate'])
+        sum += metricSum(text, 'brabant_capture_events_total', { kind });
+      sum += metricSum(text, 'brabant_apply_rows_total');
+    }
+    return sum;
   }
 
   /** Why a service of this run died, if one did (so waits fail fast instead of timing out). */

@@ -14,6 +14,11 @@ export interface Server {
   url: string;
   port: number;
   logFile?: string;
+  /**
+   * Leave databases in place after a run: DROP DATABASE on a server running pglogical 2.4.2
+   * waits forever for its supervisor to accept a ProcSignalBarrier (it never does).
+   */
+  keepDatabases?: boolean;
 }
 
 export const ITEMS_SQL = `create table items (
@@ -74,6 +79,7 @@ export async function createDb(server: Server, name: string, extraSql: string[] 
     },
     drop: async () => {
       await client.end().catch(() => {});
+      if (server.keepDatabases) return;
       // Logical slots of this database keep it from being dropped: drop them first.
       await until(
         `logical slots of ${name} on ${server.id} to be free`,
@@ -351,5 +357,6 @@ export async function currentLsn(client: pg.Client): Promise<string> {
 }
 
 export async function serverVersion(server: Server): Promise<string> {
-  return (await adminQuery<{ v: string }>(server, 'show server_version')).rows[0]!.v;
+  return (await adminQuery<{ v: string }>(server, "select current_setting('server_version') as v")).rows[0]!
+    .v;
 }

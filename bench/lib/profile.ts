@@ -31,9 +31,22 @@ function moduleOf(url: string, root: string): string {
   return relative(root, path);
 }
 
+/** A frame's file: inside a package as package/path, else relative to the project. */
+function fileOf(url: string, root: string): string {
+  const path = url.replace(/^file:\/\//, '');
+  const nm = path.lastIndexOf('node_modules/');
+  return nm >= 0
+    ? path.slice(nm + 'node_modules/'.length)
+    : url.startsWith('node:')
+      ? url
+      : relative(root, path);
+}
+
 function frameName(n: ProfileNode, root: string): string {
   const f = n.callFrame;
-  const where = f.url === '' ? '' : ` ${moduleOf(f.url, root)}:${f.lineNumber + 1}`;
+  // line numbers of TypeScript files are those of tsx's output, not of the source: leave them out
+  const line = f.url.endsWith('.ts') ? '' : `:${f.lineNumber + 1}`;
+  const where = f.url === '' ? '' : ` ${fileOf(f.url, root)}${line}`;
   return `${f.functionName || '(anonymous)'}${where}`;
 }
 
@@ -117,6 +130,11 @@ export function summarizeDir(dir: string, root: string): string {
   for (const f of files.sort()) {
     const s = summarize(f, root);
     const busy = s.totalMs - s.idleMs;
+    // tsx's module loader thread: busy only at start-up
+    if (busy < 500) {
+      out.push(`\n## ${relative(root, f)}: ${(busy / 1000).toFixed(2)} s busy (a helper thread; skipped)`);
+      continue;
+    }
     const pct = (ms: number) => `${((100 * ms) / Math.max(1, busy)).toFixed(1)}%`;
     out.push(
       `\n## ${relative(root, f)}: ${(s.totalMs / 1000).toFixed(1)} s profiled, ${(busy / 1000).toFixed(1)} s busy (not idle)`,

@@ -25,6 +25,8 @@ export class Service {
   private readonly sampler: NodeJS.Timeout;
   readonly exited: Promise<number | null>;
   private exitCode: number | null | undefined;
+  /** stop() was called: its exit is no failure. */
+  private stopRequested = false;
 
   constructor(
     readonly kind: 'capture' | 'apply',
@@ -53,9 +55,9 @@ export class Service {
 
   /** Why this process is no longer running, or undefined while it runs. */
   deathReason(): string | undefined {
-    if (this.running) return undefined;
+    if (this.running || this.stopRequested) return undefined;
     const last = this.lines
-      .filter((l) => /"level":(50|60)/.test(l) || !l.startsWith('{'))
+      .filter((l) => /"level":60/.test(l) || !l.startsWith('{'))
       .slice(-2)
       .join(' | ');
     return `${this.kind} ${this.name} exited (${this.exitCode})${last ? `: ${last.slice(0, 400)}` : ''}; log ${this.logFile}`;
@@ -102,6 +104,7 @@ export class Service {
 
   /** SIGTERM (graceful: capture flushes its batch), then SIGKILL after graceMs. */
   async stop(graceMs = 15_000): Promise<void> {
+    this.stopRequested = true;
     if (!this.running) return;
     this.child.kill('SIGTERM');
     const t = await Promise.race([this.exited.then(() => 'exited'), sleep(graceMs).then(() => 'timeout')]);
@@ -151,15 +154,13 @@ export async function startService(
   mkdirSync(opts.logDir, { recursive: true });
   const metricsPort = await freePort();
   const logFile = join(opts.logDir, `${kind}-${name}.log`);
-  const out = createWriteStream(logFile);
+  const out = createWriteStream(logFile, { flags: 'a' });
   const nodeArgs: string[] = [];
   if (opts.cpuProfDir !== undefined) {
-    mkdirSync(opts.cpuProfDir, { recursive: true });
-    nodeArgs.push(
-      '--cpu-prof',
-      `--cpu-prof-dir=${opts.cpuProfDir}`,
-      `--cpu-prof-name=${kind}-${name}.cpuprofile`,
-    );
+    // One folder per process: node writes one profile per thread (the main thread and tsx's loader).
+    const dir = join(opts.cpuProfDir, `${kind}-${name}`);
+    mkdirSync(dir, { recursive: true });
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
   }
   const child = spawn(
     process.execPath,

@@ -74,3 +74,58 @@ export function errorText(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   return msg.split('\n')[0]!.slice(0, 300);
 }
+
+/**
+ * Fails a wait when a progress figure stops moving: `probe` is read every few seconds, and
+ * reason() says why once it has not changed for limitMs.
+ */
+export class StallWatch {
+  private last: number | undefined;
+  private changedAt = Date.now();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly what: string,
+    private readonly probe: () => Promise<number>,
+    private readonly limitMs: number,
+  ) {
+    this.timer = setInterval(() => {
+      void this.probe()
+        .then((v) => {
+          if (v !== this.last) {
+            this.last = v;
+            this.changedAt = Date.now();
+          }
+        })
+        .catch(() => {});
+    }, 2000);
+  }
+
+  reason(): string | undefined {
+    const idle = Date.now() - this.changedAt;
+    return idle > this.limitMs
+      ? `no progress for ${Math.round(idle / 1000)} s (${this.what} stuck at ${this.last ?? 'nothing'})`
+      : undefined;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** Runs a clean-up step, giving up (with a message) after ms so that a stuck step cannot hang the run. */
+export async function bounded(what: string, step: () => Promise<unknown>, ms = 60_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((r) => {
+    timer = setTimeout(() => r('timeout'), ms);
+  });
+  try {
+    const r = await Promise.race([
+      step().catch((err: unknown) => say(`${what} failed: ${errorText(err)}`)),
+      timeout,
+    ]);
+    if (r === 'timeout') say(`${what}: gave up after ${Math.round(ms / 1000)} s`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
