@@ -226,7 +226,9 @@ function tableRows(scenarios: Scenario[], outcomes: ScenarioOutcome[]): TableRow
           row.baseline = `${SYSTEM_NAMES[base]}: ${x.text}`;
           if (x.value !== undefined) row.baselineValue = x.value;
           if (b.value !== undefined && x.value !== undefined && x.value !== 0 && r.better !== 'yes') {
-            row.ratio = `${(b.value / x.value).toFixed(2)}× (${r.better} is better)`;
+            const q = b.value / x.value;
+            const shown = q >= 100 ? Math.round(q).toLocaleString('en-US') : q.toFixed(2);
+            row.ratio = `${shown}× (${r.better} is better)`;
           }
         }
         rows.push(row);
