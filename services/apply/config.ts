@@ -36,6 +36,14 @@ export const applyConfig = {
     min: 1,
     max: 1_000_000,
   }),
+  groupTransactions: int({
+    env: 'BRABANT_APPLY_GROUP_TRANSACTIONS',
+    description:
+      'Most small source transactions applied in one round trip (each still its own local transaction); 1 turns grouping off',
+    default: 500,
+    min: 1,
+    max: 100_000,
+  }),
   tombstoneMarginMs: int({
     env: 'BRABANT_APPLY_TOMBSTONE_MARGIN_MS',
     description: 'Tombstones are kept this long after every peer applied past them (clock skew margin)',

@@ -20,6 +20,10 @@ export function applyMetrics(registry = new MetricsRegistry()) {
       'brabant_apply_applied_lsn',
       'Source commit LSN of the last transaction applied, by origin',
     ),
+    fastPathMisses: registry.counter(
+      'brabant_apply_fast_path_misses_total',
+      'Source transactions the grouped fast path could not apply as they came (a row needed conflict resolution), by origin',
+    ),
     conflicts: registry.counter('brabant_apply_conflicts_total', 'Conflicts, by kind and resolution'),
     deadLetters: registry.counter(
       'brabant_apply_dead_letters_total',

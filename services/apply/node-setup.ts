@@ -4,6 +4,7 @@
  * so capture and apply starting together do not race.
  */
 import type pg from 'pg';
+import { EXPECT_ROWS_FUNCTION_SQL } from './fast-sql.ts';
 
 type Queryable = Pick<pg.Client, 'query'>;
 
@@ -56,6 +57,7 @@ export async function ensureNodeObjects(db: Queryable): Promise<void> {
   try {
     await db.query(`select pg_advisory_xact_lock(hashtext('brabant.setup'))`);
     await db.query(SETUP_SQL);
+    await db.query(EXPECT_ROWS_FUNCTION_SQL);
     await db.query('commit');
   } catch (err) {
     await db.query('rollback').catch(() => {});

@@ -13,6 +13,13 @@ import { codecFromAvro } from '../protocol/pg-types.ts';
 import { UNCHANGED } from '../protocol/table-schema.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
+import {
+  FAST_PATH_MISS_SQLSTATE,
+  fastDeleteSql,
+  fastInsertSql,
+  fastUpdateSql,
+  transactionScript,
+} from './fast-sql.ts';
 import type { ApplyMetrics } from './metrics.ts';
 import {
   type ConflictKind,
@@ -33,7 +40,7 @@ export function originName(node: string): string {
 
 /** Session settings of an apply connection (as PostgreSQL's own apply workers run). */
 export const APPLY_SESSION_OPTIONS =
-  '-c session_replication_role=replica -c synchronous_commit=off -c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=iso_8601 -c extra_float_digits=3';
+  '-c session_replication_role=replica -c synchronous_commit=off -c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=iso_8601 -c extra_float_digits=3 -c standard_conforming_strings=on';
 
 export interface ConflictRecord {
   kind: ConflictKind;
@@ -61,7 +68,22 @@ export interface ApplierContext {
   metrics: ApplyMetrics;
   /** Rows of one source transaction applied per round trip; also the chunk size of large transactions. */
   chunkRows: number;
+  /** Most source transactions applied together in one round trip by the fast path (1 = off). */
+  groupTransactions: number;
 }
+
+/** A complete small source transaction planned for the fast path: events [start, end) of a run. */
+interface FastTx {
+  start: number;
+  end: number;
+  commitLsn: Lsn;
+  commitTs: bigint;
+  script: string;
+  rows: { insert: number; update: number; delete: number };
+}
+
+/** Upper bound of the SQL text sent in one fast-path round trip. */
+const FAST_SCRIPT_MAX_CHARS = 4 * 1024 * 1024;
 
 const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros' });
 
@@ -87,6 +109,10 @@ export interface TxOutcome {
 export class OriginApplier {
   readonly origin: string;
   private applied: Lsn = ZERO_LSN;
+  private roident = 0;
+  /** Source transactions still to take through the full path before trying the fast path again. */
+  private fullPathTxs = 0;
+  private fastBackoff = 0;
   private tx: OpenTx | undefined;
   private readonly warnedColumns = new Set<string>();
 
@@ -106,6 +132,11 @@ export class OriginApplier {
   /** Whether a source transaction is under way (its first events seen, its last not yet). */
   get inTransaction(): boolean {
     return this.tx !== undefined;
+  }
+
+  /** Commit LSN of the source transaction under way, if any. */
+  get openCommitLsn(): Lsn | undefined {
+    return this.tx?.commitLsn;
   }
 
   async init(): Promise<void> {
@@ -131,11 +162,247 @@ export class OriginApplier {
         await new Promise((r) => setTimeout(r, 500));
       }
     }
-    const res = await this.db.query<{ p: string | null }>(
-      'select pg_replication_origin_progress($1, true)::text as p',
+    const res = await this.db.query<{ p: string | null; id: number }>(
+      'select pg_replication_origin_progress($1, true)::text as p, (select roident::int from pg_replication_origin where roname = $1) as id',
       [this.origin],
     );
     this.applied = res.rows[0]?.p ? parseLsn(res.rows[0].p) : ZERO_LSN;
+    this.roident = res.rows[0]!.id;
+  }
+
+  /**
+   * Feeds a run of this source's events, in stream order; resolves with the outcome of every
+   * source transaction the run ended (committed). Complete small transactions go through the
+   * fast path, many per round trip; the rest, and any transaction the fast path misses, one event
+   * at a time through `handle`.
+   */
+  async handleMany(changes: DecodedChange[]): Promise<TxOutcome[]> {
+    const outcomes: TxOutcome[] = [];
+    let i = 0;
+    while (i < changes.length) {
+      if (this.tx === undefined && this.ctx.groupTransactions > 1 && this.fullPathTxs === 0) {
+        const group = await this.planFast(changes, i);
+        if (group.txs.length > 0) {
+          const done = await this.applyFast(group.txs);
+          outcomes.push(...done);
+          // A miss on the first transaction cost a round trip for nothing: after a run of such
+          // misses (conflict-heavy traffic) let the next few transactions go the full path.
+          this.fastBackoff = done.length > 0 ? 0 : Math.min(Math.max(1, this.fastBackoff * 2), 64);
+          this.fullPathTxs = this.fastBackoff;
+          if (done.length === group.txs.length) {
+            i = group.next;
+            continue;
+          }
+          // the transaction the fast path missed: resolve it row by row
+          const missed = group.txs[done.length]!;
+          for (let j = missed.start; j < missed.end; j++) {
+            const o = await this.handle(changes[j]!);
+            if (o !== undefined) outcomes.push(o);
+          }
+          i = missed.end;
+          continue;
+        }
+        i = group.next;
+        if (i >= changes.length) break;
+      }
+      const o = await this.handle(changes[i]!);
+      if (o !== undefined) {
+        outcomes.push(o);
+        if (this.fullPathTxs > 0) this.fullPathTxs--;
+      }
+      i++;
+    }
+    return outcomes;
+  }
+
+  /**
+   * Complete source transactions from `from` on whose every row the fast path can apply, up to
+   * the group limits; `next` is where planning stopped (events already applied are passed over).
+   */
+  private async planFast(changes: DecodedChange[], from: number): Promise<{ txs: FastTx[]; next: number }> {
+    const txs: FastTx[] = [];
+    let i = from;
+    let rows = 0;
+    let chars = 0;
+    while (i < changes.length && txs.length < this.ctx.groupTransactions) {
+      const first = changes[i]!;
+      if (first.tx.commitLsn <= this.applied) {
+        i++; // applied before (redelivery after a restart)
+        continue;
+      }
+      if (first.tx.index !== 0) break;
+      let end = i;
+      while (end < changes.length && changes[end]!.tx.commitLsn === first.tx.commitLsn) end++;
+      const last = changes[end - 1]!;
+      if (!last.tx.last || last.tx.index !== end - 1 - i) break; // not whole in this run
+      const txRows = end - i;
+      if (txs.length > 0 && rows + txRows > this.ctx.chunkRows) break;
+      const planned = await this.planTransaction(changes, i, end);
+      if (planned === undefined) break;
+      if (txs.length > 0 && chars + planned.script.length > FAST_SCRIPT_MAX_CHARS) break;
+      txs.push(planned);
+      rows += txRows;
+      chars += planned.script.length;
+      i = end;
+    }
+    return { txs, next: i };
+  }
+
+  /** The fast-path script of one source transaction, or undefined when a row needs the full path. */
+  private async planTransaction(
+    changes: DecodedChange[],
+    start: number,
+    end: number,
+  ): Promise<FastTx | undefined> {
+    const first = changes[start]!;
+    const rowChanges: RowChange[] = [];
+    for (let j = start; j < end; j++) {
+      const c = changes[j]!;
+      if (c.kind === 'row') rowChanges.push(c);
+    }
+    if (rowChanges.length > this.ctx.chunkRows) return undefined;
+    const commitTsText = timestamptz.toText(first.tx.commitTs);
+    const statements: string[] = [];
+    const counts = { insert: 0, update: 0, delete: 0 };
+    // runs of one table, operation and column set with distinct keys become one statement each
+    let run:
+      | { t: TargetTable; op: string; cols: string[]; sig: string; items: RowChange[]; keys: Set<string> }
+      | undefined;
+    const flush = () => {
+      if (run === undefined) return;
+      const { t, cols, items } = run;
+      const pk = t.primaryKey;
+      if (run.op === 'INSERT') {
+        statements.push(
+          fastInsertSql(
+            t,
+            pk,
+            cols,
+            items.map((c) => cols.map((col) => textOf(c.after![col]))),
+          ),
+        );
+        counts.insert += items.length;
+      } else if (run.op === 'UPDATE') {
+        statements.push(
+          fastUpdateSql(
+            t,
+            pk,
+            cols,
+            items.map((c) => pk.map((k) => c.key![k]!)),
+            items.map((c) => cols.map((col) => textOf(c.after![col]))),
+            this.roident,
+            commitTsText,
+          ),
+        );
+        counts.update += items.length;
+      } else {
+        statements.push(
+          fastDeleteSql(
+            t,
+            pk,
+            items.map((c) => pk.map((k) => c.key![k]!)),
+            commitTsText,
+          ),
+        );
+        counts.delete += items.length;
+      }
+      run = undefined;
+    };
+    for (const c of expandKeyChanges(rowChanges)) {
+      if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) return undefined;
+      const t = await this.ctx.catalog.table(c.schema, c.table);
+      if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0) return undefined;
+      if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
+      if (this.columnsToWarn(t, c)) return undefined;
+      let cols: string[] = [];
+      if (c.op !== 'DELETE') {
+        if (c.after === null) return undefined;
+        cols = presentColumns(t, c.after);
+        if (c.op === 'INSERT' && !t.primaryKey.every((k) => cols.includes(k))) return undefined;
+        if (cols.length === 0) return undefined;
+      }
+      const sig = `${t.sql}\u0000${c.op}\u0000${cols.join('\u0000')}`;
+      const key = JSON.stringify(t.primaryKey.map((k) => c.key![k]));
+      if (run !== undefined && (run.sig !== sig || run.keys.has(key))) flush();
+      if (run === undefined) run = { t, op: c.op, cols, sig, items: [], keys: new Set() };
+      run.items.push(c);
+      run.keys.add(key);
+    }
+    flush();
+    return {
+      start,
+      end,
+      commitLsn: first.tx.commitLsn,
+      commitTs: first.tx.commitTs,
+      script: transactionScript(formatLsn(first.tx.commitLsn), commitTsText, statements),
+      rows: counts,
+    };
+  }
+
+  /**
+   * Runs the planned transactions in one round trip. Resolves with the outcomes of those that
+   * committed: all of them, or those before the first one a statement missed (or failed), which
+   * the caller then takes through the full path.
+   */
+  private async applyFast(txs: FastTx[]): Promise<TxOutcome[]> {
+    let committed = txs.length;
+    try {
+      await this.db.query(txs.map((x) => x.script).join('\n'));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === undefined) throw err; // the connection, not a statement
+      // what committed before the failing statement: the origin's progress in this session
+      const res = (await this.db.query(
+        'rollback; select pg_replication_origin_session_progress(false)::text as p',
+      )) as unknown as pg.QueryResult<{ p: string | null }>[];
+      const p = res[1]?.rows[0]?.p;
+      const progress = p ? parseLsn(p) : ZERO_LSN;
+      committed = txs.findIndex((x) => x.commitLsn > progress);
+      if (committed < 0) committed = txs.length;
+      const missed = txs[committed];
+      if (code === FAST_PATH_MISS_SQLSTATE) this.ctx.metrics.fastPathMisses.inc({ origin: this.source });
+      else
+        this.ctx.log.debug(
+          {
+            source: this.source,
+            commitLsn: missed && formatLsn(missed.commitLsn),
+            err: (err as Error).message,
+          },
+          'fast path failed on a statement; applying that transaction through the full path',
+        );
+    }
+    const outcomes: TxOutcome[] = [];
+    const m = this.ctx.metrics;
+    for (const x of txs.slice(0, committed)) {
+      this.applied = x.commitLsn;
+      outcomes.push({
+        commitLsn: x.commitLsn,
+        commitTs: x.commitTs,
+        rows: x.rows.insert + x.rows.update + x.rows.delete,
+        conflicts: [],
+        deadLetters: [],
+      });
+      for (const action of ['insert', 'update', 'delete'] as const)
+        if (x.rows[action] > 0) m.rows.inc({ origin: this.source, action }, x.rows[action]);
+    }
+    if (committed > 0) {
+      const last = txs[committed - 1]!;
+      m.transactions.inc({ origin: this.source }, committed);
+      m.appliedLsn.set(Number(last.commitLsn), { origin: this.source });
+      m.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - last.commitTs) / 1e6, { origin: this.source });
+    }
+    return outcomes;
+  }
+
+  /** Whether `checkColumns` would still warn about this row's columns (the full path does that). */
+  private columnsToWarn(t: TargetTable, c: RowChange): boolean {
+    const row = c.after ?? c.before;
+    if (row === null) return false;
+    for (const col of Object.keys(row))
+      if (!t.columns.has(col) && !this.warnedColumns.has(`${t.schema}.${t.name}.${col}`)) return true;
+    for (const col of t.columns.keys())
+      if (!(col in row) && !this.warnedColumns.has(`${t.schema}.${t.name}.${col}`)) return true;
+    return false;
   }
 
   /**

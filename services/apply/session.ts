@@ -6,7 +6,7 @@
  */
 import type { Admin, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import pg from 'pg';
-import { ChangeDecoder, type RowChange } from '../protocol/change-decoder.ts';
+import { ChangeDecoder, type DecodedChange, type RowChange } from '../protocol/change-decoder.ts';
 import { formatLsn } from '../protocol/lsn.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { CONFLICTS_TOPIC, changeTopic, DEAD_LETTER_TOPIC, ensureTopic } from '../protocol/topics.ts';
@@ -146,6 +146,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
             log,
             metrics,
             chunkRows: c.chunkRows,
+            groupTransactions: c.groupTransactions,
           });
           await applier.init();
           await control.query('insert into brabant.peers (node) values ($1) on conflict do nothing', [
@@ -205,18 +206,42 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
         const safe = firsts.length > 0 ? firsts.reduce((a, b) => (a < b ? a : b)) - 1n : BigInt(offset);
         if (safe > (resolved.get(part) ?? -1n)) resolved.set(part, safe);
       };
+      // Consecutive events of one source form a run, handed to its applier at once (the fast
+      // path applies many small source transactions per round trip).
+      let run: { source: string; changes: DecodedChange[]; offsets: string[] } | undefined;
+      const flush = async () => {
+        if (run === undefined) return;
+        const { source, changes, offsets } = run;
+        run = undefined;
+        const applier = await applierFor(source);
+        const openBefore = applier.inTransaction ? applier.openCommitLsn : undefined;
+        const outcomes = await applier.handleMany(changes);
+        for (const outcome of outcomes) {
+          failpoint('apply.after-commit');
+          await publish(source, outcome);
+        }
+        if (!applier.inTransaction) open.delete(source);
+        else if (applier.openCommitLsn !== openBefore || !open.has(source)) {
+          const first = changes.findIndex((x) => x.tx.commitLsn === applier.openCommitLsn);
+          open.set(source, offsets[Math.max(first, 0)]!);
+        }
+        markDone(offsets[offsets.length - 1]!);
+        await heartbeat();
+      };
       for (const m of batch.messages) {
         if (!isRunning() || isStale()) return;
         const source = m.key?.toString();
         if (source === undefined || source === c.nodeId || m.value === null) {
+          await flush();
           markDone(m.offset);
           continue;
         }
-        let change: Awaited<ReturnType<ChangeDecoder['decode']>>;
+        let change: DecodedChange;
         try {
           change = await decoder.decode(m.value);
         } catch (err) {
           if (!isBrabantError(err, 'UNDECODABLE')) throw err;
+          await flush();
           log.error(
             { source, topic: batch.topic, partition: batch.partition, offset: m.offset, reason: err.message },
             'poison message sent to the dead-letter topic',
@@ -241,18 +266,12 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
           markDone(m.offset);
           continue;
         }
-        const applier = await applierFor(source);
-        const wasOpen = applier.inTransaction;
-        const outcome = await applier.handle(change);
-        if (!wasOpen && applier.inTransaction) open.set(source, m.offset);
-        if (!applier.inTransaction) open.delete(source);
-        if (outcome !== undefined) {
-          failpoint('apply.after-commit');
-          await publish(source, outcome);
-        }
-        markDone(m.offset);
-        await heartbeat();
+        if (run !== undefined && run.source !== source) await flush();
+        if (run === undefined) run = { source, changes: [], offsets: [] };
+        run.changes.push(change);
+        run.offsets.push(m.offset);
       }
+      await flush();
       await commitSafe(batch.topic, batch.partition);
     };
     const committed = new Map<string, bigint>();

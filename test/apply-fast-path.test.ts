@@ -1,0 +1,287 @@
+/**
+ * The grouped fast path of apply against a real node, without Kafka: many small source
+ * transactions in one round trip, each still its own local transaction with its original commit
+ * time and origin; and, on random histories full of conflicts, exactly the same end state and
+ * conflict log as the row-by-row path (the fast path must never decide a conflict itself).
+ */
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { applyMetrics } from '../services/apply/metrics.ts';
+import { ensureDeleteTriggers, ensureNodeObjects } from '../services/apply/node-setup.ts';
+import { APPLY_SESSION_OPTIONS, OriginApplier, type TxOutcome } from '../services/apply/origin-applier.ts';
+import { TargetCatalog } from '../services/apply/target-catalog.ts';
+import type { DecodedChange, RowChange } from '../services/protocol/change-decoder.ts';
+import { lsn } from '../services/protocol/lsn.ts';
+import { createLogger } from '../services/runtime/log.ts';
+import { createDatabase, node, uniqueName } from './support/stack.ts';
+
+const open = new Set<Target>();
+afterEach(async () => {
+  for (const t of open) await t.close();
+});
+
+const SCHEMA = 'create table items (id int primary key, v text, n int)';
+const BASE_TS = 1_600_000_000_000_000n; // 2020-09-13: older than any local write of the test
+const FUTURE_TS = 4_100_000_000_000_000n; // 2099: newer than any local write of the test
+
+interface Target {
+  client: pg.Client;
+  applier: (source: string, group: number) => Promise<OriginApplier>;
+  queries: () => number;
+  /** Ends the connections, drops the database and the replication origins (they are per server). */
+  close: () => Promise<void>;
+}
+
+async function target(): Promise<Target> {
+  const db = await createDatabase(node('vl-1'), 'fast');
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  const connections: pg.Client[] = [];
+  const origins: string[] = [];
+  await admin.query(SCHEMA);
+  await ensureNodeObjects(admin);
+  await ensureDeleteTriggers(admin);
+  const catalog = new TargetCatalog(admin);
+  const log = createLogger('test', 'silent');
+  const metrics = applyMetrics();
+  let count = 0;
+  const t: Target = {
+    client: admin,
+    queries: () => count,
+    applier: async (source, group) => {
+      const c = new pg.Client({ connectionString: db.url, options: APPLY_SESSION_OPTIONS });
+      await c.connect();
+      connections.push(c);
+      const query = c.query.bind(c) as (...args: unknown[]) => unknown;
+      (c as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        count++;
+        return query(...args);
+      };
+      const a = new OriginApplier(c, source, {
+        localNode: 'vl-local',
+        catalog,
+        log,
+        metrics,
+        chunkRows: 2000,
+        groupTransactions: group,
+      });
+      await a.init();
+      origins.push(a.origin);
+      return a;
+    },
+    close: async () => {
+      open.delete(t);
+      for (const c of connections) await c.end();
+      for (const o of origins) await admin.query('select pg_replication_origin_drop($1)', [o]);
+      await admin.end();
+      await db.drop();
+    },
+  };
+  open.add(t);
+  return t;
+}
+
+type Op = { op: 'INSERT' | 'UPDATE' | 'DELETE'; id: number; v?: string; n?: number };
+
+/** A source's transactions as the decoder hands them to apply. */
+class Source {
+  private lsn = 0x1000000n;
+  private xid = 1000n;
+  constructor(
+    readonly node: string,
+    private ts: bigint,
+  ) {}
+
+  tx(ops: Op[], tsStep = 1000n): DecodedChange[] {
+    this.lsn += 0x100n;
+    this.xid += 1n;
+    this.ts += tsStep;
+    const tx = { xid: this.xid, commitLsn: lsn(this.lsn), commitTs: this.ts };
+    if (ops.length === 0) {
+      return [
+        {
+          kind: 'control',
+          origin: { region: 'r', node: this.node },
+          tx: { ...tx, index: 0, last: true },
+          control: 'HEARTBEAT',
+          prefix: 'brabant',
+          content: Buffer.alloc(0),
+        },
+      ];
+    }
+    return ops.map(
+      (o, index): RowChange => ({
+        kind: 'row',
+        origin: { region: 'r', node: this.node },
+        tx: { ...tx, index, last: index === ops.length - 1 },
+        op: o.op,
+        schema: 'public',
+        table: 'items',
+        key: { id: String(o.id) },
+        before: null,
+        after:
+          o.op === 'DELETE'
+            ? null
+            : { id: String(o.id), v: o.v ?? null, n: o.n === undefined ? null : String(o.n) },
+      }),
+    );
+  }
+}
+
+async function state(c: pg.Client) {
+  const rows = await c.query<{ id: number; v: string; n: number; ts: string | null; roname: string | null }>(
+    `select i.id, i.v, i.n, (extract(epoch from (pg_xact_commit_timestamp_origin(i.xmin)).timestamp) * 1000000)::int8::text as ts, o.roname
+       from items i left join pg_replication_origin o on o.roident = (pg_xact_commit_timestamp_origin(i.xmin)).roident
+      order by i.id`,
+  );
+  const tombs = await c.query<{ key: string; ts: string | null; roname: string | null }>(
+    `select t.key::text, (extract(epoch from (pg_xact_commit_timestamp_origin(t.xmin)).timestamp) * 1000000)::int8::text as ts, o.roname
+       from brabant.tombstones t left join pg_replication_origin o on o.roident = (pg_xact_commit_timestamp_origin(t.xmin)).roident
+      order by 1`,
+  );
+  const conflicts = await c.query(
+    `select kind, resolution, key::text, remote_node, remote_commit_ts::text from brabant.conflicts
+      order by remote_commit_ts, remote_node, kind, key::text`,
+  );
+  // local writes commit at the wall-clock time of each run: compare only that they are local
+  const stable = <R extends { ts: string | null; roname: string | null }>(r: R): R =>
+    r.roname === null ? { ...r, ts: 'local' } : r;
+  return { rows: rows.rows.map(stable), tombstones: tombs.rows.map(stable), conflicts: conflicts.rows };
+}
+
+describe('apply fast path', () => {
+  it('applies many one-row source transactions in one round trip, each with its own commit time and origin', async () => {
+    const t = await target();
+    const name = uniqueName('src');
+    const applier = await t.applier(name, 500);
+    const src = new Source(name, BASE_TS);
+    const inserts = Array.from({ length: 300 }, (_, i) =>
+      src.tx([{ op: 'INSERT', id: i + 1, v: `v${i}`, n: i }]),
+    );
+    const updates = Array.from({ length: 100 }, (_, i) =>
+      src.tx([{ op: 'UPDATE', id: i + 1, v: `it's \\ "quoted" ${i}`, n: -i }]),
+    );
+    const deletes = Array.from({ length: 50 }, (_, i) => src.tx([{ op: 'DELETE', id: 300 - i }]));
+    const idle = src.tx([]);
+    const before = t.queries();
+    const outcomes: TxOutcome[] = await applier.handleMany([...inserts, ...updates, ...deletes, idle].flat());
+    // 451 source transactions: one round trip (the applier's own queries are counted)
+    expect(t.queries() - before).toBe(1);
+    expect(outcomes).toHaveLength(451);
+    expect(outcomes.every((o) => o.conflicts.length === 0)).toBe(true);
+    expect(applier.progress).toBe(idle[0]!.tx.commitLsn);
+
+    const s = await state(t.client);
+    expect(s.rows).toHaveLength(250);
+    expect(s.tombstones).toHaveLength(50);
+    expect(s.conflicts).toEqual([]);
+    const first = s.rows[0]!;
+    expect(first).toMatchObject({ id: 1, v: `it's \\ "quoted" 0`, n: 0, roname: `brabant_${name}` });
+    // every row carries the commit time of the source transaction that wrote it last
+    expect(first.ts).toBe(String(updates[0]![0]!.tx.commitTs));
+    expect(s.rows.find((r) => r.id === 200)!.ts).toBe(String(inserts[199]![0]!.tx.commitTs));
+    expect(s.tombstones[0]).toMatchObject({ roname: `brabant_${name}` });
+    const progress = await t.client.query(`select pg_replication_origin_progress($1, true)::text as p`, [
+      `brabant_${name}`,
+    ]);
+    expect(progress.rows[0].p).not.toBeNull();
+  });
+
+  it('takes a transaction that needs conflict resolution through the full path and goes on grouping after it', async () => {
+    const t = await target();
+    const name = uniqueName('src');
+    const applier = await t.applier(name, 500);
+    const src = new Source(name, BASE_TS);
+    await applier.handleMany(
+      Array.from({ length: 10 }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v: 'a' }])).flat(),
+    );
+    // a local write on key 5 makes the source's next update of it an update_origin_change
+    await t.client.query(`update items set v = 'local' where id = 5`);
+    const txs = [
+      ...Array.from({ length: 4 }, (_, i) => src.tx([{ op: 'UPDATE', id: i + 1, v: 'b' }])),
+      src.tx([{ op: 'UPDATE', id: 5, v: 'b' }]),
+      ...Array.from({ length: 5 }, (_, i) => src.tx([{ op: 'UPDATE', id: i + 6, v: 'b' }])),
+    ];
+    const before = t.queries();
+    const outcomes = await applier.handleMany(txs.flat());
+    expect(outcomes).toHaveLength(10);
+    expect(outcomes[4]!.conflicts.map((c) => c.kind)).toEqual(['update_origin_change']);
+    // group (4 committed, miss), rollback, progress, the missed one's few statements, group of 5
+    expect(t.queries() - before).toBeLessThanOrEqual(10);
+    const s = await state(t.client);
+    // the local write (now) is newer than the source's change (2020): it stays
+    expect(s.rows.map((r) => r.v)).toEqual(['b', 'b', 'b', 'b', 'local', 'b', 'b', 'b', 'b', 'b']);
+    expect(s.conflicts).toHaveLength(1);
+  });
+
+  it('ends in the same state and conflict log as the row-by-row path on random histories', async () => {
+    const seed = Number(process.env.BRABANT_FAST_PATH_SEED ?? Math.floor(Math.random() * 1e6));
+    console.log(`fast-path equivalence seed ${seed}`);
+    let r = seed >>> 0;
+    const rand = (n: number) => {
+      // mulberry32
+      r = (r + 0x6d2b79f5) >>> 0;
+      let x = Math.imul(r ^ (r >>> 15), r | 1);
+      x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+      return ((x ^ (x >>> 14)) >>> 0) % n;
+    };
+    // the same history for both targets: two sources (one older and one newer than local
+    // writes), transactions of 0–3 operations on 12 keys, local writes between batches
+    type Step = { kind: 'batch'; source: 0 | 1; txs: Op[][] } | { kind: 'local'; sql: string };
+    const steps: Step[] = [];
+    for (let s = 0; s < 40; s++) {
+      if (rand(4) === 0) {
+        const id = rand(12) + 1;
+        const sql = [
+          `insert into items values (${id}, 'local', ${s}) on conflict (id) do update set v = 'local', n = ${s}`,
+          `delete from items where id = ${id}`,
+          `update items set n = ${s} where id = ${id}`,
+        ][rand(3)]!;
+        steps.push({ kind: 'local', sql });
+        continue;
+      }
+      const txs: Op[][] = [];
+      for (let k = rand(15) + 1; k > 0; k--) {
+        const ops: Op[] = [];
+        for (let o = rand(4); o > 0; o--) {
+          const op = (['INSERT', 'UPDATE', 'DELETE'] as const)[rand(3)]!;
+          ops.push({ op, id: rand(12) + 1, v: `s${s}`, n: rand(100) });
+        }
+        txs.push(ops);
+      }
+      steps.push({ kind: 'batch', source: rand(2) as 0 | 1, txs });
+    }
+    // the same source names in both runs (origins are per server: each run drops its own)
+    const older = uniqueName('old');
+    const newer = uniqueName('new');
+    const run = async (group: number) => {
+      const t = await target();
+      const appliers = [await t.applier(older, group), await t.applier(newer, group)];
+      const sources = [new Source(older, BASE_TS), new Source(newer, FUTURE_TS)];
+      let conflicts = 0;
+      for (const step of steps) {
+        if (step.kind === 'local') {
+          await t.client.query(step.sql);
+          continue;
+        }
+        const changes = step.txs.flatMap((ops) => sources[step.source]!.tx(ops));
+        const outcomes = await appliers[step.source]!.handleMany(changes);
+        expect(outcomes).toHaveLength(step.txs.length);
+        conflicts += outcomes.reduce((a, o) => a + o.conflicts.length, 0);
+      }
+      const result = { ...(await state(t.client)), conflictCount: conflicts, queries: t.queries() };
+      await t.close();
+      return result;
+    };
+    const slow = await run(1);
+    const fast = await run(500);
+    expect(fast.rows).toEqual(slow.rows);
+    expect(fast.tombstones).toEqual(slow.tombstones);
+    expect(fast.conflicts).toEqual(slow.conflicts);
+    expect(fast.conflictCount).toBe(slow.conflictCount);
+    expect(slow.conflictCount).toBeGreaterThan(0);
+    console.log(
+      `seed ${seed}: ${slow.conflictCount} conflicts; round trips row by row ${slow.queries}, grouped ${fast.queries}`,
+    );
+  });
+});
