@@ -1,6 +1,9 @@
 /**
  * SQL of the fast path (pure): many small source transactions applied in one round trip, as one
- * simple-protocol query string of `begin; …; commit;` blocks with the values inlined as literals.
+ * simple-protocol query string of `begin; …; commit;` blocks whose statements are `EXECUTE`s of
+ * statements prepared once per connection, with the values as literals (text arrays, cast
+ * server-side to the target's column types as in table-sql.ts). Parsing and planning a statement
+ * per transaction cost several times the insert itself; `EXECUTE` of a prepared one does not.
  *
  * Each statement applies one run of changes only if every row is in the state that needs no
  * conflict resolution (a new key without a tombstone; an existing row last written by the same
@@ -36,102 +39,120 @@ export function literal(v: string): string {
   return `'${v.replace(/'/g, "''")}'`;
 }
 
-function typed(t: TargetTable, col: string, v: string | null): string {
-  const type = t.columns.get(col)!.type;
-  return v === null ? `null::${type}` : `${literal(v)}::${type}`;
+/** A `text[]` literal of PostgreSQL text forms (null → NULL), as one SQL string literal. */
+export function textArrayLiteral(values: (string | null)[]): string {
+  const items = values.map((v) => (v === null ? 'NULL' : `"${v.replace(/[\\"]/g, (ch) => `\\${ch}`)}"`));
+  return literal(`{${items.join(',')}}`);
 }
 
-function valuesOf(t: TargetTable, cols: string[], rows: (string | null)[][]): string {
-  return rows.map((r) => `(${r.map((v, i) => typed(t, cols[i]!, v)).join(', ')})`).join(', ');
+/** A statement prepared once per connection (SQL `PREPARE`) and run by `EXECUTE` in scripts. */
+export interface FastStatement {
+  /** Body of the statement; `$n` are its parameters. */
+  sql: string;
+  /** SQL types of the parameters, in order. */
+  paramTypes: string[];
+}
+
+export function prepareSql(name: string, st: FastStatement): string {
+  return `prepare ${name}(${st.paramTypes.join(', ')}) as ${st.sql}`;
+}
+
+/** `execute name(args)`; args are already SQL literals. */
+export function executeSql(name: string, args: string[]): string {
+  return `execute ${name}(${args.join(', ')})`;
+}
+
+function cast(t: TargetTable, col: string, expr: string): string {
+  return `${expr}::${t.columns.get(col)!.type}`;
+}
+
+function unnestOf(names: string[], from = 1): string {
+  return `unnest(${names.map((_, i) => `$${i + from}`).join(', ')}) with ordinality as u(${[...names, 'ord'].join(', ')})`;
 }
 
 function keyMatch(t: TargetTable, keyCols: string[]): string {
   return keyCols
     .map((c, i) => {
       const op = t.columns.get(c)!.notNull ? '=' : 'is not distinct from';
-      return `t.${quoteIdent(c)} ${op} v.k${i}`;
+      return `t.${quoteIdent(c)} ${op} ${cast(t, c, `u.k${i}`)}`;
     })
     .join(' and ');
 }
 
-function tombstoneKey(keyCols: string[], alias: string, names: string[]): string {
-  return `jsonb_build_object(${keyCols.map((c, i) => `${literal(c)}, ${alias}.${names[i]}`).join(', ')})`;
+function expect(cte: string): string {
+  return `select brabant.expect_rows((select count(*) from ${cte}), cardinality($1))`;
 }
 
-function expect(cte: string, n: number): string {
-  return `select brabant.expect_rows((select count(*) from ${cte}), ${n})`;
-}
+/** The setup of each local transaction: $1 commit LSN, $2 commit time of the source transaction. */
+export const XACT_SETUP: FastStatement = {
+  sql: 'select pg_replication_origin_xact_setup($1, $2)',
+  paramTypes: ['pg_lsn', 'timestamptz'],
+};
 
-/** Insert new keys that have no tombstone; `rows` hold one value per column of `cols`. */
-export function fastInsertSql(
-  t: TargetTable,
-  keyCols: string[],
-  cols: string[],
-  rows: (string | null)[][],
-): string {
+/** Insert new keys that have no tombstone: one text[] per column of `cols`. */
+export function fastInsert(t: TargetTable, keyCols: string[], cols: string[]): FastStatement {
   const names = cols.map((_, i) => `c${i}`);
-  const keyNames = keyCols.map((k) => `c${cols.indexOf(k)}`);
-  return `with w as (insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})
- select ${names.map((n) => `v.${n}`).join(', ')} from (values ${valuesOf(t, cols, rows)}) v(${names.join(', ')})
-  where not exists (select 1 from brabant.tombstones tb where tb.tbl = ${literal(`${t.schema}.${t.name}`)} and tb.key = ${tombstoneKey(keyCols, 'v', keyNames)})
- on conflict do nothing returning 1) ${expect('w', rows.length)}`;
+  const typedKey = (k: string) => cast(t, k, `u.c${cols.indexOf(k)}`);
+  const tomb = `jsonb_build_object(${keyCols.map((k) => `${literal(k)}, ${typedKey(k)}`).join(', ')})`;
+  return {
+    sql: `with w as (insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})
+ select ${cols.map((c, i) => cast(t, c, `u.c${i}`)).join(', ')} from ${unnestOf(names)}
+  where not exists (select 1 from brabant.tombstones tb where tb.tbl = ${literal(`${t.schema}.${t.name}`)} and tb.key = ${tomb})
+  order by u.ord
+ on conflict do nothing returning 1) ${expect('w')}`,
+    paramTypes: cols.map(() => 'text[]'),
+  };
 }
 
 /**
- * Update rows last written by the source's origin (`roident`) before `commitTsText`, or earlier
- * in this same local transaction; `keys` hold the key values, `rows` one value per column of `cols`.
+ * Update rows last written by the source's origin (`roident`) before the change's commit time,
+ * or earlier in this same local transaction: one text[] per key column, one per column of `cols`,
+ * then the commit time.
  */
-export function fastUpdateSql(
+export function fastUpdate(
   t: TargetTable,
   keyCols: string[],
   cols: string[],
-  keys: string[][],
-  rows: (string | null)[][],
   roident: number,
-  commitTsText: string,
-): string {
-  const kNames = keyCols.map((_, i) => `k${i}`);
-  const cNames = cols.map((_, i) => `c${i}`);
-  const values = keys
-    .map((k, r) => {
-      const ks = k.map((v, i) => typed(t, keyCols[i]!, v));
-      const cs = rows[r]!.map((v, i) => typed(t, cols[i]!, v));
-      return `(${[...ks, ...cs].join(', ')})`;
-    })
-    .join(', ');
-  return `with w as (update ${t.sql} t set ${cols.map((c, i) => `${quoteIdent(c)} = v.c${i}`).join(', ')}
- from (values ${values}) v(${[...kNames, ...cNames].join(', ')})
+): FastStatement {
+  const names = [...keyCols.map((_, i) => `k${i}`), ...cols.map((_, i) => `c${i}`)];
+  const ts = `$${names.length + 1}`;
+  return {
+    sql: `with w as (update ${t.sql} t set ${cols.map((c, i) => `${quoteIdent(c)} = ${cast(t, c, `u.c${i}`)}`).join(', ')}
+ from ${unnestOf(names)}
  where ${keyMatch(t, keyCols)}
    and (t.xmin = pg_current_xact_id()::xid
-        or exists (select 1 from pg_xact_commit_timestamp_origin(t.xmin) o
-                    where o.roident = ${roident} and o."timestamp" < ${literal(commitTsText)}::timestamptz))
- returning 1) ${expect('w', keys.length)}`;
-}
-
-/** Delete rows older than the change (whoever wrote them) and remember the deletes as tombstones. */
-export function fastDeleteSql(
-  t: TargetTable,
-  keyCols: string[],
-  keys: string[][],
-  commitTsText: string,
-): string {
-  const kNames = keyCols.map((_, i) => `k${i}`);
-  const values = keys.map((k) => `(${k.map((v, i) => typed(t, keyCols[i]!, v)).join(', ')})`).join(', ');
-  return `with w as (delete from ${t.sql} t using (values ${values}) v(${kNames.join(', ')})
- where ${keyMatch(t, keyCols)}
-   and (t.xmin = pg_current_xact_id()::xid or pg_xact_commit_timestamp(t.xmin) < ${literal(commitTsText)}::timestamptz)
- returning ${keyCols.map((c, i) => `t.${quoteIdent(c)} as k${i}`).join(', ')}),
- tomb as (insert into brabant.tombstones (tbl, key)
- select ${literal(`${t.schema}.${t.name}`)}, ${tombstoneKey(keyCols, 'w', kNames)} from w
- on conflict (tbl, key) do update set tbl = excluded.tbl)
- ${expect('w', keys.length)}`;
+        or exists (select 1 from pg_xact_commit_timestamp_origin(t.xmin) o where o.roident = ${roident} and o."timestamp" < ${ts}))
+ returning 1) ${expect('w')}`,
+    paramTypes: [...names.map(() => 'text[]'), 'timestamptz'],
+  };
 }
 
 /**
- * One source transaction as a local one: the origin's commit LSN and time, its statements (none:
- * take an xid so a commit record carries the origin's progress), commit.
+ * Delete rows older than the change (whoever wrote them) and remember the deletes as tombstones:
+ * one text[] per key column, then the commit time.
  */
-export function transactionScript(commitLsnText: string, commitTsText: string, statements: string[]): string {
+export function fastDelete(t: TargetTable, keyCols: string[]): FastStatement {
+  const names = keyCols.map((_, i) => `k${i}`);
+  const ts = `$${names.length + 1}`;
+  return {
+    sql: `with w as (delete from ${t.sql} t using ${unnestOf(names)}
+ where ${keyMatch(t, keyCols)}
+   and (t.xmin = pg_current_xact_id()::xid or pg_xact_commit_timestamp(t.xmin) < ${ts})
+ returning ${keyCols.map((c, i) => `t.${quoteIdent(c)} as k${i}`).join(', ')}),
+ tomb as (insert into brabant.tombstones (tbl, key)
+ select ${literal(`${t.schema}.${t.name}`)}, jsonb_build_object(${keyCols.map((c, i) => `${literal(c)}, w.k${i}`).join(', ')}) from w
+ on conflict (tbl, key) do update set tbl = excluded.tbl)
+ ${expect('w')}`,
+    paramTypes: [...names.map(() => 'text[]'), 'timestamptz'],
+  };
+}
+
+/**
+ * One source transaction as a local one: begin, the origin setup (an `execute` of XACT_SETUP),
+ * its statements (none: take an xid so a commit record carries the origin's progress), commit.
+ */
+export function transactionScript(setup: string, statements: string[]): string {
   const body = statements.length > 0 ? statements : ['select txid_current()'];
-  return `begin; select pg_replication_origin_xact_setup(${literal(commitLsnText)}, ${literal(commitTsText)}); ${body.join('; ')}; commit;`;
+  return `begin; ${setup}; ${body.join('; ')}; commit;`;
 }

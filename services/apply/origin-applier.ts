@@ -14,11 +14,17 @@ import { UNCHANGED } from '../protocol/table-schema.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import {
+  executeSql,
   FAST_PATH_MISS_SQLSTATE,
-  fastDeleteSql,
-  fastInsertSql,
-  fastUpdateSql,
+  type FastStatement,
+  fastDelete,
+  fastInsert,
+  fastUpdate,
+  literal,
+  prepareSql,
+  textArrayLiteral,
   transactionScript,
+  XACT_SETUP,
 } from './fast-sql.ts';
 import type { ApplyMetrics } from './metrics.ts';
 import {
@@ -113,6 +119,10 @@ export class OriginApplier {
   /** Source transactions still to take through the full path before trying the fast path again. */
   private fullPathTxs = 0;
   private fastBackoff = 0;
+  /** Fast-path statements of this connection, per table version and shape → prepared name. */
+  private readonly fastNames = new WeakMap<object, Map<string, string>>();
+  private fastCount = 0;
+  private readonly toPrepare: string[] = [];
   private tx: OpenTx | undefined;
   private readonly warnedColumns = new Set<string>();
 
@@ -262,6 +272,7 @@ export class OriginApplier {
     }
     if (rowChanges.length > this.ctx.chunkRows) return undefined;
     const commitTsText = timestamptz.toText(first.tx.commitTs);
+    const ts = literal(commitTsText);
     const statements: string[] = [];
     const counts = { insert: 0, update: 0, delete: 0 };
     // runs of one table, operation and column set with distinct keys become one statement each
@@ -272,38 +283,18 @@ export class OriginApplier {
       if (run === undefined) return;
       const { t, cols, items } = run;
       const pk = t.primaryKey;
+      const keys = pk.map((k) => textArrayLiteral(items.map((c) => c.key![k]!)));
+      const values = cols.map((col) => textArrayLiteral(items.map((c) => textOf(c.after![col]))));
       if (run.op === 'INSERT') {
-        statements.push(
-          fastInsertSql(
-            t,
-            pk,
-            cols,
-            items.map((c) => cols.map((col) => textOf(c.after![col]))),
-          ),
-        );
+        statements.push(this.execute(t, run.sig, () => fastInsert(t, pk, cols), values));
         counts.insert += items.length;
       } else if (run.op === 'UPDATE') {
         statements.push(
-          fastUpdateSql(
-            t,
-            pk,
-            cols,
-            items.map((c) => pk.map((k) => c.key![k]!)),
-            items.map((c) => cols.map((col) => textOf(c.after![col]))),
-            this.roident,
-            commitTsText,
-          ),
+          this.execute(t, run.sig, () => fastUpdate(t, pk, cols, this.roident), [...keys, ...values, ts]),
         );
         counts.update += items.length;
       } else {
-        statements.push(
-          fastDeleteSql(
-            t,
-            pk,
-            items.map((c) => pk.map((k) => c.key![k]!)),
-            commitTsText,
-          ),
-        );
+        statements.push(this.execute(t, run.sig, () => fastDelete(t, pk), [...keys, ts]));
         counts.delete += items.length;
       }
       run = undefined;
@@ -334,9 +325,28 @@ export class OriginApplier {
       end,
       commitLsn: first.tx.commitLsn,
       commitTs: first.tx.commitTs,
-      script: transactionScript(formatLsn(first.tx.commitLsn), commitTsText, statements),
+      script: transactionScript(
+        this.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [literal(formatLsn(first.tx.commitLsn)), ts]),
+        statements,
+      ),
       rows: counts,
     };
+  }
+
+  /** `execute` of a fast-path statement, prepared on this connection before the script runs. */
+  private execute(owner: object, shape: string, build: () => FastStatement, args: string[]): string {
+    let names = this.fastNames.get(owner);
+    if (names === undefined) {
+      names = new Map();
+      this.fastNames.set(owner, names);
+    }
+    let name = names.get(shape);
+    if (name === undefined) {
+      name = `brabant_fast_${++this.fastCount}`;
+      names.set(shape, name);
+      this.toPrepare.push(prepareSql(name, build()));
+    }
+    return executeSql(name, args);
   }
 
   /**
@@ -346,6 +356,10 @@ export class OriginApplier {
    */
   private async applyFast(txs: FastTx[]): Promise<TxOutcome[]> {
     let committed = txs.length;
+    while (this.toPrepare.length > 0) {
+      await this.db.query(this.toPrepare[0]!);
+      this.toPrepare.shift();
+    }
     try {
       await this.db.query(txs.map((x) => x.script).join('\n'));
     } catch (err) {
