@@ -44,6 +44,14 @@ export const applyConfig = {
     min: 1,
     max: 100_000,
   }),
+  offsetCommitMs: int({
+    env: 'BRABANT_APPLY_OFFSET_COMMIT_MS',
+    description:
+      'Kafka group offsets are committed at most this often per partition (and at stop); a restart reads again what came after, and skips it by the origin progress',
+    default: 1000,
+    min: 0,
+    max: 600_000,
+  }),
   tombstoneMarginMs: int({
     env: 'BRABANT_APPLY_TOMBSTONE_MARGIN_MS',
     description: 'Tombstones are kept this long after every peer applied past them (clock skew margin)',

@@ -274,13 +274,25 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
       await flush();
       await commitSafe(batch.topic, batch.partition);
     };
+    // Group offsets only shorten what a restart reads again (the origin's progress says what was
+    // applied), so they are committed at most every offsetCommitMs per partition, and on stop:
+    // each commit is a write to __consumer_offsets that the broker pays for.
     const committed = new Map<string, bigint>();
-    const commitSafe = async (topic: string, partition: number) => {
+    const committedAt = new Map<string, number>();
+    const commitSafe = async (topic: string, partition: number, force = false) => {
       const part = `${topic}/${partition}`;
       const safe = resolved.get(part);
       if (safe === undefined || safe <= (committed.get(part) ?? -1n)) return;
+      if (!force && Date.now() - (committedAt.get(part) ?? 0) < c.offsetCommitMs) return;
       await consumer.commitOffsets([{ topic, partition, offset: String(safe + 1n) }]);
       committed.set(part, safe);
+      committedAt.set(part, Date.now());
+    };
+    const commitAll = async () => {
+      for (const part of resolved.keys()) {
+        const at = part.lastIndexOf('/');
+        await commitSafe(part.slice(0, at), Number(part.slice(at + 1)), true);
+      }
     };
 
     // tombstones: kept until every known peer applied past them (plus a margin for clock skew)
@@ -308,6 +320,12 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     });
     log.info({ topics, group: c.groupId || `brabant-apply-${c.nodeId}` }, 'apply session running');
     await Promise.race([deps.stopRequested, failure]);
+    await commitAll().catch((err) =>
+      log.warn(
+        { err: (err as Error).message },
+        'committing offsets at stop failed; a restart reads a little again',
+      ),
+    );
   } finally {
     for (const t of timers) clearInterval(t);
     await consumer.disconnect().catch(() => {});
