@@ -1,7 +1,8 @@
 /**
  * `npm run bench [-- W1 W2 … --runs N --quick …]`: the benchmark table of ../shared/BENCHMARKS.md.
  * Starts its own stack (Kafka, two PostgreSQL nodes, registry) in .cache/bench-stack, plus two
- * pglogical nodes for that baseline, runs every scenario on Brabant and its baselines several
+ * pglogical nodes for that baseline, Kafka Connect with Debezium for W5's (bench/lib/debezium.ts)
+ * and two nodes of W6's own for each of its runs, runs every scenario on Brabant and its baselines several
  * times with fresh databases each time, prints one table (medians, ratios, machine, versions)
  * and writes the same as JSON to bench/results/<timestamp>.json. Everything it started is
  * stopped at the end, also on an error or Ctrl-C. `--help` lists the options.
@@ -14,12 +15,14 @@ import type { RunningPostgres } from '../infra/postgres/postgres.ts';
 import { type Stack, startStack, stopRecorded } from '../infra/stack.ts';
 import { ensurePglogicalInstalled, startPglogicalNodes } from './lib/baselines.ts';
 import type { BenchOptions, Ctx, System } from './lib/context.ts';
+import { ensureDebeziumJars, killAllConnect, stopAllConnect } from './lib/debezium.ts';
 import { serverVersion } from './lib/pg.ts';
 import { summarizeDir } from './lib/profile.ts';
 import { killAllServices, ROOT, stopAllServices } from './lib/services.ts';
 import { errorText, median, say } from './lib/util.ts';
 import { type RunResult, type Scenario, W1, W2, W3, W4 } from './scenarios.ts';
 import { W5 } from './w5.ts';
+import { killW6, stopW6, W6, W6_CLIENTS, W6_THINK_MS } from './w6.ts';
 
 const ALL_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
 const SYSTEM_NAMES: Record<System, string> = {
@@ -44,12 +47,18 @@ const HELP = `npm run bench [-- [W1 … W6] [options]]
   --stall-seconds N a Brabant run fails once nothing moved for N s (default 120)
   --service-env K=V extra environment of every capture and apply (repeatable), e.g.
                     --service-env BRABANT_CAPTURE_BATCH_BYTES=262144; shown in the report
-  --profile         run capture and apply with --cpu-prof and print where their time went`;
+  --debezium-set K=V  a setting of W5's Debezium connector (repeatable; default: Debezium's and
+                    Connect's own), e.g. --debezium-set max.batch.size=8192 or
+                    --debezium-set producer.override.linger.ms=10; shown in the report
+  --profile         run capture and apply with --cpu-prof and print where their time went
+W6 has no options: ${W6_CLIENTS} clients, ${W6_THINK_MS} ms think time, through the router (the router test's load);
+two nodes of its own, a switchover there and back, then a kill -9 failover, per run.`;
 
 function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'outDir'> } {
   const ids: string[] = [];
   const flags = new Map<string, string | true>();
   const serviceEnv: Record<string, string> = {};
+  const debeziumSettings: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (/^W\d$/i.test(a)) ids.push(a.toUpperCase());
@@ -65,6 +74,11 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
         if (!/^BRABANT_[A-Z0-9_]+$/.test(ek) || ev === undefined)
           throw new Error(`--service-env wants BRABANT_NAME=value, not '${value ?? ''}'`);
         serviceEnv[ek] = ev;
+      }
+      if (k === 'debezium-set') {
+        const at = (value ?? '').indexOf('=');
+        if (at <= 0) throw new Error(`--debezium-set wants key=value, not '${value ?? ''}'`);
+        debeziumSettings[value!.slice(0, at)] = value!.slice(at + 1);
       }
       if (v !== undefined) flags.set(k, v);
       else if (['quick', 'profile', 'help'].includes(k)) flags.set(k, true);
@@ -104,6 +118,7 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
     'systems',
     'stall-seconds',
     'service-env',
+    'debezium-set',
   ]);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}\n${HELP}`);
   const systems = new Set<System>(
@@ -134,6 +149,7 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
       profile: flags.has('profile'),
       stallSeconds: num('stall-seconds', 120),
       serviceEnv,
+      debeziumSettings,
     },
   };
 }
@@ -148,13 +164,15 @@ interface ScenarioOutcome {
   id: string;
   title: string;
   systems: Partial<Record<System, SystemRuns>>;
-  /** The scenario as a whole is not run (W6, or W5 when not implemented). */
+  /** The scenario as a whole is not run (not implemented). */
   na?: string;
 }
 
 function fmt(v: number, unit: string): string {
   if (!Number.isFinite(v)) return 'n/a';
-  if (unit === 'rows/s' || unit === 'B/s') return `${Math.round(v).toLocaleString('en-US')} ${unit}`;
+  if (unit === 'rows/s' || unit === 'B/s' || unit === 'B' || unit === 'tx/s')
+    return `${Math.round(v).toLocaleString('en-US')} ${unit}`;
+  if (unit === 'tx') return `${v} tx`;
   if (unit === 'ms') return `${v < 100 ? v.toFixed(1) : Math.round(v).toLocaleString('en-US')} ms`;
   if (unit === 's') return `${v.toFixed(2)} s`;
   if (unit === 'MiB') return `${Math.round(v)} MiB`;
@@ -221,6 +239,23 @@ function tableRows(scenarios: Scenario[], outcomes: ScenarioOutcome[]): TableRow
           ratio: '—',
           ...(b.value !== undefined ? { brabantValue: b.value } : {}),
         };
+        if (base === undefined && r.target !== undefined) {
+          const t = r.target;
+          row.baseline = `target ${t.text}`;
+          const met = (v: number) => (t.op === '<' ? v < t.value : v <= t.value);
+          const values = (o.systems.brabant?.results ?? [])
+            .filter((x): x is RunResult => 'values' in x)
+            .map((x) => x.values[r.key])
+            .filter((v): v is number => v !== undefined && Number.isFinite(v));
+          if (b.value !== undefined && values.length > 0) {
+            const runsMet = `${values.filter(met).length}/${values.length} runs met it`;
+            const verdict = met(b.value) ? 'met' : 'MISSED';
+            row.ratio =
+              t.value === 0
+                ? `${verdict} (${runsMet})`
+                : `${(b.value / t.value).toFixed(2)}× of target: ${verdict} (${runsMet})`;
+          }
+        }
         if (base !== undefined) {
           const x = cell(o.systems[base], r.key, r.unit, r.better);
           row.baseline = `${SYSTEM_NAMES[base]}: ${x.text}`;
@@ -257,13 +292,16 @@ async function main(): Promise<number> {
   const outDir = join(resultsDir, stamp);
   mkdirSync(outDir, { recursive: true });
   const opts: BenchOptions = { ...parsed, outDir };
-  const scenarios: Scenario[] = [W1, W2, W3, W4, W5];
-  const workDir = join(ROOT, '.cache', 'bench-stack');
+  const scenarios: Scenario[] = [W1, W2, W3, W4, W5, W6];
+  // BRABANT_BENCH_DIR: another folder for the stack, so two benchmark runs can go side by side
+  const workDir = process.env.BRABANT_BENCH_DIR ?? join(ROOT, '.cache', 'bench-stack');
 
   let stack: Stack | undefined;
   const extraNodes: RunningPostgres[] = [];
   const onExit = () => {
     killAllServices();
+    killAllConnect();
+    killW6();
     for (const n of extraNodes) {
       try {
         process.kill(-n.process.pid, 'SIGKILL');
@@ -278,6 +316,8 @@ async function main(): Promise<number> {
   const stopEverything = async () => {
     if (stopping) return;
     stopping = true;
+    await stopAllConnect().catch(() => {});
+    await stopW6().catch(() => {});
     await stopAllServices().catch(() => {});
     for (const n of extraNodes) await n.process.stop().catch(() => {});
     await stack?.stop().catch(() => {});
@@ -322,6 +362,7 @@ async function main(): Promise<number> {
       brokers: ra.kafkaBrokers.join(','),
       registryUrl: stack.registryUrl,
       pglogical: { unavailable: 'not needed by the selected scenarios' },
+      debezium: { unavailable: 'not needed by the selected scenarios' },
     };
     versions.postgresql = await serverVersion(ctx.a);
     const wantPglogical =
@@ -342,11 +383,23 @@ async function main(): Promise<number> {
       }
     }
 
-    for (const id of ids) {
-      if (id === 'W6') {
-        outcomes.push({ id, title: 'switchover / failover', systems: {}, na: 'n/a (router not built yet)' });
-        continue;
+    const wantDebezium =
+      opts.systems.has('debezium') &&
+      ids.some((id) => scenarios.find((s) => s.id === id)?.systems.includes('debezium'));
+    if (wantDebezium) {
+      try {
+        const d = await ensureDebeziumJars(say);
+        ctx.debezium = d;
+        versions.debezium = `${d.version} (Kafka Connect ${d.connectVersion} standalone, Java ${d.javaVersion})`;
+      } catch (err) {
+        // one line, not cut short: it says what to fix
+        const why = (err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 600);
+        ctx.debezium = { unavailable: `Debezium baseline unavailable: ${why}` };
+        say(ctx.debezium.unavailable);
       }
+    }
+
+    for (const id of ids) {
       const sc = scenarios.find((s) => s.id === id)!;
       const outcome: ScenarioOutcome = { id, title: sc.title, systems: {} };
       outcomes.push(outcome);
@@ -361,6 +414,8 @@ async function main(): Promise<number> {
         else if (!opts.systems.has(system)) runs.skipped = 'not run (--systems)';
         else if (system === 'pglogical' && 'unavailable' in ctx.pglogical)
           runs.skipped = `n/a (${ctx.pglogical.unavailable})`;
+        else if (system === 'debezium' && 'unavailable' in ctx.debezium)
+          runs.skipped = `n/a (${ctx.debezium.unavailable})`;
       }
       for (let run = 1; run <= opts.runs; run++) {
         for (const system of sc.systems) {
@@ -413,14 +468,20 @@ async function main(): Promise<number> {
       (versions.debezium ? `, Debezium ${versions.debezium}` : ''),
     `runs: ${opts.runs} per scenario and system (median quoted); W1 ${opts.w1Rows.toLocaleString('en-US')} rows in ${opts.w1TxRows}-row transactions; ` +
       `W2 ${opts.w2Clients} clients × ${opts.w2Seconds} s; W3 ${opts.w3Rows.toLocaleString('en-US')} rows; ` +
-      `W4 ${opts.w4Keys} keys × ${opts.w4Seconds} s, ${opts.w4Writers} updaters per region; lag poll every ${opts.pollMs} ms`,
+      `W4 ${opts.w4Keys} keys × ${opts.w4Seconds} s, ${opts.w4Writers} updaters per region; W5 ${opts.w5Rows.toLocaleString('en-US')} rows; ` +
+      `W6 ${W6_CLIENTS} clients × 1-row transactions, ${W6_THINK_MS} ms think time, through the router; lag poll every ${opts.pollMs} ms`,
     `Brabant settings: ${
       Object.keys(opts.serviceEnv).length === 0
         ? 'defaults'
         : Object.entries(opts.serviceEnv)
             .map(([k, v]) => `${k}=${v}`)
             .join(' ')
-    }`,
+    }` +
+      (Object.keys(opts.debeziumSettings).length === 0
+        ? ''
+        : `; Debezium settings: ${Object.entries(opts.debeziumSettings)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}`),
   ];
   const table = markdown(rows);
   console.log(`\n${header.join('\n')}\n\n${table}\n`);

@@ -32,6 +32,8 @@ export interface RowSpec {
   better: 'higher' | 'lower' | 'yes';
   /** Baselines this row is compared with; none = Brabant only. */
   baselines: System[];
+  /** A fixed target instead of a baseline system (W6): shown in the baseline column, met or not. */
+  target?: { value: number; op: '<' | '<='; text: string };
 }
 
 export interface Scenario {

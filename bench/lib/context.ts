@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import type { Stack } from '../../infra/stack.ts';
+import type { DebeziumInstall } from './debezium.ts';
 import { adminQuery, type Db, type Server } from './pg.ts';
 import { metricSum, type Service, startService } from './services.ts';
 import { say, tag } from './util.ts';
@@ -29,6 +30,8 @@ export interface BenchOptions {
   stallSeconds: number;
   /** Extra environment of every capture and apply (e.g. BRABANT_CAPTURE_BATCH_BYTES), shown in the report. */
   serviceEnv: Record<string, string>;
+  /** Settings of W5's Debezium connector over the defaults (--debezium-set), shown in the report. */
+  debeziumSettings: Record<string, string>;
   /** Folder of this run's logs, profiles and JSON. */
   outDir: string;
 }
@@ -50,6 +53,8 @@ export interface Ctx {
   registryUrl: string;
   /** The pglogical pair, or why there is none. */
   pglogical: PglogicalNodes | { unavailable: string };
+  /** Kafka Connect + the Debezium PostgreSQL connector (W5's baseline), or why there is none. */
+  debezium: DebeziumInstall | { unavailable: string };
 }
 
 /** Names of one Brabant node in one run: unique node id, topic, slot, publication. */
