@@ -199,7 +199,7 @@ beforeAll(async () => {
       logLevel: 'info',
     },
     nodes.map((n) => ({ id: n.id, region: n.region, url: n.url })),
-    pino({ level: 'silent' }),
+    pino({ level: process.env.ROUTER_TEST_LOG ?? 'silent' }),
   );
   await router.start();
   control = await serveControl(router, 0);
@@ -280,13 +280,15 @@ describe('router', { timeout: 240_000 }, () => {
     const gap = l.maxGap(killedAt - 100, Date.now() - 500);
     const move = router.history.at(-1)!;
     console.log(
-      `failover: ${move.from} → ${move.to} detected and repointed after ${move.blockedMs} ms; longest time without a commit ${gap} ms; ${l.failed.length} failed client transactions (${[...new Set(l.failed.map((f) => f.error))].join('; ')}); lost node last WAL ${move.lostNode?.lastKnownWalLsn}, applied by ${move.to} up to ${move.lostNode?.appliedByNewLeader}`,
+      `failover: ${move.from} → ${move.to} detected and repointed after ${move.blockedMs} ms; longest time without a commit ${gap} ms; ${l.failed.length} failed client transactions at +${l.failed.map((f) => f.at - killedAt).join(', +')} ms (${[...new Set(l.failed.map((f) => f.error))].join('; ')}); lost node last WAL ${move.lostNode?.lastKnownWalLsn}, applied by ${move.to} up to ${move.lostNode?.appliedByNewLeader}`,
     );
     expect(move).toMatchObject({ kind: 'failover', from: leader.id, to: 'rw-1' });
     expect(gap).toBeLessThan(6000);
-    // only transactions in flight on the dead node fail: at most one per client, all right at the kill
+    // only transactions at the crash fail: in flight on the dead node, or begun in the few
+    // milliseconds before the router's pause (pgbouncer's server_login_retry answer); at most one
+    // per client, none later (the pause holds the rest until the repoint, ~1.2 s after the kill)
     expect(l.failed.length).toBeLessThanOrEqual(8);
-    for (const f of l.failed) expect(f.at - killedAt).toBeLessThan(6000);
+    for (const f of l.failed) expect(f.at - killedAt).toBeLessThan(1000);
     // the node returns (its disk survived): capture and apply resume, everything converges
     leader.pg = await startNode(leader.spec);
     await converged(120_000);
