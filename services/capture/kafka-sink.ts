@@ -4,10 +4,10 @@
  * last event of this node that is committed in the topic (what a restart must not send again).
  */
 import { randomBytes } from 'node:crypto';
-import { type Admin, type Kafka, type Message, Partitioners, type Producer } from 'kafkajs';
+import type { Admin, Kafka, Message, Producer } from 'kafkajs';
 import { lsn, type StreamPosition } from '../protocol/lsn.ts';
 import { BrabantError } from '../runtime/errors.ts';
-import { classifyKafkaError } from '../runtime/kafka.ts';
+import { classifyKafkaError, Partitioners } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
 
 export const HEADER_COMMIT_LSN = 'brabant.commit-lsn';

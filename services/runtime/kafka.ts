@@ -1,13 +1,24 @@
 /** kafkajs set-up shared by the services: logs through pino, and one error classifier. */
-import { Kafka, type KafkaConfig, logLevel } from 'kafkajs';
+import type { Kafka as KafkaClient, KafkaConfig } from 'kafkajs';
 import { BrabantError } from './errors.ts';
+import { kafkajsPatched } from './kafkajs-patch.ts';
 import type { Logger } from './log.ts';
+
+// kafkajs is loaded here, after its patch, and only here: a static import would load it while
+// modules are linked, before any module body (the patch's included) runs.
+const kafkajs = (await import('kafkajs')).default;
+const { Kafka, logLevel } = kafkajs;
+export const { Partitioners } = kafkajs;
 
 export function createKafka(
   opts: { brokers: string[]; clientId: string; log: Logger } & Partial<KafkaConfig>,
-): Kafka {
+): KafkaClient {
   const { log, ...config } = opts;
   const kafkaLog = log.child({ component: 'kafkajs' });
+  if (!kafkajsPatched)
+    kafkaLog.warn(
+      'kafkajs was loaded before its patch (runtime/kafkajs-patch.ts): large sends cost more CPU',
+    );
   return new Kafka({
     connectionTimeout: 3000,
     requestTimeout: 30000,
