@@ -25,8 +25,9 @@ export interface Pair {
   vl: Side;
   wa: Side;
   sides: Side[];
-  capture(side: Side, env?: Record<string, string>): ServiceProcess;
-  apply(side: Side, env?: Record<string, string>): ServiceProcess;
+  /** `root`: the checkout to run the service from (another build), this one by default. */
+  capture(side: Side, env?: Record<string, string>, root?: string): ServiceProcess;
+  apply(side: Side, env?: Record<string, string>, root?: string): ServiceProcess;
   /** Kills every process started and drops the databases. */
   cleanup(): Promise<void>;
 }
@@ -49,21 +50,26 @@ export async function replicationPair(schemaSql: string): Promise<Pair> {
     vl: sides[0]!,
     wa: sides[1]!,
     sides,
-    capture(side, env = {}) {
-      const p = startCapture(side.names, { BRABANT_CAPTURE_BATCH_MS: '5', ...env });
+    capture(side, env = {}, root = '.') {
+      const p = startCapture(side.names, { BRABANT_CAPTURE_BATCH_MS: '5', ...env }, root);
       processes.push(p);
       return p;
     },
-    apply(side, env = {}) {
-      const p = startService('apply', side.names.nodeId, {
-        BRABANT_NODE_ID: side.names.nodeId,
-        BRABANT_PG_URL: side.url,
-        BRABANT_KAFKA_BROKERS: region(side.node.region).kafkaBrokers.join(','),
-        BRABANT_REGISTRY_URL: stack().registryUrl,
-        BRABANT_APPLY_TOPICS: topics,
-        BRABANT_APPLY_RETRY_MAX_MS: '1000',
-        ...env,
-      });
+    apply(side, env = {}, root = '.') {
+      const p = startService(
+        'apply',
+        side.names.nodeId,
+        {
+          BRABANT_NODE_ID: side.names.nodeId,
+          BRABANT_PG_URL: side.url,
+          BRABANT_KAFKA_BROKERS: region(side.node.region).kafkaBrokers.join(','),
+          BRABANT_REGISTRY_URL: stack().registryUrl,
+          BRABANT_APPLY_TOPICS: topics,
+          BRABANT_APPLY_RETRY_MAX_MS: '1000',
+          ...env,
+        },
+        root,
+      );
       processes.push(p);
       return p;
     },

@@ -39,26 +39,39 @@ export function captureNames(node: NodeInfo, dbUrl: string): CaptureNames {
   };
 }
 
-export function startCapture(names: CaptureNames, env: Record<string, string> = {}): ServiceProcess {
-  return startService('capture', names.nodeId, {
-    BRABANT_NODE_ID: names.nodeId,
-    BRABANT_REGION: names.region,
-    BRABANT_PG_URL: names.dbUrl,
-    BRABANT_KAFKA_BROKERS: region(names.region).kafkaBrokers.join(','),
-    BRABANT_REGISTRY_URL: stack().registryUrl,
-    BRABANT_CAPTURE_TOPIC: names.topic,
-    BRABANT_CAPTURE_SLOT: names.slot,
-    BRABANT_CAPTURE_PUBLICATION: names.publication,
-    BRABANT_CAPTURE_HEARTBEAT_MS: '0',
-    ...env,
-  });
+export function startCapture(
+  names: CaptureNames,
+  env: Record<string, string> = {},
+  root = '.',
+): ServiceProcess {
+  return startService(
+    'capture',
+    names.nodeId,
+    {
+      BRABANT_NODE_ID: names.nodeId,
+      BRABANT_REGION: names.region,
+      BRABANT_PG_URL: names.dbUrl,
+      BRABANT_KAFKA_BROKERS: region(names.region).kafkaBrokers.join(','),
+      BRABANT_REGISTRY_URL: stack().registryUrl,
+      BRABANT_CAPTURE_TOPIC: names.topic,
+      BRABANT_CAPTURE_SLOT: names.slot,
+      BRABANT_CAPTURE_PUBLICATION: names.publication,
+      BRABANT_CAPTURE_HEARTBEAT_MS: '0',
+      ...env,
+    },
+    root,
+  );
 }
 
-/** Starts `services/<kind>/main.ts` as a child process with the given environment. */
+/**
+ * Starts `services/<kind>/main.ts` as a child process with the given environment; `root` is the
+ * checkout to run it from (another build of Brabant, for upgrade tests), this one by default.
+ */
 export function startService(
   kind: 'capture' | 'apply',
   name: string,
   env: Record<string, string>,
+  root = '.',
 ): ServiceProcess {
   const logDir = resolve('.cache/test-logs');
   mkdirSync(logDir, { recursive: true });
@@ -66,7 +79,7 @@ export function startService(
   const out = createWriteStream(logFile);
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', resolve(`services/${kind}/main.ts`)],
+    ['--import', 'tsx', resolve(root, `services/${kind}/main.ts`)],
     {
       env: { ...process.env, BRABANT_METRICS_PORT: '0', KAFKAJS_NO_PARTITIONER_WARNING: '1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
