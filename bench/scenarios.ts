@@ -309,6 +309,7 @@ export const W2: Scenario = {
       const s = lagStats(lags);
       details.polls = poller.polls;
       details.drainSeconds = (lastSeen - (t0 + w.seconds * 1000)) / 1000;
+      details.lagPerSecond = poller.timeline(t0);
       for (const svc of services) details[`${svc.kind}PeakRssMB`] = svc.peakRss() / 2 ** 20;
       return {
         values: {

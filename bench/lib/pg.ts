@@ -292,6 +292,26 @@ export class VisibilityPoller {
     return { lags: out.subarray(0, i), lastSeen };
   }
 
+  /** Per second of commit time from `t0`: rows, p50 and max lag (ms), to see where lag builds up. */
+  timeline(t0: number): { second: number; rows: number; p50: number; max: number }[] {
+    const per = new Map<number, number[]>();
+    for (const id of this.commits.ids()) {
+      const s = this.seen.get(id);
+      const c = this.commits.get(id)!;
+      if (s === undefined) continue;
+      const k = Math.floor((c - t0) / 1000);
+      const list = per.get(k);
+      if (list === undefined) per.set(k, [s - c]);
+      else list.push(s - c);
+    }
+    return [...per.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([second, l]) => {
+        l.sort((a, b) => a - b);
+        return { second, rows: l.length, p50: Math.round(l[l.length >> 1]!), max: Math.round(l[l.length - 1]!) };
+      });
+  }
+
   async stop(): Promise<void> {
     this.running = false;
     await this.loop;
