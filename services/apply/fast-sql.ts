@@ -45,7 +45,10 @@ export function textArrayLiteral(values: (string | null)[]): string {
   return literal(`{${items.join(',')}}`);
 }
 
-/** A statement prepared once per connection (SQL `PREPARE`) and run by `EXECUTE` in scripts. */
+/**
+ * A statement prepared once per connection (SQL `PREPARE`) and run by `EXECUTE` in scripts; the
+ * full path (table-sql.ts) runs its statements the same way, `paramTypes` empty.
+ */
 export interface FastStatement {
   /** Body of the statement; `$n` are its parameters. */
   sql: string;
@@ -54,7 +57,9 @@ export interface FastStatement {
 }
 
 export function prepareSql(name: string, st: FastStatement): string {
-  return `prepare ${name}(${st.paramTypes.join(', ')}) as ${st.sql}`;
+  // no types: PostgreSQL infers them from the statement (the full path's SQL casts every $n)
+  const types = st.paramTypes.length > 0 ? `(${st.paramTypes.join(', ')})` : '';
+  return `prepare ${name}${types} as ${st.sql}`;
 }
 
 /** `execute name(args)`; args are already SQL literals. */

@@ -98,6 +98,8 @@ interface OpenTx {
   commitTs: bigint;
   lastIndex: number;
   begun: boolean;
+  /** Statements of this local transaction not sent yet: they go with the next one that answers. */
+  deferred: string[];
   pending: RowChange[];
   conflicts: ConflictRecord[];
   deadLetters: DeadLetter[];
@@ -452,6 +454,7 @@ export class OriginApplier {
         commitTs: change.tx.commitTs,
         lastIndex: -1,
         begun: false,
+        deferred: [],
         pending: [],
         conflicts: [],
         deadLetters: [],
@@ -476,11 +479,12 @@ export class OriginApplier {
       // A transaction with no rows (heartbeat, switchover marker, message) still moves the
       // origin's progress, so "the peer has applied up to LSN x" holds when idle too. Taking an
       // xid makes PostgreSQL write a commit record, which is what records origin progress.
-      await this.begin(tx);
-      await this.db.query('select txid_current()');
+      this.begin(tx);
+      tx.deferred.push('select txid_current()');
     }
-    await this.writeConflicts(tx.conflicts);
-    await this.db.query('commit');
+    if (tx.conflicts.length > 0) tx.deferred.push(conflictsSql(tx.conflicts));
+    // the writes still deferred, the conflict log and the commit: one round trip
+    await this.send(tx, 'commit');
     this.applied = commitLsn;
     const m = this.ctx.metrics;
     m.transactions.inc({ origin: this.source });
@@ -501,17 +505,41 @@ export class OriginApplier {
     this.tx = undefined;
   }
 
-  private async begin(tx: OpenTx): Promise<void> {
+  /** Opens the local transaction with the origin's commit LSN and time (sent with the next statement). */
+  private begin(tx: OpenTx): void {
     if (tx.begun) return;
-    // Literal values we produced ourselves (an LSN and a timestamp), so one round trip.
-    await this.db.query(
-      `begin; select pg_replication_origin_xact_setup('${formatLsn(tx.commitLsn)}', '${timestamptz.toText(tx.commitTs)}')`,
-    );
+    const setup = this.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
+      literal(formatLsn(tx.commitLsn)),
+      literal(timestamptz.toText(tx.commitTs)),
+    ]);
+    tx.deferred.push('begin', setup);
     tx.begun = true;
   }
 
+  /**
+   * Sends the statements deferred in `tx` and then `last` as one simple-protocol string, after
+   * preparing the statements they execute; resolves with the result of `last`.
+   */
+  private async send<R extends pg.QueryResultRow>(tx: OpenTx, last: string): Promise<pg.QueryResult<R>> {
+    await this.prepareNew();
+    const parts = [...tx.deferred, last];
+    tx.deferred = [];
+    const res = (await this.db.query(parts.join(';\n'))) as unknown as
+      | pg.QueryResult<R>
+      | pg.QueryResult<R>[];
+    return Array.isArray(res) ? res[res.length - 1]! : res;
+  }
+
+  /** Prepares the statements `execute` named since the last round trip (they survive rollbacks). */
+  private async prepareNew(): Promise<void> {
+    while (this.toPrepare.length > 0) {
+      await this.db.query(this.toPrepare[0]!);
+      this.toPrepare.shift();
+    }
+  }
+
   private async applyPending(tx: OpenTx): Promise<void> {
-    await this.begin(tx);
+    this.begin(tx);
     const changes = tx.pending;
     tx.pending = [];
     let batch: RowChange[] = [];
@@ -543,7 +571,7 @@ export class OriginApplier {
       this.conflict(tx, c, 'target_table_missing', 'skip', null);
       return;
     }
-    await this.db.query(`truncate ${t.sql}`);
+    tx.deferred.push(`truncate ${t.sql}`);
   }
 
   /** One table, distinct keys: look up, decide, and write with a few set-based statements. */
@@ -585,11 +613,17 @@ export class OriginApplier {
         keyCols.every((k) => cols.includes(k)) &&
         batch.every((c) => sameColumns(presentColumns(t, c.after!), cols))
       ) {
-        const res = await this.db.query<{ ord: number }>(
-          prepared(insertNewSql(t, keyCols, cols), [
-            ...cols.map((col) => batch.map((c) => textOf(c.after![col]))),
-            qualified,
-          ]),
+        const res = await this.send<{ ord: number }>(
+          tx,
+          this.execute(
+            t,
+            `full insert-new ${cols.join('\u0000')}`,
+            () => full(insertNewSql(t, keyCols, cols)),
+            [
+              ...cols.map((col) => textArrayLiteral(batch.map((c) => textOf(c.after![col])))),
+              literal(qualified),
+            ],
+          ),
         );
         const inserted = new Set(res.rows.map((r) => r.ord - 1));
         this.ctx.metrics.rows.inc({ origin: this.source, action: 'insert' }, inserted.size);
@@ -597,18 +631,23 @@ export class OriginApplier {
         if (batch.length === 0) return;
       }
     }
-    const keyParams = keyCols.map((k) => batch.map((c) => c.key![k]!));
+    const keyParams = keyCols.map((k) => textArrayLiteral(batch.map((c) => c.key![k]!)));
     // REPLICA IDENTITY FULL sends the old row: compare it with the local one (update_differing)
     const withBefore = batch.find((c) => c.before !== null);
     const beforeCols = withBefore ? Object.keys(withBefore.before!).filter((col) => t.columns.has(col)) : [];
     const beforeParams = beforeCols.map((col) =>
-      batch.map((c) => (c.before === null ? null : textOf(c.before[col]))),
+      textArrayLiteral(batch.map((c) => (c.before === null ? null : textOf(c.before[col])))),
     );
-    const looked = await this.db.query<LookupRow>(lookupSql(t, keyCols, beforeCols), [
-      ...keyParams,
-      qualified,
-      ...beforeParams,
-    ]);
+    // the writes deferred so far, then the lookup (with row locks): one round trip
+    const looked = await this.send<LookupRow>(
+      tx,
+      this.execute(
+        t,
+        `full lookup ${keyCols.join('\u0000')}\u0001${beforeCols.join('\u0000')}`,
+        () => full(lookupSql(t, keyCols, beforeCols)),
+        [...keyParams, literal(qualified), ...beforeParams],
+      ),
+    );
     const decisions: { c: RowChange; d: Decision; local: LookupRow }[] = [];
     for (const [i, c] of batch.entries()) {
       const local = looked.rows[i]!;
@@ -668,9 +707,17 @@ export class OriginApplier {
     }
     for (const s of statements) {
       // Only another unique key can make a write collide (the rows of this key are locked), so
-      // only then pay for a savepoint per statement.
-      if (t.otherUniqueKeys) await this.run(tx, s.sql, s.params, s.changes);
-      else await this.db.query(prepared(s.sql, s.params));
+      // only then pay for a savepoint (and a round trip) per statement; else the write goes
+      // with the next statement that answers (the next lookup, or the commit).
+      if (t.otherUniqueKeys) {
+        if (tx.deferred.length > 0) await this.send(tx, 'select 1');
+        await this.run(tx, s.sql, s.params, s.changes);
+      } else {
+        const args = s.params.map((p) =>
+          Array.isArray(p) ? textArrayLiteral(p as (string | null)[]) : literal(String(p)),
+        );
+        tx.deferred.push(this.execute(t, s.sql, () => full(s.sql), args));
+      }
     }
     const m = this.ctx.metrics;
     for (const x of decisions) m.rows.inc({ origin: this.source, action: x.d.action });
@@ -764,30 +811,32 @@ export class OriginApplier {
     });
     this.ctx.metrics.conflicts.inc({ kind, resolution });
   }
+}
 
-  private async writeConflicts(conflicts: ConflictRecord[]): Promise<void> {
-    if (conflicts.length === 0) return;
-    const json = conflicts.map((c) => ({
-      kind: c.kind,
-      resolution: c.resolution,
-      table_name: c.table,
-      key: c.key,
-      local_row: c.localRow,
-      local_commit_ts: c.localTs === null ? null : timestamptz.toText(c.localTs),
-      local_node: c.localNode,
-      remote_row: c.remoteRow,
-      remote_commit_ts: timestamptz.toText(c.remoteTs),
-      remote_node: c.remoteNode,
-      remote_commit_lsn: formatLsn(c.remoteCommitLsn),
-    }));
-    await this.db.query(
-      `insert into brabant.conflicts (kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn)
+/** The conflict log of a transaction as one statement, values inlined (it goes with the commit). */
+function conflictsSql(conflicts: ConflictRecord[]): string {
+  const json = conflicts.map((c) => ({
+    kind: c.kind,
+    resolution: c.resolution,
+    table_name: c.table,
+    key: c.key,
+    local_row: c.localRow,
+    local_commit_ts: c.localTs === null ? null : timestamptz.toText(c.localTs),
+    local_node: c.localNode,
+    remote_row: c.remoteRow,
+    remote_commit_ts: timestamptz.toText(c.remoteTs),
+    remote_node: c.remoteNode,
+    remote_commit_lsn: formatLsn(c.remoteCommitLsn),
+  }));
+  return `insert into brabant.conflicts (kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn)
        select kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn::pg_lsn
-         from jsonb_to_recordset($1::jsonb) as x(kind text, resolution text, table_name text, key jsonb, local_row jsonb, local_commit_ts timestamptz,
-              local_node text, remote_row jsonb, remote_commit_ts timestamptz, remote_node text, remote_commit_lsn text)`,
-      [JSON.stringify(json)],
-    );
-  }
+         from jsonb_to_recordset(${literal(JSON.stringify(json))}::jsonb) as x(kind text, resolution text, table_name text, key jsonb, local_row jsonb, local_commit_ts timestamptz,
+              local_node text, remote_row jsonb, remote_commit_ts timestamptz, remote_node text, remote_commit_lsn text)`;
+}
+
+/** A full-path statement (table-sql.ts) to prepare: its SQL casts every parameter itself. */
+function full(sql: string): FastStatement {
+  return { sql, paramTypes: [] };
 }
 
 interface LookupRow {
