@@ -26,8 +26,14 @@ const FUTURE_TS = 4_100_000_000_000_000n; // 2099: newer than any local write of
 
 interface Target {
   client: pg.Client;
+  /**
+   * Runs `fn` (a local write) between the next resolve-ahead lookup and the transactions resting
+   * on it; resolves with whether that script of transactions then stopped at a statement.
+   */
+  betweenLookupAndWrite: (fn: () => Promise<void>) => Promise<boolean>;
   applier: (source: string, group: number) => Promise<OriginApplier>;
   queries: () => number;
+  metrics: ReturnType<typeof applyMetrics>;
   /** Ends the connections, drops the database and the replication origins (they are per server). */
   close: () => Promise<void>;
 }
@@ -45,16 +51,42 @@ async function target(): Promise<Target> {
   const log = createLogger('test', 'silent');
   const metrics = applyMetrics();
   let count = 0;
+  let between: (() => Promise<void>) | undefined;
+  let armed = false;
+  let afterHooked: ((stopped: boolean) => void) | undefined;
+  let hooked = false;
   const t: Target = {
     client: admin,
     queries: () => count,
+    metrics,
+    betweenLookupAndWrite: (fn) => {
+      between = fn;
+      return new Promise((res) => {
+        afterHooked = res;
+      });
+    },
     applier: async (source, group) => {
       const c = new pg.Client({ connectionString: db.url, options: APPLY_SESSION_OPTIONS });
       await c.connect();
       connections.push(c);
       const query = c.query.bind(c) as (...args: unknown[]) => unknown;
-      (c as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      (c as unknown as { query: (...args: unknown[]) => unknown }).query = async (...args: unknown[]) => {
         count++;
+        const sql = typeof args[0] === 'string' ? args[0] : '';
+        // resolve ahead: a lookup alone (execute, no commit), then the script of transactions
+        if (hooked) {
+          // the query after the hooked script: the roll back of a script that stopped, or not
+          hooked = false;
+          afterHooked?.(sql.startsWith('rollback; select pg_replication_origin_session_progress'));
+        }
+        if (sql.startsWith('execute ') && !sql.includes('commit')) armed = between !== undefined;
+        else if (armed && sql.includes('commit')) {
+          armed = false;
+          const fn = between!;
+          between = undefined;
+          await fn();
+          hooked = true;
+        }
         return query(...args);
       };
       const a = new OriginApplier(c, source, {
@@ -91,6 +123,12 @@ class Source {
     readonly node: string,
     private ts: bigint,
   ) {}
+
+  /** Moves the source's clock (its next commits are later in LSN, at this time). */
+  at(ts: bigint): this {
+    this.ts = ts;
+    return this;
+  }
 
   tx(ops: Op[], tsStep = 1000n): DecodedChange[] {
     this.lsn += 0x100n;
@@ -219,6 +257,49 @@ describe('apply fast path', () => {
     // the local write (now) is newer than the source's change (2020): it stays
     expect(s.rows.map((r) => r.v)).toEqual(['b', 'b', 'b', 'b', 'local', 'b', 'b', 'b', 'b', 'b']);
     expect(s.conflicts).toHaveLength(1);
+  });
+
+  it('resolves conflicting transactions ahead in two round trips, and takes the full path when a local write lands in between', async () => {
+    const t = await target();
+    const name = uniqueName('src');
+    const applier = await t.applier(name, 500);
+    const older = new Source(name, BASE_TS);
+    await applier.handleMany(
+      Array.from({ length: 20 }, (_, i) => older.tx([{ op: 'INSERT', id: i + 1, v: 'remote' }])).flat(),
+    );
+    // local writes (now) on every key: the source's next (2020) updates lose to them
+    await t.client.query(`update items set v = 'local'`);
+    let before = t.queries();
+    const lost = await applier.handleMany(
+      Array.from({ length: 20 }, (_, i) => older.tx([{ op: 'UPDATE', id: i + 1, v: 'late' }])).flat(),
+    );
+    expect(lost.map((o) => o.conflicts.map((c) => `${c.kind}/${c.resolution}`))).toEqual(
+      Array.from({ length: 20 }, () => ['update_origin_change/keep_local']),
+    );
+    // fast attempt (missed), rollback, lookup, transactions, and the statements prepared once
+    expect(t.queries() - before).toBeLessThanOrEqual(10);
+    // changes from 2099 win over the local rows; one local write lands between the lookup and them
+    const newer = older.at(FUTURE_TS);
+    const stopped = t.betweenLookupAndWrite(async () => {
+      await t.client.query(`update items set n = 42 where id = 3`);
+    });
+    before = t.queries();
+    const missesBefore = t.metrics.fastPathMisses.get({ origin: name });
+    const won = await applier.handleMany(
+      Array.from({ length: 10 }, (_, i) => newer.tx([{ op: 'UPDATE', id: i + 1, v: 'future' }])).flat(),
+    );
+    expect(won.map((o) => o.conflicts.map((c) => `${c.kind}/${c.resolution}`))).toEqual(
+      Array.from({ length: 10 }, () => ['update_origin_change/apply_remote']),
+    );
+    // the check inside the transaction of key 3 saw the local write (a miss), and the full path
+    // resolved it again against the row the local write left
+    expect(await stopped).toBe(true);
+    expect(t.metrics.fastPathMisses.get({ origin: name })).toBeGreaterThan(missesBefore);
+    expect(won[2]!.conflicts[0]!.localRow).toMatchObject({ id: 3, n: 42 });
+    expect(t.queries() - before).toBeLessThanOrEqual(20);
+    const s = await state(t.client);
+    expect(s.rows.map((r) => r.v)).toEqual([...Array(10).fill('future'), ...Array(10).fill('local')]);
+    expect(s.conflicts).toHaveLength(30);
   });
 
   it('ends in the same state and conflict log as the row-by-row path on random histories', async () => {

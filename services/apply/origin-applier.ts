@@ -35,7 +35,15 @@ import {
   resolve,
   type Version,
 } from './resolve.ts';
-import { deleteSql, insertNewSql, insertSql, lookupSql, tombstoneSql, updateSql } from './table-sql.ts';
+import {
+  deleteSql,
+  insertNewSql,
+  insertSql,
+  lookupSql,
+  tombstoneSql,
+  updateSql,
+  verifySql,
+} from './table-sql.ts';
 import type { TargetCatalog, TargetTable } from './target-catalog.ts';
 
 export const ORIGIN_PREFIX = 'brabant_';
@@ -88,6 +96,17 @@ interface FastTx {
   rows: { insert: number; update: number; delete: number };
 }
 
+/** A complete small source transaction planned for the resolve-ahead path. */
+interface AheadTx {
+  start: number;
+  end: number;
+  commitLsn: Lsn;
+  commitTs: bigint;
+  sourceRows: number;
+  /** Its row changes (key changes split), each with its table and group-wide key. */
+  rows: { c: RowChange; t: TargetTable; key: string }[];
+}
+
 /** Upper bound of the SQL text sent in one fast-path round trip. */
 const FAST_SCRIPT_MAX_CHARS = 4 * 1024 * 1024;
 
@@ -104,6 +123,8 @@ interface OpenTx {
   conflicts: ConflictRecord[];
   deadLetters: DeadLetter[];
   rows: number;
+  /** Row changes handled per action; counted in the metrics when the transaction commits. */
+  actions: Map<string, number>;
 }
 
 export interface TxOutcome {
@@ -118,8 +139,8 @@ export class OriginApplier {
   readonly origin: string;
   private applied: Lsn = ZERO_LSN;
   private roident = 0;
-  /** Source transactions still to take through the full path before trying the fast path again. */
-  private fullPathTxs = 0;
+  /** Source transactions still to resolve ahead before trying the fast path again. */
+  private resolveAheadTxs = 0;
   private fastBackoff = 0;
   /** Fast-path statements of this connection, per table version and shape → prepared name. */
   private readonly fastNames = new WeakMap<object, Map<string, string>>();
@@ -192,21 +213,37 @@ export class OriginApplier {
     const outcomes: TxOutcome[] = [];
     let i = 0;
     while (i < changes.length) {
-      if (this.tx === undefined && this.ctx.groupTransactions > 1 && this.fullPathTxs === 0) {
-        const group = await this.planFast(changes, i);
-        if (group.txs.length > 0) {
-          const done = await this.applyFast(group.txs);
-          outcomes.push(...done);
-          // A miss on the first transaction cost a round trip for nothing: after a run of such
-          // misses (conflict-heavy traffic) let the next few transactions go the full path.
-          this.fastBackoff = done.length > 0 ? 0 : Math.min(Math.max(1, this.fastBackoff * 2), 64);
-          this.fullPathTxs = this.fastBackoff;
-          if (done.length === group.txs.length) {
+      if (this.tx === undefined && this.ctx.groupTransactions > 1) {
+        if (this.resolveAheadTxs === 0) {
+          const group = await this.planFast(changes, i);
+          if (group.txs.length > 0) {
+            const done = await this.applyFast(group.txs);
+            outcomes.push(...done);
+            // A miss on the first transaction cost a round trip for nothing: after a run of such
+            // misses (conflict-heavy traffic) the next few groups are resolved ahead at once.
+            this.fastBackoff = done.length > 0 ? 0 : Math.min(Math.max(1, this.fastBackoff * 2), 64);
+            this.resolveAheadTxs = this.fastBackoff;
+            if (done.length === group.txs.length) {
+              i = group.next;
+              continue;
+            }
+            i = group.txs[done.length]!.start; // the one it missed: resolved ahead below
+          } else {
             i = group.next;
+            if (i >= changes.length) break;
+          }
+        }
+        const ahead = await this.planResolved(changes, i);
+        if (ahead.txs.length > 0) {
+          const done = await this.applyResolved(ahead.txs);
+          outcomes.push(...done);
+          this.resolveAheadTxs = Math.max(0, this.resolveAheadTxs - ahead.txs.length);
+          if (done.length === ahead.txs.length) {
+            i = ahead.next;
             continue;
           }
-          // the transaction the fast path missed: resolve it row by row
-          const missed = group.txs[done.length]!;
+          // its local state changed under it (a local write meanwhile): the full path, row by row
+          const missed = ahead.txs[done.length]!;
           for (let j = missed.start; j < missed.end; j++) {
             const o = await this.handle(changes[j]!);
             if (o !== undefined) outcomes.push(o);
@@ -214,17 +251,227 @@ export class OriginApplier {
           i = missed.end;
           continue;
         }
-        i = group.next;
+        i = ahead.next;
         if (i >= changes.length) break;
       }
       const o = await this.handle(changes[i]!);
-      if (o !== undefined) {
-        outcomes.push(o);
-        if (this.fullPathTxs > 0) this.fullPathTxs--;
-      }
+      if (o !== undefined) outcomes.push(o);
       i++;
     }
     return outcomes;
+  }
+
+  /**
+   * Complete small source transactions from `from` on for the resolve-ahead path: rows the full
+   * path would resolve against the primary key, no key twice in the group (so no transaction of
+   * the group sees another's writes), up to the group limits.
+   */
+  private async planResolved(
+    changes: DecodedChange[],
+    from: number,
+  ): Promise<{ txs: AheadTx[]; next: number }> {
+    const txs: AheadTx[] = [];
+    const keys = new Set<string>();
+    let i = from;
+    let rows = 0;
+    while (i < changes.length && txs.length < this.ctx.groupTransactions) {
+      const first = changes[i]!;
+      if (first.tx.commitLsn <= this.applied) {
+        i++;
+        continue;
+      }
+      if (first.tx.index !== 0) break;
+      let end = i;
+      while (end < changes.length && changes[end]!.tx.commitLsn === first.tx.commitLsn) end++;
+      const last = changes[end - 1]!;
+      if (!last.tx.last || last.tx.index !== end - 1 - i) break;
+      const source: RowChange[] = [];
+      for (let j = i; j < end; j++) {
+        const c = changes[j]!;
+        if (c.kind === 'row') source.push(c);
+      }
+      if (txs.length > 0 && rows + source.length > this.ctx.chunkRows) break;
+      if (source.length > this.ctx.chunkRows) break;
+      const planned: { c: RowChange; t: TargetTable; key: string }[] = [];
+      let ok = true;
+      for (const c of expandKeyChanges(source)) {
+        if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) ok = false;
+        const t = ok ? await this.ctx.catalog.table(c.schema, c.table) : undefined;
+        if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0) ok = false;
+        else if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) ok = false;
+        else if (this.columnsToWarn(t, c) || (c.op !== 'DELETE' && c.after === null)) ok = false;
+        if (!ok) break;
+        const key = `${t!.sql}\u0000${JSON.stringify(t!.primaryKey.map((k) => c.key![k]))}`;
+        if (keys.has(key) || planned.some((p) => p.key === key)) {
+          ok = false;
+          break;
+        }
+        planned.push({ c, t: t!, key });
+      }
+      if (!ok) break;
+      for (const p of planned) keys.add(p.key);
+      txs.push({
+        start: i,
+        end,
+        commitLsn: first.tx.commitLsn,
+        commitTs: first.tx.commitTs,
+        sourceRows: source.length,
+        rows: planned,
+      });
+      rows += source.length;
+      i = end;
+    }
+    return { txs, next: i };
+  }
+
+  /**
+   * Resolve ahead: one round trip looks up the local state of every key of the group; the
+   * decisions are made here by `resolve()` as in the full path; a second round trip runs every
+   * transaction, each first checking (and locking) that its keys are still in the state looked up
+   * (`verifySql`). Resolves with the outcomes of those that committed: all, or those before the
+   * first whose state changed meanwhile, which the caller takes through the full path.
+   */
+  private async applyResolved(txs: AheadTx[]): Promise<TxOutcome[]> {
+    const byTable = new Map<TargetTable, RowChange[]>();
+    for (const x of txs)
+      for (const { c, t } of x.rows) {
+        const list = byTable.get(t);
+        if (list === undefined) byTable.set(t, [c]);
+        else list.push(c);
+      }
+    const state = new Map<RowChange, LookupRow>();
+    if (byTable.size > 0) {
+      const tables = [...byTable];
+      const lookups = tables.map(([t, cs]) =>
+        this.execute(
+          t,
+          `full lookup ${t.primaryKey.join('\u0000')}\u0001`,
+          () => full(lookupSql(t, t.primaryKey, [])),
+          [
+            ...t.primaryKey.map((k) => textArrayLiteral(cs.map((c) => c.key![k]!))),
+            literal(`${t.schema}.${t.name}`),
+          ],
+        ),
+      );
+      await this.prepareNew();
+      const res = (await this.db.query(lookups.join(';\n'))) as unknown as
+        | pg.QueryResult<LookupRow>
+        | pg.QueryResult<LookupRow>[];
+      const results = Array.isArray(res) ? res : [res];
+      for (const [n, [, cs]] of tables.entries()) {
+        for (const [k, c] of cs.entries()) state.set(c, results[n]!.rows[k]!);
+      }
+    }
+    const opened: OpenTx[] = [];
+    const scripts: string[] = [];
+    for (const x of txs) {
+      const tx = newOpenTx(x.commitLsn, x.commitTs);
+      this.begin(tx);
+      if (x.rows.length === 0) tx.deferred.push('select txid_current()');
+      // the state each decision rests on, checked and locked first
+      const perTable = new Map<TargetTable, RowChange[]>();
+      for (const { c, t } of x.rows) perTable.set(t, [...(perTable.get(t) ?? []), c]);
+      for (const [t, cs] of perTable) {
+        tx.deferred.push(
+          this.execute(
+            t,
+            `full verify ${t.primaryKey.join('\u0000')}`,
+            () => full(verifySql(t, t.primaryKey)),
+            [
+              ...t.primaryKey.map((k) => textArrayLiteral(cs.map((c) => c.key![k]!))),
+              literal(`${t.schema}.${t.name}`),
+              textArrayLiteral(cs.map((c) => state.get(c)!.row_xmin)),
+              textArrayLiteral(cs.map((c) => state.get(c)!.tomb_xmin)),
+            ],
+          ),
+        );
+      }
+      // consecutive changes of one table are one batch, as in the full path
+      let batch: RowChange[] = [];
+      let table: TargetTable | undefined;
+      const flush = async () => {
+        if (table === undefined || batch.length === 0) return;
+        const decisions = this.decide(
+          tx,
+          batch,
+          batch.map((c) => state.get(c)!),
+        );
+        await this.write(tx, table, table.primaryKey, decisions);
+        batch = [];
+      };
+      for (const { c, t } of x.rows) {
+        if (t !== table) await flush();
+        table = t;
+        batch.push(c);
+      }
+      await flush();
+      tx.rows = x.sourceRows;
+      if (tx.conflicts.length > 0) tx.deferred.push(conflictsSql(tx.conflicts));
+      tx.deferred.push('commit');
+      scripts.push(tx.deferred.join(';\n'));
+      tx.deferred = [];
+      opened.push(tx);
+    }
+    await this.prepareNew();
+    const committed = await this.runScript(scripts.join(';\n'), txs);
+    const outcomes: TxOutcome[] = [];
+    for (const tx of opened.slice(0, committed)) {
+      this.applied = tx.commitLsn;
+      this.countCommitted(tx);
+      outcomes.push({
+        commitLsn: tx.commitLsn,
+        commitTs: tx.commitTs,
+        rows: tx.rows,
+        conflicts: tx.conflicts,
+        deadLetters: tx.deadLetters,
+      });
+    }
+    this.countTransactions(opened.slice(0, committed));
+    return outcomes;
+  }
+
+  /**
+   * Runs a script of local transactions (one per entry of `txs`, in order) in one round trip;
+   * resolves with how many committed. A statement that fails (BR001: not in the expected state)
+   * ends the script there: the transaction is rolled back, the origin's session progress tells
+   * which committed before it.
+   */
+  private async runScript(script: string, txs: { commitLsn: Lsn }[]): Promise<number> {
+    try {
+      await this.db.query(script);
+      return txs.length;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === undefined) throw err; // the connection, not a statement
+      const res = (await this.db.query(
+        'rollback; select pg_replication_origin_session_progress(false)::text as p',
+      )) as unknown as pg.QueryResult<{ p: string | null }>[];
+      const p = res[1]?.rows[0]?.p;
+      const progress = p ? parseLsn(p) : ZERO_LSN;
+      let committed = txs.findIndex((x) => x.commitLsn > progress);
+      if (committed < 0) committed = txs.length;
+      const missed = txs[committed];
+      if (code === FAST_PATH_MISS_SQLSTATE) this.ctx.metrics.fastPathMisses.inc({ origin: this.source });
+      else
+        this.ctx.log.debug(
+          {
+            source: this.source,
+            commitLsn: missed && formatLsn(missed.commitLsn),
+            err: (err as Error).message,
+          },
+          'a grouped transaction failed on a statement; applying it through the full path',
+        );
+      return committed;
+    }
+  }
+
+  private countTransactions(txs: { commitLsn: Lsn; commitTs: bigint }[]): void {
+    if (txs.length === 0) return;
+    const m = this.ctx.metrics;
+    const last = txs[txs.length - 1]!;
+    m.transactions.inc({ origin: this.source }, txs.length);
+    m.appliedLsn.set(Number(last.commitLsn), { origin: this.source });
+    m.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - last.commitTs) / 1e6, { origin: this.source });
   }
 
   /**
@@ -357,36 +604,8 @@ export class OriginApplier {
    * the caller then takes through the full path.
    */
   private async applyFast(txs: FastTx[]): Promise<TxOutcome[]> {
-    let committed = txs.length;
-    while (this.toPrepare.length > 0) {
-      await this.db.query(this.toPrepare[0]!);
-      this.toPrepare.shift();
-    }
-    try {
-      await this.db.query(txs.map((x) => x.script).join('\n'));
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === undefined) throw err; // the connection, not a statement
-      // what committed before the failing statement: the origin's progress in this session
-      const res = (await this.db.query(
-        'rollback; select pg_replication_origin_session_progress(false)::text as p',
-      )) as unknown as pg.QueryResult<{ p: string | null }>[];
-      const p = res[1]?.rows[0]?.p;
-      const progress = p ? parseLsn(p) : ZERO_LSN;
-      committed = txs.findIndex((x) => x.commitLsn > progress);
-      if (committed < 0) committed = txs.length;
-      const missed = txs[committed];
-      if (code === FAST_PATH_MISS_SQLSTATE) this.ctx.metrics.fastPathMisses.inc({ origin: this.source });
-      else
-        this.ctx.log.debug(
-          {
-            source: this.source,
-            commitLsn: missed && formatLsn(missed.commitLsn),
-            err: (err as Error).message,
-          },
-          'fast path failed on a statement; applying that transaction through the full path',
-        );
-    }
+    await this.prepareNew();
+    const committed = await this.runScript(txs.map((x) => x.script).join('\n'), txs);
     const outcomes: TxOutcome[] = [];
     const m = this.ctx.metrics;
     for (const x of txs.slice(0, committed)) {
@@ -401,12 +620,7 @@ export class OriginApplier {
       for (const action of ['insert', 'update', 'delete'] as const)
         if (x.rows[action] > 0) m.rows.inc({ origin: this.source, action }, x.rows[action]);
     }
-    if (committed > 0) {
-      const last = txs[committed - 1]!;
-      m.transactions.inc({ origin: this.source }, committed);
-      m.appliedLsn.set(Number(last.commitLsn), { origin: this.source });
-      m.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - last.commitTs) / 1e6, { origin: this.source });
-    }
+    this.countTransactions(txs.slice(0, committed));
     return outcomes;
   }
 
@@ -448,19 +662,7 @@ export class OriginApplier {
       this.ctx.metrics.incompleteTransactions.inc({ origin: this.source });
       await this.rollback();
     }
-    if (this.tx === undefined) {
-      this.tx = {
-        commitLsn,
-        commitTs: change.tx.commitTs,
-        lastIndex: -1,
-        begun: false,
-        deferred: [],
-        pending: [],
-        conflicts: [],
-        deadLetters: [],
-        rows: 0,
-      };
-    }
+    if (this.tx === undefined) this.tx = newOpenTx(commitLsn, change.tx.commitTs);
     const tx = this.tx;
     if (index <= tx.lastIndex) return undefined; // redelivered part of the open transaction
     tx.lastIndex = index;
@@ -486,6 +688,7 @@ export class OriginApplier {
     // the writes still deferred, the conflict log and the commit: one round trip
     await this.send(tx, 'commit');
     this.applied = commitLsn;
+    this.countCommitted(tx);
     const m = this.ctx.metrics;
     m.transactions.inc({ origin: this.source });
     m.appliedLsn.set(Number(commitLsn), { origin: this.source });
@@ -626,7 +829,7 @@ export class OriginApplier {
           ),
         );
         const inserted = new Set(res.rows.map((r) => r.ord - 1));
-        this.ctx.metrics.rows.inc({ origin: this.source, action: 'insert' }, inserted.size);
+        addAction(tx, 'insert', inserted.size);
         batch = batch.filter((_, i) => !inserted.has(i));
         if (batch.length === 0) return;
       }
@@ -648,9 +851,15 @@ export class OriginApplier {
         [...keyParams, literal(qualified), ...beforeParams],
       ),
     );
-    const decisions: { c: RowChange; d: Decision; local: LookupRow }[] = [];
+    const decisions = this.decide(tx, batch, looked.rows);
+    await this.write(tx, t, keyCols, decisions);
+  }
+
+  /** Resolves each change of a batch against the local state looked up for it (in order). */
+  private decide(tx: OpenTx, batch: RowChange[], looked: LookupRow[]): { c: RowChange; d: Decision }[] {
+    const decisions: { c: RowChange; d: Decision }[] = [];
     for (const [i, c] of batch.entries()) {
-      const local = looked.rows[i]!;
+      const local = looked[i]!;
       const state = localState(local, this.ctx.localNode);
       const after = c.after;
       const d = resolve(state, {
@@ -659,10 +868,10 @@ export class OriginApplier {
         complete: after !== null && Object.values(after).every((v) => v !== UNCHANGED),
         ...(c.before !== null && local.differs !== null ? { beforeMatchesLocal: !local.differs } : {}),
       });
-      decisions.push({ c, d, local });
+      decisions.push({ c, d });
       if (d.conflict) this.conflict(tx, c, d.conflict.kind, d.conflict.resolution, local);
     }
-    await this.write(tx, t, keyCols, decisions);
+    return decisions;
   }
 
   private async write(
@@ -719,8 +928,7 @@ export class OriginApplier {
         tx.deferred.push(this.execute(t, s.sql, () => full(s.sql), args));
       }
     }
-    const m = this.ctx.metrics;
-    for (const x of decisions) m.rows.inc({ origin: this.source, action: x.d.action });
+    for (const x of decisions) addAction(tx, x.d.action, 1);
   }
 
   /**
@@ -809,7 +1017,13 @@ export class OriginApplier {
       remoteNode: c.origin.node,
       remoteCommitLsn: c.tx.commitLsn,
     });
-    this.ctx.metrics.conflicts.inc({ kind, resolution });
+  }
+
+  /** The metrics of a transaction that committed (counted only then: a retried one counts once). */
+  private countCommitted(tx: OpenTx): void {
+    const m = this.ctx.metrics;
+    for (const [action, n] of tx.actions) m.rows.inc({ origin: this.source, action }, n);
+    for (const x of tx.conflicts) m.conflicts.inc({ kind: x.kind, resolution: x.resolution });
   }
 }
 
@@ -839,8 +1053,31 @@ function full(sql: string): FastStatement {
   return { sql, paramTypes: [] };
 }
 
+function newOpenTx(commitLsn: Lsn, commitTs: bigint): OpenTx {
+  return {
+    commitLsn,
+    commitTs,
+    lastIndex: -1,
+    begun: false,
+    deferred: [],
+    pending: [],
+    conflicts: [],
+    deadLetters: [],
+    rows: 0,
+    actions: new Map(),
+  };
+}
+
+/** Adds `n` row changes handled with `action` to a transaction's count. */
+function addAction(tx: OpenTx, action: string, n: number): void {
+  if (n > 0) tx.actions.set(action, (tx.actions.get(action) ?? 0) + n);
+}
+
 interface LookupRow {
   ord: number;
+  /** Version tokens of what was looked up: the row's and the tombstone's xmin (text). */
+  row_xmin: string | null;
+  tomb_xmin: string | null;
   local_row: Record<string, unknown> | null;
   row_ts: string | null;
   row_origin: string | null;

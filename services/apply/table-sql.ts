@@ -48,7 +48,8 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
     select u.ord::int as ord, r.row as local_row,
            (extract(epoch from ro."timestamp") * 1000000)::int8::text as row_ts, rn.roname as row_origin, r.x is not null as found,
            (extract(epoch from tbo."timestamp") * 1000000)::int8::text as tomb_ts, tn.roname as tomb_origin, tb.tbl is not null as tombstone,
-           case when r.x is not null then ${differs} end as differs
+           case when r.x is not null then ${differs} end as differs,
+           r.x::text as row_xmin, tb.xmin::text as tomb_xmin
       from unnest(${[...ks, ...bs].map((_, i) => `$${i < ks.length ? i + 1 : i + 2}::text[]`).join(', ')}) with ordinality as u(${[...ks, ...bs, 'ord'].join(', ')})
       left join lateral (select to_jsonb(t) as row, t.xmin as x from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')} for update) r on true
       left join lateral pg_xact_commit_timestamp_origin(r.x) ro on true
@@ -57,6 +58,23 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
       left join lateral pg_xact_commit_timestamp_origin(tb.xmin) tbo on true
       left join pg_replication_origin tn on tn.roident = tbo.roident
      order by u.ord`;
+}
+
+/**
+ * Checks, inside the local transaction, that each key is still in the state a lookup saw (the
+ * row's and the tombstone's xmin), locking the rows; raises SQLSTATE BR001 (fast-sql.ts) if not.
+ * $1..$k key columns, $k+1 the table name, $k+2 the rows' xmins, $k+3 the tombstones' xmins.
+ */
+export function verifySql(t: TargetTable, keyCols: string[]): string {
+  const ks = keyCols.map((_, i) => `k${i}`);
+  const n = keyCols.length;
+  return `select brabant.expect_rows((
+      select count(*)
+        from unnest(${[...ks.map((_, i) => `$${i + 1}::text[]`), `$${n + 2}::text[]`, `$${n + 3}::text[]`].join(', ')}) as u(${[...ks, 'rx', 'tx'].join(', ')})
+        left join lateral (select t.xmin::text as x from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')} for update) r on true
+        left join brabant.tombstones tb on tb.tbl = $${n + 1} and tb.key = ${tombstoneKey(t, keyCols, 'u')}
+       where r.x is not distinct from u.rx and tb.xmin::text is not distinct from u.tx
+    ), cardinality($1::text[]))`;
 }
 
 /** Insert whole rows: one parameter per column. */

@@ -18,7 +18,7 @@ interface OptionBase<T> {
 
 export type Option<T> = OptionBase<T>;
 
-type Spec = Record<string, Option<unknown>>;
+export type Spec = Record<string, Option<unknown>>;
 export type ConfigOf<S extends Spec> = { readonly [K in keyof S]: S[K] extends Option<infer T> ? T : never };
 
 class ParseError extends Error {}

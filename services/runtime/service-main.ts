@@ -1,0 +1,91 @@
+/**
+ * The entry point shared by capture and apply (wiring only): configuration (exit 2 on bad
+ * configuration, with the message), logger, metrics endpoint, SIGTERM/SIGINT → a graceful stop,
+ * Kafka and registry clients, and the exit code (0 stopped, 1 stopped on an error).
+ */
+import type { Kafka } from 'kafkajs';
+import { SchemaRegistryClient } from '../protocol/schema-registry.ts';
+import { type ConfigOf, loadConfig, type Spec } from './config.ts';
+import { describeError, isBrabantError } from './errors.ts';
+import { createKafka } from './kafka.ts';
+import { createLogger, type Logger } from './log.ts';
+import { type MetricsRegistry, serveMetrics } from './metrics.ts';
+import type { BackoffPolicy } from './supervise.ts';
+
+/** What every service's configuration has. */
+interface CommonConfig {
+  nodeId: string;
+  kafkaBrokers: string[];
+  registryUrl: string;
+  retryMaxMs: number;
+  metricsPort: number;
+  metricsHost: string;
+  logLevel: string;
+}
+
+export interface ServiceDeps<C, M> {
+  config: C;
+  kafka: Kafka;
+  registry: SchemaRegistryClient;
+  log: Logger;
+  metrics: M;
+  stopRequested: Promise<void>;
+  backoff: BackoffPolicy;
+}
+
+export async function serviceMain<S extends Spec, M extends { registry: MetricsRegistry }>(opts: {
+  name: 'capture' | 'apply';
+  spec: S;
+  /** Fields every log line of the service carries. */
+  logContext: (config: ConfigOf<S>) => Record<string, unknown>;
+  metrics: () => M;
+  run: (deps: ServiceDeps<ConfigOf<S>, M>) => Promise<void>;
+}): Promise<number> {
+  const { name } = opts;
+  let config: ConfigOf<S> & CommonConfig;
+  try {
+    config = loadConfig(opts.spec) as ConfigOf<S> & CommonConfig;
+  } catch (err) {
+    console.error(`brabant ${name}: ${describeError(err)}`);
+    return 2;
+  }
+  const log = createLogger(name, config.logLevel).child(opts.logContext(config));
+  const metrics = opts.metrics();
+  const server =
+    config.metricsPort >= 0
+      ? await serveMetrics(metrics.registry, config.metricsPort, config.metricsHost)
+      : undefined;
+  if (server) log.info({ address: server.address() }, 'metrics endpoint listening');
+  let requestStop: () => void = () => {};
+  const stopRequested = new Promise<void>((resolve) => {
+    requestStop = resolve;
+  });
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      log.info({ signal: sig }, 'stop requested');
+      requestStop();
+    });
+  }
+  try {
+    await opts.run({
+      config,
+      kafka: createKafka({ brokers: config.kafkaBrokers, clientId: `brabant-${name}-${config.nodeId}`, log }),
+      registry: new SchemaRegistryClient({ url: config.registryUrl }),
+      log,
+      metrics,
+      stopRequested,
+      backoff: { initialMs: Math.min(500, config.retryMaxMs), maxMs: config.retryMaxMs },
+    });
+    log.info(`${name} stopped`);
+    return 0;
+  } catch (err) {
+    log.fatal(
+      { code: isBrabantError(err) ? err.code : undefined, error: describeError(err) },
+      `${name} stopped on an error`,
+    );
+    console.error(`brabant ${name}: ${describeError(err)}`);
+    return 1;
+  } finally {
+    server?.close();
+  }
+}
