@@ -164,17 +164,19 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     };
 
     const lastCommitTs = new Map<string, bigint>();
-    const publish = async (source: string, outcome: TxOutcome) => {
-      lastCommitTs.set(source, outcome.commitTs);
-      const messages = outcome.conflicts.map((x) => ({
-        key: c.nodeId,
-        value: JSON.stringify(conflictJson(c.nodeId, x)),
-      }));
+    // the conflicts and dead letters of a run's transactions: one send each (not one per transaction)
+    const publish = async (source: string, outcomes: TxOutcome[]) => {
+      if (outcomes.length === 0) return;
+      lastCommitTs.set(source, outcomes[outcomes.length - 1]!.commitTs);
+      const messages = outcomes.flatMap((o) =>
+        o.conflicts.map((x) => ({ key: c.nodeId, value: JSON.stringify(conflictJson(c.nodeId, x)) })),
+      );
       if (messages.length > 0) await producer!.send({ topic: CONFLICTS_TOPIC, messages });
-      if (outcome.deadLetters.length > 0) {
+      const deadLetters = outcomes.flatMap((o) => o.deadLetters);
+      if (deadLetters.length > 0) {
         await producer!.send({
           topic: DEAD_LETTER_TOPIC,
-          messages: outcome.deadLetters.map((d) => ({
+          messages: deadLetters.map((d) => ({
             key: source,
             value: JSON.stringify(changeJson(d.change)),
             headers: {
@@ -185,7 +187,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
             },
           })),
         });
-        for (const d of outcome.deadLetters) metrics.deadLetters.inc({ reason: d.reason.split(':')[0]! });
+        for (const d of deadLetters) metrics.deadLetters.inc({ reason: d.reason.split(':')[0]! });
       }
     };
 
@@ -216,10 +218,8 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
         const applier = await applierFor(source);
         const openBefore = applier.inTransaction ? applier.openCommitLsn : undefined;
         const outcomes = await applier.handleMany(changes);
-        for (const outcome of outcomes) {
-          failpoint('apply.after-commit');
-          await publish(source, outcome);
-        }
+        for (const _ of outcomes) failpoint('apply.after-commit');
+        await publish(source, outcomes);
         if (!applier.inTransaction) open.delete(source);
         else if (applier.openCommitLsn !== openBefore || !open.has(source)) {
           const first = changes.findIndex((x) => x.tx.commitLsn === applier.openCommitLsn);
