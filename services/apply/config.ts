@@ -1,5 +1,5 @@
 /** Apply's options, declared once (docs/configuration.md is generated from them). */
-import { int, list, str, url } from '../runtime/config.ts';
+import { endpointOptions, int, list, str, url } from '../runtime/config.ts';
 
 export const applyConfig = {
   nodeId: str({
@@ -73,17 +73,5 @@ export const applyConfig = {
     min: 100,
     max: 600_000,
   }),
-  metricsPort: int({
-    env: 'BRABANT_METRICS_PORT',
-    description: 'Port of /metrics on 127.0.0.1; 0 picks a free port, -1 turns it off',
-    default: 9402,
-    min: -1,
-    max: 65535,
-  }),
-  metricsHost: str({
-    env: 'BRABANT_METRICS_HOST',
-    description: 'Address /metrics listens on',
-    default: '127.0.0.1',
-  }),
-  logLevel: str({ env: 'BRABANT_LOG_LEVEL', description: 'pino log level', default: 'info' }),
+  ...endpointOptions(9402),
 };

@@ -1,5 +1,5 @@
 /** Capture's options, declared once (see docs/configuration.md, generated from these). */
-import { bool, int, list, str, url } from '../runtime/config.ts';
+import { bool, endpointOptions, int, list, str, url } from '../runtime/config.ts';
 
 export const captureConfig = {
   nodeId: str({
@@ -96,17 +96,5 @@ export const captureConfig = {
     min: 100,
     max: 600_000,
   }),
-  metricsPort: int({
-    env: 'BRABANT_METRICS_PORT',
-    description: 'Port of /metrics on 127.0.0.1; 0 picks a free port, -1 turns it off',
-    default: 9401,
-    min: -1,
-    max: 65535,
-  }),
-  metricsHost: str({
-    env: 'BRABANT_METRICS_HOST',
-    description: 'Address /metrics listens on',
-    default: '127.0.0.1',
-  }),
-  logLevel: str({ env: 'BRABANT_LOG_LEVEL', description: 'pino log level', default: 'info' }),
+  ...endpointOptions(9401),
 };

@@ -1,5 +1,5 @@
 /** The router's options, declared once. */
-import { int, list, str } from '../runtime/config.ts';
+import { int, list, logLevelOption, str } from '../runtime/config.ts';
 
 export const routerConfig = {
   region: str({ env: 'BRABANT_REGION', description: 'Region whose applications this router serves' }),
@@ -80,5 +80,5 @@ export const routerConfig = {
     min: 100,
     max: 3_600_000,
   }),
-  logLevel: str({ env: 'BRABANT_LOG_LEVEL', description: 'pino log level', default: 'info' }),
+  logLevel: logLevelOption,
 };

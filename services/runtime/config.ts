@@ -154,3 +154,29 @@ export function describeConfig(spec: Spec): string {
   );
   return ['| variable | value | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
+
+/** The log level of every service (pino levels). */
+export const logLevelOption = str({
+  env: 'BRABANT_LOG_LEVEL',
+  description: 'pino log level',
+  default: 'info',
+});
+
+/** Options of every service with a /metrics endpoint, declared once: its port (per service) and address, and the log level. */
+export function endpointOptions(defaultMetricsPort: number) {
+  return {
+    metricsPort: int({
+      env: 'BRABANT_METRICS_PORT',
+      description: 'Port of /metrics on 127.0.0.1; 0 picks a free port, -1 turns it off',
+      default: defaultMetricsPort,
+      min: -1,
+      max: 65535,
+    }),
+    metricsHost: str({
+      env: 'BRABANT_METRICS_HOST',
+      description: 'Address /metrics listens on',
+      default: '127.0.0.1',
+    }),
+    logLevel: logLevelOption,
+  };
+}
