@@ -308,7 +308,12 @@ export class VisibilityPoller {
       .sort((a, b) => a[0] - b[0])
       .map(([second, l]) => {
         l.sort((a, b) => a - b);
-        return { second, rows: l.length, p50: Math.round(l[l.length >> 1]!), max: Math.round(l[l.length - 1]!) };
+        return {
+          second,
+          rows: l.length,
+          p50: Math.round(l[l.length >> 1]!),
+          max: Math.round(l[l.length - 1]!),
+        };
       });
   }
 
