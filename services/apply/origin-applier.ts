@@ -141,6 +141,8 @@ export class OriginApplier {
   private roident = 0;
   /** Source transactions still to resolve ahead before trying the fast path again. */
   private resolveAheadTxs = 0;
+  /** Most transactions the next fast-path group may hold (shrinks on misses, doubles back). */
+  private fastLimit = Number.MAX_SAFE_INTEGER;
   private fastBackoff = 0;
   /** Fast-path statements of this connection, per table version and shape → prepared name. */
   private readonly fastNames = new WeakMap<object, Map<string, string>>();
@@ -223,6 +225,12 @@ export class OriginApplier {
             // misses (conflict-heavy traffic) the next few groups are resolved ahead at once.
             this.fastBackoff = done.length > 0 ? 0 : Math.min(Math.max(1, this.fastBackoff * 2), 64);
             this.resolveAheadTxs = this.fastBackoff;
+            // PostgreSQL parses a whole string before running it: after a miss, send only as many
+            // as went through last time, doubling while they all go through
+            this.fastLimit =
+              done.length === group.txs.length
+                ? Math.min(this.ctx.groupTransactions, this.fastLimit * 2)
+                : Math.max(1, done.length);
             if (done.length === group.txs.length) {
               i = group.next;
               continue;
@@ -406,7 +414,7 @@ export class OriginApplier {
       }
       await flush();
       tx.rows = x.sourceRows;
-      if (tx.conflicts.length > 0) tx.deferred.push(conflictsSql(tx.conflicts));
+      if (tx.conflicts.length > 0) tx.deferred.push(this.conflictsInsert(tx.conflicts));
       tx.deferred.push('commit');
       scripts.push(tx.deferred.join(';\n'));
       tx.deferred = [];
@@ -483,7 +491,7 @@ export class OriginApplier {
     let i = from;
     let rows = 0;
     let chars = 0;
-    while (i < changes.length && txs.length < this.ctx.groupTransactions) {
+    while (i < changes.length && txs.length < Math.min(this.ctx.groupTransactions, this.fastLimit)) {
       const first = changes[i]!;
       if (first.tx.commitLsn <= this.applied) {
         i++; // applied before (redelivery after a restart)
@@ -684,7 +692,7 @@ export class OriginApplier {
       this.begin(tx);
       tx.deferred.push('select txid_current()');
     }
-    if (tx.conflicts.length > 0) tx.deferred.push(conflictsSql(tx.conflicts));
+    if (tx.conflicts.length > 0) tx.deferred.push(this.conflictsInsert(tx.conflicts));
     // the writes still deferred, the conflict log and the commit: one round trip
     await this.send(tx, 'commit');
     this.applied = commitLsn;
@@ -1019,6 +1027,13 @@ export class OriginApplier {
     });
   }
 
+  /** The conflict log of a transaction as one EXECUTE of a prepared insert (it goes with the commit). */
+  private conflictsInsert(conflicts: ConflictRecord[]): string {
+    return this.execute(CONFLICTS_INSERT, 'conflicts', () => CONFLICTS_INSERT, [
+      literal(JSON.stringify(conflictsJson(conflicts))),
+    ]);
+  }
+
   /** The metrics of a transaction that committed (counted only then: a retried one counts once). */
   private countCommitted(tx: OpenTx): void {
     const m = this.ctx.metrics;
@@ -1027,9 +1042,9 @@ export class OriginApplier {
   }
 }
 
-/** The conflict log of a transaction as one statement, values inlined (it goes with the commit). */
-function conflictsSql(conflicts: ConflictRecord[]): string {
-  const json = conflicts.map((c) => ({
+/** The conflict log rows as jsonb for CONFLICTS_INSERT. */
+function conflictsJson(conflicts: ConflictRecord[]) {
+  return conflicts.map((c) => ({
     kind: c.kind,
     resolution: c.resolution,
     table_name: c.table,
@@ -1042,11 +1057,16 @@ function conflictsSql(conflicts: ConflictRecord[]): string {
     remote_node: c.remoteNode,
     remote_commit_lsn: formatLsn(c.remoteCommitLsn),
   }));
-  return `insert into brabant.conflicts (kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn)
-       select kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn::pg_lsn
-         from jsonb_to_recordset(${literal(JSON.stringify(json))}::jsonb) as x(kind text, resolution text, table_name text, key jsonb, local_row jsonb, local_commit_ts timestamptz,
-              local_node text, remote_row jsonb, remote_commit_ts timestamptz, remote_node text, remote_commit_lsn text)`;
 }
+
+/** Appends conflict records ($1: a jsonb array of conflictsJson) to brabant.conflicts. */
+const CONFLICTS_INSERT: FastStatement = {
+  sql: `insert into brabant.conflicts (kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn)
+       select kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn::pg_lsn
+         from jsonb_to_recordset($1) as x(kind text, resolution text, table_name text, key jsonb, local_row jsonb, local_commit_ts timestamptz,
+              local_node text, remote_row jsonb, remote_commit_ts timestamptz, remote_node text, remote_commit_lsn text)`,
+  paramTypes: ['jsonb'],
+};
 
 /** A full-path statement (table-sql.ts) to prepare: its SQL casts every parameter itself. */
 function full(sql: string): FastStatement {
