@@ -26,6 +26,7 @@ const FUTURE_TS = 4_100_000_000_000_000n; // 2099: newer than any local write of
 
 interface Target {
   client: pg.Client;
+  url: string;
   /**
    * Runs `fn` (a local write) between the next resolve-ahead lookup and the transactions resting
    * on it; resolves with whether that script of transactions then stopped at a statement.
@@ -57,6 +58,7 @@ async function target(): Promise<Target> {
   let hooked = false;
   const t: Target = {
     client: admin,
+    url: db.url,
     queries: () => count,
     metrics,
     betweenLookupAndWrite: (fn) => {
@@ -73,13 +75,13 @@ async function target(): Promise<Target> {
       (c as unknown as { query: (...args: unknown[]) => unknown }).query = async (...args: unknown[]) => {
         count++;
         const sql = typeof args[0] === 'string' ? args[0] : '';
-        // resolve ahead: a lookup alone (execute, no commit), then the script of transactions
+        // resolve ahead: the lookups (in a transaction rolled back), then the script of transactions
         if (hooked) {
           // the query after the hooked script: the roll back of a script that stopped, or not
           hooked = false;
           afterHooked?.(sql.startsWith('rollback; select pg_replication_origin_session_progress'));
         }
-        if (sql.startsWith('execute ') && !sql.includes('commit')) armed = between !== undefined;
+        if (sql.endsWith('rollback') && !sql.includes('commit')) armed = between !== undefined;
         else if (armed && sql.includes('commit')) {
           armed = false;
           const fn = between!;
@@ -371,5 +373,69 @@ describe('apply fast path', () => {
     console.log(
       `seed ${seed}: ${slow.conflictCount} conflicts; round trips row by row ${slow.queries}, grouped ${fast.queries}`,
     );
+  });
+});
+
+describe('apply fast path, mixed transactions', () => {
+  it('keeps every new row of transactions that also update a row in conflict', async () => {
+    const t = await target();
+    const name = uniqueName('src');
+    const applier = await t.applier(name, 500);
+    const src = new Source(name, BASE_TS);
+    await applier.handleMany(
+      Array.from({ length: 5 }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v: 'hot' }])).flat(),
+    );
+    for (let round = 0; round < 4; round++) {
+      await t.client.query(`update items set v = 'local ${round}' where id <= 5`);
+      const txs = Array.from({ length: 30 }, (_, i) =>
+        src.tx([
+          { op: 'INSERT', id: 1000 + round * 100 + i, v: 'new' },
+          { op: 'UPDATE', id: 1 + (i % 5), v: `remote ${round}` },
+        ]),
+      );
+      const outcomes = await applier.handleMany(txs.flat());
+      expect(outcomes).toHaveLength(30);
+    }
+    const s = await state(t.client);
+    expect(s.rows.filter((r) => r.v === 'new')).toHaveLength(120);
+  });
+
+  it('keeps every new row while local writers update the same hot rows at the same time', async () => {
+    const t = await target();
+    const name = uniqueName('src');
+    const applier = await t.applier(name, 500);
+    const src = new Source(name, BASE_TS);
+    await applier.handleMany(
+      Array.from({ length: 5 }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v: 'hot' }])).flat(),
+    );
+    let running = true;
+    let localTxs = 0;
+    const writer = (async () => {
+      const c = new pg.Client({ connectionString: t.url });
+      await c.connect();
+      while (running) {
+        localTxs++;
+        await c.query('begin');
+        await c.query('insert into items values ($1, $2, 0)', [100_000 + localTxs, 'local new']);
+        await c.query(`update items set n = n + 1 where id = $1`, [1 + (localTxs % 5)]);
+        await c.query('commit');
+      }
+      await c.end();
+    })();
+    for (let round = 0; round < 20; round++) {
+      const txs = Array.from({ length: 50 }, (_, i) =>
+        src.tx([
+          { op: 'INSERT', id: 1000 + round * 100 + i, v: 'new' },
+          { op: 'UPDATE', id: 1 + (i % 5), v: `remote ${round}` },
+        ]),
+      );
+      const outcomes = await applier.handleMany(txs.flat());
+      expect(outcomes).toHaveLength(50);
+    }
+    running = false;
+    await writer;
+    const s = await state(t.client);
+    expect(localTxs).toBeGreaterThan(10);
+    expect(s.rows.filter((r) => r.v === 'new')).toHaveLength(1000);
   });
 });

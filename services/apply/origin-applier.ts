@@ -362,10 +362,14 @@ export class OriginApplier {
         ),
       );
       await this.prepareNew();
-      const res = (await this.db.query(lookups.join(';\n'))) as unknown as
-        | pg.QueryResult<LookupRow>
-        | pg.QueryResult<LookupRow>[];
-      const results = Array.isArray(res) ? res : [res];
+      // In a transaction that is rolled back, never committed: a commit in this session (the
+      // lookup's row locks take an xid) could carry the origin's progress of a transaction that
+      // did not commit (the origin setup of one that failed), which runScript reads to count
+      // what committed.
+      const res = (await this.db.query(
+        `begin;\n${lookups.join(';\n')};\nrollback`,
+      )) as unknown as pg.QueryResult<LookupRow>[];
+      const results = res.slice(1, 1 + lookups.length);
       for (const [n, [, cs]] of tables.entries()) {
         for (const [k, c] of cs.entries()) state.set(c, results[n]!.rows[k]!);
       }
