@@ -376,24 +376,34 @@ describe('apply fast path', () => {
   });
 });
 
+/** A target with 5 hot rows (ids 1–5) written by a source that is 2020 in time. */
+async function withHotRows() {
+  const t = await target();
+  const name = uniqueName('src');
+  const applier = await t.applier(name, 500);
+  const src = new Source(name, BASE_TS);
+  await applier.handleMany(
+    Array.from({ length: 5 }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v: 'hot' }])).flat(),
+  );
+  return { t, applier, src };
+}
+
+/** `n` source transactions as the demo writes them: a new row (v 'new') and an update of a hot row. */
+function newRowAndHotUpdate(src: Source, round: number, n: number): DecodedChange[] {
+  return Array.from({ length: n }, (_, i) =>
+    src.tx([
+      { op: 'INSERT', id: 1000 + round * 100 + i, v: 'new' },
+      { op: 'UPDATE', id: 1 + (i % 5), v: `remote ${round}` },
+    ]),
+  ).flat();
+}
+
 describe('apply fast path, mixed transactions', () => {
   it('keeps every new row of transactions that also update a row in conflict', async () => {
-    const t = await target();
-    const name = uniqueName('src');
-    const applier = await t.applier(name, 500);
-    const src = new Source(name, BASE_TS);
-    await applier.handleMany(
-      Array.from({ length: 5 }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v: 'hot' }])).flat(),
-    );
+    const { t, applier, src } = await withHotRows();
     for (let round = 0; round < 4; round++) {
       await t.client.query(`update items set v = 'local ${round}' where id <= 5`);
-      const txs = Array.from({ length: 30 }, (_, i) =>
-        src.tx([
-          { op: 'INSERT', id: 1000 + round * 100 + i, v: 'new' },
-          { op: 'UPDATE', id: 1 + (i % 5), v: `remote ${round}` },
-        ]),
-      );
-      const outcomes = await applier.handleMany(txs.flat());
+      const outcomes = await applier.handleMany(newRowAndHotUpdate(src, round, 30));
       expect(outcomes).toHaveLength(30);
     }
     const s = await state(t.client);
@@ -401,13 +411,7 @@ describe('apply fast path, mixed transactions', () => {
   });
 
   it('keeps every new row while local writers update the same hot rows at the same time', async () => {
-    const t = await target();
-    const name = uniqueName('src');
-    const applier = await t.applier(name, 500);
-    const src = new Source(name, BASE_TS);
-    await applier.handleMany(
-      Array.from({ length: 5 }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v: 'hot' }])).flat(),
-    );
+    const { t, applier, src } = await withHotRows();
     let running = true;
     let localTxs = 0;
     const writer = (async () => {
@@ -423,13 +427,7 @@ describe('apply fast path, mixed transactions', () => {
       await c.end();
     })();
     for (let round = 0; round < 20; round++) {
-      const txs = Array.from({ length: 50 }, (_, i) =>
-        src.tx([
-          { op: 'INSERT', id: 1000 + round * 100 + i, v: 'new' },
-          { op: 'UPDATE', id: 1 + (i % 5), v: `remote ${round}` },
-        ]),
-      );
-      const outcomes = await applier.handleMany(txs.flat());
+      const outcomes = await applier.handleMany(newRowAndHotUpdate(src, round, 50));
       expect(outcomes).toHaveLength(50);
     }
     running = false;

@@ -288,33 +288,21 @@ export class OriginApplier {
         i++;
         continue;
       }
-      if (first.tx.index !== 0) break;
-      let end = i;
-      while (end < changes.length && changes[end]!.tx.commitLsn === first.tx.commitLsn) end++;
-      const last = changes[end - 1]!;
-      if (!last.tx.last || last.tx.index !== end - 1 - i) break;
-      const source: RowChange[] = [];
-      for (let j = i; j < end; j++) {
-        const c = changes[j]!;
-        if (c.kind === 'row') source.push(c);
-      }
+      const whole = wholeTransactionAt(changes, i);
+      if (whole === undefined) break;
+      const { end, rows: source } = whole;
       if (txs.length > 0 && rows + source.length > this.ctx.chunkRows) break;
       if (source.length > this.ctx.chunkRows) break;
       const planned: { c: RowChange; t: TargetTable; key: string }[] = [];
       let ok = true;
       for (const c of expandKeyChanges(source)) {
-        if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) ok = false;
-        const t = ok ? await this.ctx.catalog.table(c.schema, c.table) : undefined;
-        if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0) ok = false;
-        else if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) ok = false;
-        else if (this.columnsToWarn(t, c) || (c.op !== 'DELETE' && c.after === null)) ok = false;
-        if (!ok) break;
-        const key = `${t!.sql}\u0000${JSON.stringify(t!.primaryKey.map((k) => c.key![k]))}`;
-        if (keys.has(key) || planned.some((p) => p.key === key)) {
+        const t = await this.groupableTable(c);
+        const key = t && `${t.sql}\u0000${JSON.stringify(t.primaryKey.map((k) => c.key![k]))}`;
+        if (t === undefined || key === undefined || keys.has(key) || planned.some((p) => p.key === key)) {
           ok = false;
           break;
         }
-        planned.push({ c, t: t!, key });
+        planned.push({ c, t, key });
       }
       if (!ok) break;
       for (const p of planned) keys.add(p.key);
@@ -382,7 +370,11 @@ export class OriginApplier {
       if (x.rows.length === 0) tx.deferred.push('select txid_current()');
       // the state each decision rests on, checked and locked first
       const perTable = new Map<TargetTable, RowChange[]>();
-      for (const { c, t } of x.rows) perTable.set(t, [...(perTable.get(t) ?? []), c]);
+      for (const { c, t } of x.rows) {
+        const list = perTable.get(t);
+        if (list === undefined) perTable.set(t, [c]);
+        else list.push(c);
+      }
       for (const [t, cs] of perTable) {
         tx.deferred.push(
           this.execute(
@@ -501,14 +493,12 @@ export class OriginApplier {
         i++; // applied before (redelivery after a restart)
         continue;
       }
-      if (first.tx.index !== 0) break;
-      let end = i;
-      while (end < changes.length && changes[end]!.tx.commitLsn === first.tx.commitLsn) end++;
-      const last = changes[end - 1]!;
-      if (!last.tx.last || last.tx.index !== end - 1 - i) break; // not whole in this run
+      const whole = wholeTransactionAt(changes, i);
+      if (whole === undefined) break; // not whole in this run
+      const { end } = whole;
       const txRows = end - i;
       if (txs.length > 0 && rows + txRows > this.ctx.chunkRows) break;
-      const planned = await this.planTransaction(changes, i, end);
+      const planned = await this.planTransaction(first, i, end, whole.rows);
       if (planned === undefined) break;
       if (txs.length > 0 && chars + planned.script.length > FAST_SCRIPT_MAX_CHARS) break;
       txs.push(planned);
@@ -521,16 +511,11 @@ export class OriginApplier {
 
   /** The fast-path script of one source transaction, or undefined when a row needs the full path. */
   private async planTransaction(
-    changes: DecodedChange[],
+    first: DecodedChange,
     start: number,
     end: number,
+    rowChanges: RowChange[],
   ): Promise<FastTx | undefined> {
-    const first = changes[start]!;
-    const rowChanges: RowChange[] = [];
-    for (let j = start; j < end; j++) {
-      const c = changes[j]!;
-      if (c.kind === 'row') rowChanges.push(c);
-    }
     if (rowChanges.length > this.ctx.chunkRows) return undefined;
     const commitTsText = timestamptz.toText(first.tx.commitTs);
     const ts = literal(commitTsText);
@@ -561,15 +546,11 @@ export class OriginApplier {
       run = undefined;
     };
     for (const c of expandKeyChanges(rowChanges)) {
-      if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) return undefined;
-      const t = await this.ctx.catalog.table(c.schema, c.table);
-      if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0) return undefined;
-      if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
-      if (this.columnsToWarn(t, c)) return undefined;
+      const t = await this.groupableTable(c);
+      if (t === undefined) return undefined;
       let cols: string[] = [];
       if (c.op !== 'DELETE') {
-        if (c.after === null) return undefined;
-        cols = presentColumns(t, c.after);
+        cols = presentColumns(t, c.after!);
         if (c.op === 'INSERT' && !t.primaryKey.every((k) => cols.includes(k))) return undefined;
         if (cols.length === 0) return undefined;
       }
@@ -634,6 +615,19 @@ export class OriginApplier {
     }
     this.countTransactions(txs.slice(0, committed));
     return outcomes;
+  }
+
+  /**
+   * The table of a change the group paths can take (found by its primary key, no other unique
+   * key, no old row sent, no column warning pending), else undefined: the full path takes it.
+   */
+  private async groupableTable(c: RowChange): Promise<TargetTable | undefined> {
+    if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) return undefined;
+    if (c.op !== 'DELETE' && c.after === null) return undefined;
+    const t = await this.ctx.catalog.table(c.schema, c.table);
+    if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0) return undefined;
+    if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
+    return this.columnsToWarn(t, c) ? undefined : t;
   }
 
   /** Whether `checkColumns` would still warn about this row's columns (the full path does that). */
@@ -1075,6 +1069,28 @@ const CONFLICTS_INSERT: FastStatement = {
 /** A full-path statement (table-sql.ts) to prepare: its SQL casts every parameter itself. */
 function full(sql: string): FastStatement {
   return { sql, paramTypes: [] };
+}
+
+/**
+ * The source transaction starting at `start` when the run holds it whole (its first event to its
+ * last, none missing): where it ends and its row changes; else undefined.
+ */
+function wholeTransactionAt(
+  changes: DecodedChange[],
+  start: number,
+): { end: number; rows: RowChange[] } | undefined {
+  const first = changes[start]!;
+  if (first.tx.index !== 0) return undefined;
+  let end = start;
+  while (end < changes.length && changes[end]!.tx.commitLsn === first.tx.commitLsn) end++;
+  const last = changes[end - 1]!;
+  if (!last.tx.last || last.tx.index !== end - 1 - start) return undefined;
+  const rows: RowChange[] = [];
+  for (let j = start; j < end; j++) {
+    const c = changes[j]!;
+    if (c.kind === 'row') rows.push(c);
+  }
+  return { end, rows };
 }
 
 function newOpenTx(commitLsn: Lsn, commitTs: bigint): OpenTx {
