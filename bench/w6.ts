@@ -2,7 +2,7 @@
  * W6, switchover and failover through the router (services/router), as test/router.test.ts does
  * it, measured: two PostgreSQL nodes of this run's own (one per region, since the failover kills
  * one), capture and apply on both replicating each other through the stack's Kafka, the router of
- * the first region in this process (pgbouncer in front of the leader), and 8 clients writing
+ * the first region in this process (its proxy in front of the leader), and 8 clients writing
  * one-row transactions through it with 25 ms think time (the router test's "~280 tx/s" case).
  *
  * Per run: a switchover A → B and back B → A under that load (the worse of the two is reported),
@@ -11,7 +11,7 @@
  * transactions that failed. There is no baseline system: the table compares with the targets of
  * ../shared/BENCHMARKS.md (< 0.5 s switchover with no failed transaction, < 6 s failover).
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -62,7 +62,7 @@ class RouterLoad {
             c.on('error', () => {});
             await c.connect();
           }
-          // simple protocol: pgbouncer in transaction pooling mode moves clients between servers
+          // unnamed statements: the router pools by transaction, so a client's server changes between them
           await c.query(sql, [this.opts.nextId(), this.opts.region]);
           this.ok.push(nowMs());
           if (this.opts.thinkMs > 0) await sleep(this.opts.thinkMs);
@@ -124,16 +124,9 @@ interface OwnNode {
 /** Everything a W6 run started outside BrabantRun, for the exit hook (kill) and Ctrl-C (stop). */
 const live = new Set<{ nodes: OwnNode[]; router?: Router; routerDir: string }>();
 
-/** Kills the W6 PostgreSQL nodes and pgbouncer still running (process exit: synchronous). */
+/** Kills the W6 PostgreSQL nodes still running (process exit: synchronous; the router's proxy is in this process). */
 export function killW6(): void {
-  for (const r of live) {
-    for (const n of r.nodes) signalGroup(n.pg.process.pid, 'SIGKILL');
-    const pidFile = join(r.routerDir, 'pgbouncer.pid');
-    if (existsSync(pidFile)) {
-      const pid = Number(readFileSync(pidFile, 'utf8').trim());
-      if (pid > 0) signalGroup(pid, 'SIGKILL');
-    }
-  }
+  for (const r of live) for (const n of r.nodes) signalGroup(n.pg.process.pid, 'SIGKILL');
   live.clear();
 }
 
@@ -208,7 +201,7 @@ export const W6: Scenario = {
 async function runW6(ctx: Ctx, label: string): Promise<RunResult> {
   const base = join(ctx.stack.workDir, 'w6', label);
   rmSync(base, { recursive: true, force: true });
-  // PostgreSQL and pgbouncer run as the postgres OS user: every folder on the way must be traversable.
+  // PostgreSQL runs as the postgres OS user: every folder on the way must be traversable.
   mkdirSync(base, { recursive: true, mode: 0o755 });
   const logDir = join(ctx.opts.outDir, 'logs', label);
   mkdirSync(logDir, { recursive: true });
@@ -277,9 +270,8 @@ async function runW6(ctx: Ctx, label: string): Promise<RunResult> {
         database: 'app',
         port: routerPort,
         controlPort: 0,
-        dir: res.routerDir,
-        pgbouncer: '/usr/sbin/pgbouncer',
         poolSize: 10,
+        waitTimeoutMs: 60_000,
         checkMs: 100,
         checkTimeoutMs: 300,
         deadAfterMs: 1000,

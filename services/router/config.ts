@@ -15,7 +15,8 @@ export const routerConfig = {
   }),
   port: int({
     env: 'BRABANT_ROUTER_PORT',
-    description: 'Port applications connect to (pgbouncer, on 127.0.0.1)',
+    description:
+      'Port applications connect to (PostgreSQL protocol, transaction pooling, on 127.0.0.1; clients are not authenticated)',
     default: 6432,
     min: 1,
     max: 65535,
@@ -28,22 +29,21 @@ export const routerConfig = {
     min: 0,
     max: 65535,
   }),
-  dir: str({
-    env: 'BRABANT_ROUTER_DIR',
-    description: 'Folder for the pgbouncer configuration and log',
-    default: '.brabant/router',
-  }),
-  pgbouncer: str({
-    env: 'BRABANT_PGBOUNCER',
-    description: 'pgbouncer program',
-    default: '/usr/sbin/pgbouncer',
-  }),
   poolSize: int({
     env: 'BRABANT_ROUTER_POOL_SIZE',
-    description: 'Server connections per database in pgbouncer',
+    description:
+      'Server connections to the write leader (a client holds one for the length of a transaction)',
     default: 20,
     min: 1,
     max: 1000,
+  }),
+  waitTimeoutMs: int({
+    env: 'BRABANT_ROUTER_WAIT_TIMEOUT_MS',
+    description:
+      'Longest a transaction waits for a server connection (pool full, switchover, leader not answering) before the client gets an error',
+    default: 60_000,
+    min: 100,
+    max: 3_600_000,
   }),
   checkMs: int({
     env: 'BRABANT_ROUTER_CHECK_MS',
@@ -54,7 +54,7 @@ export const routerConfig = {
   }),
   checkTimeoutMs: int({
     env: 'BRABANT_ROUTER_CHECK_TIMEOUT_MS',
-    description: 'Timeout of one health check (connect and query)',
+    description: 'Timeout of one health check (connect and query), and of opening a server connection',
     default: 500,
     min: 50,
     max: 60_000,

@@ -2,7 +2,7 @@
  * Health checks of every node (I/O): a real query with timeouts, on a schedule; plus one idle
  * watch connection per healthy node, whose loss (the server process killed, the host reset)
  * triggers a check at once instead of at the next tick, so a dead leader is seen in
- * milliseconds and new transactions are held before pgbouncer fails them.
+ * milliseconds.
  */
 import pg from 'pg';
 import type { Logger } from '../runtime/log.ts';
@@ -13,6 +13,8 @@ export interface NodeStatus extends NodeHealth {
   walLsn?: string;
   lastError?: string;
   lastOkAt?: number;
+  /** When the check that gave this status began. */
+  checkedFrom?: number;
 }
 
 export class HealthChecker {
@@ -66,6 +68,12 @@ export class HealthChecker {
     c.connect().catch(onLost);
   }
 
+  /** Checks a node at once, beside any scheduled check (its answer wins if it began last). */
+  checkNow(id: string): Promise<void> {
+    const n = this.nodes.find((x) => x.id === id);
+    return n === undefined ? Promise.resolve() : this.check(n, true);
+  }
+
   /** One check of every node; resolves when all answered or timed out. */
   async round(): Promise<void> {
     await Promise.all(this.nodes.map((n) => this.check(n)));
@@ -79,6 +87,7 @@ export class HealthChecker {
   private async check(n: { id: string; url: string }, urgent = false): Promise<void> {
     if (!urgent && this.inFlight.has(n.id)) return;
     const seq = ++this.seq;
+    const startedAt = Date.now();
     if (!urgent) this.inFlight.add(n.id);
     const c = new pg.Client({
       connectionString: n.url,
@@ -102,9 +111,10 @@ export class HealthChecker {
     this.answered.set(n.id, seq);
     const before = this.status.get(n.id);
     const next: NodeStatus = result.ok
-      ? { healthy: true, walLsn: result.walLsn, lastOkAt: Date.now() }
+      ? { healthy: true, walLsn: result.walLsn, lastOkAt: Date.now(), checkedFrom: startedAt }
       : {
           healthy: false,
+          checkedFrom: startedAt,
           failingSince: before?.healthy === false ? before.failingSince : Date.now(),
           lastError: result.error,
           ...(before?.walLsn ? { walLsn: before.walLsn } : {}),

@@ -1,7 +1,7 @@
 /**
  * The router of one region: health checks of every node, the choice of the write leader, and
- * pgbouncer repointed on switchover (planned: pause, wait for the target to catch up, repoint,
- * resume — clients wait, none fail), failover (leader dead: repoint at once), and maintenance.
+ * its proxy repointed on switchover (planned: hold, wait for the target to catch up, repoint,
+ * release — clients wait, none fail), failover (leader dead: repoint at once), and maintenance.
  */
 import pg from 'pg';
 import { originName } from '../apply/origin-applier.ts';
@@ -13,7 +13,8 @@ import { MetricsRegistry } from '../runtime/metrics.ts';
 import type { routerConfig } from './config.ts';
 import { HealthChecker, type NodeStatus } from './health.ts';
 import { chooseLeader, isDead, type RouterNode } from './leader.ts';
-import { Bouncer, LOGIN_RETRY_MS, targetOf } from './pgbouncer.ts';
+import { TransactionProxy } from './proxy.ts';
+import { targetOf } from './server-connection.ts';
 
 export type RouterConfig = ConfigOf<typeof routerConfig>;
 
@@ -38,7 +39,7 @@ export interface MoveRecord {
   from: string | undefined;
   to: string;
   at: string;
-  /** How long writes could not proceed (pause to resume; for failover, from first failed check to repoint). */
+  /** How long writes could not proceed (hold to release; for failover, from first failed check to repoint). */
   blockedMs: number;
   reason: string;
   /** Switchover: where the blocked time went (pause = transactions in flight finishing). */
@@ -64,11 +65,11 @@ export class Router {
   );
   private leader: string | undefined;
   private readonly maintenance = new Set<string>();
-  private readonly bouncer: Bouncer;
+  private readonly proxy: TransactionProxy;
   private readonly health: HealthChecker;
   private busy: Promise<unknown> = Promise.resolve();
   private moving = false;
-  /** New transactions are held (PAUSE) while the leader fails checks. */
+  /** New transactions are held while the leader fails checks. */
   private suspended = false;
   readonly history: MoveRecord[] = [];
 
@@ -77,9 +78,20 @@ export class Router {
     readonly nodes: NodeSpec[],
     private readonly log: Logger,
   ) {
-    this.bouncer = new Bouncer(
-      { listenPort: c.port, alias: c.database, poolSize: c.poolSize, dir: c.dir },
-      c.pgbouncer,
+    this.proxy = new TransactionProxy(
+      {
+        port: c.port,
+        database: c.database,
+        poolSize: c.poolSize,
+        connectTimeoutMs: c.checkTimeoutMs,
+        waitTimeoutMs: c.waitTimeoutMs,
+      },
+      log,
+      this.metrics,
+      // the proxy lost a connection to the leader and holds new transactions: check it now
+      () => {
+        if (this.leader !== undefined) void this.health.checkNow(this.leader);
+      },
     );
     this.health = new HealthChecker(nodes, {
       intervalMs: c.checkMs,
@@ -103,7 +115,7 @@ export class Router {
       );
     }
     this.leader = d.leader;
-    await this.bouncer.start(targetOf(this.node(d.leader).url));
+    await this.proxy.start(targetOf(this.node(d.leader).url));
     this.log.info({ leader: d.leader, reason: d.reason, port: this.c.port }, 'router started');
     this.publish();
     this.health.start();
@@ -112,7 +124,7 @@ export class Router {
   async stop(): Promise<void> {
     this.health.stop();
     await this.busy.catch(() => {});
-    await this.bouncer.stop();
+    await this.proxy.stop();
   }
 
   status() {
@@ -121,6 +133,7 @@ export class Router {
       leader: this.leader,
       port: this.c.port,
       database: this.c.database,
+      proxy: this.proxy.stats(),
       nodes: this.nodes.map((n) => ({
         id: n.id,
         region: n.region,
@@ -145,24 +158,19 @@ export class Router {
       // Catch up first while writes go on, so that the pause only covers the last moments.
       if (from !== undefined) await this.waitCaughtUp(from, to, this.c.catchUpTimeoutMs);
       const started = Date.now();
-      await this.bouncer.admin('PAUSE', this.c.switchoverTimeoutMs).catch((err: Error) => {
-        throw new BrabantError(
-          'TIMEOUT',
-          `pausing the router took too long (transactions still running?): ${err.message}`,
-        );
-      });
-      const paused = Date.now();
-      let caughtUp = paused;
+      this.proxy.hold();
+      let paused = started;
+      let caughtUp = started;
       try {
+        await this.proxy.drain(this.c.switchoverTimeoutMs);
+        paused = Date.now();
         if (from !== undefined) await this.waitCaughtUp(from, to, this.c.switchoverTimeoutMs);
         caughtUp = Date.now();
-        await this.bouncer.repoint(targetOf(target.url));
-      } catch (err) {
-        await this.bouncer.admin('RESUME').catch(() => {});
-        throw err;
+        this.proxy.repoint(targetOf(target.url));
+        this.leader = to;
+      } finally {
+        this.proxy.release();
       }
-      await this.bouncer.admin('RESUME');
-      this.leader = to;
       const end = Date.now();
       return this.record({
         kind: 'switchover',
@@ -211,6 +219,16 @@ export class Router {
       this.healthyGauge.set(this.health.status.get(n.id)?.healthy ? 1 : 0, { node: n.id });
     if (this.moving || this.leader === undefined) return;
     const current = this.health.status.get(this.leader);
+    // The proxy holds new transactions after losing a connection to the leader: a check begun
+    // after that and answered lets them go on (a single backend ended, not the node).
+    const suspected = this.proxy.suspectedSince;
+    if (suspected !== undefined && current?.healthy === true && (current.checkedFrom ?? 0) >= suspected) {
+      this.log.info(
+        { leader: this.leader },
+        'leader answers a health check after a lost server connection: transactions go on',
+      );
+      this.proxy.trust();
+    }
     // A failing leader: hold new transactions (they wait instead of failing) while it is watched;
     // let them go on if it answers again, or to the new leader after failover.
     if (current?.healthy === false && !this.suspended && !isDead(current, Date.now(), this.c.deadAfterMs)) {
@@ -219,17 +237,13 @@ export class Router {
         { leader: this.leader, error: current.lastError },
         'leader failing health checks: new transactions wait while it is watched',
       );
-      void this.exclusive(() => this.bouncer.admin('PAUSE', this.c.deadAfterMs)).catch((err) =>
-        this.log.warn({ err: (err as Error).message }, 'pause failed'),
-      );
+      this.proxy.hold();
       return;
     }
     if (current?.healthy === true && this.suspended) {
       this.suspended = false;
       this.log.info({ leader: this.leader }, 'leader answers again: transactions resume');
-      void this.exclusive(() => this.bouncer.admin('RESUME')).catch((err) =>
-        this.log.warn({ err: (err as Error).message }, 'resume failed'),
-      );
+      this.proxy.release();
       return;
     }
     const d = chooseLeader(this.input(this.leader));
@@ -240,19 +254,13 @@ export class Router {
       if (this.leader !== from) return; // someone moved it meanwhile
       const deadStatus = this.health.status.get(from);
       const failingSince = deadStatus?.failingSince ?? Date.now();
-      await this.bouncer.repoint(targetOf(this.node(to).url));
-      // clients mid-transaction on the dead node have already failed; drop what pgbouncer still holds
-      await this.bouncer.admin('RECONNECT').catch(() => {});
-      if (this.suspended) {
-        // pgbouncer answers new transactions with "server login has been failing" for
-        // server_login_retry after a failed login to the dead node: let that pass before resuming.
-        await new Promise((r) => setTimeout(r, LOGIN_RETRY_MS + 50));
-        await this.bouncer
-          .admin('RESUME')
-          .catch((err: Error) => this.log.warn({ err: err.message }, 'resume failed'));
-        this.suspended = false;
-      }
+      // transactions running on the dead node have failed already; the waiting ones go to `to`
+      this.proxy.repoint(targetOf(this.node(to).url));
       this.leader = to;
+      if (this.suspended) {
+        this.suspended = false;
+        this.proxy.release();
+      }
       const applied = await this.appliedOf(to, from).catch(() => null);
       this.record({
         kind: 'failover',

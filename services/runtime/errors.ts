@@ -31,6 +31,11 @@ export const ERROR_CODES = {
   KAFKA_UNAVAILABLE: { retriable: true, summary: 'Kafka cannot be reached or refused a request' },
   FENCED: { retriable: false, summary: 'a newer instance of this service took over' },
   SCHEMA_INCOMPATIBLE: { retriable: false, summary: 'a schema change breaks the compatibility rules' },
+  PROTOCOL_ERROR: { retriable: false, summary: 'a peer broke the PostgreSQL wire protocol' },
+  SERVER_REFUSED: {
+    retriable: false,
+    summary: 'a PostgreSQL node refused a connection (authentication, database, connection limit)',
+  },
 } as const satisfies Record<string, { retriable: boolean; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,0 +1,187 @@
+/**
+ * One connection from the router to a PostgreSQL node (I/O): TCP, startup message,
+ * authentication (trust, password, md5, SCRAM-SHA-256), and the parameters and backend key the
+ * server announces, up to its first ReadyForQuery. What happens after login is the proxy's.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { BrabantError } from '../runtime/errors.ts';
+import { clientFinal, clientFirst, verifyServerFinal } from './scram.ts';
+import {
+  MessageScanner,
+  parseAuthRequest,
+  parseErrorFields,
+  parseParameterStatus,
+  passwordMessage,
+  saslInitialResponse,
+  saslResponse,
+  startupMessage,
+} from './wire.ts';
+
+export interface Target {
+  host: string;
+  port: number;
+  dbname: string;
+  user: string;
+  password?: string;
+}
+
+export function targetOf(url: string): Target {
+  const u = new URL(url);
+  const password = decodeURIComponent(u.password);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 5432),
+    dbname: decodeURIComponent(u.pathname.slice(1)) || 'postgres',
+    user: decodeURIComponent(u.username) || 'postgres',
+    ...(password ? { password } : {}),
+  };
+}
+
+export const describeTarget = (t: Target): string => `${t.user}@${t.host}:${t.port}/${t.dbname}`;
+
+export interface ServerLogin {
+  socket: Socket;
+  /** Parameters the server reported at login (ParameterStatus). */
+  params: Map<string, string>;
+  pid: number;
+  secret: number;
+}
+
+/** SQLSTATEs at login that mean "not available now" rather than "refused". */
+const UNAVAILABLE_STATES = new Set(['57P03', '57P01', '57P02', '53300']);
+
+/** Opens and authenticates a server connection; rejects with SOURCE_UNAVAILABLE (unreachable, starting, shutting down, full) or SERVER_REFUSED. */
+export function openServer(target: Target, timeoutMs: number): Promise<ServerLogin> {
+  return new Promise((resolve, reject) => {
+    const where = describeTarget(target);
+    const socket = connect({ host: target.host, port: target.port, noDelay: true, keepAlive: true });
+    const params = new Map<string, string>();
+    let pid = 0;
+    let secret = 0;
+    let scram: { state: ReturnType<typeof clientFirst>['state']; expected?: string } | undefined;
+    let done = false;
+    const fail = (err: BrabantError) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () =>
+        fail(new BrabantError('SOURCE_UNAVAILABLE', `connecting to ${where} took more than ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const needPassword = (): string => {
+      if (target.password === undefined)
+        throw new BrabantError(
+          'SERVER_REFUSED',
+          `${where} asks for a password and the node URL has none: put it in the URL in BRABANT_ROUTER_NODES`,
+        );
+      return target.password;
+    };
+    const scanner = new MessageScanner(new Set(['R', 'S', 'K', 'E', 'Z']));
+    const onData = (chunk: Buffer) => {
+      try {
+        scanner.scan(chunk, (m) => {
+          if (done) return;
+          const body = m.body!;
+          switch (m.type) {
+            case 'R': {
+              const auth = parseAuthRequest(body);
+              switch (auth.kind) {
+                case 'ok':
+                  return;
+                case 'cleartext':
+                  socket.write(passwordMessage(needPassword()));
+                  return;
+                case 'md5': {
+                  const inner = createHash('md5')
+                    .update(needPassword() + target.user)
+                    .digest('hex');
+                  const outer = createHash('md5')
+                    .update(Buffer.concat([Buffer.from(inner), auth.salt]))
+                    .digest('hex');
+                  socket.write(passwordMessage(`md5${outer}`));
+                  return;
+                }
+                case 'sasl': {
+                  if (!auth.mechanisms.includes('SCRAM-SHA-256'))
+                    throw new BrabantError(
+                      'SERVER_REFUSED',
+                      `${where} offers SASL mechanisms ${auth.mechanisms.join(', ')}; the router speaks SCRAM-SHA-256`,
+                    );
+                  needPassword();
+                  const first = clientFirst(randomBytes(18).toString('base64'));
+                  scram = { state: first.state };
+                  socket.write(saslInitialResponse('SCRAM-SHA-256', Buffer.from(first.message)));
+                  return;
+                }
+                case 'sasl-continue': {
+                  if (scram === undefined)
+                    throw new BrabantError('PROTOCOL_ERROR', `${where}: SASL continue before start`);
+                  const final = clientFinal(scram.state, auth.data.toString('utf8'), needPassword());
+                  scram.expected = final.expectedServerSignature;
+                  socket.write(saslResponse(Buffer.from(final.message)));
+                  return;
+                }
+                case 'sasl-final':
+                  verifyServerFinal(auth.data.toString('utf8'), scram?.expected ?? '');
+                  return;
+                case 'unsupported':
+                  throw new BrabantError(
+                    'SERVER_REFUSED',
+                    `${where} asks for authentication method ${auth.code}, which the router does not speak (trust, password, md5, scram-sha-256)`,
+                  );
+                default:
+                  return auth satisfies never;
+              }
+            }
+            case 'S': {
+              const p = parseParameterStatus(body);
+              params.set(p.name, p.value);
+              return;
+            }
+            case 'K':
+              pid = body.readInt32BE(0);
+              secret = body.readInt32BE(4);
+              return;
+            case 'E': {
+              const f = parseErrorFields(body);
+              const state = f.get('C') ?? '';
+              throw new BrabantError(
+                UNAVAILABLE_STATES.has(state) ? 'SOURCE_UNAVAILABLE' : 'SERVER_REFUSED',
+                `${where} refused the router's connection: ${f.get('M')} (SQLSTATE ${state})`,
+              );
+            }
+            case 'Z':
+              done = true;
+              clearTimeout(timer);
+              socket.off('data', onData);
+              socket.off('error', onError);
+              socket.off('close', onClose);
+              resolve({ socket, params, pid, secret });
+              return;
+          }
+        });
+      } catch (err) {
+        fail(
+          err instanceof BrabantError
+            ? err
+            : new BrabantError('PROTOCOL_ERROR', `${where}: ${(err as Error).message}`, { cause: err }),
+        );
+      }
+    };
+    const onError = (err: Error) =>
+      fail(new BrabantError('SOURCE_UNAVAILABLE', `cannot reach ${where}: ${err.message}`, { cause: err }));
+    const onClose = () =>
+      fail(new BrabantError('SOURCE_UNAVAILABLE', `${where} closed the connection during login`));
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    socket.on('connect', () =>
+      socket.write(startupMessage({ user: target.user, database: target.dbname, client_encoding: 'UTF8' })),
+    );
+  });
+}
