@@ -263,3 +263,92 @@ describe('router proxy', { timeout: 60_000 }, () => {
     );
   });
 });
+
+/**
+ * A node that logs clients in and then dies as a PostgreSQL backend does on postmaster death:
+ * with the FATAL it sends when it was waiting for the client (it read nothing), or silently.
+ */
+async function dyingNode(how: 'postmaster-exit' | 'silent'): Promise<{ port: number; close: () => void }> {
+  const { createServer } = await import('node:net');
+  const { authenticationOk, parameterStatus, backendKeyData, readyForQuery, errorResponse } = await import(
+    '../services/router/wire.ts'
+  );
+  const server = createServer((sock) => {
+    let loggedIn = false;
+    sock.on('error', () => {});
+    sock.on('data', () => {
+      if (!loggedIn) {
+        loggedIn = true;
+        sock.write(
+          Buffer.concat([
+            authenticationOk(),
+            parameterStatus('client_encoding', 'UTF8'),
+            parameterStatus('TimeZone', 'UTC'),
+            // as clients without settings of their own have it: no SET before their first query
+            parameterStatus('application_name', ''),
+            backendKeyData(1, 2),
+            readyForQuery('I'),
+          ]),
+        );
+        return;
+      }
+      if (how === 'silent') sock.destroy();
+      else
+        sock.end(errorResponse('FATAL', '57P01', 'terminating connection due to unexpected postmaster exit'));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { port: (server.address() as { port: number }).port, close: () => server.close() };
+}
+
+describe('router proxy when the node dies', { timeout: 60_000 }, () => {
+  for (const how of ['postmaster-exit', 'silent'] as const) {
+    it(
+      how === 'postmaster-exit'
+        ? 'sends a transaction the dying node never read to the next leader: the client sees no error'
+        : 'fails a transaction whose outcome only the dead node knows, with an error that says so',
+      async () => {
+        const node = await dyingNode(how);
+        const real = targetOf(dbA.url);
+        const m = new MetricsRegistry();
+        const suspected: number[] = [];
+        const p = new TransactionProxy(
+          {
+            port: await freePort(),
+            database: 'app',
+            poolSize: 2,
+            connectTimeoutMs: 2000,
+            waitTimeoutMs: 5000,
+          },
+          pino({ level: 'silent' }),
+          m,
+          () => suspected.push(Date.now()),
+        );
+        const pPort = (p as unknown as { s: { port: number } }).s.port;
+        await p.start({ ...real, host: '127.0.0.1', port: node.port });
+        try {
+          const c = new pg.Client({ host: '127.0.0.1', port: pPort, user, database: 'app' });
+          c.on('error', () => {});
+          await c.connect();
+          const q = c.query('insert into t (id) values (40) returning current_database() as d');
+          // the router's answer to the suspicion: another leader
+          while (suspected.length === 0) await sleep(5);
+          p.repoint(real);
+          if (how === 'postmaster-exit') {
+            expect((await q).rows).toEqual([{ d: dbA.name }]);
+            expect(m.render()).toMatch(/brabant_router_transactions_resent_total 1/);
+            expect((await c.query('select count(*)::int as n from t where id = 40')).rows[0].n).toBe(1);
+            await c.query('delete from t where id = 40');
+          } else {
+            await expect(q).rejects.toThrow(/was lost during the transaction.*outcome is unknown/);
+            expect(m.render()).toMatch(/brabant_router_failed_transactions_total\{reason="server_lost"\} 1/);
+          }
+          await c.end().catch(() => {});
+        } finally {
+          await p.stop();
+          node.close();
+        }
+      },
+    );
+  }
+});

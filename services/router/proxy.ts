@@ -59,6 +59,12 @@ interface ServerConn {
   /** Running the SET statements that give it its client's settings; errors seen meanwhile. */
   settingUp: boolean;
   setupError: string | undefined;
+  /**
+   * The bytes of a transaction begun on this connection while nothing of it has been answered:
+   * if the first answer is the backend's exit on postmaster death, the node never read them and
+   * the transaction is sent again to the next leader instead of failing.
+   */
+  unanswered: Buffer[] | undefined;
   closing: boolean;
 }
 
@@ -105,6 +111,7 @@ export class TransactionProxy {
   private drained: (() => void)[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private readonly failedTx;
+  private readonly resent;
   private readonly gauges;
 
   constructor(
@@ -117,6 +124,10 @@ export class TransactionProxy {
     this.failedTx = metrics.counter(
       'brabant_router_failed_transactions_total',
       'Client transactions the router failed, by reason (server_lost: running on a node that died)',
+    );
+    this.resent = metrics.counter(
+      'brabant_router_transactions_resent_total',
+      'Transactions sent again to the next server connection because the node exited (postmaster death) before reading them',
     );
     this.gauges = {
       clients: metrics.gauge('brabant_router_clients', 'Client connections'),
@@ -339,8 +350,10 @@ export class TransactionProxy {
       return;
     }
     if (forward.length > 0) {
-      if (c.server !== undefined && !c.server.settingUp) c.server.socket.write(forward);
-      else {
+      if (c.server !== undefined && !c.server.settingUp) {
+        c.server.socket.write(forward);
+        c.server.unanswered?.push(forward);
+      } else {
         c.pending.push(forward);
         if (c.server === undefined && c.waitingSince === undefined) this.enqueue(c);
       }
@@ -468,6 +481,7 @@ export class TransactionProxy {
       client: undefined,
       settingUp: false,
       setupError: undefined,
+      unanswered: undefined,
       closing: false,
       announced: login.params,
     };
@@ -505,8 +519,12 @@ export class TransactionProxy {
   }
 
   private flushPending(c: ClientConn, s: ServerConn): void {
-    if (c.pending.length > 0)
-      s.socket.write(c.pending.length === 1 ? c.pending[0]! : Buffer.concat(c.pending));
+    if (c.pending.length > 0) {
+      const bytes = c.pending.length === 1 ? c.pending[0]! : Buffer.concat(c.pending);
+      s.socket.write(bytes);
+      // a transaction starts here (the client had none open): keep its bytes until answered
+      s.unanswered = c.status === 'I' ? [bytes] : undefined;
+    }
     c.pending = [];
     // a client that left with nothing for the server, or whose work is all answered
     if (c.gone) this.settle(c);
@@ -537,9 +555,15 @@ export class TransactionProxy {
     // connection goes back to the pool there. Bytes after it are no longer the client's (a
     // backend exiting on postmaster death sends its FATAL right behind its last answer).
     let releaseAt = -1;
+    let unread = false;
     try {
       s.scanner.scan(chunk, (m, end) => {
-        if (releaseAt >= 0) return;
+        if (releaseAt >= 0 || unread) return;
+        if (s.unanswered !== undefined) {
+          unread = m.type === 'E' && exitedOnPostmasterDeath(m.body!);
+          if (unread) return;
+          s.unanswered = undefined;
+        }
         if (m.type === 'Z') {
           c.outstanding = Math.max(0, c.outstanding - 1);
           c.status = String.fromCharCode(m.body![0]!) as TransactionStatus;
@@ -548,6 +572,10 @@ export class TransactionProxy {
       });
     } catch (err) {
       this.dropClient(c, '08P01', `the node broke the protocol: ${describeError(err)}`);
+      return;
+    }
+    if (unread) {
+      this.resend(c, s, s.unanswered!);
       return;
     }
     if (releaseAt >= 0 && releaseAt < chunk.length) {
@@ -566,11 +594,19 @@ export class TransactionProxy {
 
   private fromServerSettingUp(s: ServerConn, c: ClientConn, chunk: Buffer): void {
     let ready = false;
+    let exiting = false;
     s.scanner.scan(chunk, (m) => {
       if (m.type === 'S') this.noteParameter(s, c, m.body!);
-      else if (m.type === 'E') s.setupError = parseErrorFields(m.body!).get('M');
-      else if (m.type === 'Z') ready = true;
+      else if (m.type === 'E') {
+        s.setupError = parseErrorFields(m.body!).get('M');
+        exiting ||= exitedOnPostmasterDeath(m.body!);
+      } else if (m.type === 'Z') ready = true;
     });
+    if (exiting) {
+      // nothing of the client's was sent yet
+      this.resend(c, s, []);
+      return;
+    }
     if (!ready) return;
     s.settingUp = false;
     if (s.setupError !== undefined) {
@@ -597,7 +633,10 @@ export class TransactionProxy {
     if (i >= 0) this.idle.splice(i, 1);
     const c = s.client;
     s.client = undefined;
-    if (c !== undefined && c.server === s) {
+    if (c !== undefined && c.server === s && s.settingUp) {
+      // lost while setting the client's parameters: nothing of the client's was sent yet
+      this.resend(c, s, []);
+    } else if (c !== undefined && c.server === s) {
       c.server = undefined;
       if (!c.gone) {
         this.failedTx.inc({ reason: 'server_lost' });
@@ -616,6 +655,25 @@ export class TransactionProxy {
       this.suspect(`server connection to ${describeTarget(s.target)} lost`);
     if (this.busyServers() === 0) for (const f of this.drained.splice(0)) f();
     this.dispatch();
+  }
+
+  /**
+   * The server connection died before the node read any of the client's transaction: it goes
+   * first in the queue, to run on the leader the router chooses next.
+   */
+  private resend(c: ClientConn, s: ServerConn, bytes: Buffer[]): void {
+    c.server = undefined;
+    s.client = undefined;
+    s.unanswered = undefined;
+    c.pending = [...bytes, ...c.pending];
+    c.waitingSince = Date.now();
+    this.waiting.unshift(c);
+    this.resent.inc();
+    this.log.info(
+      { node: describeTarget(s.target), client: c.id },
+      'server connection lost before the node read the transaction: it waits for the next leader',
+    );
+    s.socket.destroy();
   }
 
   /** Closes a server connection on purpose (its client, if any, is already dealt with). */
@@ -662,4 +720,14 @@ export class TransactionProxy {
     this.gauges.waiting.set(this.waiting.length);
     this.gauges.servers.set(this.all.size);
   }
+}
+
+/**
+ * A backend's FATAL on postmaster death, sent when it was waiting to read from the client
+ * (PostgreSQL's secure_read): it read nothing more. Matched on severity, SQLSTATE and message,
+ * so a localized server (lc_messages) falls back to failing the transaction.
+ */
+function exitedOnPostmasterDeath(errorBody: Buffer): boolean {
+  const f = parseErrorFields(errorBody);
+  return f.get('V') === 'FATAL' && f.get('C') === '57P01' && /postmaster exit/.test(f.get('M') ?? '');
 }
