@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Brabant's local stack and tests need on a fresh Debian machine, and nothing that
-# is already there: PostgreSQL 15 and pgbouncer (Debian), the npm packages (npm ci), the Apache
+# is already there: PostgreSQL 15 (Debian), the npm packages (npm ci), the Apache
 # Kafka broker jars and the schema registry (Maven Central). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,6 @@ need_root() {
 
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
-command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -23,12 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts a default cluster and pgbouncer on install; Brabant runs its own.
+  # Debian starts a default cluster on install; Brabant runs its own.
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    systemctl disable --now postgresql pgbouncer >/dev/null 2>&1 || true
+    systemctl disable --now postgresql >/dev/null 2>&1 || true
   fi
   pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
-  service pgbouncer stop >/dev/null 2>&1 || true
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
