@@ -173,7 +173,8 @@ function fmt(v: number, unit: string): string {
   if (unit === 'rows/s' || unit === 'B/s' || unit === 'B' || unit === 'tx/s')
     return `${Math.round(v).toLocaleString('en-US')} ${unit}`;
   if (unit === 'tx') return `${v} tx`;
-  if (unit === 'ms') return `${v < 100 ? v.toFixed(1) : Math.round(v).toLocaleString('en-US')} ms`;
+  if (unit === 'ms')
+    return `${v < 1 ? v.toFixed(3) : v < 100 ? v.toFixed(1) : Math.round(v).toLocaleString('en-US')} ms`;
   if (unit === 's') return `${v.toFixed(2)} s`;
   if (unit === 'MiB') return `${Math.round(v)} MiB`;
   if (unit === '/s') return `${v.toFixed(1)}/s`;
@@ -255,6 +256,13 @@ function tableRows(scenarios: Scenario[], outcomes: ScenarioOutcome[]): TableRow
                 ? `${verdict} (${runsMet})`
                 : `${(b.value / t.value).toFixed(2)}× of target: ${verdict} (${runsMet})`;
           }
+        }
+        if (base === undefined && r.sameRun !== undefined) {
+          const x = cell(o.systems.brabant, r.sameRun.key, r.unit, r.better);
+          row.baseline = `${r.sameRun.text}: ${x.text}`;
+          if (x.value !== undefined) row.baselineValue = x.value;
+          if (b.value !== undefined && x.value !== undefined && x.value !== 0)
+            row.ratio = `${(b.value / x.value).toFixed(2)}× (${r.better} is better)`;
         }
         if (base !== undefined) {
           const x = cell(o.systems[base], r.key, r.unit, r.better);

@@ -34,6 +34,8 @@ export interface RowSpec {
   baselines: System[];
   /** A fixed target instead of a baseline system (W6): shown in the baseline column, met or not. */
   target?: { value: number; op: '<' | '<='; text: string };
+  /** A baseline measured inside the same Brabant run (W6: the same statement sent straight to the node). */
+  sameRun?: { key: string; text: string };
 }
 
 export interface Scenario {

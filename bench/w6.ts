@@ -138,6 +138,38 @@ export async function stopW6(): Promise<void> {
   live.clear();
 }
 
+/** Round trips of `select $1::int` (one-statement transactions) via the router and direct, p50/p99 in ms. */
+async function roundTrips(router: pg.ClientConfig, direct: pg.ClientConfig) {
+  const clients = { router: new pg.Client(router), direct: new pg.Client(direct) };
+  const times: Record<'router' | 'direct', number[]> = { router: [], direct: [] };
+  await clients.router.connect();
+  await clients.direct.connect();
+  try {
+    for (const c of Object.values(clients))
+      for (let i = 0; i < 200; i++) await c.query('select $1::int', [i]);
+    for (let block = 0; block < 4; block++) {
+      for (const which of ['router', 'direct'] as const) {
+        for (let i = 0; i < 500; i++) {
+          const t = nowMs();
+          await clients[which].query('select $1::int', [i]);
+          times[which].push(nowMs() - t);
+        }
+      }
+    }
+  } finally {
+    await clients.router.end().catch(() => {});
+    await clients.direct.end().catch(() => {});
+  }
+  const pct = (xs: number[], p: number) => {
+    const s = [...xs].sort((x, y) => x - y);
+    return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+  };
+  return {
+    router: { p50: pct(times.router, 50), p99: pct(times.router, 99), n: times.router.length },
+    direct: { p50: pct(times.direct, 50), p99: pct(times.direct, 99), n: times.direct.length },
+  };
+}
+
 function moveSummaries(moves: MoveRecord[]) {
   return moves.map((m) => ({ from: m.from, to: m.to, blockedMs: m.blockedMs, phasesMs: m.phasesMs }));
 }
@@ -183,6 +215,23 @@ export const W6: Scenario = {
         op: '<=',
         text: `≤ ${W6_CLIENTS}: only those in flight at the kill (router test’s bound, not a talk figure)`,
       },
+    },
+    {
+      key: 'routerRoundTripP50Ms',
+      label:
+        'router overhead: round trip of a one-statement transaction (1 client, sequential, 4 × 500, interleaved with the direct ones), p50',
+      unit: 'ms',
+      better: 'lower',
+      baselines: [],
+      sameRun: { key: 'directRoundTripP50Ms', text: 'the same straight to the leader (same run)' },
+    },
+    {
+      key: 'routerRoundTripP99Ms',
+      label: 'router overhead: the same, p99',
+      unit: 'ms',
+      better: 'lower',
+      baselines: [],
+      sameRun: { key: 'directRoundTripP99Ms', text: 'the same straight to the leader (same run)' },
     },
     {
       key: 'loadTxPerSec',
@@ -291,6 +340,14 @@ async function runW6(ctx: Ctx, label: string): Promise<RunResult> {
       throw new Error(`router chose ${router.currentLeader}, not ${ids[0]}`);
     details.routerLog = join(logDir, 'router.log');
 
+    // -- the proxy's cost: the same statement through the router and straight to the leader,
+    // in alternating blocks so that drift in the machine's load hits both alike
+    const rt = await roundTrips(
+      { host: '127.0.0.1', port: routerPort, user: 'postgres', database: 'app' },
+      { connectionString: a.db!.url },
+    );
+    details.roundTrips = rt;
+
     let next = 1;
     const newLoad = () => {
       const l = new RouterLoad(routerPort, 'app', {
@@ -371,6 +428,10 @@ async function runW6(ctx: Ctx, label: string): Promise<RunResult> {
         failoverFailed: foFailed.count,
         loadTxPerSec: offered,
         failoverLoadTxPerSec: offeredFo,
+        routerRoundTripP50Ms: rt.router.p50,
+        routerRoundTripP99Ms: rt.router.p99,
+        directRoundTripP50Ms: rt.direct.p50,
+        directRoundTripP99Ms: rt.direct.p99,
         routerSwitchoverBlockedMs: Math.max(there.blockedMs, back.blockedMs),
         routerFailoverBlockedMs: move.blockedMs,
       },

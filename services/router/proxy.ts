@@ -20,7 +20,7 @@ import { BrabantError, describeError, isBrabantError } from '../runtime/errors.t
 import type { Logger } from '../runtime/log.ts';
 import type { MetricsRegistry } from '../runtime/metrics.ts';
 import { describeTarget, openServer, type Target } from './server-connection.ts';
-import { clientVars, serverVars, setStatements, trackedName, type Vars } from './session-params.ts';
+import { clientVars, DEFAULT, serverVars, setStatements, trackedName, type Vars } from './session-params.ts';
 import {
   authenticationOk,
   backendKeyData,
@@ -88,6 +88,9 @@ interface ClientConn {
   gone: boolean;
 }
 
+/** The least time between a failed server connection attempt and the next. */
+const OPEN_RETRY_MS = 100;
+
 /** Message types that end a request cycle: each is answered by one ReadyForQuery. */
 const SYNCING = new Set(['Q', 'S', 'F']);
 /** Message types that neither start nor end a cycle (copy data, flush). */
@@ -104,6 +107,9 @@ export class TransactionProxy {
   private readonly clients = new Map<number, ClientConn>();
   private nextId = 1;
   private held = false;
+  /** After a failed open, the next waits until then (a node answering checks but refusing the pool must not spin). */
+  private openRetryAt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
   private suspectSince: number | undefined;
   /** Reported by the first server connection: announced to clients, the defaults of their settings. */
   private announced = new Map<string, string>();
@@ -140,8 +146,7 @@ export class TransactionProxy {
   async start(leader: Target): Promise<void> {
     this.target = leader;
     const first = await this.open();
-    this.announced = new Map(first.vars);
-    for (const [k, v] of first.announced) this.announced.set(k, v);
+    this.announced = new Map(first.announced);
     this.defaults = first.vars;
     this.pool(first);
     const server = createServer({ noDelay: true, keepAlive: true }, (socket) => this.accept(socket));
@@ -164,6 +169,7 @@ export class TransactionProxy {
 
   async stop(): Promise<void> {
     clearInterval(this.sweeper);
+    clearTimeout(this.retryTimer);
     const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     for (const c of this.clients.values()) c.socket.destroy();
     for (const s of this.all) this.closeServer(s);
@@ -294,7 +300,10 @@ export class TransactionProxy {
     this.clients.set(c.id, c);
     this.publish();
     const hello: Buffer[] = [authenticationOk()];
-    for (const [k, v] of this.announced) hello.push(parameterStatus(k, vars.get(k) ?? v));
+    for (const [k, v] of this.announced) {
+      const own = vars.get(k);
+      hello.push(parameterStatus(k, own === undefined || own === DEFAULT ? v : own));
+    }
     hello.push(backendKeyData(c.pid, c.secret), readyForQuery('I'));
     socket.write(Buffer.concat(hello));
     socket.on('data', (chunk: Buffer) => this.fromClient(c, chunk));
@@ -371,12 +380,17 @@ export class TransactionProxy {
     this.settle(c);
   }
 
-  /** A gone client: give back its server connection once what it started is answered. */
+  /**
+   * A gone client: give back its server connection once what it started is answered. What it
+   * sent that no server has seen is dropped: a client that gave up (a timeout while the router
+   * held it) counts its transaction as failed and may retry elsewhere; running it later would
+   * apply it twice.
+   */
   private settle(c: ClientConn): void {
     if (!c.gone) return;
     const s = c.server;
     if (s === undefined) {
-      if (c.pending.length === 0 || c.outstanding === 0) this.forget(c);
+      this.forget(c);
       return;
     }
     if (c.outstanding === 0 && !s.settingUp) {
@@ -439,7 +453,13 @@ export class TransactionProxy {
         this.waiting.length - this.opening,
         this.s.poolSize - this.all.size - this.opening,
       );
-      for (let i = 0; i < wanted; i++) void this.grow();
+      const wait = this.openRetryAt - Date.now();
+      if (wanted > 0 && wait > 0) {
+        this.retryTimer ??= setTimeout(() => {
+          this.retryTimer = undefined;
+          this.dispatch();
+        }, wait);
+      } else for (let i = 0; i < wanted; i++) void this.grow();
     }
     this.publish();
   }
@@ -453,6 +473,7 @@ export class TransactionProxy {
     } catch (err) {
       this.opening--;
       if (generation !== this.generation) return this.dispatch();
+      this.openRetryAt = Date.now() + OPEN_RETRY_MS;
       if (isBrabantError(err, 'SOURCE_UNAVAILABLE')) {
         this.suspect(err.message);
       } else {
@@ -698,8 +719,9 @@ export class TransactionProxy {
 
   private expireWaits(): void {
     const now = Date.now();
-    while (this.waiting.length > 0 && now - this.waiting[0]!.waitingSince! > this.s.waitTimeoutMs) {
-      const c = this.waiting.shift()!;
+    const expired = this.waiting.filter((c) => now - c.waitingSince! > this.s.waitTimeoutMs);
+    for (const c of expired) {
+      this.waiting.splice(this.waiting.indexOf(c), 1);
       this.failedTx.inc({ reason: 'wait_timeout' });
       this.dropClient(
         c,
