@@ -88,6 +88,8 @@ interface ClientConn {
   gone: boolean;
 }
 
+/** How long a client has to send its startup message. */
+const LOGIN_TIMEOUT_MS = 10_000;
 /** The least time between a failed server connection attempt and the next. */
 const OPEN_RETRY_MS = 100;
 
@@ -244,6 +246,9 @@ export class TransactionProxy {
   private accept(socket: Socket): void {
     const reader = new StartupReader();
     socket.on('error', () => {});
+    // a connection that never completes its startup does not stay open
+    const login = setTimeout(() => socket.destroy(), LOGIN_TIMEOUT_MS);
+    socket.once('close', () => clearTimeout(login));
     const onStartup = (chunk: Buffer) => {
       try {
         reader.push(chunk);
@@ -260,6 +265,7 @@ export class TransactionProxy {
               socket.destroy();
               return;
             case 'startup': {
+              clearTimeout(login);
               socket.off('data', onStartup);
               this.admit(socket, p.params, reader.rest());
               return;
