@@ -285,13 +285,14 @@ describe('router', { timeout: 240_000 }, () => {
     );
     expect(move).toMatchObject({ kind: 'failover', from: leader.id, to: 'rw-1' });
     expect(gap).toBeLessThan(6000);
-    // Only transactions in flight on the dead node fail: begun before or within the moment its
-    // backends exit on postmaster death (tens of milliseconds), failing because their server
-    // connection was lost; at most one per client. Every later transaction waits (the proxy
-    // holds them from the first lost connection) and runs on the new leader.
+    // Only transactions in flight on the dead node fail: written to its connections before the
+    // proxy saw them close (the killed processes' sockets close over tens of milliseconds),
+    // failing because their server connection was lost; at most one per client. Every later
+    // transaction waits (the proxy holds them from the first lost connection) and runs on the
+    // new leader; none is refused by the router itself (that would be another reason).
     expect(l.failed.length).toBeLessThanOrEqual(8);
     for (const f of l.failed) {
-      expect(f.started - killedAt).toBeLessThan(150);
+      expect(f.started - killedAt).toBeLessThan(300);
       expect(f.error).toMatch(/unexpected postmaster exit|lost during the transaction|Connection terminated/);
     }
     const failedByReason = router.metrics
