@@ -20,6 +20,10 @@ export function applyMetrics(registry = new MetricsRegistry()) {
       'brabant_apply_applied_lsn',
       'Source commit LSN of the last transaction applied, by origin',
     ),
+    collisionRetries: registry.counter(
+      'brabant_apply_collision_retries_total',
+      'Source transactions applied again from their start after colliding with a concurrent local write (unique violation on the key, deadlock), by origin',
+    ),
     fastPathMisses: registry.counter(
       'brabant_apply_fast_path_misses_total',
       'Source transactions the grouped fast path could not apply as they came (a row needed conflict resolution), by origin',

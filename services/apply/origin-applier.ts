@@ -44,7 +44,7 @@ import {
   updateSql,
   verifySql,
 } from './table-sql.ts';
-import type { TargetCatalog, TargetTable } from './target-catalog.ts';
+import { quoteIdent, type TargetCatalog, type TargetTable } from './target-catalog.ts';
 
 export const ORIGIN_PREFIX = 'brabant_';
 
@@ -141,6 +141,8 @@ export class OriginApplier {
   private roident = 0;
   /** Source transactions still to resolve ahead before trying the fast path again. */
   private resolveAheadTxs = 0;
+  /** Tables the next local transaction of this source transaction locks first (see applyWhole). */
+  private lockTables: { commitLsn: Lsn; tables: string[] } | undefined;
   /** Most transactions the next fast-path group may hold (shrinks on misses, doubles back). */
   private fastLimit = Number.MAX_SAFE_INTEGER;
   private fastBackoff = 0;
@@ -252,21 +254,74 @@ export class OriginApplier {
           }
           // its local state changed under it (a local write meanwhile): the full path, row by row
           const missed = ahead.txs[done.length]!;
-          for (let j = missed.start; j < missed.end; j++) {
-            const o = await this.handle(changes[j]!);
-            if (o !== undefined) outcomes.push(o);
-          }
+          const o = await this.applyWhole(changes, missed.start, missed.end);
+          if (o !== undefined) outcomes.push(o);
           i = missed.end;
           continue;
         }
         i = ahead.next;
         if (i >= changes.length) break;
       }
+      const whole = this.tx === undefined ? wholeTransactionAt(changes, i) : undefined;
+      if (whole !== undefined) {
+        const o = await this.applyWhole(changes, i, whole.end);
+        if (o !== undefined) outcomes.push(o);
+        i = whole.end;
+        continue;
+      }
       const o = await this.handle(changes[i]!);
       if (o !== undefined) outcomes.push(o);
       i++;
     }
     return outcomes;
+  }
+
+  /**
+   * The full path for a whole source transaction (events `start` to `end` of `changes`). A key
+   * that was absent at its lookup is not locked, so a local transaction may insert it before
+   * this one writes (a unique violation on the key), and local writers may deadlock with it:
+   * the transaction is then applied again from its start, its new lookups seeing that write.
+   * The last attempt first locks its tables against local writes (SHARE ROW EXCLUSIVE: local
+   * writers wait for this one transaction), so writers that keep recreating the same keys
+   * cannot hold apply back.
+   */
+  private async applyWhole(
+    changes: DecodedChange[],
+    start: number,
+    end: number,
+  ): Promise<TxOutcome | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      if (attempt === COLLISION_ATTEMPTS) {
+        const tables = new Set<string>();
+        for (let j = start; j < end; j++) {
+          const c = changes[j]!;
+          if (c.kind === 'row') tables.add(`${quoteIdent(c.schema)}.${quoteIdent(c.table)}`);
+        }
+        this.lockTables = { commitLsn: changes[start]!.tx.commitLsn, tables: [...tables] };
+        this.ctx.log.info(
+          { source: this.source, commitLsn: formatLsn(changes[start]!.tx.commitLsn), attempts: attempt - 1 },
+          'a source transaction keeps colliding with local writes; applying it with its tables locked',
+        );
+      }
+      try {
+        let outcome: TxOutcome | undefined;
+        for (let j = start; j < end; j++) outcome = (await this.handle(changes[j]!)) ?? outcome;
+        return outcome;
+      } catch (err) {
+        // handle() rolled the local transaction back
+        if (!isCollision(err) || attempt >= COLLISION_ATTEMPTS) throw err;
+        this.ctx.metrics.collisionRetries.inc({ origin: this.source });
+        this.ctx.log.debug(
+          {
+            source: this.source,
+            commitLsn: formatLsn(changes[start]!.tx.commitLsn),
+            attempt,
+            err: (err as Error).message,
+          },
+          'a source transaction collided with a concurrent local write; applying it again',
+        );
+      }
+    }
   }
 
   /**
@@ -354,9 +409,23 @@ export class OriginApplier {
       // lookup's row locks take an xid) could carry the origin's progress of a transaction that
       // did not commit (the origin setup of one that failed), which runScript reads to count
       // what committed.
-      const res = (await this.db.query(
-        `begin;\n${lookups.join(';\n')};\nrollback`,
-      )) as unknown as pg.QueryResult<LookupRow>[];
+      let res: pg.QueryResult<LookupRow>[];
+      try {
+        res = (await this.db.query(
+          `begin;\n${lookups.join(';\n')};\nrollback`,
+        )) as unknown as pg.QueryResult<LookupRow>[];
+      } catch (err) {
+        if ((err as { code?: string }).code === undefined) throw err; // the connection
+        await this.db.query('rollback');
+        // a deadlock with local writers (their delete trigger locks the tombstone after the
+        // row, the lookups the other way round): nothing applied, the full path takes over
+        if (!isCollision(err)) throw err;
+        this.ctx.log.debug(
+          { source: this.source, err: (err as Error).message },
+          'resolve-ahead lookups collided with local writes',
+        );
+        return [];
+      }
       const results = res.slice(1, 1 + lookups.length);
       for (const [n, [, cs]] of tables.entries()) {
         for (const [k, c] of cs.entries()) state.set(c, results[n]!.rows[k]!);
@@ -682,7 +751,6 @@ export class OriginApplier {
     }
     if (!change.tx.last) return undefined;
     if (tx.pending.length > 0) await this.applyPending(tx);
-    this.tx = undefined;
     if (!tx.begun) {
       // A transaction with no rows (heartbeat, switchover marker, message) still moves the
       // origin's progress, so "the peer has applied up to LSN x" holds when idle too. Taking an
@@ -692,7 +760,9 @@ export class OriginApplier {
     }
     if (tx.conflicts.length > 0) tx.deferred.push(this.conflictsInsert(tx.conflicts));
     // the writes still deferred, the conflict log and the commit: one round trip
+    // (still open until the commit answers: a failure there is rolled back by handle())
     await this.send(tx, 'commit');
+    this.tx = undefined;
     this.applied = commitLsn;
     this.countCommitted(tx);
     const m = this.ctx.metrics;
@@ -722,6 +792,10 @@ export class OriginApplier {
       literal(timestamptz.toText(tx.commitTs)),
     ]);
     tx.deferred.push('begin', setup);
+    if (this.lockTables?.commitLsn === tx.commitLsn) {
+      for (const t of this.lockTables.tables) tx.deferred.push(`lock table ${t} in share row exclusive mode`);
+    }
+    this.lockTables = undefined;
     tx.begun = true;
   }
 
@@ -926,7 +1000,7 @@ export class OriginApplier {
       // with the next statement that answers (the next lookup, or the commit).
       if (t.otherUniqueKeys) {
         if (tx.deferred.length > 0) await this.send(tx, 'select 1');
-        await this.run(tx, s.sql, s.params, s.changes);
+        await this.run(tx, t, s.sql, s.params, s.changes);
       } else {
         const args = s.params.map((p) =>
           Array.isArray(p) ? textArrayLiteral(p as (string | null)[]) : literal(String(p)),
@@ -941,7 +1015,17 @@ export class OriginApplier {
    * Runs one set-based statement under a savepoint. A unique violation on another key
    * (multiple_unique_conflicts) sends that row to the dead-letter topic and applies the others.
    */
-  private async run(tx: OpenTx, sql: string, params: unknown[], changes: RowChange[]): Promise<void> {
+  private async run(
+    tx: OpenTx,
+    t: TargetTable,
+    sql: string,
+    params: unknown[],
+    changes: RowChange[],
+  ): Promise<void> {
+    // a violation of the key itself is a concurrent local insert (see applyWhole), not another key
+    const otherKey = (err: unknown) =>
+      (err as { code?: string }).code === '23505' &&
+      (err as { constraint?: string }).constraint !== t.primaryKeyIndex;
     await this.db.query('savepoint brabant_stmt');
     try {
       await this.db.query(prepared(sql, params));
@@ -949,7 +1033,7 @@ export class OriginApplier {
       return;
     } catch (err) {
       await this.db.query('rollback to savepoint brabant_stmt');
-      if ((err as { code?: string }).code !== '23505' || changes.length === 0) throw err;
+      if (!otherKey(err) || changes.length === 0) throw err;
     }
     // one row at a time, to find the row(s) that collide
     for (let i = 0; i < changes.length; i++) {
@@ -960,7 +1044,7 @@ export class OriginApplier {
         await this.db.query('release savepoint brabant_row');
       } catch (err) {
         await this.db.query('rollback to savepoint brabant_row');
-        if ((err as { code?: string }).code !== '23505') throw err;
+        if (!otherKey(err)) throw err;
         const c = changes[i]!;
         this.conflict(tx, c, 'multiple_unique_conflicts', 'skip', null);
         tx.deadLetters.push({ reason: `unique violation: ${(err as Error).message}`, change: c });
@@ -1075,6 +1159,15 @@ function full(sql: string): FastStatement {
  * The source transaction starting at `start` when the run holds it whole (its first event to its
  * last, none missing): where it ends and its row changes; else undefined.
  */
+/** How many times a source transaction is applied before a collision with local writes is an error. */
+const COLLISION_ATTEMPTS = 5;
+
+/** SQLSTATEs of a collision with concurrent local transactions: unique violation, deadlock. */
+function isCollision(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === '23505' || code === '40P01';
+}
+
 function wholeTransactionAt(
   changes: DecodedChange[],
   start: number,

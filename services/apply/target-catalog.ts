@@ -20,6 +20,8 @@ export interface TargetTable {
   primaryKey: string[];
   /** Unique indexes other than the primary key: writes may then collide on another key. */
   otherUniqueKeys: boolean;
+  /** Name of the primary key's index (what a unique violation on the key itself names). */
+  primaryKeyIndex: string | undefined;
 }
 
 export function quoteIdent(s: string): string {
@@ -66,14 +68,18 @@ export class TargetCatalog {
         order by k.ord`,
       [schema, name],
     );
-    const unique = await this.db.query<{ n: number }>(
-      `select count(*)::int as n from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = $1 and c.relname = $2 and i.indisunique and not i.indisprimary`,
+    const unique = await this.db.query<{ n: number; pk: string | null }>(
+      `select (count(*) filter (where not i.indisprimary))::int as n,
+              max(ic.relname::text) filter (where i.indisprimary) as pk
+         from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
+         join pg_class ic on ic.oid = i.indexrelid
+        where n.nspname = $1 and c.relname = $2 and i.indisunique`,
       [schema, name],
     );
     return {
       primaryKey: pk.rows.map((r) => r.name),
       otherUniqueKeys: (unique.rows[0]?.n ?? 0) > 0,
+      primaryKeyIndex: unique.rows[0]?.pk ?? undefined,
       schema,
       name,
       sql: `${quoteIdent(schema)}.${quoteIdent(name)}`,
