@@ -14,19 +14,18 @@ import { UNCHANGED } from '../protocol/table-schema.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import {
-  executeSql,
   FAST_PATH_MISS_SQLSTATE,
   type FastStatement,
   fastDelete,
   fastInsert,
   fastUpdate,
   literal,
-  prepareSql,
   textArrayLiteral,
   transactionScript,
   XACT_SETUP,
 } from './fast-sql.ts';
 import type { ApplyMetrics } from './metrics.ts';
+import { PreparedStatements } from './prepared-statements.ts';
 import {
   type ConflictKind,
   type Decision,
@@ -35,6 +34,7 @@ import {
   resolve,
   type Version,
 } from './resolve.ts';
+import { expandKeyChanges, isCollision, wholeTransactionAt } from './source-transactions.ts';
 import {
   deleteSql,
   insertNewSql,
@@ -146,10 +146,8 @@ export class OriginApplier {
   /** Most transactions the next fast-path group may hold (shrinks on misses, doubles back). */
   private fastLimit = Number.MAX_SAFE_INTEGER;
   private fastBackoff = 0;
-  /** Fast-path statements of this connection, per table version and shape → prepared name. */
-  private readonly fastNames = new WeakMap<object, Map<string, string>>();
-  private fastCount = 0;
-  private readonly toPrepare: string[] = [];
+  /** The statements of this connection's round trips, prepared once each. */
+  private readonly statements: PreparedStatements;
   private tx: OpenTx | undefined;
   private readonly warnedColumns = new Set<string>();
 
@@ -159,6 +157,7 @@ export class OriginApplier {
     private readonly ctx: ApplierContext,
   ) {
     this.origin = originName(source);
+    this.statements = new PreparedStatements(db);
   }
 
   /** Last source commit LSN applied (the origin's progress). */
@@ -394,7 +393,7 @@ export class OriginApplier {
     if (byTable.size > 0) {
       const tables = [...byTable];
       const lookups = tables.map(([t, cs]) =>
-        this.execute(
+        this.statements.execute(
           t,
           `full lookup ${t.primaryKey.join('\u0000')}\u0001`,
           () => full(lookupSql(t, t.primaryKey, [])),
@@ -404,7 +403,7 @@ export class OriginApplier {
           ],
         ),
       );
-      await this.prepareNew();
+      await this.statements.prepareNew();
       // In a transaction that is rolled back, never committed: a commit in this session (the
       // lookup's row locks take an xid) could carry the origin's progress of a transaction that
       // did not commit (the origin setup of one that failed), which runScript reads to count
@@ -446,7 +445,7 @@ export class OriginApplier {
       }
       for (const [t, cs] of perTable) {
         tx.deferred.push(
-          this.execute(
+          this.statements.execute(
             t,
             `full verify ${t.primaryKey.join('\u0000')}`,
             () => full(verifySql(t, t.primaryKey)),
@@ -485,7 +484,7 @@ export class OriginApplier {
       tx.deferred = [];
       opened.push(tx);
     }
-    await this.prepareNew();
+    await this.statements.prepareNew();
     const committed = await this.runScript(scripts.join(';\n'), txs);
     const outcomes: TxOutcome[] = [];
     for (const tx of opened.slice(0, committed)) {
@@ -601,15 +600,19 @@ export class OriginApplier {
       const keys = pk.map((k) => textArrayLiteral(items.map((c) => c.key![k]!)));
       const values = cols.map((col) => textArrayLiteral(items.map((c) => textOf(c.after![col]))));
       if (run.op === 'INSERT') {
-        statements.push(this.execute(t, run.sig, () => fastInsert(t, pk, cols), values));
+        statements.push(this.statements.execute(t, run.sig, () => fastInsert(t, pk, cols), values));
         counts.insert += items.length;
       } else if (run.op === 'UPDATE') {
         statements.push(
-          this.execute(t, run.sig, () => fastUpdate(t, pk, cols, this.roident), [...keys, ...values, ts]),
+          this.statements.execute(t, run.sig, () => fastUpdate(t, pk, cols, this.roident), [
+            ...keys,
+            ...values,
+            ts,
+          ]),
         );
         counts.update += items.length;
       } else {
-        statements.push(this.execute(t, run.sig, () => fastDelete(t, pk), [...keys, ts]));
+        statements.push(this.statements.execute(t, run.sig, () => fastDelete(t, pk), [...keys, ts]));
         counts.delete += items.length;
       }
       run = undefined;
@@ -637,27 +640,14 @@ export class OriginApplier {
       commitLsn: first.tx.commitLsn,
       commitTs: first.tx.commitTs,
       script: transactionScript(
-        this.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [literal(formatLsn(first.tx.commitLsn)), ts]),
+        this.statements.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
+          literal(formatLsn(first.tx.commitLsn)),
+          ts,
+        ]),
         statements,
       ),
       rows: counts,
     };
-  }
-
-  /** `execute` of a fast-path statement, prepared on this connection before the script runs. */
-  private execute(owner: object, shape: string, build: () => FastStatement, args: string[]): string {
-    let names = this.fastNames.get(owner);
-    if (names === undefined) {
-      names = new Map();
-      this.fastNames.set(owner, names);
-    }
-    let name = names.get(shape);
-    if (name === undefined) {
-      name = `brabant_fast_${++this.fastCount}`;
-      names.set(shape, name);
-      this.toPrepare.push(prepareSql(name, build()));
-    }
-    return executeSql(name, args);
   }
 
   /**
@@ -666,7 +656,7 @@ export class OriginApplier {
    * the caller then takes through the full path.
    */
   private async applyFast(txs: FastTx[]): Promise<TxOutcome[]> {
-    await this.prepareNew();
+    await this.statements.prepareNew();
     const committed = await this.runScript(txs.map((x) => x.script).join('\n'), txs);
     const outcomes: TxOutcome[] = [];
     const m = this.ctx.metrics;
@@ -787,7 +777,7 @@ export class OriginApplier {
   /** Opens the local transaction with the origin's commit LSN and time (sent with the next statement). */
   private begin(tx: OpenTx): void {
     if (tx.begun) return;
-    const setup = this.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
+    const setup = this.statements.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
       literal(formatLsn(tx.commitLsn)),
       literal(timestamptz.toText(tx.commitTs)),
     ]);
@@ -804,21 +794,13 @@ export class OriginApplier {
    * preparing the statements they execute; resolves with the result of `last`.
    */
   private async send<R extends pg.QueryResultRow>(tx: OpenTx, last: string): Promise<pg.QueryResult<R>> {
-    await this.prepareNew();
+    await this.statements.prepareNew();
     const parts = [...tx.deferred, last];
     tx.deferred = [];
     const res = (await this.db.query(parts.join(';\n'))) as unknown as
       | pg.QueryResult<R>
       | pg.QueryResult<R>[];
     return Array.isArray(res) ? res[res.length - 1]! : res;
-  }
-
-  /** Prepares the statements `execute` named since the last round trip (they survive rollbacks). */
-  private async prepareNew(): Promise<void> {
-    while (this.toPrepare.length > 0) {
-      await this.db.query(this.toPrepare[0]!);
-      this.toPrepare.shift();
-    }
   }
 
   private async applyPending(tx: OpenTx): Promise<void> {
@@ -898,7 +880,7 @@ export class OriginApplier {
       ) {
         const res = await this.send<{ ord: number }>(
           tx,
-          this.execute(
+          this.statements.execute(
             t,
             `full insert-new ${cols.join('\u0000')}`,
             () => full(insertNewSql(t, keyCols, cols)),
@@ -924,7 +906,7 @@ export class OriginApplier {
     // the writes deferred so far, then the lookup (with row locks): one round trip
     const looked = await this.send<LookupRow>(
       tx,
-      this.execute(
+      this.statements.execute(
         t,
         `full lookup ${keyCols.join('\u0000')}\u0001${beforeCols.join('\u0000')}`,
         () => full(lookupSql(t, keyCols, beforeCols)),
@@ -1005,7 +987,7 @@ export class OriginApplier {
         const args = s.params.map((p) =>
           Array.isArray(p) ? textArrayLiteral(p as (string | null)[]) : literal(String(p)),
         );
-        tx.deferred.push(this.execute(t, s.sql, () => full(s.sql), args));
+        tx.deferred.push(this.statements.execute(t, s.sql, () => full(s.sql), args));
       }
     }
     for (const x of decisions) addAction(tx, x.d.action, 1);
@@ -1111,7 +1093,7 @@ export class OriginApplier {
 
   /** The conflict log of a transaction as one EXECUTE of a prepared insert (it goes with the commit). */
   private conflictsInsert(conflicts: ConflictRecord[]): string {
-    return this.execute(CONFLICTS_INSERT, 'conflicts', () => CONFLICTS_INSERT, [
+    return this.statements.execute(CONFLICTS_INSERT, 'conflicts', () => CONFLICTS_INSERT, [
       literal(JSON.stringify(conflictsJson(conflicts))),
     ]);
   }
@@ -1155,36 +1137,8 @@ function full(sql: string): FastStatement {
   return { sql, paramTypes: [] };
 }
 
-/**
- * The source transaction starting at `start` when the run holds it whole (its first event to its
- * last, none missing): where it ends and its row changes; else undefined.
- */
 /** How many times a source transaction is applied before a collision with local writes is an error. */
 const COLLISION_ATTEMPTS = 5;
-
-/** SQLSTATEs of a collision with concurrent local transactions: unique violation, deadlock. */
-function isCollision(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === '23505' || code === '40P01';
-}
-
-function wholeTransactionAt(
-  changes: DecodedChange[],
-  start: number,
-): { end: number; rows: RowChange[] } | undefined {
-  const first = changes[start]!;
-  if (first.tx.index !== 0) return undefined;
-  let end = start;
-  while (end < changes.length && changes[end]!.tx.commitLsn === first.tx.commitLsn) end++;
-  const last = changes[end - 1]!;
-  if (!last.tx.last || last.tx.index !== end - 1 - start) return undefined;
-  const rows: RowChange[] = [];
-  for (let j = start; j < end; j++) {
-    const c = changes[j]!;
-    if (c.kind === 'row') rows.push(c);
-  }
-  return { end, rows };
-}
 
 function newOpenTx(commitLsn: Lsn, commitTs: bigint): OpenTx {
   return {
@@ -1271,33 +1225,4 @@ function plainRow(row: Row | null): Record<string, string | null> | null {
   return Object.fromEntries(
     Object.entries(row).map(([k, v]) => [k, v === UNCHANGED ? '(unchanged toast)' : v]),
   );
-}
-
-/**
- * An UPDATE that changes the key becomes a DELETE of the old key and an INSERT of the new one
- * (same version), so each key is resolved on its own.
- */
-function expandKeyChanges(changes: RowChange[]): RowChange[] {
-  const out: RowChange[] = [];
-  for (const c of changes) {
-    // With an old row ('O', REPLICA IDENTITY FULL) the key is the whole old row: not a key change.
-    if (c.op !== 'UPDATE' || c.key === null || c.after === null || c.before !== null) {
-      out.push(c);
-      continue;
-    }
-    const newKey: Record<string, string> = {};
-    let moved = false;
-    for (const [k, v] of Object.entries(c.key)) {
-      const nv = c.after[k];
-      if (typeof nv === 'string') newKey[k] = nv;
-      if (nv !== v) moved = true;
-    }
-    if (!moved) {
-      out.push(c);
-      continue;
-    }
-    out.push({ ...c, op: 'DELETE', after: null });
-    out.push({ ...c, op: 'INSERT', key: newKey, before: null });
-  }
-  return out;
 }

@@ -1,0 +1,66 @@
+/**
+ * How apply reads a run of one source's events (pure): where a source transaction lies whole in
+ * a run, key changes split into delete + insert, and which database errors are collisions with
+ * concurrent local writes.
+ */
+import type { DecodedChange, RowChange } from '../protocol/change-decoder.ts';
+
+/**
+ * The source transaction starting at `start` when the run holds it whole (its first event to its
+ * last, none missing): where it ends (exclusive) and its row changes; else undefined.
+ */
+export function wholeTransactionAt(
+  changes: DecodedChange[],
+  start: number,
+): { end: number; rows: RowChange[] } | undefined {
+  const first = changes[start]!;
+  if (first.tx.index !== 0) return undefined;
+  let end = start;
+  while (end < changes.length && changes[end]!.tx.commitLsn === first.tx.commitLsn) end++;
+  const last = changes[end - 1]!;
+  if (!last.tx.last || last.tx.index !== end - 1 - start) return undefined;
+  const rows: RowChange[] = [];
+  for (let j = start; j < end; j++) {
+    const c = changes[j]!;
+    if (c.kind === 'row') rows.push(c);
+  }
+  return { end, rows };
+}
+
+/**
+ * An UPDATE that changes the key becomes a DELETE of the old key and an INSERT of the new one
+ * (same version), so each key is resolved on its own.
+ */
+export function expandKeyChanges(changes: RowChange[]): RowChange[] {
+  const out: RowChange[] = [];
+  for (const c of changes) {
+    // With an old row ('O', REPLICA IDENTITY FULL) the key is the whole old row: not a key change.
+    if (c.op !== 'UPDATE' || c.key === null || c.after === null || c.before !== null) {
+      out.push(c);
+      continue;
+    }
+    const newKey: Record<string, string> = {};
+    let moved = false;
+    for (const [k, v] of Object.entries(c.key)) {
+      const nv = c.after[k];
+      if (typeof nv === 'string') newKey[k] = nv;
+      if (nv !== v) moved = true;
+    }
+    if (!moved) {
+      out.push(c);
+      continue;
+    }
+    out.push({ ...c, op: 'DELETE', after: null });
+    out.push({ ...c, op: 'INSERT', key: newKey, before: null });
+  }
+  return out;
+}
+
+/**
+ * SQLSTATEs of a collision with concurrent local transactions: a unique violation (a key absent
+ * at its lookup was inserted locally meanwhile) or a deadlock.
+ */
+export function isCollision(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === '23505' || code === '40P01';
+}
