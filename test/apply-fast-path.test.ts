@@ -13,6 +13,7 @@ import { TargetCatalog } from '../services/apply/target-catalog.ts';
 import type { DecodedChange, RowChange } from '../services/protocol/change-decoder.ts';
 import { lsn, parseLsn } from '../services/protocol/lsn.ts';
 import { createLogger } from '../services/runtime/log.ts';
+import { seeded } from './support/random.ts';
 import { createDatabase, node, uniqueName } from './support/stack.ts';
 
 const open = new Set<Target>();
@@ -168,20 +169,6 @@ class Source {
   }
 }
 
-/** A seeded random source (mulberry32): `rand(n)` in [0, n); BRABANT_FAST_PATH_SEED replays a run. */
-function seeded(what: string): { seed: number; rand: (n: number) => number } {
-  const seed = Number(process.env.BRABANT_FAST_PATH_SEED ?? Math.floor(Math.random() * 1e6));
-  console.log(`${what} seed ${seed}`);
-  let r = seed >>> 0;
-  const rand = (n: number) => {
-    r = (r + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(r ^ (r >>> 15), r | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) % n;
-  };
-  return { seed, rand };
-}
-
 async function state(c: pg.Client) {
   const rows = await c.query<{ id: number; v: string; n: number; ts: string | null; roname: string | null }>(
     `select i.id, i.v, i.n, (extract(epoch from (pg_xact_commit_timestamp_origin(i.xmin)).timestamp) * 1000000)::int8::text as ts, o.roname
@@ -319,7 +306,7 @@ describe('apply fast path', () => {
   });
 
   it('ends in the same state and conflict log as the row-by-row path on random histories', async () => {
-    const { seed, rand } = seeded('fast-path equivalence');
+    const { seed, rand } = seeded('fast-path equivalence', 'BRABANT_FAST_PATH_SEED');
     // the same history for both targets: two sources (one older and one newer than local
     // writes), transactions of 0–3 operations on 12 keys, local writes between batches
     type Step = { kind: 'batch'; source: 0 | 1; txs: Op[][] } | { kind: 'local'; sql: string };
@@ -445,7 +432,7 @@ describe('apply fast path, mixed transactions', () => {
 
 describe('apply fast path under concurrent local writes', () => {
   it('loses and doubles nothing on random mixed histories while local writers hit the hot rows', async () => {
-    const { seed, rand } = seeded('concurrent fast-path');
+    const { seed, rand } = seeded('concurrent fast-path', 'BRABANT_FAST_PATH_SEED');
     const HOT = 8;
     const t = await target();
     const names = [uniqueName('old'), uniqueName('new')];

@@ -14,6 +14,7 @@ import { TransactionProxy } from '../services/router/proxy.ts';
 import { type Target, targetOf } from '../services/router/server-connection.ts';
 import { cancelRequest } from '../services/router/wire.ts';
 import { MetricsRegistry } from '../services/runtime/metrics.ts';
+import { seeded } from './support/random.ts';
 import { createDatabase, region } from './support/stack.ts';
 
 let dbA: Awaited<ReturnType<typeof createDatabase>>;
@@ -354,4 +355,120 @@ describe('router proxy when the node dies', { timeout: 60_000 }, () => {
       },
     );
   }
+});
+
+describe('router proxy under many clients', { timeout: 120_000 }, () => {
+  it('keeps each client’s transactions, settings and errors its own while 12 clients share 3 server connections', async () => {
+    const { seed, rand } = seeded('proxy random-clients', 'BRABANT_PROXY_SEED');
+    const p = new TransactionProxy(
+      { port: await freePort(), database: 'app', poolSize: 3, connectTimeoutMs: 2000, waitTimeoutMs: 10_000 },
+      pino({ level: 'silent' }),
+      new MetricsRegistry(),
+      () => {},
+    );
+    const pPort = (p as unknown as { s: { port: number } }).s.port;
+    await p.start(targetOf(dbA.url));
+    await direct(dbA.url, 'create table many (id int primary key, client int)');
+    const serverTz = (await direct(dbA.url, 'show timezone')).rows[0].TimeZone as string;
+    const present = new Set<number>();
+    let nextId = 1;
+    const counts = { autocommit: 0, committed: 0, rolledBack: 0, failed: 0, abandoned: 0, settings: 0 };
+    const connect = async (w: number) => {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port: pPort,
+        user,
+        database: 'app',
+        application_name: `c${w}`,
+      });
+      c.on('error', () => {});
+      await c.connect();
+      return c;
+    };
+    // every transaction must start fresh: in a leaked open transaction, now() is older than the statement
+    const fresh = async (c: pg.Client) =>
+      (await c.query<{ ok: boolean }>('select now() = statement_timestamp() as ok')).rows[0]!.ok;
+    try {
+      await Promise.all(
+        Array.from({ length: 12 }, async (_, w) => {
+          let c = await connect(w);
+          let tz = serverTz;
+          for (let step = 0; step < 40; step++) {
+            const a = nextId++;
+            const b = nextId++;
+            switch (rand(7)) {
+              case 0:
+                await c.query('insert into many values ($1, $2)', [a, w]);
+                present.add(a);
+                counts.autocommit++;
+                break;
+              case 1:
+                await c.query(`insert into many values (${a}, ${w}); insert into many values (${b}, ${w})`);
+                present.add(a);
+                present.add(b);
+                counts.autocommit++;
+                break;
+              case 2:
+                await c.query('begin');
+                await c.query('insert into many values ($1, $2)', [a, w]);
+                await new Promise((res) => setTimeout(res, rand(5)));
+                await c.query('insert into many values ($1, $2)', [b, w]);
+                if (rand(2) === 0) {
+                  await c.query('commit');
+                  present.add(a);
+                  present.add(b);
+                  counts.committed++;
+                } else {
+                  await c.query('rollback');
+                  counts.rolledBack++;
+                }
+                break;
+              case 3:
+                await c.query('begin');
+                await c.query('insert into many values ($1, $2)', [a, w]);
+                await expect(c.query('select 1 / 0')).rejects.toThrow(/division by zero/);
+                await expect(c.query('select 1')).rejects.toThrow(/current transaction is aborted/);
+                await c.query('rollback');
+                counts.failed++;
+                break;
+              case 4: {
+                // leaves inside a transaction: its insert must not survive
+                await c.query('begin');
+                await c.query('insert into many values ($1, $2)', [a, w]);
+                (
+                  c as unknown as { connection: { stream: { destroy: () => void } } }
+                ).connection.stream.destroy();
+                await c.end().catch(() => {});
+                c = await connect(w);
+                tz = serverTz;
+                counts.abandoned++;
+                break;
+              }
+              case 5: {
+                tz = ['Europe/Brussels', 'Asia/Tokyo', 'America/Lima'][rand(3)]!;
+                await c.query(`set timezone to '${tz}'`);
+                counts.settings++;
+                break;
+              }
+              default: {
+                expect(await fresh(c)).toBe(true);
+                const s = await c.query<{ tz: string; app: string }>(
+                  `select current_setting('TimeZone') as tz, current_setting('application_name') as app`,
+                );
+                expect(s.rows[0]).toEqual({ tz, app: `c${w}` });
+              }
+            }
+          }
+          expect(await fresh(c)).toBe(true);
+          await c.end();
+        }),
+      );
+      const rows = (await direct(dbA.url, 'select id from many order by id')).rows.map((x) => x.id as number);
+      expect(rows).toEqual([...present].sort((x, y) => x - y));
+      expect(p.stats().servers).toBeLessThanOrEqual(3);
+      console.log(`seed ${seed}: ${JSON.stringify(counts)}, ${rows.length} rows`);
+    } finally {
+      await p.stop();
+    }
+  });
 });
