@@ -242,20 +242,30 @@ export class OriginApplier {
             if (i >= changes.length) break;
           }
         }
-        const ahead = await this.planResolved(changes, i);
+        let ahead = await this.planResolved(changes, i);
         if (ahead.txs.length > 0) {
-          const done = await this.applyResolved(ahead.txs);
-          outcomes.push(...done);
-          this.resolveAheadTxs = Math.max(0, this.resolveAheadTxs - ahead.txs.length);
-          if (done.length === ahead.txs.length) {
+          // Groups in a row: the next group's lookups go in the round trip that runs this one,
+          // after its commits, so each group after the first costs one round trip, not two.
+          let looked: Map<RowChange, LookupRow> | undefined;
+          for (;;) {
+            const more = this.resolveAheadTxs > ahead.txs.length && ahead.next < changes.length;
+            const next = more ? await this.planResolved(changes, ahead.next) : undefined;
+            const r = await this.applyResolved(ahead.txs, looked, next?.txs);
+            outcomes.push(...r.outcomes);
+            this.resolveAheadTxs = Math.max(0, this.resolveAheadTxs - ahead.txs.length);
+            if (r.outcomes.length < ahead.txs.length) {
+              // its local state changed under it (a local write meanwhile): the full path
+              const missed = ahead.txs[r.outcomes.length]!;
+              const o = await this.applyWhole(changes, missed.start, missed.end);
+              if (o !== undefined) outcomes.push(o);
+              i = missed.end;
+              break;
+            }
             i = ahead.next;
-            continue;
+            if (next === undefined || next.txs.length === 0 || r.nextLookups === undefined) break;
+            ahead = next;
+            looked = r.nextLookups;
           }
-          // its local state changed under it (a local write meanwhile): the full path, row by row
-          const missed = ahead.txs[done.length]!;
-          const o = await this.applyWhole(changes, missed.start, missed.end);
-          if (o !== undefined) outcomes.push(o);
-          i = missed.end;
           continue;
         }
         i = ahead.next;
@@ -375,59 +385,47 @@ export class OriginApplier {
   }
 
   /**
-   * Resolve ahead: one round trip looks up the local state of every key of the group; the
-   * decisions are made here by `resolve()` as in the full path; a second round trip runs every
-   * transaction, each first checking (and locking) that its keys are still in the state looked up
-   * (`verifySql`). Resolves with the outcomes of those that committed: all, or those before the
-   * first whose state changed meanwhile, which the caller takes through the full path.
+   * Resolve ahead: one round trip looks up the local state of every key of the group (unless
+   * `looked` has it, from the previous group's round trip); the decisions are made here by
+   * `resolve()` as in the full path; a second round trip runs every transaction, each first
+   * checking (and locking) that its keys are still in the state looked up (`verifySql`), and
+   * then looks up the keys of the `next` group. Resolves with the outcomes of those that
+   * committed: all, or those before the first whose state changed meanwhile, which the caller
+   * takes through the full path (the next group's lookups are then not made).
    */
-  private async applyResolved(txs: AheadTx[]): Promise<TxOutcome[]> {
-    const byTable = new Map<TargetTable, RowChange[]>();
-    for (const x of txs)
-      for (const { c, t } of x.rows) {
-        const list = byTable.get(t);
-        if (list === undefined) byTable.set(t, [c]);
-        else list.push(c);
-      }
-    const state = new Map<RowChange, LookupRow>();
-    if (byTable.size > 0) {
-      const tables = [...byTable];
-      const lookups = tables.map(([t, cs]) =>
-        this.statements.execute(
-          t,
-          `full lookup ${t.primaryKey.join('\u0000')}\u0001`,
-          () => full(lookupSql(t, t.primaryKey, [])),
-          [
-            ...t.primaryKey.map((k) => textArrayLiteral(cs.map((c) => c.key![k]!))),
-            literal(`${t.schema}.${t.name}`),
-          ],
-        ),
-      );
-      await this.statements.prepareNew();
-      // In a transaction that is rolled back, never committed: a commit in this session (the
-      // lookup's row locks take an xid) could carry the origin's progress of a transaction that
-      // did not commit (the origin setup of one that failed), which runScript reads to count
-      // what committed.
-      let res: pg.QueryResult<LookupRow>[];
-      try {
-        res = (await this.db.query(
-          `begin;\n${lookups.join(';\n')};\nrollback`,
-        )) as unknown as pg.QueryResult<LookupRow>[];
-      } catch (err) {
-        if ((err as { code?: string }).code === undefined) throw err; // the connection
-        await this.db.query('rollback');
-        // a deadlock with local writers (their delete trigger locks the tombstone after the
-        // row, the lookups the other way round): nothing applied, the full path takes over
-        if (!isCollision(err)) throw err;
-        this.ctx.log.debug(
-          { source: this.source, err: (err as Error).message },
-          'resolve-ahead lookups collided with local writes',
-        );
-        return [];
-      }
-      const results = res.slice(1, 1 + lookups.length);
-      for (const [n, [, cs]] of tables.entries()) {
-        for (const [k, c] of cs.entries()) state.set(c, results[n]!.rows[k]!);
+  private async applyResolved(
+    txs: AheadTx[],
+    looked: Map<RowChange, LookupRow> | undefined,
+    next: AheadTx[] | undefined,
+  ): Promise<{ outcomes: TxOutcome[]; nextLookups?: Map<RowChange, LookupRow> }> {
+    let state = looked;
+    if (state === undefined) {
+      const lookups = this.lookups(txs);
+      if (lookups === undefined) state = new Map();
+      else {
+        await this.statements.prepareNew();
+        // In a transaction that is rolled back, never committed: a commit in this session (the
+        // lookup's row locks take an xid) could carry the origin's progress of a transaction
+        // that did not commit (the origin setup of one that failed), which runScript reads to
+        // count what committed.
+        let res: pg.QueryResult<LookupRow>[];
+        try {
+          res = (await this.db.query(
+            `begin;\n${lookups.sql.join(';\n')};\nrollback`,
+          )) as unknown as pg.QueryResult<LookupRow>[];
+        } catch (err) {
+          if ((err as { code?: string }).code === undefined) throw err; // the connection
+          await this.db.query('rollback');
+          // a deadlock with local writers (their delete trigger locks the tombstone after the
+          // row, the lookups the other way round): nothing applied, the full path takes over
+          if (!isCollision(err)) throw err;
+          this.ctx.log.debug(
+            { source: this.source, err: (err as Error).message },
+            'resolve-ahead lookups collided with local writes',
+          );
+          return { outcomes: [] };
+        }
+        state = lookups.read(res.slice(1, 1 + lookups.sql.length));
       }
     }
     const opened: OpenTx[] = [];
@@ -484,8 +482,12 @@ export class OriginApplier {
       tx.deferred = [];
       opened.push(tx);
     }
+    // the next group's lookups, after this group's commits (rolled back, as above)
+    const nextLookups = next === undefined || next.length === 0 ? undefined : this.lookups(next);
+    if (nextLookups !== undefined) scripts.push(`begin;\n${nextLookups.sql.join(';\n')};\nrollback`);
     await this.statements.prepareNew();
-    const committed = await this.runScript(scripts.join(';\n'), txs);
+    const run = await this.runScript(scripts.join(';\n'), txs);
+    const committed = run.committed;
     const outcomes: TxOutcome[] = [];
     for (const tx of opened.slice(0, committed)) {
       this.applied = tx.commitLsn;
@@ -499,7 +501,45 @@ export class OriginApplier {
       });
     }
     this.countTransactions(opened.slice(0, committed));
-    return outcomes;
+    if (nextLookups === undefined || run.results === undefined) return { outcomes };
+    const n = nextLookups.sql.length;
+    return { outcomes, nextLookups: nextLookups.read(run.results.slice(-1 - n, -1)) };
+  }
+
+  /** The lookup statements of a resolve-ahead group (one per table), and how to read their answers. */
+  private lookups(
+    txs: AheadTx[],
+  ):
+    | { sql: string[]; read: (results: pg.QueryResult<LookupRow>[]) => Map<RowChange, LookupRow> }
+    | undefined {
+    const byTable = new Map<TargetTable, RowChange[]>();
+    for (const x of txs)
+      for (const { c, t } of x.rows) {
+        const list = byTable.get(t);
+        if (list === undefined) byTable.set(t, [c]);
+        else list.push(c);
+      }
+    if (byTable.size === 0) return undefined;
+    const tables = [...byTable];
+    return {
+      sql: tables.map(([t, cs]) =>
+        this.statements.execute(
+          t,
+          `full lookup ${t.primaryKey.join('\u0000')}\u0001`,
+          () => full(lookupSql(t, t.primaryKey, [])),
+          [
+            ...t.primaryKey.map((k) => textArrayLiteral(cs.map((c) => c.key![k]!))),
+            literal(`${t.schema}.${t.name}`),
+          ],
+        ),
+      ),
+      read: (results) => {
+        const state = new Map<RowChange, LookupRow>();
+        for (const [n, [, cs]] of tables.entries())
+          for (const [k, c] of cs.entries()) state.set(c, results[n]!.rows[k]!);
+        return state;
+      },
+    };
   }
 
   /**
@@ -508,10 +548,15 @@ export class OriginApplier {
    * ends the script there: the transaction is rolled back, the origin's session progress tells
    * which committed before it.
    */
-  private async runScript(script: string, txs: { commitLsn: Lsn }[]): Promise<number> {
+  private async runScript(
+    script: string,
+    txs: { commitLsn: Lsn }[],
+  ): Promise<{ committed: number; results?: pg.QueryResult<LookupRow>[] }> {
     try {
-      await this.db.query(script);
-      return txs.length;
+      const res = (await this.db.query(script)) as unknown as
+        | pg.QueryResult<LookupRow>[]
+        | pg.QueryResult<LookupRow>;
+      return { committed: txs.length, results: Array.isArray(res) ? res : [res] };
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === undefined) throw err; // the connection, not a statement
@@ -533,7 +578,7 @@ export class OriginApplier {
           },
           'a grouped transaction failed on a statement; applying it through the full path',
         );
-      return committed;
+      return { committed };
     }
   }
 
@@ -657,7 +702,7 @@ export class OriginApplier {
    */
   private async applyFast(txs: FastTx[]): Promise<TxOutcome[]> {
     await this.statements.prepareNew();
-    const committed = await this.runScript(txs.map((x) => x.script).join('\n'), txs);
+    const { committed } = await this.runScript(txs.map((x) => x.script).join('\n'), txs);
     const outcomes: TxOutcome[] = [];
     const m = this.ctx.metrics;
     for (const x of txs.slice(0, committed)) {
