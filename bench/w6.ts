@@ -11,11 +11,14 @@
  * transactions that failed. There is no baseline system: the table compares with the targets of
  * ../shared/BENCHMARKS.md (< 0.5 s switchover with no failed transaction, < 6 s failover).
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { pino } from 'pino';
-import { initNode, type RunningPostgres, startNode } from '../infra/postgres/postgres.ts';
+import { initNode, postgresBinDir, type RunningPostgres, startNode } from '../infra/postgres/postgres.ts';
 import { freePort, signalGroup } from '../infra/processes.ts';
 // The router is loaded when W6 runs (dynamic import below): the other scenarios do not depend on it.
 import type { MoveRecord, Router } from '../services/router/router.ts';
@@ -138,6 +141,27 @@ export async function stopW6(): Promise<void> {
   live.clear();
 }
 
+const PGBENCH_CLIENTS = 16;
+const PGBENCH_SECONDS = 5;
+
+/**
+ * pgbench (PostgreSQL's own load generator, a separate C process) running `select 1`
+ * transactions: tps. Asynchronous: the router under test runs in this process.
+ */
+async function pgbench(to: { host: string; port: number; user: string; database: string }): Promise<number> {
+  const script = join(tmpdir(), `brabant-w6-pgbench-${process.pid}.sql`);
+  writeFileSync(script, 'select 1;\n');
+  const args = ['-n', '-f', script, '-c', String(PGBENCH_CLIENTS), '-j', '2', '-T', String(PGBENCH_SECONDS)];
+  args.push('-h', to.host, '-p', String(to.port), '-U', to.user, to.database);
+  const { stdout: out } = await promisify(execFile)(join(postgresBinDir(), 'pgbench'), args, {
+    env: { ...process.env, PGAPPNAME: 'bench-w6-pgbench' },
+    timeout: (PGBENCH_SECONDS + 30) * 1000,
+  });
+  const m = /^tps = ([\d.]+)/m.exec(out);
+  if (m === null) throw new Error(`pgbench printed no tps: ${out.slice(-500)}`);
+  return Number(m[1]);
+}
+
 /** Round trips of `select $1::int` (one-statement transactions) via the router and direct, p50/p99 in ms. */
 async function roundTrips(router: pg.ClientConfig, direct: pg.ClientConfig) {
   const clients = { router: new pg.Client(router), direct: new pg.Client(direct) };
@@ -232,6 +256,14 @@ export const W6: Scenario = {
       better: 'lower',
       baselines: [],
       sameRun: { key: 'directRoundTripP99Ms', text: 'the same straight to the leader (same run)' },
+    },
+    {
+      key: 'routerPgbenchTps',
+      label: `router throughput: pgbench, \`select 1\` transactions, ${PGBENCH_CLIENTS} clients, ${PGBENCH_SECONDS} s (pool of 10 server connections)`,
+      unit: 'tx/s',
+      better: 'higher',
+      baselines: [],
+      sameRun: { key: 'directPgbenchTps', text: 'the same straight to the leader (same run)' },
     },
     {
       key: 'loadTxPerSec',
@@ -347,6 +379,11 @@ async function runW6(ctx: Ctx, label: string): Promise<RunResult> {
       { connectionString: a.db!.url },
     );
     details.roundTrips = rt;
+    const tps = {
+      router: await pgbench({ host: '127.0.0.1', port: routerPort, user: 'postgres', database: 'app' }),
+      direct: await pgbench({ host: '127.0.0.1', port: a.pg.port, user: 'postgres', database: 'bench_w6' }),
+    };
+    details.pgbench = tps;
 
     let next = 1;
     const newLoad = () => {
@@ -428,6 +465,8 @@ async function runW6(ctx: Ctx, label: string): Promise<RunResult> {
         failoverFailed: foFailed.count,
         loadTxPerSec: offered,
         failoverLoadTxPerSec: offeredFo,
+        routerPgbenchTps: tps.router,
+        directPgbenchTps: tps.direct,
         routerRoundTripP50Ms: rt.router.p50,
         routerRoundTripP99Ms: rt.router.p99,
         directRoundTripP50Ms: rt.direct.p50,
