@@ -231,6 +231,22 @@ describe('router proxy', { timeout: 60_000 }, () => {
     await b.query('rollback');
   });
 
+  it('a client that gives up while held: its transaction never runs, not even after the release', async () => {
+    const a = await client();
+    proxy.hold();
+    const q = a.query('insert into t (id) values (50)').catch((err: Error) => err);
+    await sleep(100);
+    (a as unknown as { connection: { stream: { destroy: () => void } } }).connection.stream.destroy();
+    await q;
+    await sleep(100);
+    proxy.release();
+    await sleep(300);
+    expect((await direct(dbA.url, 'select count(*)::int as n from t where id = 50')).rows[0].n).toBe(0);
+    // and the pool is whole: the next client gets the server connection
+    const b = await client();
+    expect((await b.query('select 5 as five')).rows).toEqual([{ five: 5 }]);
+  });
+
   it('a transaction held longer than the wait timeout gets an error that names the setting', async () => {
     const b = await client();
     proxy.hold();

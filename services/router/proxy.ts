@@ -546,6 +546,14 @@ export class TransactionProxy {
   }
 
   private flushPending(c: ClientConn, s: ServerConn): void {
+    if (c.gone) {
+      // it left before its transaction reached a server: that transaction does not run (settle)
+      c.pending = [];
+      c.outstanding = 0;
+      c.unsynced = false;
+      this.settle(c);
+      return;
+    }
     if (c.pending.length > 0) {
       const bytes = c.pending.length === 1 ? c.pending[0]! : Buffer.concat(c.pending);
       s.socket.write(bytes);
@@ -553,8 +561,6 @@ export class TransactionProxy {
       s.unanswered = c.status === 'I' ? [bytes] : undefined;
     }
     c.pending = [];
-    // a client that left with nothing for the server, or whose work is all answered
-    if (c.gone) this.settle(c);
   }
 
   /** Gives the client's server connection back. */
