@@ -13,15 +13,12 @@ import { codecFromAvro } from '../protocol/pg-types.ts';
 import { UNCHANGED } from '../protocol/table-schema.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
+import { type FastTx, planFast } from './fast-plan.ts';
 import {
   FAST_PATH_MISS_SQLSTATE,
   type FastStatement,
-  fastDelete,
-  fastInsert,
-  fastUpdate,
   literal,
   textArrayLiteral,
-  transactionScript,
   XACT_SETUP,
 } from './fast-sql.ts';
 import type { ApplyMetrics } from './metrics.ts';
@@ -34,7 +31,13 @@ import {
   resolve,
   type Version,
 } from './resolve.ts';
-import { expandKeyChanges, isCollision, wholeTransactionAt } from './source-transactions.ts';
+import {
+  expandKeyChanges,
+  isCollision,
+  presentColumns,
+  textOf,
+  wholeTransactionAt,
+} from './source-transactions.ts';
 import {
   deleteSql,
   insertNewSql,
@@ -86,16 +89,6 @@ export interface ApplierContext {
   groupTransactions: number;
 }
 
-/** A complete small source transaction planned for the fast path: events [start, end) of a run. */
-interface FastTx {
-  start: number;
-  end: number;
-  commitLsn: Lsn;
-  commitTs: bigint;
-  script: string;
-  rows: { insert: number; update: number; delete: number };
-}
-
 /** A complete small source transaction planned for the resolve-ahead path. */
 interface AheadTx {
   start: number;
@@ -106,9 +99,6 @@ interface AheadTx {
   /** Its row changes (key changes split), each with its table and group-wide key. */
   rows: { c: RowChange; t: TargetTable; key: string }[];
 }
-
-/** Upper bound of the SQL text sent in one fast-path round trip. */
-const FAST_SCRIPT_MAX_CHARS = 4 * 1024 * 1024;
 
 const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros' });
 
@@ -218,7 +208,14 @@ export class OriginApplier {
     while (i < changes.length) {
       if (this.tx === undefined && this.ctx.groupTransactions > 1) {
         if (this.resolveAheadTxs === 0) {
-          const group = await this.planFast(changes, i);
+          const group = await planFast(changes, i, {
+            applied: this.applied,
+            limit: Math.min(this.ctx.groupTransactions, this.fastLimit),
+            chunkRows: this.ctx.chunkRows,
+            statements: this.statements,
+            roident: this.roident,
+            table: (c) => this.groupableTable(c),
+          });
           if (group.txs.length > 0) {
             const done = await this.applyFast(group.txs);
             outcomes.push(...done);
@@ -589,110 +586,6 @@ export class OriginApplier {
     m.transactions.inc({ origin: this.source }, txs.length);
     m.appliedLsn.set(Number(last.commitLsn), { origin: this.source });
     m.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - last.commitTs) / 1e6, { origin: this.source });
-  }
-
-  /**
-   * Complete source transactions from `from` on whose every row the fast path can apply, up to
-   * the group limits; `next` is where planning stopped (events already applied are passed over).
-   */
-  private async planFast(changes: DecodedChange[], from: number): Promise<{ txs: FastTx[]; next: number }> {
-    const txs: FastTx[] = [];
-    let i = from;
-    let rows = 0;
-    let chars = 0;
-    while (i < changes.length && txs.length < Math.min(this.ctx.groupTransactions, this.fastLimit)) {
-      const first = changes[i]!;
-      if (first.tx.commitLsn <= this.applied) {
-        i++; // applied before (redelivery after a restart)
-        continue;
-      }
-      const whole = wholeTransactionAt(changes, i);
-      if (whole === undefined) break; // not whole in this run
-      const { end } = whole;
-      const txRows = end - i;
-      if (txs.length > 0 && rows + txRows > this.ctx.chunkRows) break;
-      const planned = await this.planTransaction(first, i, end, whole.rows);
-      if (planned === undefined) break;
-      if (txs.length > 0 && chars + planned.script.length > FAST_SCRIPT_MAX_CHARS) break;
-      txs.push(planned);
-      rows += txRows;
-      chars += planned.script.length;
-      i = end;
-    }
-    return { txs, next: i };
-  }
-
-  /** The fast-path script of one source transaction, or undefined when a row needs the full path. */
-  private async planTransaction(
-    first: DecodedChange,
-    start: number,
-    end: number,
-    rowChanges: RowChange[],
-  ): Promise<FastTx | undefined> {
-    if (rowChanges.length > this.ctx.chunkRows) return undefined;
-    const commitTsText = timestamptz.toText(first.tx.commitTs);
-    const ts = literal(commitTsText);
-    const statements: string[] = [];
-    const counts = { insert: 0, update: 0, delete: 0 };
-    // runs of one table, operation and column set with distinct keys become one statement each
-    let run:
-      | { t: TargetTable; op: string; cols: string[]; sig: string; items: RowChange[]; keys: Set<string> }
-      | undefined;
-    const flush = () => {
-      if (run === undefined) return;
-      const { t, cols, items } = run;
-      const pk = t.primaryKey;
-      const keys = pk.map((k) => textArrayLiteral(items.map((c) => c.key![k]!)));
-      const values = cols.map((col) => textArrayLiteral(items.map((c) => textOf(c.after![col]))));
-      if (run.op === 'INSERT') {
-        statements.push(this.statements.execute(t, run.sig, () => fastInsert(t, pk, cols), values));
-        counts.insert += items.length;
-      } else if (run.op === 'UPDATE') {
-        statements.push(
-          this.statements.execute(t, run.sig, () => fastUpdate(t, pk, cols, this.roident), [
-            ...keys,
-            ...values,
-            ts,
-          ]),
-        );
-        counts.update += items.length;
-      } else {
-        statements.push(this.statements.execute(t, run.sig, () => fastDelete(t, pk), [...keys, ts]));
-        counts.delete += items.length;
-      }
-      run = undefined;
-    };
-    for (const c of expandKeyChanges(rowChanges)) {
-      const t = await this.groupableTable(c);
-      if (t === undefined) return undefined;
-      let cols: string[] = [];
-      if (c.op !== 'DELETE') {
-        cols = presentColumns(t, c.after!);
-        if (c.op === 'INSERT' && !t.primaryKey.every((k) => cols.includes(k))) return undefined;
-        if (cols.length === 0) return undefined;
-      }
-      const sig = `${t.sql}\u0000${c.op}\u0000${cols.join('\u0000')}`;
-      const key = JSON.stringify(t.primaryKey.map((k) => c.key![k]));
-      if (run !== undefined && (run.sig !== sig || run.keys.has(key))) flush();
-      if (run === undefined) run = { t, op: c.op, cols, sig, items: [], keys: new Set() };
-      run.items.push(c);
-      run.keys.add(key);
-    }
-    flush();
-    return {
-      start,
-      end,
-      commitLsn: first.tx.commitLsn,
-      commitTs: first.tx.commitTs,
-      script: transactionScript(
-        this.statements.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
-          literal(formatLsn(first.tx.commitLsn)),
-          ts,
-        ]),
-        statements,
-      ),
-      rows: counts,
-    };
   }
 
   /**
@@ -1252,17 +1145,8 @@ function localState(r: LookupRow, localNode: string): LocalState {
   return { kind: 'absent', tombstone: null };
 }
 
-/** Columns of a new row that the target has and that carry a value (not unchanged TOAST). */
-function presentColumns(t: TargetTable, row: Row): string[] {
-  return Object.keys(row).filter((c) => t.columns.has(c) && row[c] !== UNCHANGED);
-}
-
 function sameColumns(a: string[], b: string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-function textOf(v: Row[string] | undefined): string | null {
-  return v === undefined || v === UNCHANGED ? null : v;
 }
 
 function plainRow(row: Row | null): Record<string, string | null> | null {

@@ -1,9 +1,11 @@
 /**
  * How apply reads a run of one source's events (pure): where a source transaction lies whole in
- * a run, key changes split into delete + insert, and which database errors are collisions with
- * concurrent local writes.
+ * a run, key changes split into delete + insert, the values a row carries, and which database
+ * errors are collisions with concurrent local writes.
  */
-import type { DecodedChange, RowChange } from '../protocol/change-decoder.ts';
+import type { DecodedChange, Row, RowChange } from '../protocol/change-decoder.ts';
+import { UNCHANGED } from '../protocol/table-schema.ts';
+import type { TargetTable } from './target-catalog.ts';
 
 /**
  * The source transaction starting at `start` when the run holds it whole (its first event to its
@@ -63,4 +65,14 @@ export function expandKeyChanges(changes: RowChange[]): RowChange[] {
 export function isCollision(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
   return code === '23505' || code === '40P01';
+}
+
+/** Columns of a new row that the target has and that carry a value (not unchanged TOAST). */
+export function presentColumns(t: TargetTable, row: Row): string[] {
+  return Object.keys(row).filter((c) => t.columns.has(c) && row[c] !== UNCHANGED);
+}
+
+/** A column value as text for a statement parameter (unchanged TOAST and absent: null). */
+export function textOf(v: Row[string] | undefined): string | null {
+  return v === undefined || v === UNCHANGED ? null : v;
 }
