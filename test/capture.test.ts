@@ -254,9 +254,13 @@ describe('capture', () => {
     // a long batch window: the rows are still batched when the signal comes
     const capture = run(names, { BRABANT_CAPTURE_BATCH_MS: '60000', BRABANT_CAPTURE_BATCH_EVENTS: '100000' });
     await capture.waitForLog(/capture session starting/);
+    // the position just before this transaction's commit record: the slot must be confirmed past
+    // it (the server's current position would include other tests' WAL, written meanwhile)
+    await client.query('begin');
     await client.query('insert into t select generate_series(1, 100)');
-    const wal = (await client.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn')).rows[0]!
-      .lsn;
+    const wal = (await client.query<{ lsn: string }>('select pg_current_wal_insert_lsn()::text as lsn'))
+      .rows[0]!.lsn;
+    await client.query('commit');
     await capture.waitForLog(/table version registered/);
     await new Promise((r) => setTimeout(r, 300));
     expect(await capture.kill('SIGTERM')).toBe(0);
