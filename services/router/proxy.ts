@@ -149,7 +149,8 @@ export class TransactionProxy {
     this.target = leader;
     const first = await this.open();
     this.announced = new Map(first.announced);
-    this.defaults = first.vars;
+    // a copy: the connection's own settings change with the clients it serves
+    this.defaults = new Map(first.vars);
     this.pool(first);
     const server = createServer({ noDelay: true, keepAlive: true }, (socket) => this.accept(socket));
     this.server = server;
