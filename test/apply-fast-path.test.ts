@@ -236,13 +236,7 @@ describe('apply fast path', () => {
   });
 
   it('takes a transaction that needs conflict resolution through the full path and goes on grouping after it', async () => {
-    const t = await target();
-    const name = uniqueName('src');
-    const applier = await t.applier(name, 500);
-    const src = new Source(name, BASE_TS);
-    await applier.handleMany(
-      Array.from({ length: 10 }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v: 'a' }])).flat(),
-    );
+    const { t, applier, src } = await withRows(10, 'a');
     // a local write on key 5 makes the source's next update of it an update_origin_change
     await t.client.query(`update items set v = 'local' where id = 5`);
     const txs = [
@@ -263,13 +257,8 @@ describe('apply fast path', () => {
   });
 
   it('resolves conflicting transactions ahead in two round trips, and takes the full path when a local write lands in between', async () => {
-    const t = await target();
-    const name = uniqueName('src');
-    const applier = await t.applier(name, 500);
-    const older = new Source(name, BASE_TS);
-    await applier.handleMany(
-      Array.from({ length: 20 }, (_, i) => older.tx([{ op: 'INSERT', id: i + 1, v: 'remote' }])).flat(),
-    );
+    const { t, applier, src: older } = await withRows(20, 'remote');
+    const name = applier.source;
     // local writes (now) on every key: the source's next (2020) updates lose to them
     await t.client.query(`update items set v = 'local'`);
     let before = t.queries();
@@ -368,14 +357,14 @@ describe('apply fast path', () => {
   });
 });
 
-/** A target with 5 hot rows (ids 1–5) written by a source that is 2020 in time. */
-async function withHotRows() {
+/** A target with `n` rows (ids 1–n, column v = `v`) written by a source that is 2020 in time. */
+async function withRows(n: number, v: string) {
   const t = await target();
   const name = uniqueName('src');
   const applier = await t.applier(name, 500);
   const src = new Source(name, BASE_TS);
   await applier.handleMany(
-    Array.from({ length: 5 }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v: 'hot' }])).flat(),
+    Array.from({ length: n }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v }])).flat(),
   );
   return { t, applier, src };
 }
@@ -392,7 +381,7 @@ function newRowAndHotUpdate(src: Source, round: number, n: number): DecodedChang
 
 describe('apply fast path, mixed transactions', () => {
   it('keeps every new row of transactions that also update a row in conflict', async () => {
-    const { t, applier, src } = await withHotRows();
+    const { t, applier, src } = await withRows(5, 'hot');
     for (let round = 0; round < 4; round++) {
       await t.client.query(`update items set v = 'local ${round}' where id <= 5`);
       const outcomes = await applier.handleMany(newRowAndHotUpdate(src, round, 30));
@@ -403,7 +392,7 @@ describe('apply fast path, mixed transactions', () => {
   });
 
   it('keeps every new row while local writers update the same hot rows at the same time', async () => {
-    const { t, applier, src } = await withHotRows();
+    const { t, applier, src } = await withRows(5, 'hot');
     let running = true;
     let localTxs = 0;
     const writer = (async () => {

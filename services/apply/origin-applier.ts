@@ -401,15 +401,13 @@ export class OriginApplier {
       if (lookups === undefined) state = new Map();
       else {
         await this.statements.prepareNew();
-        // In a transaction that is rolled back, never committed: a commit in this session (the
-        // lookup's row locks take an xid) could carry the origin's progress of a transaction
-        // that did not commit (the origin setup of one that failed), which runScript reads to
-        // count what committed.
+        // The script is a transaction that is rolled back, never committed: a commit in this
+        // session (the lookup's row locks take an xid) could carry the origin's progress of a
+        // transaction that did not commit (the origin setup of one that failed), which
+        // runScript reads to count what committed.
         let res: pg.QueryResult<LookupRow>[];
         try {
-          res = (await this.db.query(
-            `begin;\n${lookups.sql.join(';\n')};\nrollback`,
-          )) as unknown as pg.QueryResult<LookupRow>[];
+          res = (await this.db.query(lookups.script)) as unknown as pg.QueryResult<LookupRow>[];
         } catch (err) {
           if ((err as { code?: string }).code === undefined) throw err; // the connection
           await this.db.query('rollback');
@@ -422,7 +420,7 @@ export class OriginApplier {
           );
           return { outcomes: [] };
         }
-        state = lookups.read(res.slice(1, 1 + lookups.sql.length));
+        state = lookups.read(res.slice(1, 1 + lookups.count));
       }
     }
     const opened: OpenTx[] = [];
@@ -432,13 +430,7 @@ export class OriginApplier {
       this.begin(tx);
       if (x.rows.length === 0) tx.deferred.push('select txid_current()');
       // the state each decision rests on, checked and locked first
-      const perTable = new Map<TargetTable, RowChange[]>();
-      for (const { c, t } of x.rows) {
-        const list = perTable.get(t);
-        if (list === undefined) perTable.set(t, [c]);
-        else list.push(c);
-      }
-      for (const [t, cs] of perTable) {
+      for (const [t, cs] of byTable([x])) {
         tx.deferred.push(
           this.statements.execute(
             t,
@@ -481,7 +473,7 @@ export class OriginApplier {
     }
     // the next group's lookups, after this group's commits (rolled back, as above)
     const nextLookups = next === undefined || next.length === 0 ? undefined : this.lookups(next);
-    if (nextLookups !== undefined) scripts.push(`begin;\n${nextLookups.sql.join(';\n')};\nrollback`);
+    if (nextLookups !== undefined) scripts.push(nextLookups.script);
     await this.statements.prepareNew();
     const run = await this.runScript(scripts.join(';\n'), txs);
     const committed = run.committed;
@@ -499,37 +491,37 @@ export class OriginApplier {
     }
     this.countTransactions(opened.slice(0, committed));
     if (nextLookups === undefined || run.results === undefined) return { outcomes };
-    const n = nextLookups.sql.length;
-    return { outcomes, nextLookups: nextLookups.read(run.results.slice(-1 - n, -1)) };
+    return { outcomes, nextLookups: nextLookups.read(run.results.slice(-1 - nextLookups.count, -1)) };
   }
 
-  /** The lookup statements of a resolve-ahead group (one per table), and how to read their answers. */
-  private lookups(
-    txs: AheadTx[],
-  ):
-    | { sql: string[]; read: (results: pg.QueryResult<LookupRow>[]) => Map<RowChange, LookupRow> }
-    | undefined {
-    const byTable = new Map<TargetTable, RowChange[]>();
-    for (const x of txs)
-      for (const { c, t } of x.rows) {
-        const list = byTable.get(t);
-        if (list === undefined) byTable.set(t, [c]);
-        else list.push(c);
+  /**
+   * The lookups of a resolve-ahead group (one statement per table) as a script in a transaction
+   * that is rolled back (see applyResolved), and how to read their answers.
+   */
+  private lookups(txs: AheadTx[]):
+    | {
+        script: string;
+        /** How many answers the script gives after its `begin`. */
+        count: number;
+        read: (results: pg.QueryResult<LookupRow>[]) => Map<RowChange, LookupRow>;
       }
-    if (byTable.size === 0) return undefined;
-    const tables = [...byTable];
-    return {
-      sql: tables.map(([t, cs]) =>
-        this.statements.execute(
-          t,
-          `full lookup ${t.primaryKey.join('\u0000')}\u0001`,
-          () => full(lookupSql(t, t.primaryKey, [])),
-          [
-            ...t.primaryKey.map((k) => textArrayLiteral(cs.map((c) => c.key![k]!))),
-            literal(`${t.schema}.${t.name}`),
-          ],
-        ),
+    | undefined {
+    const tables = [...byTable(txs)];
+    if (tables.length === 0) return undefined;
+    const sql = tables.map(([t, cs]) =>
+      this.statements.execute(
+        t,
+        `full lookup ${t.primaryKey.join('\u0000')}\u0001`,
+        () => full(lookupSql(t, t.primaryKey, [])),
+        [
+          ...t.primaryKey.map((k) => textArrayLiteral(cs.map((c) => c.key![k]!))),
+          literal(`${t.schema}.${t.name}`),
+        ],
       ),
+    );
+    return {
+      script: `begin;\n${sql.join(';\n')};\nrollback`,
+      count: sql.length,
       read: (results) => {
         const state = new Map<RowChange, LookupRow>();
         for (const [n, [, cs]] of tables.entries())
@@ -1073,6 +1065,18 @@ const CONFLICTS_INSERT: FastStatement = {
 /** A full-path statement (table-sql.ts) to prepare: its SQL casts every parameter itself. */
 function full(sql: string): FastStatement {
   return { sql, paramTypes: [] };
+}
+
+/** The row changes of resolve-ahead transactions by table, in order of first appearance. */
+function byTable(txs: AheadTx[]): Map<TargetTable, RowChange[]> {
+  const tables = new Map<TargetTable, RowChange[]>();
+  for (const x of txs)
+    for (const { c, t } of x.rows) {
+      const list = tables.get(t);
+      if (list === undefined) tables.set(t, [c]);
+      else list.push(c);
+    }
+  return tables;
 }
 
 /** How many times a source transaction is applied before a collision with local writes is an error. */

@@ -571,7 +571,7 @@ export class TransactionProxy {
     s.client = undefined;
     if (c.gone) this.forget(c);
     this.pool(s);
-    if (this.busyServers() === 0) for (const f of this.drained.splice(0)) f();
+    this.notifyDrained();
   }
 
   private fromServer(s: ServerConn, chunk: Buffer): void {
@@ -687,7 +687,7 @@ export class TransactionProxy {
     }
     if (!s.closing && s.generation === this.generation)
       this.suspect(`server connection to ${describeTarget(s.target)} lost`);
-    if (this.busyServers() === 0) for (const f of this.drained.splice(0)) f();
+    this.notifyDrained();
     this.dispatch();
   }
 
@@ -742,6 +742,11 @@ export class TransactionProxy {
         `no server connection within ${this.s.waitTimeoutMs} ms (BRABANT_ROUTER_WAIT_TIMEOUT_MS): the region's leader ${describeTarget(this.target)} is ${this.suspectSince !== undefined ? 'not answering' : this.held ? 'held for a switchover' : 'at its pool size'}`,
       );
     }
+  }
+
+  /** Resolves the drains waiting, once no transaction runs (counted only while one waits: this is on every release). */
+  private notifyDrained(): void {
+    if (this.drained.length > 0 && this.busyServers() === 0) for (const f of this.drained.splice(0)) f();
   }
 
   private busyServers(): number {
