@@ -6,6 +6,7 @@
  */
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import { decodePosition } from '../services/protocol/headers.ts';
 import { captureNames, startCapture } from './support/services.ts';
 import { createDatabase, node, region, stack } from './support/stack.ts';
 import { assertNoDuplicates, readTopic, type TopicEvent } from './support/topic.ts';
@@ -65,9 +66,10 @@ async function expectExactlyOnce(topic: string, expected: number[]) {
   assertNoDuplicates(all);
   expect(ids(all)).toEqual(expected);
   // positions strictly increase: commit order, then index inside the transaction
-  const pos = all.map(
-    (e) => [BigInt(e.headers['brabant.commit-lsn']!), Number(e.headers['brabant.index'])] as const,
-  );
+  const pos = all.map((e) => {
+    const p = decodePosition(e.headers)!;
+    return [p.commitLsn, p.index] as const;
+  });
   for (let i = 1; i < pos.length; i++) {
     const [a, b] = [pos[i - 1]!, pos[i]!];
     expect(a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]), `position ${i}`).toBe(true);

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { DecodedChange, Row, RowChange } from '../protocol/change-decoder.ts';
 import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '../protocol/lsn.ts';
+import { nodeOfOrigin, originName } from '../protocol/names.ts';
 import { codecFromAvro } from '../protocol/pg-types.ts';
 import { UNCHANGED } from '../protocol/table-schema.ts';
 import { BrabantError } from '../runtime/errors.ts';
@@ -48,12 +49,6 @@ import {
   verifySql,
 } from './table-sql.ts';
 import { quoteIdent, type TargetCatalog, type TargetTable } from './target-catalog.ts';
-
-export const ORIGIN_PREFIX = 'brabant_';
-
-export function originName(node: string): string {
-  return `${ORIGIN_PREFIX}${node}`;
-}
 
 /** Session settings of an apply connection (as PostgreSQL's own apply workers run). */
 export const APPLY_SESSION_OPTIONS =
@@ -1128,12 +1123,7 @@ function prepared(text: string, values: unknown[]): { name: string; text: string
 /** A version from (unix micros text, origin name): no origin = this node; no time = unknown. */
 function versionOf(ts: string | null, origin: string | null, localNode: string): Version | null {
   if (ts === null) return null;
-  const node =
-    origin === null
-      ? localNode
-      : origin.startsWith(ORIGIN_PREFIX)
-        ? origin.slice(ORIGIN_PREFIX.length)
-        : origin;
+  const node = origin === null ? localNode : (nodeOfOrigin(origin) ?? origin);
   return { ts: BigInt(ts), node };
 }
 

@@ -8,8 +8,16 @@ import type { Admin, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import pg from 'pg';
 import { ChangeDecoder, type DecodedChange, type RowChange } from '../protocol/change-decoder.ts';
 import { formatLsn } from '../protocol/lsn.ts';
+import { applyGroupId } from '../protocol/names.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
-import { CONFLICTS_TOPIC, changeTopic, DEAD_LETTER_TOPIC, ensureTopic } from '../protocol/topics.ts';
+import {
+  CONFLICTS_TOPIC,
+  changeTopic,
+  changeTopicSettings,
+  DEAD_LETTER_TOPIC,
+  ensureTopic,
+  sideTopicSettings,
+} from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError, isBrabantError } from '../runtime/errors.ts';
 import { failpoint } from '../runtime/failpoints.ts';
@@ -80,7 +88,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
   let admin: Admin | undefined;
   let producer: Producer | undefined;
   const consumer = deps.kafka.consumer({
-    groupId: c.groupId || `brabant-apply-${c.nodeId}`,
+    groupId: c.groupId || applyGroupId(c.nodeId),
     readUncommitted: false,
     allowAutoTopicCreation: false,
     maxWaitTimeInMs: 50,
@@ -107,19 +115,8 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     try {
       admin = deps.kafka.admin();
       await admin.connect();
-      for (const topic of topics)
-        await ensureTopic(
-          admin,
-          { topic, partitions: 6, maxMessageBytes: 1024 * 1024, retentionMs: 7 * 24 * 3600 * 1000 },
-          log,
-        );
-      for (const topic of [CONFLICTS_TOPIC, DEAD_LETTER_TOPIC]) {
-        await ensureTopic(
-          admin,
-          { topic, partitions: 3, maxMessageBytes: 8 * 1024 * 1024, retentionMs: 30 * 24 * 3600 * 1000 },
-          log,
-        );
-      }
+      for (const topic of topics) await ensureTopic(admin, changeTopicSettings(topic), log);
+      for (const side of sideTopicSettings()) await ensureTopic(admin, side, log);
       producer = deps.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
       await consumer.connect();
@@ -318,7 +315,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
       partitionsConsumedConcurrently: 1,
       eachBatch,
     });
-    log.info({ topics, group: c.groupId || `brabant-apply-${c.nodeId}` }, 'apply session running');
+    log.info({ topics, group: c.groupId || applyGroupId(c.nodeId) }, 'apply session running');
     await Promise.race([deps.stopRequested, failure]);
     await commitAll().catch((err) =>
       log.warn(

@@ -1,4 +1,5 @@
 /** Capture's options, declared once (see docs/configuration.md, generated from these). */
+import { CHANGE_TOPIC_DEFAULTS } from '../protocol/topics.ts';
 import { bool, endpointOptions, int, list, str, url } from '../runtime/config.ts';
 
 export const captureConfig = {
@@ -71,21 +72,21 @@ export const captureConfig = {
   maxMessageBytes: int({
     env: 'BRABANT_CAPTURE_MAX_MESSAGE_BYTES',
     description: 'max.message.bytes of the change topic; a larger event stops capture with an error',
-    default: 1024 * 1024,
+    default: CHANGE_TOPIC_DEFAULTS.maxMessageBytes,
     min: 1024,
     max: 1024 * 1024 * 1024,
   }),
   partitions: int({
     env: 'BRABANT_CAPTURE_TOPIC_PARTITIONS',
     description: 'Partitions of a change topic capture creates',
-    default: 6,
+    default: CHANGE_TOPIC_DEFAULTS.partitions,
     min: 1,
     max: 10_000,
   }),
   retentionMs: int({
     env: 'BRABANT_CAPTURE_RETENTION_MS',
     description: 'retention.ms of a change topic capture creates (how long a region may stay away)',
-    default: 7 * 24 * 3600 * 1000,
+    default: CHANGE_TOPIC_DEFAULTS.retentionMs,
     min: 60_000,
     max: Number.MAX_SAFE_INTEGER,
   }),

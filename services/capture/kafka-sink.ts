@@ -5,14 +5,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Admin, Kafka, Message, Producer } from 'kafkajs';
-import { lsn, type StreamPosition } from '../protocol/lsn.ts';
+import { decodePosition } from '../protocol/headers.ts';
+import type { StreamPosition } from '../protocol/lsn.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { classifyKafkaError, Partitioners } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
-
-export const HEADER_COMMIT_LSN = 'brabant.commit-lsn';
-export const HEADER_INDEX = 'brabant.index';
-export const HEADER_ENVELOPE = 'brabant.envelope';
 
 /** What the pipeline needs from Kafka; a fake in unit tests. */
 export interface EventSink {
@@ -182,10 +179,7 @@ async function scan(
             for (const m of batch.messages) {
               if (BigInt(m.offset) >= opts.end) break;
               if (m.key?.toString() !== opts.nodeId) continue;
-              const lsnHeader = m.headers?.[HEADER_COMMIT_LSN];
-              const indexHeader = m.headers?.[HEADER_INDEX];
-              if (lsnHeader === undefined || indexHeader === undefined) continue;
-              last = { commitLsn: lsn(BigInt(lsnHeader.toString())), index: Number(indexHeader.toString()) };
+              last = decodePosition(m.headers) ?? last;
             }
           },
         })

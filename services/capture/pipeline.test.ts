@@ -52,8 +52,8 @@ describe('CapturePipeline', () => {
     await p.tick();
     expect(committed).toHaveLength(1);
     expect(committed[0]!.map((m) => m.headers)).toEqual([
-      { 'brabant.commit-lsn': '100', 'brabant.index': '0', 'brabant.envelope': '1' },
-      { 'brabant.commit-lsn': '100', 'brabant.index': '1', 'brabant.envelope': '1' },
+      { 'brabant.commit-lsn': '0/64', 'brabant.index': '0', 'brabant.envelope': '1' },
+      { 'brabant.commit-lsn': '0/64', 'brabant.index': '1', 'brabant.envelope': '1' },
     ]);
     expect(committed[0]![0]!.key).toBe('vl-1');
     expect((committed[0]![0]!.value as Buffer).subarray(0, 5)).toEqual(Buffer.from([0, 0, 0, 0, 7]));

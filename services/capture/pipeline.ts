@@ -6,13 +6,15 @@
  */
 import type { Message } from 'kafkajs';
 import { type AvroType, avroType } from '../protocol/avro.ts';
-import { controlSchema, ENVELOPE_VERSION, frame, type Origin } from '../protocol/envelope.ts';
+import { encodeControlRecord, encodeTableRecord } from '../protocol/change-encoder.ts';
+import { controlSchema, ENVELOPE_VERSION, type Origin } from '../protocol/envelope.ts';
+import { decodePosition, encodeHeaders } from '../protocol/headers.ts';
 import type { Lsn, StreamPosition } from '../protocol/lsn.ts';
 import type { TableSchema } from '../protocol/table-schema.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { type AssembledEvent, Assembler, type Output } from './assembler.ts';
-import { type EventSink, HEADER_COMMIT_LSN, HEADER_ENVELOPE, HEADER_INDEX } from './kafka-sink.ts';
+import type { EventSink } from './kafka-sink.ts';
 import type { CaptureMetrics } from './metrics.ts';
 import type { PgoutputMessage, RelationMessage } from './pgoutput/messages.ts';
 
@@ -166,8 +168,8 @@ export class CapturePipeline {
     m.batchEvents.observe(messages.length);
     m.batchBytes.observe(bytes);
     m.commitSeconds.observe((this.now() - started) / 1000);
-    const lastHeader = messages[messages.length - 1]!.headers?.[HEADER_COMMIT_LSN];
-    if (lastHeader !== undefined) m.lastCommittedLsn.set(Number(BigInt(lastHeader.toString())));
+    const last = decodePosition(messages[messages.length - 1]!.headers as Record<string, string>);
+    if (last !== undefined) m.lastCommittedLsn.set(Number(last.commitLsn));
     if (durable !== undefined) this.deps.onDurable(durable);
   }
 
@@ -189,33 +191,23 @@ export class CapturePipeline {
       index: e.index,
       last: e.last,
     };
-    let value: Buffer;
-    if (e.kind === 'table') {
-      const t = e.table;
-      const body = t.type.toBuffer({
-        envelope: ENVELOPE_VERSION,
-        origin: this.deps.origin,
-        tx,
-        op: e.op,
-        schema: t.shape.schema,
-        table: t.shape.name,
-        key: e.key === null ? null : { [`${t.fullName}.Key`]: e.key },
-        before: e.before === null ? null : { [`${t.fullName}.Row`]: e.before },
-        after: e.after === null ? null : { [`${t.fullName}.Row`]: e.after },
-      });
-      value = frame(this.schemaIds.get(t.fingerprint)!, body);
-    } else {
-      const c = this.control!;
-      const body = c.type.toBuffer({
-        envelope: ENVELOPE_VERSION,
-        origin: this.deps.origin,
-        tx,
-        kind: e.control,
-        prefix: e.prefix,
-        content: e.content,
-      });
-      value = frame(c.id, body);
-    }
+    const value =
+      e.kind === 'table'
+        ? encodeTableRecord(this.schemaIds.get(e.table.fingerprint)!, e.table, {
+            origin: this.deps.origin,
+            tx,
+            op: e.op,
+            key: e.key,
+            before: e.before,
+            after: e.after,
+          })
+        : encodeControlRecord(this.control!.id, this.control!.type, {
+            origin: this.deps.origin,
+            tx,
+            kind: e.control,
+            prefix: e.prefix,
+            content: e.content,
+          });
     const limit = this.deps.limits.maxMessageBytes - RECORD_OVERHEAD;
     if (value.length > limit) {
       const what =
@@ -233,11 +225,7 @@ export class CapturePipeline {
       key: this.deps.origin.node,
       value,
       partition: this.deps.partition,
-      headers: {
-        [HEADER_COMMIT_LSN]: String(e.tx.commitLsn),
-        [HEADER_INDEX]: String(e.index),
-        [HEADER_ENVELOPE]: String(ENVELOPE_VERSION),
-      },
+      headers: encodeHeaders({ commitLsn: e.tx.commitLsn, index: e.index }, ENVELOPE_VERSION),
     };
   }
 }

@@ -3,10 +3,14 @@
  * node unreachable); stops for good on errors that need a person (bad configuration, missing
  * replica identity, lost slot, fenced by a newer capture, oversized row).
  */
+import { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { type BackoffPolicy, superviseSessions } from '../runtime/supervise.ts';
 import { runSession, type SessionDeps } from './session.ts';
 
-export async function runCapture(deps: SessionDeps & { backoff?: BackoffPolicy }): Promise<void> {
+export async function runCapture(
+  d: Omit<SessionDeps, 'registry'> & { backoff?: BackoffPolicy },
+): Promise<void> {
+  const deps = { ...d, registry: new SchemaRegistryClient({ url: d.config.registryUrl }) };
   await superviseSessions({
     name: 'capture',
     session: () => runSession(deps),

@@ -8,10 +8,11 @@ import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
 import type { Lsn } from '../protocol/lsn.ts';
 import { formatLsn, parseLsn } from '../protocol/lsn.ts';
+import { captureTransactionalId, publicationName, slotName } from '../protocol/names.ts';
 import type { PgTypeInfo } from '../protocol/pg-types.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { buildTableSchema, type TableSchema } from '../protocol/table-schema.ts';
-import { changeTopic, ensureTopic } from '../protocol/topics.ts';
+import { changeTopic, changeTopicSettings, ensureTopic } from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { failpoint } from '../runtime/failpoints.ts';
@@ -47,12 +48,11 @@ export interface Names {
 }
 
 export function namesFor(c: CaptureConfig): Names {
-  const safe = c.nodeId.replace(/[^a-z0-9_]/gi, '_').toLowerCase();
   return {
     topic: c.topic || changeTopic(c.region),
-    slot: c.slot || `brabant_${safe}`,
-    publication: c.publication || `brabant_${safe}`,
-    transactionalId: `brabant-capture-${c.nodeId}`,
+    slot: c.slot || slotName(c.nodeId),
+    publication: c.publication || publicationName(c.nodeId),
+    transactionalId: captureTransactionalId(c.nodeId),
   };
 }
 
@@ -121,12 +121,11 @@ export async function runSession(deps: SessionDeps): Promise<void> {
     }
     const partitions = await ensureTopic(
       admin,
-      {
-        topic: names.topic,
+      changeTopicSettings(names.topic, {
         partitions: c.partitions,
         maxMessageBytes: c.maxMessageBytes,
         retentionMs: c.retentionMs,
-      },
+      }),
       log,
     ).catch((err) => {
       throw classifyKafkaError(err, `creating topic ${names.topic}`);

@@ -6,7 +6,7 @@
 import { BrabantError } from '../runtime/errors.ts';
 import { type AvroType, avroType } from './avro.ts';
 import type { ControlKind, Operation, Origin } from './envelope.ts';
-import { unframe } from './envelope.ts';
+import { ENVELOPE_VERSION, unframe } from './envelope.ts';
 import { type Lsn, lsn } from './lsn.ts';
 import { type AvroSchema, type Codec, codecFromAvro } from './pg-types.ts';
 import { RegistryHttpError } from './schema-registry.ts';
@@ -79,6 +79,15 @@ export class ChangeDecoder {
       throw new BrabantError(
         'UNDECODABLE',
         `body does not match schema id ${schemaId}: ${(err as Error).message}`,
+      );
+    }
+    const envelope = v.envelope as number;
+    if (envelope > ENVELOPE_VERSION) {
+      // Not poison: a newer capture wrote it. Guessing its meaning could apply it wrongly.
+      throw new BrabantError(
+        'ENVELOPE_UNSUPPORTED',
+        `a record of ${describeOrigin(v.origin)} (schema id ${schemaId}) has envelope version ${envelope}, ` +
+          `but this build reads versions up to ${ENVELOPE_VERSION}: upgrade apply to a build that reads envelope ${envelope}`,
       );
     }
     const t = v.tx as { xid: bigint; commitLsn: bigint; commitTs: bigint; index: number; last: boolean };
@@ -172,6 +181,11 @@ export class ChangeDecoder {
       row: rowRecord.fields.map(fieldReader),
     };
   }
+}
+
+function describeOrigin(o: unknown): string {
+  const origin = o as Partial<Origin> | null;
+  return origin?.node === undefined ? 'an unknown node' : `node ${origin.node} (${origin.region})`;
 }
 
 function isUnchanged(b: unknown): boolean {

@@ -20,6 +20,37 @@ export interface TopicSettings {
   retentionMs: number;
 }
 
+const DAY_MS = 24 * 3600 * 1000;
+
+/**
+ * A change topic as the first service to need it creates it (capture's options can override
+ * each field): partitions spread the nodes of a region (a node's stream stays in one), retention
+ * is how long a region may stay away and still catch up from Kafka.
+ */
+export const CHANGE_TOPIC_DEFAULTS: Omit<TopicSettings, 'topic'> = {
+  partitions: 6,
+  maxMessageBytes: 1024 * 1024,
+  retentionMs: 7 * DAY_MS,
+};
+
+/** The conflict log and the dead-letter topic: kept a month, for people to inspect and repair. */
+export const SIDE_TOPIC_DEFAULTS: Omit<TopicSettings, 'topic'> = {
+  partitions: 3,
+  maxMessageBytes: 8 * 1024 * 1024,
+  retentionMs: 30 * DAY_MS,
+};
+
+export function changeTopicSettings(
+  topic: string,
+  overrides: Partial<Omit<TopicSettings, 'topic'>> = {},
+): TopicSettings {
+  return { topic, ...CHANGE_TOPIC_DEFAULTS, ...overrides };
+}
+
+export function sideTopicSettings(): TopicSettings[] {
+  return [CONFLICTS_TOPIC, DEAD_LETTER_TOPIC].map((topic) => ({ topic, ...SIDE_TOPIC_DEFAULTS }));
+}
+
 /** Creates the topic if missing; returns its partition count. */
 export async function ensureTopic(admin: Admin, s: TopicSettings, log: Logger): Promise<number> {
   const existing = await admin

@@ -4,8 +4,8 @@
  * release — clients wait, none fail), failover (leader dead: repoint at once), and maintenance.
  */
 import pg from 'pg';
-import { originName } from '../apply/origin-applier.ts';
 import { compareLsn, parseLsn } from '../protocol/lsn.ts';
+import { originName } from '../protocol/names.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';

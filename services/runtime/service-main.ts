@@ -1,10 +1,10 @@
 /**
  * The entry point shared by capture and apply (wiring only): configuration (exit 2 on bad
  * configuration, with the message), logger, metrics endpoint, SIGTERM/SIGINT → a graceful stop,
- * Kafka and registry clients, and the exit code (0 stopped, 1 stopped on an error).
+ * the Kafka client, and the exit code (0 stopped, 1 stopped on an error). The runtime is the
+ * floor every service stands on: it knows nothing of the wire contract (services/protocol).
  */
 import type { Kafka } from 'kafkajs';
-import { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { type ConfigOf, loadConfig, type Spec } from './config.ts';
 import { describeError, isBrabantError } from './errors.ts';
 import { createKafka } from './kafka.ts';
@@ -16,7 +16,6 @@ import type { BackoffPolicy } from './supervise.ts';
 interface CommonConfig {
   nodeId: string;
   kafkaBrokers: string[];
-  registryUrl: string;
   retryMaxMs: number;
   metricsPort: number;
   metricsHost: string;
@@ -26,7 +25,6 @@ interface CommonConfig {
 export interface ServiceDeps<C, M> {
   config: C;
   kafka: Kafka;
-  registry: SchemaRegistryClient;
   log: Logger;
   metrics: M;
   stopRequested: Promise<void>;
@@ -70,7 +68,6 @@ export async function serviceMain<S extends Spec, M extends { registry: MetricsR
     await opts.run({
       config,
       kafka: createKafka({ brokers: config.kafkaBrokers, clientId: `brabant-${name}-${config.nodeId}`, log }),
-      registry: new SchemaRegistryClient({ url: config.registryUrl }),
       log,
       metrics,
       stopRequested,

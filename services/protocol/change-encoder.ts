@@ -1,0 +1,64 @@
+/**
+ * Writer side of the wire contract: a change event as the Avro body of its table version (or of
+ * the Control schema) in the Confluent framing. Capture encodes with it; the golden fixtures
+ * (schemas/v1/fixtures) are made with it, so what the writer produces is pinned by a test.
+ */
+import type { AvroType } from './avro.ts';
+import { type ControlKind, ENVELOPE_VERSION, frame, type Operation, type Origin } from './envelope.ts';
+import type { TableSchema } from './table-schema.ts';
+
+export interface EncodedTx {
+  xid: bigint;
+  commitLsn: bigint;
+  /** Unix microseconds. */
+  commitTs: bigint;
+  index: number;
+  last: boolean;
+}
+
+export interface TableRecord {
+  origin: Origin;
+  tx: EncodedTx;
+  op: Operation;
+  /** Key and Row records as TableSchema.key()/row() build them (null where the event has none). */
+  key: Record<string, unknown> | null;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+}
+
+export interface ControlRecord {
+  origin: Origin;
+  tx: EncodedTx;
+  kind: ControlKind;
+  prefix: string;
+  content: Buffer;
+}
+
+/** A table change framed with its registered schema id. */
+export function encodeTableRecord(schemaId: number, table: TableSchema, r: TableRecord): Buffer {
+  const body = table.type.toBuffer({
+    envelope: ENVELOPE_VERSION,
+    origin: r.origin,
+    tx: r.tx,
+    op: r.op,
+    schema: table.shape.schema,
+    table: table.shape.name,
+    key: r.key === null ? null : { [`${table.fullName}.Key`]: r.key },
+    before: r.before === null ? null : { [`${table.fullName}.Row`]: r.before },
+    after: r.after === null ? null : { [`${table.fullName}.Row`]: r.after },
+  });
+  return frame(schemaId, body);
+}
+
+/** A control event (heartbeat, logical message, DDL) framed with the Control schema's id. */
+export function encodeControlRecord(schemaId: number, control: AvroType, r: ControlRecord): Buffer {
+  const body = control.toBuffer({
+    envelope: ENVELOPE_VERSION,
+    origin: r.origin,
+    tx: r.tx,
+    kind: r.kind,
+    prefix: r.prefix,
+    content: r.content,
+  });
+  return frame(schemaId, body);
+}

@@ -1,0 +1,246 @@
+/**
+ * The golden records of the wire contract: change events built the way capture builds them (one
+ * table version, the Control schema), with the PostgreSQL text forms they carry. Their framed
+ * bytes, the writer schema and what they decode to are checked in under schemas/v1/fixtures/
+ * (`npm run fixtures:write` adds missing files; it never overwrites one). golden.test.ts decodes
+ * every checked-in record, so a reader change that breaks what an earlier build wrote fails, and
+ * re-encodes these, so a writer change shows (write it under a new fixture name and keep the old).
+ */
+import { avroType } from './avro.ts';
+import { encodeControlRecord, encodeTableRecord } from './change-encoder.ts';
+import { controlSchema } from './envelope.ts';
+import type { PgTypeInfo } from './pg-types.ts';
+import { buildTableSchema, type TableShape, type TextValue, UNCHANGED } from './table-schema.ts';
+
+export const FIXTURE_DIR = new URL('../../schemas/v1/fixtures/', import.meta.url);
+
+export interface GoldenRecord {
+  name: string;
+  schemaId: number;
+  /** The writer schema, as registered. */
+  schema: Record<string, unknown>;
+  bytes: Buffer;
+  /** What a reader decodes, as JSON (bigints as strings, the unchanged-TOAST marker as "(unchanged toast)"). */
+  decoded: unknown;
+}
+
+const base = (name: string, extra: Partial<PgTypeInfo> = {}): PgTypeInfo => ({
+  oid: 0,
+  schema: 'pg_catalog',
+  name,
+  typtype: 'b',
+  category: 'X',
+  varlena: false,
+  ...extra,
+});
+const text = base('text', { varlena: true });
+
+const ORDERS: TableShape = {
+  schema: 'shop',
+  name: 'order lines',
+  columns: [
+    { name: 'id', type: base('int8'), typeMod: -1, isKey: true },
+    { name: 'line', type: base('int4'), typeMod: -1, isKey: true },
+    { name: 'note', type: text, typeMod: -1, isKey: false },
+    { name: 'amount', type: base('numeric', { varlena: true }), typeMod: (10 << 16) + 2 + 4, isKey: false },
+    { name: 'ratio', type: base('float8'), typeMod: -1, isKey: false },
+    { name: 'paid', type: base('bool'), typeMod: -1, isKey: false },
+    { name: 'at', type: base('timestamptz'), typeMod: -1, isKey: false },
+    { name: 'day', type: base('date'), typeMod: -1, isKey: false },
+    { name: 'ref', type: base('uuid'), typeMod: -1, isKey: false },
+    { name: 'blob', type: base('bytea', { varlena: true }), typeMod: -1, isKey: false },
+    {
+      name: 'tags',
+      type: base('_text', { category: 'A', varlena: true, elem: text }),
+      typeMod: -1,
+      isKey: false,
+    },
+    { name: 'span', type: base('interval'), typeMod: -1, isKey: false },
+  ],
+};
+
+const ORIGIN = { region: 'vlaanderen', node: 'vl-1' };
+const tx = (index: number, last: boolean) => ({
+  xid: 771n,
+  commitLsn: 0x3_016b3748n,
+  commitTs: 1_764_000_000_123_456n,
+  index,
+  last,
+});
+
+const FULL_ROW: TextValue[] = [
+  '42',
+  '1',
+  'it’s "quoted", with\\backslash',
+  '-12.50',
+  '0.1',
+  't',
+  '2026-11-26 04:00:00.5+00',
+  '2024-02-29',
+  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+  '\\x00ff10',
+  '{"a b",NULL,"c,d"}',
+  'P1Y2M3DT4H5M6S',
+];
+
+function tableRecords(): GoldenRecord[] {
+  const t = buildTableSchema(ORDERS);
+  const id = 101;
+  const keyOf = (row: TextValue[]) => t.key(row);
+  const changed: TextValue[] = [...FULL_ROW];
+  changed[2] = UNCHANGED;
+  changed[3] = 'NaN';
+  changed[10] = '{{1,2},{3,4}}';
+  changed[11] = null;
+  const moved: TextValue[] = [...FULL_ROW];
+  moved[1] = '2';
+  return [
+    {
+      name: 'table-insert',
+      schemaId: id,
+      schema: t.schema,
+      bytes: encodeTableRecord(id, t, {
+        origin: ORIGIN,
+        tx: tx(0, false),
+        op: 'INSERT',
+        key: keyOf(FULL_ROW),
+        before: null,
+        after: t.row(FULL_ROW),
+      }),
+      decoded: rowChange('INSERT', 0, false, { id: '42', line: '1' }, null, FULL_ROW),
+    },
+    {
+      name: 'table-update-unchanged-toast',
+      schemaId: id,
+      schema: t.schema,
+      bytes: encodeTableRecord(id, t, {
+        origin: ORIGIN,
+        tx: tx(1, false),
+        op: 'UPDATE',
+        key: keyOf(changed),
+        before: null,
+        after: t.row(changed),
+      }),
+      decoded: rowChange('UPDATE', 1, false, { id: '42', line: '1' }, null, changed),
+    },
+    {
+      name: 'table-update-full-old-row',
+      schemaId: id,
+      schema: t.schema,
+      bytes: encodeTableRecord(id, t, {
+        origin: ORIGIN,
+        tx: tx(2, false),
+        op: 'UPDATE',
+        key: keyOf(FULL_ROW),
+        before: t.row(FULL_ROW),
+        after: t.row(moved),
+      }),
+      decoded: rowChange('UPDATE', 2, false, { id: '42', line: '1' }, FULL_ROW, moved),
+    },
+    {
+      name: 'table-delete',
+      schemaId: id,
+      schema: t.schema,
+      bytes: encodeTableRecord(id, t, {
+        origin: ORIGIN,
+        tx: tx(3, false),
+        op: 'DELETE',
+        key: keyOf(moved),
+        before: null,
+        after: null,
+      }),
+      decoded: rowChange('DELETE', 3, false, { id: '42', line: '2' }, null, null),
+    },
+    {
+      name: 'table-truncate',
+      schemaId: id,
+      schema: t.schema,
+      bytes: encodeTableRecord(id, t, {
+        origin: ORIGIN,
+        tx: tx(4, true),
+        op: 'TRUNCATE',
+        key: null,
+        before: null,
+        after: null,
+      }),
+      decoded: rowChange('TRUNCATE', 4, true, null, null, null),
+    },
+  ];
+}
+
+function rowChange(
+  op: string,
+  index: number,
+  last: boolean,
+  key: Record<string, string> | null,
+  before: TextValue[] | null,
+  after: TextValue[] | null,
+) {
+  const row = (values: TextValue[] | null) =>
+    values === null
+      ? null
+      : Object.fromEntries(
+          ORDERS.columns.map((c, i) => [c.name, values[i] === UNCHANGED ? '(unchanged toast)' : values[i]]),
+        );
+  return {
+    kind: 'row',
+    origin: ORIGIN,
+    tx: jsonTx(tx(index, last)),
+    op,
+    schema: ORDERS.schema,
+    table: ORDERS.name,
+    key,
+    before: row(before),
+    after: row(after),
+  };
+}
+
+function jsonTx(t: ReturnType<typeof tx>) {
+  return { ...t, xid: String(t.xid), commitLsn: String(t.commitLsn), commitTs: String(t.commitTs) };
+}
+
+function controlRecords(): GoldenRecord[] {
+  const schema = controlSchema();
+  const type = avroType(schema);
+  const id = 7;
+  const content = Buffer.from(JSON.stringify({ node: 'vl-1', at: '2026-11-26T04:00:00.000Z' }));
+  return [
+    {
+      name: 'control-heartbeat',
+      schemaId: id,
+      schema,
+      bytes: encodeControlRecord(id, type, {
+        origin: ORIGIN,
+        tx: tx(0, true),
+        kind: 'HEARTBEAT',
+        prefix: 'brabant.heartbeat',
+        content,
+      }),
+      decoded: {
+        kind: 'control',
+        origin: ORIGIN,
+        tx: jsonTx(tx(0, true)),
+        control: 'HEARTBEAT',
+        prefix: 'brabant.heartbeat',
+        content: content.toString('base64'),
+      },
+    },
+  ];
+}
+
+export function goldenRecords(): GoldenRecord[] {
+  return [...tableRecords(), ...controlRecords()];
+}
+
+/** A decoded change as the JSON the fixture files hold. */
+export function changeAsJson(change: unknown): unknown {
+  return JSON.parse(
+    JSON.stringify(change, (_k, v) => {
+      if (typeof v === 'bigint') return v.toString();
+      if (typeof v === 'symbol') return '(unchanged toast)';
+      if (v !== null && typeof v === 'object' && (v as { type?: string }).type === 'Buffer')
+        return Buffer.from((v as { data: number[] }).data).toString('base64');
+      return v;
+    }),
+  );
+}
