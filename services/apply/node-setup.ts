@@ -4,7 +4,7 @@
  * so capture and apply starting together do not race.
  */
 import type pg from 'pg';
-import { EXPECT_ROWS_FUNCTION_SQL } from './fast-sql.ts';
+import { EXPECT_ROWS_FUNCTION_SQL } from './planner/script.ts';
 
 type Queryable = Pick<pg.Client, 'query'>;
 

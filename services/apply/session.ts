@@ -26,12 +26,8 @@ import type { Logger } from '../runtime/log.ts';
 import type { applyConfig } from './config.ts';
 import type { ApplyMetrics } from './metrics.ts';
 import { ensureDeleteTriggers, ensureNodeObjects } from './node-setup.ts';
-import {
-  APPLY_SESSION_OPTIONS,
-  type ConflictRecord,
-  OriginApplier,
-  type TxOutcome,
-} from './origin-applier.ts';
+import { APPLY_SESSION_OPTIONS, OriginApplier, type TxOutcome } from './origin-applier.ts';
+import type { ConflictRecord } from './outcome/conflict-log.ts';
 import { TargetCatalog } from './target-catalog.ts';
 
 export type ApplyConfig = ConfigOf<typeof applyConfig>;

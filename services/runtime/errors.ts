@@ -35,6 +35,10 @@ export const ERROR_CODES = {
   KAFKA_UNAVAILABLE: { retriable: true, summary: 'Kafka cannot be reached or refused a request' },
   FENCED: { retriable: false, summary: 'a newer instance of this service took over' },
   SCHEMA_INCOMPATIBLE: { retriable: false, summary: 'a schema change breaks the compatibility rules' },
+  PERMISSION_DENIED: {
+    retriable: false,
+    summary: 'the role a service connects as lacks a privilege it needs',
+  },
   PROTOCOL_ERROR: { retriable: false, summary: 'a peer broke the PostgreSQL wire protocol' },
   SERVER_REFUSED: {
     retriable: false,

@@ -1,47 +1,39 @@
 /**
- * The fast path's plan (no I/O of its own): which complete small source transactions of a run go
- * in one round trip, and the script of each (`begin; execute setup; execute <statement>…;
- * commit;`), with statements named through the connection's prepared statements. Each statement
- * applies only rows that need no conflict resolution, else raises BR001 (fast-sql.ts).
+ * The fast strategy's planner (pure): it assumes every row of a transaction is in the state
+ * that needs no conflict resolution, and plans the complete small source transactions of a run,
+ * many per round trip, each as its own local transaction whose statements check that assumption
+ * (sql-fast.ts). The first statement that finds it false stops the script; the outcome reader
+ * says which transactions committed before it, and the missed one goes to a strategy that looks
+ * its rows up.
  */
-import type { DecodedChange, RowChange } from '../protocol/change-decoder.ts';
-import { formatLsn, type Lsn } from '../protocol/lsn.ts';
-import { codecFromAvro } from '../protocol/pg-types.ts';
+import type { DecodedChange, RowChange } from '../../protocol/change-decoder.ts';
+import { formatLsn, type Lsn } from '../../protocol/lsn.ts';
+import { codecFromAvro } from '../../protocol/pg-types.ts';
+import type { TargetTable } from '../target-catalog.ts';
 import {
-  fastDelete,
-  fastInsert,
-  fastUpdate,
+  addAction,
   literal,
+  type StatementNamer,
+  type TxPlan,
   textArrayLiteral,
   transactionScript,
   XACT_SETUP,
-} from './fast-sql.ts';
-import type { PreparedStatements } from './prepared-statements.ts';
+} from './script.ts';
 import { expandKeyChanges, presentColumns, textOf, wholeTransactionAt } from './source-transactions.ts';
-import type { TargetTable } from './target-catalog.ts';
+import { fastDelete, fastInsert, fastUpdate } from './sql-fast.ts';
 
-/** A complete small source transaction planned for the fast path: events [start, end) of a run. */
-export interface FastTx {
-  start: number;
-  end: number;
-  commitLsn: Lsn;
-  commitTs: bigint;
-  script: string;
-  rows: { insert: number; update: number; delete: number };
-}
-
-export interface FastPlanDeps {
+export interface FastPlanInput {
   /** The source's last applied commit LSN: events at or below it are passed over. */
   applied: Lsn;
   /** Most transactions in the group. */
   limit: number;
   /** Most rows in the group (a transaction with more is not taken). */
   chunkRows: number;
-  statements: PreparedStatements;
+  statements: StatementNamer;
   /** This node's replication origin id for the source (the fast update's "same origin" test). */
   roident: number;
-  /** The target table of a change if the group paths may take it, else undefined. */
-  table: (c: RowChange) => Promise<TargetTable | undefined>;
+  /** The target table of a change if a group strategy may take it, else undefined. */
+  table: (c: RowChange) => TargetTable | undefined;
 }
 
 /** Upper bound of the SQL text sent in one fast-path round trip. */
@@ -53,18 +45,18 @@ const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros
  * Complete source transactions from `from` on whose every row the fast path can apply, up to
  * the group limits; `next` is where planning stopped (events already applied are passed over).
  */
-export async function planFast(
+export function planFast(
   changes: DecodedChange[],
   from: number,
-  deps: FastPlanDeps,
-): Promise<{ txs: FastTx[]; next: number }> {
-  const txs: FastTx[] = [];
+  input: FastPlanInput,
+): { txs: TxPlan[]; next: number } {
+  const txs: TxPlan[] = [];
   let i = from;
   let rows = 0;
   let chars = 0;
-  while (i < changes.length && txs.length < deps.limit) {
+  while (i < changes.length && txs.length < input.limit) {
     const first = changes[i]!;
-    if (first.tx.commitLsn <= deps.applied) {
+    if (first.tx.commitLsn <= input.applied) {
       i++; // applied before (redelivery after a restart)
       continue;
     }
@@ -72,8 +64,8 @@ export async function planFast(
     if (whole === undefined) break; // not whole in this run
     const { end } = whole;
     const txRows = end - i;
-    if (txs.length > 0 && rows + txRows > deps.chunkRows) break;
-    const planned = await planTransaction(first, i, end, whole.rows, deps);
+    if (txs.length > 0 && rows + txRows > input.chunkRows) break;
+    const planned = planTransaction(first, i, end, whole.rows, input);
     if (planned === undefined) break;
     if (txs.length > 0 && chars + planned.script.length > FAST_SCRIPT_MAX_CHARS) break;
     txs.push(planned);
@@ -84,19 +76,18 @@ export async function planFast(
   return { txs, next: i };
 }
 
-/** The fast-path script of one source transaction, or undefined when a row needs the full path. */
-async function planTransaction(
+/** The fast-path plan of one source transaction, or undefined when a row needs another strategy. */
+function planTransaction(
   first: DecodedChange,
   start: number,
   end: number,
   rowChanges: RowChange[],
-  deps: FastPlanDeps,
-): Promise<FastTx | undefined> {
-  if (rowChanges.length > deps.chunkRows) return undefined;
-  const commitTsText = timestamptz.toText(first.tx.commitTs);
-  const ts = literal(commitTsText);
+  input: FastPlanInput,
+): TxPlan | undefined {
+  if (rowChanges.length > input.chunkRows) return undefined;
+  const ts = literal(timestamptz.toText(first.tx.commitTs));
   const statements: string[] = [];
-  const counts = { insert: 0, update: 0, delete: 0 };
+  const actions = new Map<string, number>();
   // runs of one table, operation and column set with distinct keys become one statement each
   let run:
     | { t: TargetTable; op: string; cols: string[]; sig: string; items: RowChange[]; keys: Set<string> }
@@ -107,26 +98,23 @@ async function planTransaction(
     const pk = t.primaryKey;
     const keys = pk.map((k) => textArrayLiteral(items.map((c) => c.key![k]!)));
     const values = cols.map((col) => textArrayLiteral(items.map((c) => textOf(c.after![col]))));
+    const s = input.statements;
     if (run.op === 'INSERT') {
-      statements.push(deps.statements.execute(t, run.sig, () => fastInsert(t, pk, cols), values));
-      counts.insert += items.length;
+      statements.push(s.execute(t, run.sig, () => fastInsert(t, pk, cols), values));
+      addAction(actions, 'insert', items.length);
     } else if (run.op === 'UPDATE') {
       statements.push(
-        deps.statements.execute(t, run.sig, () => fastUpdate(t, pk, cols, deps.roident), [
-          ...keys,
-          ...values,
-          ts,
-        ]),
+        s.execute(t, run.sig, () => fastUpdate(t, pk, cols, input.roident), [...keys, ...values, ts]),
       );
-      counts.update += items.length;
+      addAction(actions, 'update', items.length);
     } else {
-      statements.push(deps.statements.execute(t, run.sig, () => fastDelete(t, pk), [...keys, ts]));
-      counts.delete += items.length;
+      statements.push(s.execute(t, run.sig, () => fastDelete(t, pk), [...keys, ts]));
+      addAction(actions, 'delete', items.length);
     }
     run = undefined;
   };
   for (const c of expandKeyChanges(rowChanges)) {
-    const t = await deps.table(c);
+    const t = input.table(c);
     if (t === undefined) return undefined;
     let cols: string[] = [];
     if (c.op !== 'DELETE') {
@@ -142,18 +130,19 @@ async function planTransaction(
     run.keys.add(key);
   }
   flush();
+  const setup = input.statements.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
+    literal(formatLsn(first.tx.commitLsn)),
+    ts,
+  ]);
   return {
     start,
     end,
     commitLsn: first.tx.commitLsn,
     commitTs: first.tx.commitTs,
-    script: transactionScript(
-      deps.statements.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
-        literal(formatLsn(first.tx.commitLsn)),
-        ts,
-      ]),
-      statements,
-    ),
-    rows: counts,
+    sourceRows: rowChanges.length,
+    script: transactionScript(setup, statements),
+    conflicts: [],
+    deadLetters: [],
+    actions,
   };
 }

@@ -1,9 +1,10 @@
 /**
- * Set-based SQL for one table (pure): every statement takes one text[] parameter per column
- * (PostgreSQL text forms, NULL for null) and casts server-side to the target column's type, so a
- * batch of rows is one round trip whatever its size.
+ * Statements of the strategies that look rows up and resolve them (resolve ahead, full path),
+ * pure: every statement takes one text[] parameter per column (PostgreSQL text forms, NULL for
+ * null) and casts server-side to the target column's type, so a batch of rows is one round trip
+ * whatever its size. They cast their parameters themselves, so they are prepared untyped.
  */
-import { quoteIdent, type TargetTable } from './target-catalog.ts';
+import { quoteIdent, type TargetTable } from '../target-catalog.ts';
 
 function cast(t: TargetTable, col: string, expr: string): string {
   return `${expr}::${t.columns.get(col)!.type}`;

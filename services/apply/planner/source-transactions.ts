@@ -1,11 +1,10 @@
 /**
  * How apply reads a run of one source's events (pure): where a source transaction lies whole in
- * a run, key changes split into delete + insert, the values a row carries, and which database
- * errors are collisions with concurrent local writes.
+ * a run, key changes split into delete + insert, and the values a row carries.
  */
-import type { DecodedChange, Row, RowChange } from '../protocol/change-decoder.ts';
-import { UNCHANGED } from '../protocol/table-schema.ts';
-import type { TargetTable } from './target-catalog.ts';
+import type { DecodedChange, Row, RowChange } from '../../protocol/change-decoder.ts';
+import { UNCHANGED } from '../../protocol/table-schema.ts';
+import type { TargetTable } from '../target-catalog.ts';
 
 /**
  * The source transaction starting at `start` when the run holds it whole (its first event to its
@@ -56,15 +55,6 @@ export function expandKeyChanges(changes: RowChange[]): RowChange[] {
     out.push({ ...c, op: 'INSERT', key: newKey, before: null });
   }
   return out;
-}
-
-/**
- * SQLSTATEs of a collision with concurrent local transactions: a unique violation (a key absent
- * at its lookup was inserted locally meanwhile) or a deadlock.
- */
-export function isCollision(err: unknown): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  return code === '23505' || code === '40P01';
 }
 
 /** Columns of a new row that the target has and that carry a value (not unchanged TOAST). */

@@ -1,12 +1,12 @@
 /**
- * The SQL-PREPAREd statements of one apply connection. A statement is named once per owner (a
- * table version, or a constant statement) and shape, and prepared before the round trip that
- * first executes it; prepared statements survive rollbacks, so each is prepared once per
- * connection.
+ * The one prepared-statement scheme of an apply connection: planners name statements through it
+ * (`execute`, no I/O: once per owner — a table version, or a constant statement — and shape), and
+ * the executor prepares the new ones (`prepareNew`) before the round trip that first executes
+ * them. Prepared statements survive rollbacks, so each is prepared once per connection.
  */
-import { executeSql, type FastStatement, prepareSql } from './fast-sql.ts';
+import { executeSql, prepareSql, type Statement, type StatementNamer } from '../planner/script.ts';
 
-export class PreparedStatements {
+export class PreparedStatements implements StatementNamer {
   private readonly names = new WeakMap<object, Map<string, string>>();
   private count = 0;
   private readonly toPrepare: string[] = [];
@@ -14,7 +14,7 @@ export class PreparedStatements {
   constructor(private readonly db: { query: (sql: string) => Promise<unknown> }) {}
 
   /** `execute …(args)` of the statement `build` gives for this owner and shape (built once). */
-  execute(owner: object, shape: string, build: () => FastStatement, args: string[]): string {
+  execute(owner: object, shape: string, build: () => Statement, args: string[]): string {
     let names = this.names.get(owner);
     if (names === undefined) {
       names = new Map();

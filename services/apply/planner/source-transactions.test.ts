@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { DecodedChange, RowChange } from '../protocol/change-decoder.ts';
-import { lsn } from '../protocol/lsn.ts';
-import { expandKeyChanges, isCollision, wholeTransactionAt } from './source-transactions.ts';
+import type { DecodedChange, RowChange } from '../../protocol/change-decoder.ts';
+import { lsn } from '../../protocol/lsn.ts';
+import { expandKeyChanges, wholeTransactionAt } from './source-transactions.ts';
 
 function row(commit: number, index: number, last: boolean, over: Partial<RowChange> = {}): RowChange {
   return {
@@ -55,15 +55,5 @@ describe('expandKeyChanges', () => {
       after: { id: '1', v: 'b' },
     });
     expect(expandKeyChanges([same, full])).toEqual([same, full]);
-  });
-});
-
-describe('isCollision', () => {
-  it('is a unique violation or a deadlock, nothing else', () => {
-    expect(isCollision({ code: '23505' })).toBe(true);
-    expect(isCollision({ code: '40P01' })).toBe(true);
-    expect(isCollision({ code: '23503' })).toBe(false);
-    expect(isCollision(new Error('connection lost'))).toBe(false);
-    expect(isCollision(null)).toBe(false);
   });
 });

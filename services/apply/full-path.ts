@@ -1,0 +1,360 @@
+/**
+ * The full strategy's driver: one source transaction at a time, event by event, in one open
+ * local transaction (a large one in chunks of `chunkRows`, so memory stays bounded). Per batch
+ * (one table, distinct keys) the planner (planner/full.ts) gives the statements, the executor
+ * sends them, and the answers feed `decide()`. Writes do not wait for their own round trip: they
+ * go with the next statement that answers (the next lookup, or the commit with the conflict log),
+ * so a one-row transaction takes two round trips. Tables with other unique keys write each
+ * statement under a savepoint in its own round trip: a unique violation on another key sends that
+ * row to the dead-letter topic (multiple_unique_conflicts) and the others are applied.
+ */
+import type { DecodedChange, RowChange } from '../protocol/change-decoder.ts';
+import { formatLsn, type Lsn } from '../protocol/lsn.ts';
+import { codecFromAvro } from '../protocol/pg-types.ts';
+import type { Logger } from '../runtime/log.ts';
+import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
+import { type Executor, namedQuery } from './executor/executor.ts';
+import type { ApplyMetrics } from './metrics.ts';
+import type { LookupRow } from './outcome/answers.ts';
+import {
+  CONFLICTS_INSERT,
+  type ConflictRecord,
+  conflictLogRows,
+  type DeadLetter,
+} from './outcome/conflict-log.ts';
+import type { TxOutcome } from './outcome/outcome.ts';
+import { columnDrift, conflictRecord, decide, driftId } from './planner/decide.ts';
+import {
+  executeWrite,
+  insertNewStep,
+  keyColumns,
+  lookupStep,
+  oneRow,
+  type RowWrite,
+  writesFor,
+} from './planner/full.ts';
+import type { ConflictKind, Resolution } from './planner/resolve.ts';
+import { addAction, literal, TAKE_XID, XACT_SETUP } from './planner/script.ts';
+import { expandKeyChanges } from './planner/source-transactions.ts';
+import { quoteIdent, type TargetCatalog, type TargetTable } from './target-catalog.ts';
+
+/** What the strategies of one origin share: its progress, and what is known of the target. */
+export interface OriginState {
+  readonly source: string;
+  /** Last source commit LSN applied (the origin's progress). */
+  applied: Lsn;
+  /** Tables the next local transaction of this source transaction locks first (collision retries). */
+  lockTables: { commitLsn: Lsn; tables: string[] } | undefined;
+  /** `schema.table.column` of column drift already reported once. */
+  readonly reportedDrift: Set<string>;
+}
+
+export interface FullPathContext {
+  localNode: string;
+  catalog: TargetCatalog;
+  log: Logger;
+  metrics: ApplyMetrics;
+  chunkRows: number;
+}
+
+interface OpenTx {
+  commitLsn: Lsn;
+  commitTs: bigint;
+  lastIndex: number;
+  begun: boolean;
+  /** Statements of this local transaction not sent yet: they go with the next one that answers. */
+  deferred: string[];
+  pending: RowChange[];
+  conflicts: ConflictRecord[];
+  deadLetters: DeadLetter[];
+  rows: number;
+  actions: Map<string, number>;
+}
+
+const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros' });
+
+export class FullPath {
+  private tx: OpenTx | undefined;
+
+  constructor(
+    private readonly exec: Executor,
+    private readonly state: OriginState,
+    private readonly ctx: FullPathContext,
+  ) {}
+
+  get inTransaction(): boolean {
+    return this.tx !== undefined;
+  }
+
+  get openCommitLsn(): Lsn | undefined {
+    return this.tx?.commitLsn;
+  }
+
+  /**
+   * Feeds one event of this source, in stream order. Resolves with the outcome when the event
+   * ended a source transaction that was applied (committed), else undefined. On an error the
+   * local transaction is rolled back (the source transaction will be delivered again).
+   */
+  async handle(change: DecodedChange): Promise<TxOutcome | undefined> {
+    try {
+      return await this.handleNow(change);
+    } catch (err) {
+      await this.rollback();
+      throw err;
+    }
+  }
+
+  /** Abandons an open local transaction (its source transaction will be delivered again). */
+  async rollback(): Promise<void> {
+    if (this.tx?.begun) await this.exec.rollback();
+    this.tx = undefined;
+  }
+
+  /** The begin of a local transaction: its origin setup and the tables a collision retry locks. */
+  beginStatements(commitLsn: Lsn, commitTs: bigint): string[] {
+    const setup = this.exec.statements.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
+      literal(formatLsn(commitLsn)),
+      literal(timestamptz.toText(commitTs)),
+    ]);
+    const out = ['begin', setup];
+    const lock = this.state.lockTables;
+    if (lock?.commitLsn === commitLsn) {
+      for (const t of lock.tables) out.push(`lock table ${t} in share row exclusive mode`);
+    }
+    this.state.lockTables = undefined;
+    return out;
+  }
+
+  /** The conflict log of a transaction as one EXECUTE (it goes with the commit). */
+  conflictsInsert(conflicts: ConflictRecord[]): string {
+    return this.exec.statements.execute(CONFLICTS_INSERT, 'conflicts', () => CONFLICTS_INSERT, [
+      literal(JSON.stringify(conflictLogRows(conflicts))),
+    ]);
+  }
+
+  private async handleNow(change: DecodedChange): Promise<TxOutcome | undefined> {
+    const { commitLsn, index } = change.tx;
+    if (commitLsn <= this.state.applied) return undefined; // applied before (redelivery after a restart)
+    if (this.tx !== undefined && this.tx.commitLsn !== commitLsn) {
+      // The source transaction before this one never ended in the stream (its node's slot was
+      // recreated mid-transaction): its partial effects must not commit.
+      this.ctx.log.error(
+        { source: this.state.source, commitLsn: formatLsn(this.tx.commitLsn) },
+        'source transaction ended without its last event; rolled back',
+      );
+      this.ctx.metrics.incompleteTransactions.inc({ origin: this.state.source });
+      await this.rollback();
+    }
+    if (this.tx === undefined) this.tx = newOpenTx(commitLsn, change.tx.commitTs);
+    const tx = this.tx;
+    if (index <= tx.lastIndex) return undefined; // redelivered part of the open transaction
+    tx.lastIndex = index;
+    if (change.kind === 'row') {
+      tx.pending.push(change);
+      if (tx.pending.length >= this.ctx.chunkRows) await this.applyPending(tx);
+    } else if (change.control === 'HEARTBEAT') {
+      this.ctx.metrics.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - change.tx.commitTs) / 1e6, {
+        origin: this.state.source,
+      });
+    }
+    if (!change.tx.last) return undefined;
+    if (tx.pending.length > 0) await this.applyPending(tx);
+    if (!tx.begun) {
+      // A transaction with no rows (heartbeat, switchover marker, message) still moves the
+      // origin's progress, so "the peer has applied up to LSN x" holds when idle too.
+      this.begin(tx);
+      tx.deferred.push(TAKE_XID);
+    }
+    if (tx.conflicts.length > 0) tx.deferred.push(this.conflictsInsert(tx.conflicts));
+    // the writes still deferred, the conflict log and the commit: one round trip
+    // (still open until the commit answers: a failure there is rolled back by handle())
+    await this.send(tx, 'commit');
+    this.tx = undefined;
+    this.state.applied = commitLsn;
+    for (const [action, n] of tx.actions) this.ctx.metrics.rows.inc({ origin: this.state.source, action }, n);
+    for (const x of tx.conflicts) this.ctx.metrics.conflicts.inc({ kind: x.kind, resolution: x.resolution });
+    const m = this.ctx.metrics;
+    m.transactions.inc({ origin: this.state.source });
+    m.appliedLsn.set(Number(commitLsn), { origin: this.state.source });
+    m.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - tx.commitTs) / 1e6, { origin: this.state.source });
+    return {
+      commitLsn,
+      commitTs: tx.commitTs,
+      rows: tx.rows,
+      conflicts: tx.conflicts,
+      deadLetters: tx.deadLetters,
+    };
+  }
+
+  private begin(tx: OpenTx): void {
+    if (tx.begun) return;
+    tx.deferred.push(...this.beginStatements(tx.commitLsn, tx.commitTs));
+    tx.begun = true;
+  }
+
+  /** Sends the deferred statements and then `last` in one round trip; the result of `last`. */
+  private async send<R extends object>(tx: OpenTx, last: string): Promise<{ rows: R[] }> {
+    const parts = [...tx.deferred, last];
+    tx.deferred = [];
+    const results = await this.exec.send(parts);
+    return results[results.length - 1]! as unknown as { rows: R[] };
+  }
+
+  private async applyPending(tx: OpenTx): Promise<void> {
+    this.begin(tx);
+    const changes = tx.pending;
+    tx.pending = [];
+    let batch: RowChange[] = [];
+    let keys = new Set<string>();
+    const flush = async () => {
+      if (batch.length > 0) await this.applyBatch(tx, batch);
+      batch = [];
+      keys = new Set();
+    };
+    for (const c of expandKeyChanges(changes)) {
+      if (c.op === 'TRUNCATE') {
+        await flush();
+        await this.truncate(tx, c);
+        continue;
+      }
+      const k = `${c.schema}.${c.table}\u0000${JSON.stringify(c.key)}`;
+      if (batch.length > 0 && (batch[0]!.schema !== c.schema || batch[0]!.table !== c.table || keys.has(k)))
+        await flush();
+      batch.push(c);
+      keys.add(k);
+    }
+    await flush();
+    tx.rows += changes.length;
+  }
+
+  private async truncate(tx: OpenTx, c: RowChange): Promise<void> {
+    const t = await this.ctx.catalog.table(c.schema, c.table);
+    if (t === undefined) {
+      this.conflict(tx, c, 'target_table_missing', 'skip', null);
+      return;
+    }
+    tx.deferred.push(`truncate ${t.sql}`);
+  }
+
+  /** One table, distinct keys: insert what is new, look up the rest, decide, and write. */
+  private async applyBatch(tx: OpenTx, rows: RowChange[]): Promise<void> {
+    let batch = rows;
+    const first = batch[0]!;
+    const t = await this.ctx.catalog.table(first.schema, first.table);
+    if (t === undefined) {
+      for (const c of batch) {
+        this.conflict(tx, c, 'target_table_missing', 'skip', null);
+        tx.deadLetters.push({
+          reason: `table ${first.schema}.${first.table} does not exist on ${this.ctx.localNode}`,
+          change: c,
+        });
+      }
+      return;
+    }
+    const keyCols = keyColumns(t, first);
+    const missingKey = keyCols.filter((k) => !t.columns.has(k));
+    if (missingKey.length > 0) {
+      for (const c of batch)
+        tx.deadLetters.push({
+          reason: `key column(s) ${missingKey.join(', ')} missing in ${t.schema}.${t.name}`,
+          change: c,
+        });
+      return;
+    }
+    this.reportDrift(tx, t, first);
+    const statements = this.exec.statements;
+    const insertNew = insertNewStep(t, keyCols, batch, statements);
+    if (insertNew !== undefined) {
+      const res = await this.send<{ ord: number }>(tx, insertNew);
+      const inserted = new Set(res.rows.map((r) => r.ord - 1));
+      addAction(tx.actions, 'insert', inserted.size);
+      batch = batch.filter((_, i) => !inserted.has(i));
+      if (batch.length === 0) return;
+    }
+    // the writes deferred so far, then the lookup (with row locks): one round trip
+    const looked = await this.send<LookupRow>(tx, lookupStep(t, keyCols, batch, statements));
+    const { decisions, conflicts } = decide(batch, looked.rows, this.ctx.localNode);
+    tx.conflicts.push(...conflicts);
+    for (const w of writesFor(t, keyCols, decisions)) {
+      if (!t.otherUniqueKeys) {
+        tx.deferred.push(executeWrite(t, w, statements));
+        continue;
+      }
+      if (tx.deferred.length > 0) await this.send(tx, 'select 1');
+      await this.writeGuarded(tx, t, w);
+    }
+    for (const x of decisions) addAction(tx.actions, x.d.action, 1);
+  }
+
+  /**
+   * A write on a table with other unique keys, under a savepoint: a unique violation on another
+   * key (multiple_unique_conflicts) sends that row to the dead-letter topic, the others apply.
+   */
+  private async writeGuarded(tx: OpenTx, t: TargetTable, w: RowWrite): Promise<void> {
+    // a violation of the key itself is a concurrent local insert (a collision), not another key
+    const otherKey = (err: unknown) =>
+      sqlstateOf(err) === SQLSTATE.UNIQUE_VIOLATION &&
+      (err as { constraint?: string }).constraint !== t.primaryKeyIndex;
+    const whole = await this.exec.underSavepoint('brabant_stmt', namedQuery(w.sql, w.params));
+    if (whole.ok) return;
+    if (!otherKey(whole.error) || w.changes.length === 0) throw whole.error;
+    // one row at a time, to find the row(s) that collide
+    for (let i = 0; i < w.changes.length; i++) {
+      const one = await this.exec.underSavepoint('brabant_row', { text: w.sql, values: oneRow(w, i) });
+      if (one.ok) continue;
+      if (!otherKey(one.error)) throw one.error;
+      const c = w.changes[i]!;
+      this.conflict(tx, c, 'multiple_unique_conflicts', 'skip', null);
+      tx.deadLetters.push({ reason: `unique violation: ${one.error.message}`, change: c });
+    }
+  }
+
+  /** Column drift between this row and the target, logged and recorded once per column. */
+  private reportDrift(tx: OpenTx, t: TargetTable, c: RowChange): void {
+    for (const d of columnDrift(t, c, this.state.reportedDrift)) {
+      this.state.reportedDrift.add(driftId(t, d.column));
+      this.ctx.log.warn(
+        { table: `${t.schema}.${t.name}`, column: d.column },
+        d.kind === 'source_column_missing'
+          ? 'source column missing on the target; its values are ignored'
+          : 'target column missing in the source; left to its default',
+      );
+      this.conflict(tx, c, d.kind, 'skip', null);
+    }
+  }
+
+  private conflict(
+    tx: OpenTx,
+    c: RowChange,
+    kind: ConflictKind,
+    resolution: Resolution,
+    local: LookupRow | null,
+  ): void {
+    tx.conflicts.push(conflictRecord(c, kind, resolution, local, this.ctx.localNode));
+  }
+}
+
+/** The tables a source transaction's events write, quoted (what a collision retry locks). */
+export function tablesOf(changes: DecodedChange[], start: number, end: number): string[] {
+  const tables = new Set<string>();
+  for (let j = start; j < end; j++) {
+    const c = changes[j]!;
+    if (c.kind === 'row') tables.add(`${quoteIdent(c.schema)}.${quoteIdent(c.table)}`);
+  }
+  return [...tables];
+}
+
+function newOpenTx(commitLsn: Lsn, commitTs: bigint): OpenTx {
+  return {
+    commitLsn,
+    commitTs,
+    lastIndex: -1,
+    begun: false,
+    deferred: [],
+    pending: [],
+    conflicts: [],
+    deadLetters: [],
+    rows: 0,
+    actions: new Map(),
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * Decisions for a batch of row changes given what is known of the local rows (pure): last
+ * writer wins through `resolve()`, every conflict recorded with both versions, and the column
+ * drift between a source row and the target table.
+ */
+import type { RowChange } from '../../protocol/change-decoder.ts';
+import { UNCHANGED } from '../../protocol/table-schema.ts';
+import { type LookupRow, localState, lookedUpVersion } from '../outcome/answers.ts';
+import { type ConflictRecord, plainRow } from '../outcome/conflict-log.ts';
+import type { TargetTable } from '../target-catalog.ts';
+import { type ConflictKind, type Decision, type Resolution, resolve } from './resolve.ts';
+
+export interface Decided {
+  c: RowChange;
+  d: Decision;
+}
+
+/** A conflict record of change `c` against what was looked up (`local`; null: nothing to compare). */
+export function conflictRecord(
+  c: RowChange,
+  kind: ConflictKind,
+  resolution: Resolution,
+  local: LookupRow | null,
+  localNode: string,
+): ConflictRecord {
+  const localVersion = local === null ? null : lookedUpVersion(local, localNode);
+  return {
+    kind,
+    resolution,
+    table: `${c.schema}.${c.table}`,
+    key: c.key,
+    localRow: local?.local_row ?? null,
+    localTs: localVersion?.ts ?? null,
+    localNode: local !== null && (local.found || local.tombstone) ? (localVersion?.node ?? null) : null,
+    remoteRow: plainRow(c.after ?? c.before),
+    remoteTs: c.tx.commitTs,
+    remoteNode: c.origin.node,
+    remoteCommitLsn: c.tx.commitLsn,
+  };
+}
+
+/** Resolves each change of a batch against the local state looked up for it (same order). */
+export function decide(
+  batch: RowChange[],
+  looked: LookupRow[],
+  localNode: string,
+): { decisions: Decided[]; conflicts: ConflictRecord[] } {
+  const decisions: Decided[] = [];
+  const conflicts: ConflictRecord[] = [];
+  for (const [i, c] of batch.entries()) {
+    const local = looked[i]!;
+    const after = c.after;
+    const d = resolve(localState(local, localNode), {
+      op: c.op as 'INSERT' | 'UPDATE' | 'DELETE',
+      version: { ts: c.tx.commitTs, node: c.origin.node },
+      complete: after !== null && Object.values(after).every((v) => v !== UNCHANGED),
+      ...(c.before !== null && local.differs !== null ? { beforeMatchesLocal: !local.differs } : {}),
+    });
+    decisions.push({ c, d });
+    if (d.conflict)
+      conflicts.push(conflictRecord(c, d.conflict.kind, d.conflict.resolution, local, localNode));
+  }
+  return { decisions, conflicts };
+}
+
+export interface Drift {
+  column: string;
+  kind: 'source_column_missing' | 'target_column_missing';
+}
+
+/**
+ * Columns of a source row the target lacks, and target columns the row lacks, not reported yet
+ * (`reported` holds `schema.table.column` of those already reported once).
+ */
+export function columnDrift(t: TargetTable, c: RowChange, reported: ReadonlySet<string>): Drift[] {
+  const row = c.after ?? c.before;
+  if (row === null) return [];
+  const out: Drift[] = [];
+  const id = (col: string) => `${t.schema}.${t.name}.${col}`;
+  for (const col of Object.keys(row))
+    if (!t.columns.has(col) && !reported.has(id(col)))
+      out.push({ column: col, kind: 'source_column_missing' });
+  for (const col of t.columns.keys())
+    if (!(col in row) && !reported.has(id(col))) out.push({ column: col, kind: 'target_column_missing' });
+  return out;
+}
+
+export function driftId(t: TargetTable, column: string): string {
+  return `${t.schema}.${t.name}.${column}`;
+}

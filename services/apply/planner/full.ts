@@ -1,0 +1,148 @@
+/**
+ * The full strategy's planner (pure): the statements of one batch of a source transaction (one
+ * table, distinct keys) inside its open local transaction. New rows go in one statement when
+ * their keys neither exist nor have a tombstone (the common case); the others are looked up with
+ * row locks in the same transaction, resolved (decide.ts), and written with a few set-based
+ * statements. The orchestration (open-transaction.ts) sends them; this says what they are.
+ */
+import type { RowChange } from '../../protocol/change-decoder.ts';
+import type { TargetTable } from '../target-catalog.ts';
+import type { Decided } from './decide.ts';
+import { literal, type StatementNamer, textArrayLiteral, untyped } from './script.ts';
+import { presentColumns, textOf } from './source-transactions.ts';
+import { deleteSql, insertNewSql, insertSql, lookupSql, tombstoneSql, updateSql } from './sql-rows.ts';
+
+/** A set-based write: its SQL, one parameter per `$n` (arrays of text forms, or the table name), the changes it writes. */
+export interface RowWrite {
+  sql: string;
+  params: ((string | null)[] | string)[];
+  changes: RowChange[];
+}
+
+/**
+ * The columns rows are found by: the primary key when the stream's key holds it (REPLICA
+ * IDENTITY FULL sends the whole old row as key), else the stream's key; the delete trigger uses
+ * the same rule.
+ */
+export function keyColumns(t: TargetTable, first: RowChange): string[] {
+  const streamKey = Object.keys(first.key ?? {});
+  return t.primaryKey.length > 0 && t.primaryKey.every((k) => streamKey.includes(k))
+    ? t.primaryKey
+    : streamKey;
+}
+
+/** The statement as an EXECUTE of its prepared form (shape: the SQL itself). */
+export function executeWrite(t: TargetTable, w: RowWrite, statements: StatementNamer): string {
+  const args = w.params.map((p) => (Array.isArray(p) ? textArrayLiteral(p) : literal(p)));
+  return statements.execute(t, w.sql, () => untyped(w.sql), args);
+}
+
+/**
+ * When every change of the batch is an INSERT of a whole key into a table without other unique
+ * keys: the statement that inserts those whose key neither exists nor has a tombstone, answering
+ * which it inserted (ord, 1-based); the rest need resolving.
+ */
+export function insertNewStep(
+  t: TargetTable,
+  keyCols: string[],
+  batch: RowChange[],
+  statements: StatementNamer,
+): string | undefined {
+  if (t.otherUniqueKeys || keyCols !== t.primaryKey || !batch.every((c) => c.op === 'INSERT'))
+    return undefined;
+  const cols = presentColumns(t, batch[0]!.after!);
+  if (!keyCols.every((k) => cols.includes(k))) return undefined;
+  if (!batch.every((c) => sameColumns(presentColumns(t, c.after!), cols))) return undefined;
+  const sql = insertNewSql(t, keyCols, cols);
+  return statements.execute(t, `full insert-new ${cols.join('\u0000')}`, () => untyped(sql), [
+    ...cols.map((col) => textArrayLiteral(batch.map((c) => textOf(c.after![col])))),
+    literal(`${t.schema}.${t.name}`),
+  ]);
+}
+
+/**
+ * The lookup (with row locks) of the batch's keys; with REPLICA IDENTITY FULL (an old row sent)
+ * it also compares the old row with the local one (update_differing).
+ */
+export function lookupStep(
+  t: TargetTable,
+  keyCols: string[],
+  batch: RowChange[],
+  statements: StatementNamer,
+): string {
+  const withBefore = batch.find((c) => c.before !== null);
+  const beforeCols = withBefore ? Object.keys(withBefore.before!).filter((col) => t.columns.has(col)) : [];
+  const sql = lookupSql(t, keyCols, beforeCols);
+  return statements.execute(
+    t,
+    `full lookup ${keyCols.join('\u0000')}\u0001${beforeCols.join('\u0000')}`,
+    () => untyped(sql),
+    [
+      ...keyCols.map((k) => textArrayLiteral(batch.map((c) => c.key![k]!))),
+      literal(`${t.schema}.${t.name}`),
+      ...beforeCols.map((col) =>
+        textArrayLiteral(batch.map((c) => (c.before === null ? null : textOf(c.before[col])))),
+      ),
+    ],
+  );
+}
+
+/** The writes that carry out the decisions of a batch: deletes and their tombstones, updates by column set, inserts. */
+export function writesFor(t: TargetTable, keyCols: string[], decisions: Decided[]): RowWrite[] {
+  const qualified = `${t.schema}.${t.name}`;
+  const of = (a: string) => decisions.filter((x) => x.d.action === a).map((x) => x.c);
+  const keys = (cs: RowChange[]) => keyCols.map((k) => cs.map((c) => c.key![k]!));
+  const out: RowWrite[] = [];
+  const deletes = of('delete');
+  if (deletes.length > 0) out.push({ sql: deleteSql(t, keyCols), params: keys(deletes), changes: deletes });
+  const tombs = [...deletes, ...of('tombstone')];
+  if (tombs.length > 0)
+    out.push({ sql: tombstoneSql(t, keyCols), params: [...keys(tombs), qualified], changes: [] });
+  // updates, grouped by which columns they carry (unchanged TOAST values are left alone)
+  const groups = new Map<string, RowChange[]>();
+  for (const c of of('update')) {
+    const sig = presentColumns(t, c.after!).join('\u0000');
+    groups.set(sig, [...(groups.get(sig) ?? []), c]);
+  }
+  for (const [sig, cs] of groups) {
+    const cols = sig.split('\u0000');
+    out.push({
+      sql: updateSql(t, keyCols, cols),
+      params: [...keys(cs), ...cols.map((col) => cs.map((c) => textOf(c.after![col])))],
+      changes: cs,
+    });
+  }
+  const inserts = of('insert');
+  if (inserts.length > 0) {
+    const cols = presentColumns(t, inserts[0]!.after!);
+    out.push({
+      sql: insertSql(t, cols),
+      params: cols.map((col) => inserts.map((c) => textOf(c.after![col]))),
+      changes: inserts,
+    });
+  }
+  return out;
+}
+
+/**
+ * The writes of a batch on a table without other unique keys, as EXECUTEs that go with the next
+ * statement that answers (only another unique key can make a write fail: the rows of this key
+ * are locked or known). Tables with other unique keys write under savepoints instead.
+ */
+export function planWrites(
+  t: TargetTable,
+  keyCols: string[],
+  decisions: Decided[],
+  statements: StatementNamer,
+): { deferred: string[] } {
+  return { deferred: writesFor(t, keyCols, decisions).map((w) => executeWrite(t, w, statements)) };
+}
+
+/** One row of a set-based write, to find which rows of a failed one are at fault. */
+export function oneRow(w: RowWrite, i: number): unknown[] {
+  return w.params.map((p) => (Array.isArray(p) ? [p[i]] : p));
+}
+
+function sameColumns(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
