@@ -11,6 +11,7 @@
 import type { DecodedChange, RowChange } from '../protocol/change-decoder.ts';
 import { formatLsn, type Lsn } from '../protocol/lsn.ts';
 import { codecFromAvro } from '../protocol/pg-types.ts';
+import { directiveFor } from '../runtime/error-policy.ts';
 import type { Logger } from '../runtime/log.ts';
 import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
 import { type Executor, namedQuery } from './executor/executor.ts';
@@ -75,6 +76,12 @@ const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros
 
 export class FullPath {
   private tx: OpenTx | undefined;
+  /**
+   * The source transaction applied in isolation: every statement under a savepoint, a statement
+   * that fails on the data (the error policy's dead letter) retried row by row, and the rows
+   * that still fail set aside as dead letters while the rest applies.
+   */
+  private isolating: Lsn | undefined;
 
   constructor(
     private readonly exec: Executor,
@@ -102,6 +109,22 @@ export class FullPath {
       await this.rollback();
       throw err;
     }
+  }
+
+  /** Applies the source transaction `commitLsn` in isolation the next time it is fed (see `isolating`). */
+  isolate(commitLsn: Lsn): void {
+    this.isolating = commitLsn;
+  }
+
+  /**
+   * Commits a local transaction that only moves the origin past source transaction `commitLsn`
+   * (its rows set aside as dead letters by the caller): the last resort after applying it in
+   * isolation failed too, so one change that cannot be applied never stops the stream.
+   */
+  async setAside(commitLsn: Lsn, commitTs: bigint): Promise<void> {
+    await this.exec.send([...this.beginStatements(commitLsn, commitTs), TAKE_XID, 'commit']);
+    this.state.applied = commitLsn;
+    this.ctx.metrics.transactions.inc({ origin: this.state.source });
   }
 
   /** Abandons an open local transaction (its source transaction will be delivered again). */
@@ -263,7 +286,8 @@ export class FullPath {
     }
     this.reportDrift(tx, t, first);
     const statements = this.exec.statements;
-    const insertNew = insertNewStep(t, keyCols, batch, statements);
+    const isolated = this.isolating === tx.commitLsn;
+    const insertNew = isolated ? undefined : insertNewStep(t, keyCols, batch, statements);
     if (insertNew !== undefined) {
       const res = await this.send<{ ord: number }>(tx, insertNew);
       const inserted = new Set(res.rows.map((r) => r.ord - 1));
@@ -272,40 +296,67 @@ export class FullPath {
       if (batch.length === 0) return;
     }
     // the writes deferred so far, then the lookup (with row locks): one round trip
-    const looked = await this.send<LookupRow>(tx, lookupStep(t, keyCols, batch, statements));
-    const { decisions, conflicts } = decide(batch, looked.rows, this.ctx.localNode);
+    const lookup = lookupStep(t, keyCols, batch, statements);
+    let looked: LookupRow[];
+    if (!isolated) looked = (await this.send<LookupRow>(tx, lookup)).rows;
+    else {
+      if (tx.deferred.length > 0) await this.send(tx, 'select 1');
+      const a = await this.exec.underSavepoint('brabant_lookup', lookup);
+      if (!a.ok) {
+        // the keys themselves do not fit the target's types
+        this.setAsideRows(tx, batch, a.error);
+        return;
+      }
+      looked = a.result.rows as LookupRow[];
+    }
+    const { decisions, conflicts } = decide(batch, looked, this.ctx.localNode);
     tx.conflicts.push(...conflicts);
     for (const w of writesFor(t, keyCols, decisions)) {
-      if (!t.otherUniqueKeys) {
+      if (!t.otherUniqueKeys && !isolated) {
         tx.deferred.push(executeWrite(t, w, statements));
         continue;
       }
       if (tx.deferred.length > 0) await this.send(tx, 'select 1');
-      await this.writeGuarded(tx, t, w);
+      await this.writeGuarded(tx, t, w, isolated);
     }
     for (const x of decisions) addAction(tx.actions, x.d.action, 1);
   }
 
+  /** Rows that cannot be applied: dead letters with the error policy's reason. */
+  private setAsideRows(tx: OpenTx, rows: RowChange[], err: Error): void {
+    const d = directiveFor(err, { doing: 'applying' });
+    if (d.kind !== 'deadletter') throw err;
+    for (const c of rows) tx.deadLetters.push({ reason: d.reason, change: c });
+    addAction(tx.actions, 'dead_letter', rows.length);
+  }
+
   /**
-   * A write on a table with other unique keys, under a savepoint: a unique violation on another
-   * key (multiple_unique_conflicts) sends that row to the dead-letter topic, the others apply.
+   * A write under a savepoint (tables with other unique keys, or a transaction in isolation): a
+   * unique violation on another key (multiple_unique_conflicts) sends that row to the
+   * dead-letter topic and the others apply; in isolation, so does any row the error policy calls
+   * a dead letter (its values do not fit the target).
    */
-  private async writeGuarded(tx: OpenTx, t: TargetTable, w: RowWrite): Promise<void> {
+  private async writeGuarded(tx: OpenTx, t: TargetTable, w: RowWrite, isolated: boolean): Promise<void> {
     // a violation of the key itself is a concurrent local insert (a collision), not another key
     const otherKey = (err: unknown) =>
       sqlstateOf(err) === SQLSTATE.UNIQUE_VIOLATION &&
       (err as { constraint?: string }).constraint !== t.primaryKeyIndex;
+    const dataError = (err: unknown) =>
+      isolated &&
+      directiveFor(err, { doing: 'applying', ownKeyViolation: () => !otherKey(err) }).kind === 'deadletter';
     const whole = await this.exec.underSavepoint('brabant_stmt', namedQuery(w.sql, w.params));
     if (whole.ok) return;
-    if (!otherKey(whole.error) || w.changes.length === 0) throw whole.error;
-    // one row at a time, to find the row(s) that collide
+    if (!(otherKey(whole.error) || dataError(whole.error)) || w.changes.length === 0) throw whole.error;
+    // one row at a time, to find the row(s) at fault
     for (let i = 0; i < w.changes.length; i++) {
       const one = await this.exec.underSavepoint('brabant_row', { text: w.sql, values: oneRow(w, i) });
       if (one.ok) continue;
-      if (!otherKey(one.error)) throw one.error;
       const c = w.changes[i]!;
-      this.conflict(tx, c, 'multiple_unique_conflicts', 'skip', null);
-      tx.deadLetters.push({ reason: `unique violation: ${one.error.message}`, change: c });
+      if (otherKey(one.error)) {
+        this.conflict(tx, c, 'multiple_unique_conflicts', 'skip', null);
+        tx.deadLetters.push({ reason: `unique violation: ${one.error.message}`, change: c });
+      } else if (dataError(one.error)) this.setAsideRows(tx, [c], one.error);
+      else throw one.error;
     }
   }
 

@@ -33,6 +33,14 @@ export function applyMetrics(registry = new MetricsRegistry()) {
       'brabant_apply_dead_letters_total',
       'Events sent to the dead-letter topic, by reason',
     ),
+    pausedStreams: registry.gauge(
+      'brabant_apply_stream_paused',
+      'Partitions of change topics paused (1) because the registry could not give a record’s schema, by topic, partition and reason',
+    ),
+    streamPauses: registry.counter(
+      'brabant_apply_stream_pauses_total',
+      'Times a change topic partition was paused on a schema the registry could not give, by reason',
+    ),
     incompleteTransactions: registry.counter(
       'brabant_apply_incomplete_transactions_total',
       'Source transactions whose last event never came, by origin',

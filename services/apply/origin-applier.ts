@@ -169,7 +169,10 @@ export class OriginApplier {
     start: number,
     end: number,
   ): Promise<TxOutcome | undefined> {
-    const commitLsn = changes[start]!.tx.commitLsn;
+    const first = changes[start]!;
+    const commitLsn = first.tx.commitLsn;
+    const doing = `applying ${this.source}'s transaction ${formatLsn(commitLsn)}`;
+    let isolated = false;
     for (let attempt = 1; ; attempt++) {
       if (attempt === COLLISION_ATTEMPTS) {
         this.state.lockTables = { commitLsn, tables: tablesOf(changes, start, end) };
@@ -185,19 +188,58 @@ export class OriginApplier {
       } catch (err) {
         // handle() rolled the local transaction back
         const d = directiveFor(err, {
-          doing: `applying ${this.source}'s transaction ${formatLsn(commitLsn)}`,
+          doing,
           // tables with other unique keys catch violations of those themselves: one that reaches
           // here is on the key, a local insert that raced this transaction
           ownKeyViolation: () => true,
         });
-        if (d.kind !== 'reapply' || attempt >= COLLISION_ATTEMPTS) throw err;
-        this.ctx.metrics.collisionRetries.inc({ origin: this.source });
-        this.ctx.log.debug(
-          { source: this.source, commitLsn: formatLsn(commitLsn), attempt, err: d.reason },
-          'a source transaction collided with a concurrent local write; applying it again',
-        );
+        if (d.kind === 'reapply' && attempt < COLLISION_ATTEMPTS) {
+          this.ctx.metrics.collisionRetries.inc({ origin: this.source });
+          this.ctx.log.debug(
+            { source: this.source, commitLsn: formatLsn(commitLsn), attempt, err: d.reason },
+            'a source transaction collided with a concurrent local write; applying it again',
+          );
+          continue;
+        }
+        if (d.kind !== 'deadletter') throw err;
+        if (!isolated) {
+          // find the rows at fault: the transaction again, each statement under a savepoint
+          isolated = true;
+          this.full.isolate(commitLsn);
+          this.ctx.log.warn(
+            { source: this.source, commitLsn: formatLsn(commitLsn), reason: d.reason },
+            'a change of this source transaction cannot be applied here; applying it again row by row to set aside only what fails',
+          );
+          continue;
+        }
+        // even in isolation (e.g. a constraint checked at commit): set the whole transaction aside
+        return this.setAside(changes, start, end, d.reason);
       }
     }
+  }
+
+  /** Moves the origin past a source transaction whose rows all go to the dead-letter topic. */
+  private async setAside(
+    changes: DecodedChange[],
+    start: number,
+    end: number,
+    reason: string,
+  ): Promise<TxOutcome> {
+    const first = changes[start]!;
+    const rows = changes.slice(start, end).filter((c): c is RowChange => c.kind === 'row');
+    this.ctx.log.error(
+      { source: this.source, commitLsn: formatLsn(first.tx.commitLsn), rows: rows.length, reason },
+      'source transaction set aside whole: its rows are in the dead-letter topic',
+    );
+    await this.full.setAside(first.tx.commitLsn, first.tx.commitTs);
+    this.ctx.metrics.rows.inc({ origin: this.source, action: 'dead_letter' }, rows.length);
+    return {
+      commitLsn: first.tx.commitLsn,
+      commitTs: first.tx.commitTs,
+      rows: rows.length,
+      conflicts: [],
+      deadLetters: rows.map((change) => ({ reason: `transaction set aside: ${reason}`, change })),
+    };
   }
 
   /**
@@ -266,12 +308,13 @@ export class OriginApplier {
         const answer = await this.exec.runRolledBack(lookups.script);
         if (!answer.ok) {
           // a deadlock with local writers (their delete trigger locks the tombstone after the
-          // row, the lookups the other way round): nothing applied, the full path takes over
+          // row, the lookups the other way round), or a key that does not fit the target (the
+          // full path sets it aside): nothing applied, the full path takes over
           const d = directiveFor(answer.error, { doing: 'looking up rows to resolve ahead' });
-          if (d.kind !== 'reapply') throw answer.error;
+          if (d.kind === 'retry' || d.kind === 'stop') throw answer.error;
           this.ctx.log.debug(
             { source: this.source, err: d.reason },
-            'resolve-ahead lookups collided with local writes',
+            'resolve-ahead lookups failed; the full path takes over',
           );
           return { outcomes: [] };
         }

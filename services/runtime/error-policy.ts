@@ -92,7 +92,10 @@ export function directiveFor(err: unknown, ctx: PolicyContext): Directive {
     const on = e.constraint ? ` (constraint ${e.constraint})` : e.column ? ` (column ${e.column})` : '';
     return { kind: 'deadletter', reason: `${detail}${on} (SQLSTATE ${state})` };
   }
-  return { kind: 'stop', error: new BrabantError(stopCode(state), stopMessage(state, e, ctx), { cause: err }) };
+  return {
+    kind: 'stop',
+    error: new BrabantError(stopCode(state), stopMessage(state, e, ctx), { cause: err }),
+  };
 }
 
 function stopCode(state: string): 'PERMISSION_DENIED' | 'CATALOG_MISMATCH' | 'CONFIG_INVALID' {

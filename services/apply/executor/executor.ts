@@ -17,7 +17,7 @@ export type ScriptAnswer =
   | { ok: true; results: pg.QueryResult[] }
   | { ok: false; error: Error; sqlstate: string; progress: Lsn };
 
-export type Attempt = { ok: true } | { ok: false; error: Error };
+export type Attempt = { ok: true; result: pg.QueryResult } | { ok: false; error: Error };
 
 /** The query that ends a failed script: its rollback, and the origin progress committed before it. */
 export const ROLLBACK_AND_PROGRESS =
@@ -71,13 +71,14 @@ export class Executor {
     }
   }
 
-  /** One statement with parameters under a savepoint of the open transaction: a failure undoes only it. */
+  /** One statement under a savepoint of the open transaction: a failure undoes only it. */
   async underSavepoint(name: string, query: string | pg.QueryConfig): Promise<Attempt> {
+    await this.statements.prepareNew();
     await this.db.query(`savepoint ${name}`);
     try {
-      await this.db.query(query);
+      const result = await this.db.query(query);
       await this.db.query(`release savepoint ${name}`);
-      return { ok: true };
+      return { ok: true, result };
     } catch (err) {
       if (sqlstateOf(err) === undefined) throw err;
       await this.db.query(`rollback to savepoint ${name}; release savepoint ${name}`);

@@ -1,0 +1,184 @@
+/**
+ * The change topics as apply reads them (I/O shell around the appliers): each Kafka batch is
+ * decoded, cut into runs of consecutive events of one source (handed to that source's applier
+ * at once: the group strategies apply many small transactions per round trip), the outcomes'
+ * conflicts and dead letters published, and the offsets the group may commit tracked
+ * (offset-tracker.ts).
+ *
+ * A record that cannot be decoded at all (bad framing, a body that does not match its schema)
+ * goes to the dead-letter topic. A record whose schema the registry cannot give (unknown id,
+ * registry down) is not poison: the registry is wrong or away, not the record. Its partition is
+ * paused at that record and tried again with backoff, so nothing after it is applied out of
+ * order and nothing is skipped.
+ */
+import type { Consumer, EachBatchPayload } from 'kafkajs';
+import type { ChangeDecoder, DecodedChange } from '../protocol/change-decoder.ts';
+import { isBrabantError } from '../runtime/errors.ts';
+import { failpoint } from '../runtime/failpoints.ts';
+import type { Logger } from '../runtime/log.ts';
+import { backoffDelay } from '../runtime/supervise.ts';
+import type { ApplyMetrics } from './metrics.ts';
+import type { OffsetTracker } from './offset-tracker.ts';
+import type { OriginApplier } from './origin-applier.ts';
+import type { SideTopics } from './side-topics.ts';
+
+export interface ChangeStreamDeps {
+  nodeId: string;
+  consumer: Consumer;
+  decoder: ChangeDecoder;
+  applierFor: (source: string) => Promise<OriginApplier>;
+  sideTopics: SideTopics;
+  tracker: OffsetTracker;
+  /** Per source, the commit time of the last transaction applied (tombstone pruning). */
+  lastCommitTs: Map<string, bigint>;
+  registryUrl: string;
+  retryMaxMs: number;
+  log: Logger;
+  metrics: ApplyMetrics;
+  now?: () => number;
+}
+
+export class ChangeStream {
+  /** Partitions paused on a schema the registry could not give: how many tries so far. */
+  private readonly paused = new Map<string, { tries: number; reason: string; timer: NodeJS.Timeout }>();
+  private readonly now: () => number;
+
+  constructor(private readonly d: ChangeStreamDeps) {
+    this.now = d.now ?? Date.now;
+  }
+
+  readonly eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+    const { topic, partition } = batch;
+    const d = this.d;
+    const done = (offset: string) => {
+      resolveOffset(offset);
+      d.tracker.handled(topic, partition, BigInt(offset));
+    };
+    let run: { source: string; changes: DecodedChange[]; offsets: string[] } | undefined;
+    const flush = async () => {
+      if (run === undefined) return;
+      const { source, changes, offsets } = run;
+      run = undefined;
+      const applier = await d.applierFor(source);
+      const outcomes = await applier.handleMany(changes);
+      for (const _ of outcomes) failpoint('apply.after-commit');
+      if (outcomes.length > 0) d.lastCommitTs.set(source, outcomes[outcomes.length - 1]!.commitTs);
+      await d.sideTopics.publish(source, outcomes);
+      const openLsn = applier.openCommitLsn;
+      const first = openLsn === undefined ? -1 : changes.findIndex((x) => x.tx.commitLsn === openLsn);
+      const last = offsets[offsets.length - 1]!;
+      d.tracker.afterRun(
+        topic,
+        partition,
+        source,
+        BigInt(last),
+        openLsn === undefined
+          ? undefined
+          : { commitLsn: openLsn, firstOffsetInRun: BigInt(offsets[Math.max(first, 0)]!) },
+      );
+      resolveOffset(last);
+      await heartbeat();
+    };
+    for (const m of batch.messages) {
+      if (!isRunning() || isStale()) return;
+      const source = m.key?.toString();
+      if (source === undefined || source === d.nodeId || m.value === null) {
+        await flush();
+        done(m.offset);
+        continue;
+      }
+      let change: DecodedChange;
+      try {
+        change = await d.decoder.decode(m.value);
+      } catch (err) {
+        await flush();
+        if (isBrabantError(err, 'UNDECODABLE')) {
+          d.log.error(
+            { source, topic, partition, offset: m.offset, reason: err.message },
+            'poison message sent to the dead-letter topic',
+          );
+          await d.sideTopics.poison(source, { topic, partition, offset: m.offset }, m.value, err.message);
+          done(m.offset);
+          continue;
+        }
+        if (isBrabantError(err) && err.retriable) {
+          this.pause(topic, partition, m.offset, source, err.code, err.message);
+          return;
+        }
+        throw err;
+      }
+      this.resumed(topic, partition);
+      if (run !== undefined && run.source !== source) await flush();
+      if (run === undefined) run = { source, changes: [], offsets: [] };
+      run.changes.push(change);
+      run.offsets.push(m.offset);
+    }
+    await flush();
+    await this.commit(topic, partition, false);
+  };
+
+  /** Commits what is due for a partition (`force`: at stop). */
+  async commit(topic: string, partition: number, force: boolean): Promise<void> {
+    const c = this.d.tracker.due(topic, partition, this.now(), force);
+    if (c === undefined) return;
+    await this.d.consumer.commitOffsets([c]);
+    this.d.tracker.committed(c, this.now());
+  }
+
+  async commitAll(): Promise<void> {
+    for (const c of this.d.tracker.allDue(this.now())) {
+      await this.d.consumer.commitOffsets([c]);
+      this.d.tracker.committed(c, this.now());
+    }
+  }
+
+  stop(): void {
+    for (const p of this.paused.values()) clearTimeout(p.timer);
+    this.paused.clear();
+  }
+
+  /** Pauses a partition at `offset` and resumes it after a backoff that grows with each try. */
+  private pause(
+    topic: string,
+    partition: number,
+    offset: string,
+    source: string,
+    code: string,
+    why: string,
+  ): void {
+    const key = `${topic}/${partition}`;
+    const tries = (this.paused.get(key)?.tries ?? 0) + 1;
+    const wait = backoffDelay(tries, { initialMs: 500, maxMs: this.d.retryMaxMs });
+    const { consumer, log, metrics } = this.d;
+    consumer.seek({ topic, partition, offset });
+    consumer.pause([{ topic, partitions: [partition] }]);
+    metrics.pausedStreams.set(1, { topic, partition: String(partition), reason: code });
+    metrics.streamPauses.inc({ reason: code });
+    log.warn(
+      {
+        code,
+        source,
+        topic,
+        partition,
+        offset,
+        registry: this.d.registryUrl,
+        tries,
+        retryInMs: wait,
+        reason: why,
+      },
+      `${code}: the schema of ${source}'s record at ${topic}/${partition}@${offset} cannot be read from the registry; ` +
+        'its stream is paused there (nothing is skipped) and tried again',
+    );
+    const timer = setTimeout(() => consumer.resume([{ topic, partitions: [partition] }]), wait);
+    this.paused.set(key, { tries, reason: code, timer });
+  }
+
+  private resumed(topic: string, partition: number): void {
+    const key = `${topic}/${partition}`;
+    const p = this.paused.get(key);
+    if (p === undefined) return;
+    this.paused.delete(key);
+    this.d.metrics.pausedStreams.set(0, { topic, partition: String(partition), reason: p.reason });
+    this.d.log.info({ topic, partition }, 'stream resumed: the registry gave the schema');
+  }
+}
