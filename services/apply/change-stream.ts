@@ -33,6 +33,11 @@ export interface ChangeStreamDeps {
   lastCommitTs: Map<string, bigint>;
   registryUrl: string;
   retryMaxMs: number;
+  /**
+   * An error while applying ends the session at once (the error policy then says whether the
+   * service starts a new one or stops), instead of kafkajs retrying the batch on its own.
+   */
+  onFailure: (err: unknown) => void;
   log: Logger;
   metrics: ApplyMetrics;
   now?: () => number;
@@ -47,7 +52,20 @@ export class ChangeStream {
     this.now = d.now ?? Date.now;
   }
 
-  readonly eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+  private failed = false;
+
+  readonly eachBatch = async (payload: EachBatchPayload): Promise<void> => {
+    if (this.failed) return;
+    try {
+      await this.handleBatch(payload);
+    } catch (err) {
+      // nothing of the failed run was resolved: a new session reads it again
+      this.failed = true;
+      this.d.onFailure(err);
+    }
+  };
+
+  private async handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) {
     const { topic, partition } = batch;
     const d = this.d;
     const done = (offset: string) => {
@@ -80,7 +98,7 @@ export class ChangeStream {
       await heartbeat();
     };
     for (const m of batch.messages) {
-      if (!isRunning() || isStale()) return;
+      if (!isRunning() || isStale() || this.failed) return;
       const source = m.key?.toString();
       if (source === undefined || source === d.nodeId || m.value === null) {
         await flush();
@@ -115,7 +133,7 @@ export class ChangeStream {
     }
     await flush();
     await this.commit(topic, partition, false);
-  };
+  }
 
   /** Commits what is due for a partition (`force`: at stop). */
   async commit(topic: string, partition: number, force: boolean): Promise<void> {

@@ -83,12 +83,16 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,
     rebalanceTimeout: 20_000,
-    retry: { retries: 5 },
+    // a crash ends the session (the service's supervisor starts a new one with its backoff)
+    // instead of kafkajs restarting the consumer in a loop of its own
+    retry: { retries: 5, restartOnFailure: async () => false },
   });
   let failed: (err: unknown) => void = () => {};
   const failure = new Promise<never>((_, reject) => {
     failed = reject;
   });
+  // a failure before the session waits on it is still seen there, not reported as unhandled
+  failure.catch(() => {});
   const lost = (err: Error) =>
     failed(new BrabantError('SOURCE_UNAVAILABLE', `node connection lost: ${err.message}`, { cause: err }));
   const timers: NodeJS.Timeout[] = [];
@@ -155,6 +159,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
       lastCommitTs,
       registryUrl: c.registryUrl,
       retryMaxMs: c.retryMaxMs,
+      onFailure: (err) => failed(sessionError(err, c.nodeId)),
       log,
       metrics,
     });
@@ -207,9 +212,6 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
  * a new session applies the transaction again), a stop with the fix for the rest.
  */
 function sessionError(err: unknown, node: string): BrabantError {
-  if (err instanceof BrabantError) return err;
-  if ((err as { name?: string })?.name?.startsWith('Kafka'))
-    return classifyKafkaError(err, 'consuming change topics');
   const d = directiveFor(err, { doing: `applying changes to ${node}` });
   switch (d.kind) {
     case 'retry':

@@ -9,6 +9,7 @@ import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replicatio
 import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '../protocol/lsn.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
+import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { DecodeError } from './pgoutput/binary-reader.ts';
 import { decodePgoutput } from './pgoutput/decoder.ts';
 import type { PgoutputMessage } from './pgoutput/messages.ts';
@@ -160,14 +161,14 @@ function classifyStreamError(err: unknown, slot: string): BrabantError {
   if (err instanceof BrabantError) return err;
   const e = err as { code?: string; message?: string };
   const message = e?.message ?? String(err);
-  if (e?.code === '42704' || /replication slot .* does not exist/.test(message)) {
+  if (e?.code === SQLSTATE.UNDEFINED_OBJECT || /replication slot .* does not exist/.test(message)) {
     return new BrabantError(
       'SLOT_LOST',
       `replication slot ${slot} no longer exists (${message}); changes committed since its last confirmed position ` +
         'may never reach Kafka. Recreate it only knowingly: set BRABANT_CAPTURE_RECREATE_SLOT=true and restart capture',
     );
   }
-  if (e?.code === '55006' || /is active for PID/.test(message)) {
+  if (e?.code === SQLSTATE.OBJECT_IN_USE || /is active for PID/.test(message)) {
     return new BrabantError(
       'SLOT_IN_USE',
       `replication slot ${slot} is in use by another process (${message}): another capture for this node is running; stop it first`,

@@ -13,6 +13,7 @@
  * - stop:       a person must act (permissions, missing objects, bad configuration, a bug).
  */
 import { BrabantError, isBrabantError } from './errors.ts';
+import { classifyKafkaError, isKafkaError } from './kafka-errors.ts';
 import { SQLSTATE, sqlstateOf } from './sqlstate.ts';
 
 export type Directive =
@@ -63,8 +64,9 @@ const DATA = new Set<string>([SQLSTATE.DATATYPE_MISMATCH]);
 
 /** The directive for an error met while `ctx.doing`. */
 export function directiveFor(err: unknown, ctx: PolicyContext): Directive {
-  if (isBrabantError(err)) {
-    return err.retriable ? { kind: 'retry', error: err } : { kind: 'stop', error: err };
+  if (isBrabantError(err) || isKafkaError(err)) {
+    const e = classifyKafkaError(err, ctx.doing);
+    return e.retriable ? { kind: 'retry', error: e } : { kind: 'stop', error: e };
   }
   const state = sqlstateOf(err);
   const e = (err ?? {}) as PgErrorFields;

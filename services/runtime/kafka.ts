@@ -1,6 +1,6 @@
 /** kafkajs set-up shared by the services: logs through pino, and one error classifier. */
 import type { Kafka as KafkaClient, KafkaConfig } from 'kafkajs';
-import { BrabantError } from './errors.ts';
+import { kafkaLogLine } from './kafka-errors.ts';
 import { kafkajsPatched } from './kafkajs-patch.ts';
 import type { Logger } from './log.ts';
 
@@ -19,62 +19,41 @@ export function createKafka(
     kafkaLog.warn(
       'kafkajs was loaded before its patch (runtime/kafkajs-patch.ts): large sends cost more CPU',
     );
+  const retry = { initialRetryTime: 200, retries: 5, maxRetryTime: 5000, ...config.retry };
+  const schedule = `every ${retry.initialRetryTime} ms doubling to ${retry.maxRetryTime} ms, ${retry.retries} times, then the session starts again with its own backoff`;
+  // kafkajs logs every failed attempt; a broker that is down would fill the log
+  const lastLogged = new Map<string, { at: number; suppressed: number }>();
   return new Kafka({
     connectionTimeout: 3000,
     requestTimeout: 30000,
-    retry: { initialRetryTime: 200, retries: 5, maxRetryTime: 5000 },
     ...config,
+    retry,
     logLevel: logLevel.WARN,
     logCreator:
       () =>
       ({ level, log: entry }) => {
         const { message, ...rest } = entry;
-        if (level <= logLevel.ERROR) kafkaLog.error(rest, message);
-        else if (level === logLevel.WARN) kafkaLog.warn(rest, message);
-        else kafkaLog.debug(rest, message);
+        const name = level <= logLevel.ERROR ? 'error' : level === logLevel.WARN ? 'warn' : 'debug';
+        const line = kafkaLogLine(name, message, rest, {
+          brokers: config.brokers as string[],
+          retry: schedule,
+        });
+        if (line.throttleKey !== undefined) {
+          const now = Date.now();
+          const last = lastLogged.get(line.throttleKey);
+          if (last !== undefined && now - last.at < KAFKA_LOG_THROTTLE_MS) {
+            last.suppressed++;
+            return;
+          }
+          lastLogged.set(line.throttleKey, { at: now, suppressed: 0 });
+          if (last !== undefined && last.suppressed > 0) line.fields.suppressedSinceLast = last.suppressed;
+        }
+        kafkaLog[line.level](line.fields, line.message);
       },
   });
 }
 
-/** kafkajs errors carry a broker error `type` somewhere in their cause chain. */
-function brokerErrorTypes(err: unknown): string[] {
-  const types: string[] = [];
-  let e: unknown = err;
-  for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
-    const o = e as { type?: unknown; name?: unknown; cause?: unknown; originalError?: unknown };
-    if (typeof o.type === 'string') types.push(o.type);
-    if (typeof o.name === 'string') types.push(o.name);
-    e = o.originalError ?? o.cause;
-  }
-  return types;
-}
+/** The least time between two log lines about the same unreachable broker. */
+const KAFKA_LOG_THROTTLE_MS = 10_000;
 
-const FENCED_TYPES = [
-  'INVALID_PRODUCER_EPOCH',
-  'PRODUCER_FENCED',
-  'INVALID_PRODUCER_ID_MAPPING',
-  'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
-];
-const TOO_LARGE_TYPES = ['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE'];
-
-/** One decision per kafkajs error: fenced (stop), too large (stop), or unavailable (retry). */
-export function classifyKafkaError(err: unknown, what: string): BrabantError {
-  if (err instanceof BrabantError) return err;
-  const types = brokerErrorTypes(err);
-  const detail = err instanceof Error ? err.message : String(err);
-  if (types.some((t) => FENCED_TYPES.includes(t))) {
-    return new BrabantError(
-      'FENCED',
-      `${what}: another instance with the same transactional id took over (${detail})`,
-      { cause: err },
-    );
-  }
-  if (types.some((t) => TOO_LARGE_TYPES.includes(t))) {
-    return new BrabantError(
-      'MESSAGE_TOO_LARGE',
-      `${what}: the broker refused a batch as too large (${detail})`,
-      { cause: err },
-    );
-  }
-  return new BrabantError('KAFKA_UNAVAILABLE', `${what}: ${detail}`, { cause: err, retriable: true });
-}
+export { classifyKafkaError } from './kafka-errors.ts';

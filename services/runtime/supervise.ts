@@ -1,9 +1,10 @@
 /**
- * Runs a service's sessions, restarting after retriable errors (Kafka, registry or the node
- * unreachable) with exponential backoff, and stopping for good on errors that need a person.
- * Shared by capture and apply.
+ * Runs a service's sessions, restarting after the errors the error policy retries (Kafka, the
+ * registry or the node unreachable) with exponential backoff, and stopping for good on errors
+ * that need a person, with the policy's message. Shared by capture and apply.
  */
-import { describeError, isBrabantError } from './errors.ts';
+import { directiveFor } from './error-policy.ts';
+import { describeError } from './errors.ts';
 import type { Logger } from './log.ts';
 
 export interface BackoffPolicy {
@@ -37,13 +38,14 @@ export async function superviseSessions(opts: {
       return;
     } catch (err) {
       if (stop) return;
-      if (!(isBrabantError(err) && err.retriable)) throw err;
+      const d = directiveFor(err, { doing: `running the ${opts.name} session` });
+      if (d.kind !== 'retry') throw d.kind === 'stop' ? d.error : err;
       // A session that ran a while resets the backoff.
       attempt = Date.now() - started > 60_000 ? 1 : attempt + 1;
       const wait = backoffDelay(attempt, opts.backoff);
       opts.onRestart();
       opts.log.warn(
-        { error: describeError(err), attempt, retryInMs: wait },
+        { code: d.error.code, error: describeError(d.error), attempt, retryInMs: wait },
         `${opts.name} session failed; retrying`,
       );
       const slept = await Promise.race([
