@@ -208,6 +208,16 @@ describe('a transaction on a pooled server connection', () => {
     expect(c.answer(ready('I')).kind).toBe('over');
   });
 
+  it('a ReadyForQuery while the client is in the middle of its next message: the connection stays the client’s', () => {
+    const c = conversation();
+    const next = query(`select '${'x'.repeat(100)}'`);
+    // a large pipelined Query arrives in two chunks, the node answers the first one in between
+    c.send(query('select 1'), next.subarray(0, 50));
+    expect(c.answer(commandComplete('SELECT 1'), ready('I'))).toEqual(running);
+    c.send(next.subarray(50));
+    expect(c.answer(commandComplete('SELECT 1'), ready('I')).kind).toBe('over');
+  });
+
   it('finds the end of a transaction wherever the node’s bytes are cut', () => {
     const request = [query('begin; insert into t values (1); commit')];
     const answer = Buffer.concat([
@@ -345,11 +355,29 @@ describe('a client that leaves', () => {
     expect(c.tracker.settle()).toBe('give-back');
   });
 
+  it('in the middle of a message: the node would read the next client’s bytes as its rest, so the connection closes', () => {
+    const c = conversation();
+    const big = query(`insert into t values ('${'x'.repeat(100)}')`);
+    c.send(big.subarray(0, 40));
+    expect(c.tracker.settle()).toBe('close');
+    // the same after a transaction that was over: a next message begun, then the client gone
+    const after = conversation();
+    after.send(query('select 1'));
+    after.answer(commandComplete('SELECT 1'), ready('I'));
+    after.send(big.subarray(0, 3));
+    expect(after.tracker.settle()).toBe('close');
+  });
+
   it('before what it sent reached a server: nothing of it runs, the connection serves the next client', () => {
     const c = conversation();
     c.send(query('begin'), query('insert into t values (1)'));
     c.tracker.dropUnsent();
     expect(c.tracker.settle()).toBe('give-back');
+    // a message it had only begun is dropped as well
+    const cut = conversation();
+    cut.send(query('begin'), query('select 1').subarray(0, 6));
+    cut.tracker.dropUnsent();
+    expect(cut.tracker.settle()).toBe('give-back');
   });
 });
 

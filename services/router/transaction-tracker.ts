@@ -6,8 +6,8 @@
  * A request cycle is what one ReadyForQuery answers: a simple Query, a FunctionCall, or every
  * extended-protocol message (Parse, Bind, Describe, Execute, Close) up to and including a Sync
  * (https://www.postgresql.org/docs/15/protocol-flow.html). The client's transaction is over
- * when every cycle it sent is answered, the last ReadyForQuery says idle ('I'), and no
- * extended-protocol message waits for its Sync. CopyData, CopyDone, CopyFail and Flush neither
+ * when every cycle it sent is answered, the last ReadyForQuery says idle ('I'), no
+ * extended-protocol message waits for its Sync, and the client is not in the middle of a message. CopyData, CopyDone, CopyFail and Flush neither
  * start nor end a cycle: a COPY belongs to the Query (or Sync) that started it.
  *
  * Two more facts the proxy acts on:
@@ -51,7 +51,7 @@ export class TransactionTracker {
   private unsynced = false;
   /** As the last ReadyForQuery said; a new client starts outside a transaction. */
   private status: TransactionStatus = 'I';
-  private readonly requests = new MessageScanner(new Set());
+  private requests = new MessageScanner(new Set());
 
   /** Reads what the client sent; throws PROTOCOL_ERROR on a malformed message. */
   request(chunk: Buffer): ClientBytes {
@@ -79,9 +79,13 @@ export class TransactionTracker {
     return this.over;
   }
 
-  /** Every cycle answered, no transaction open, nothing waiting for a Sync. */
+  /**
+   * Every cycle answered, no transaction open, nothing waiting for a Sync, and the client between
+   * two messages: the node holds part of a message otherwise, and the connection's next client
+   * would send the rest of it.
+   */
   get over(): boolean {
-    return this.outstanding === 0 && this.status === 'I' && !this.unsynced;
+    return this.outstanding === 0 && this.status === 'I' && !this.unsynced && this.requests.atBoundary;
   }
 
   /** No transaction is open: what the client sends next begins one. */
@@ -89,7 +93,7 @@ export class TransactionTracker {
     return this.status === 'I';
   }
 
-  /** For a client that left: what becomes of its server connection. */
+  /** For a client that left: what becomes of its server connection (one it left in the middle of a message closes). */
   settle(): Settlement {
     if (this.outstanding > 0) return 'wait';
     return this.over ? 'give-back' : 'close';
@@ -99,6 +103,8 @@ export class TransactionTracker {
   dropUnsent(): void {
     this.outstanding = 0;
     this.unsynced = false;
+    // a message it had begun is dropped with the rest
+    this.requests = new MessageScanner(new Set());
   }
 }
 
