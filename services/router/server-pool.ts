@@ -93,7 +93,7 @@ export class ServerPool<Client> {
       const server: PooledServer<Client> = {
         socket: login.socket,
         target,
-        generation: this.generation,
+        generation,
         pid: login.pid,
         secret: login.secret,
         vars: serverVars(login.params),
