@@ -13,7 +13,7 @@ import type { Counter, Gauge } from '../runtime/metrics.ts';
 import { welcome } from './client-login.ts';
 import { describeTarget } from './server-connection.ts';
 import type { PooledServer } from './server-pool.ts';
-import type { ServerState } from './server-state.ts';
+import { type ServerState, servedClient } from './server-state.ts';
 import { setStatements, trackedName, type Vars } from './session-params.ts';
 import {
   type Answers,
@@ -362,23 +362,11 @@ export class Relay {
 
   /** The socket of a server connection closed, which was in `was`: what becomes of its client. */
   serverClosed(s: ServerConn, was: ServerState<ClientConn>): void {
-    switch (was.kind) {
-      case 'setting-up':
-        // lost while setting the client's parameters: nothing of the client's was sent yet
-        if (was.client.server === s) this.resend(was.client, s, []);
-        return;
-      case 'first-answer-due':
-      case 'in-transaction':
-        if (was.client.server === s) this.serverLost(s, was.client);
-        return;
-      case 'idle':
-      case 'lost':
-      case 'closing':
-      case 'closed':
-        return;
-      default:
-        was satisfies never;
-    }
+    const c = servedClient(was);
+    if (c === undefined || c.server !== s) return;
+    // lost while setting the client's parameters: nothing of the client's was sent yet
+    if (was.kind === 'setting-up') this.resend(c, s, []);
+    else this.serverLost(s, c);
   }
 
   /** The node closed a connection in the middle of a client's transaction: only the node knows its outcome. */

@@ -4,26 +4,28 @@
  * error wherever it is not handled). A client is linked to a connection only in the three states
  * that carry it: what can happen to its transaction depends on which one.
  *
- * Transitions, and what the proxy does on each:
+ * Transitions (relay.ts makes them, server-pool.ts for idle and closing):
  *
  *   from                event                                         to
- *   ─────────────────── ───────────────────────────────────────────── ──────────────────────────
+ *   ─────────────────── ───────────────────────────────────────────── ───────────────────────────
  *   (logged in)                                                       idle
  *   idle                a waiting client, its settings differ         setting-up (SET sent)
  *   idle, setting-up ✓  the client's bytes sent, no transaction open  first-answer-due
  *   idle, setting-up ✓  the client's bytes sent inside a transaction  in-transaction
- *   setting-up          ReadyForQuery after an error                  closing (client told why)
- *   setting-up          exit on postmaster death, or closed           lost (client waits again)
- *   first-answer-due    first answer is the exit on postmaster death  lost (client waits again)
+ *   setting-up          exit on postmaster death                      lost (the client waits again)
+ *   first-answer-due    first answer is the exit on postmaster death  lost (the client waits again)
  *   first-answer-due    any other answer                              in-transaction
- *   first-answer-due,   the transaction is over                       idle (next client)
+ *   first-answer-due,   the transaction is over                       idle (to the next client)
  *     in-transaction    … with bytes behind its last answer           lost (the idle backend exits)
- *   first-answer-due,   closed by the node                            closed (client fails, 08006)
- *     in-transaction
  *   idle                the node speaks (only to say it goes away)    lost
- *   any                 the proxy closes it (client dropped, repoint, closing (Terminate sent)
- *                       old target, stop)
- *   any                 the socket closed                             closed
+ *   any                 the proxy closes it: client dropped (settings closing (Terminate sent)
+ *                       refused, protocol error) or gone inside a
+ *                       transaction; old target; stop
+ *   any                 the socket closed                             closed: a client setting up
+ *                                                                     waits again, one in a
+ *                                                                     transaction fails (08006)
+ *
+ * (setting-up ✓: its SET statements answered without an error.)
  *
  * `lost` and `closing` differ in what their close means: a lost connection makes the proxy
  * suspect the leader; one it closed on purpose does not.

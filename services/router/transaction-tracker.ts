@@ -7,8 +7,9 @@
  * extended-protocol message (Parse, Bind, Describe, Execute, Close) up to and including a Sync
  * (https://www.postgresql.org/docs/15/protocol-flow.html). The client's transaction is over
  * when every cycle it sent is answered, the last ReadyForQuery says idle ('I'), no
- * extended-protocol message waits for its Sync, and the client is not in the middle of a message. CopyData, CopyDone, CopyFail and Flush neither
- * start nor end a cycle: a COPY belongs to the Query (or Sync) that started it.
+ * extended-protocol message waits for its Sync, and the client is not in the middle of a
+ * message. CopyData, CopyDone, CopyFail and Flush neither start nor end a cycle: a COPY belongs
+ * to the Query (or Sync) that started it.
  *
  * Two more facts the proxy acts on:
  * - bytes the server sends behind the ReadyForQuery that ended the transaction are not the
@@ -40,7 +41,7 @@ export type Settlement =
   | 'wait'
   /** Its transaction is over: the connection serves the next client. */
   | 'give-back'
-  /** It left a transaction open: closing the connection rolls it back. */
+  /** It left a transaction open (or a message cut short): closing the connection rolls it back. */
   | 'close';
 
 /** The request cycles of one client connection, from its messages and the ReadyForQuery answers. */
@@ -93,7 +94,7 @@ export class TransactionTracker {
     return this.status === 'I';
   }
 
-  /** For a client that left: what becomes of its server connection (one it left in the middle of a message closes). */
+  /** For a client that left: what becomes of its server connection. */
   settle(): Settlement {
     if (this.outstanding > 0) return 'wait';
     return this.over ? 'give-back' : 'close';
