@@ -162,7 +162,8 @@ export class MessageScanner {
   }
 }
 
-function message(type: string, body: Buffer): Buffer {
+/** One typed message: Byte1 type · Int32 length · body. */
+export function message(type: string, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(5 + body.length);
   out.write(type, 0, 'latin1');
   out.writeInt32BE(4 + body.length, 1);

@@ -1,0 +1,422 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ANSWERS_READ,
+  type Answers,
+  exitedOnPostmasterDeath,
+  readAnswers,
+  readSetupAnswers,
+  TransactionTracker,
+} from './transaction-tracker.ts';
+import {
+  errorResponse,
+  MessageScanner,
+  message,
+  parameterStatus,
+  query,
+  readyForQuery,
+  type TransactionStatus,
+  terminate,
+} from './wire.ts';
+
+const none = Buffer.alloc(0);
+const z = (s: string) => Buffer.from(`${s}\0`);
+const int16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+
+// client → server (https://www.postgresql.org/docs/15/protocol-message-formats.html)
+const parse = (sql: string) => message('P', Buffer.concat([z(''), z(sql), int16(0)]));
+const bind = () => message('B', Buffer.concat([z(''), z(''), int16(0), int16(0), int16(0)]));
+const describePortal = () => message('D', Buffer.concat([Buffer.from('P'), z('')]));
+const execute = () => message('E', Buffer.concat([z(''), Buffer.alloc(4)]));
+const sync = () => message('S', none);
+const flush = () => message('H', none);
+const copyData = (row: string) => message('d', Buffer.from(row));
+const copyDone = () => message('c', none);
+const copyFail = () => message('f', z('client gave up'));
+/** One statement through the extended protocol, up to and including its Sync. */
+const extended = (sql: string) => [parse(sql), bind(), describePortal(), execute(), sync()];
+
+// server → client
+const commandComplete = (tag: string) => message('C', z(tag));
+const rowDescription = () => message('T', int16(0));
+const dataRow = () => message('D', int16(0));
+const parseComplete = () => message('1', none);
+const bindComplete = () => message('2', none);
+const copyInResponse = () => message('G', Buffer.from([0, 0, 0]));
+const copyOutResponse = () => message('H', Buffer.from([0, 0, 0]));
+const ready = (status: TransactionStatus) => readyForQuery(status);
+const postmasterExit = () =>
+  errorResponse('FATAL', '57P01', 'terminating connection due to unexpected postmaster exit');
+const adminShutdown = () =>
+  errorResponse('FATAL', '57P01', 'terminating connection due to administrator command');
+/** The answers to one `extended` statement that returns a row. */
+const extendedAnswers = (status: TransactionStatus) => [
+  parseComplete(),
+  bindComplete(),
+  rowDescription(),
+  dataRow(),
+  commandComplete('SELECT 1'),
+  ready(status),
+];
+
+/**
+ * One client connection as the proxy sees it: what the client sends and what the node answers,
+ * with the first answer of each transaction watched as the proxy does (relay.ts).
+ */
+function conversation() {
+  const tracker = new TransactionTracker();
+  const answers = new MessageScanner(ANSWERS_READ);
+  let firstAnswerDue = true;
+  return {
+    tracker,
+    send: (...messages: Buffer[]) => tracker.request(Buffer.concat(messages)),
+    answer: (...messages: Buffer[]): Answers => {
+      const read = readAnswers(answers, Buffer.concat(messages), tracker, firstAnswerDue);
+      if (read.kind === 'over') firstAnswerDue = true;
+      else if (read.kind === 'running' && read.answered) firstAnswerDue = false;
+      return read;
+    },
+  };
+}
+
+const running = { kind: 'running', answered: true, parameters: [] };
+const overAtEnd = (...messages: Buffer[]) => ({
+  kind: 'over',
+  end: Buffer.concat(messages).length,
+  parameters: [],
+});
+
+describe('a transaction on a pooled server connection', () => {
+  it('simple query: one Query is one cycle, over at its ReadyForQuery (idle)', () => {
+    const c = conversation();
+    expect(c.send(query('select 1'))).toEqual({ forward: query('select 1'), terminated: false });
+    expect(c.tracker.over).toBe(false);
+    const answer = [rowDescription(), dataRow(), commandComplete('SELECT 1'), ready('I')];
+    expect(c.answer(...answer)).toEqual(overAtEnd(...answer));
+    expect(c.tracker.over).toBe(true);
+  });
+
+  it('simple query: BEGIN … COMMIT holds the connection until the ReadyForQuery after COMMIT', () => {
+    const c = conversation();
+    c.send(query('begin'));
+    expect(c.answer(commandComplete('BEGIN'), ready('T'))).toEqual(running);
+    c.send(query('insert into t values (1)'));
+    expect(c.answer(commandComplete('INSERT 0 1'), ready('T'))).toEqual(running);
+    expect(c.tracker.outsideTransaction).toBe(false);
+    c.send(query('commit'));
+    expect(c.answer(commandComplete('COMMIT'), ready('I'))).toEqual(
+      overAtEnd(commandComplete('COMMIT'), ready('I')),
+    );
+  });
+
+  it('simple query: an error inside a transaction keeps it (failed, E) until ROLLBACK', () => {
+    const c = conversation();
+    c.send(query('begin'));
+    c.answer(commandComplete('BEGIN'), ready('T'));
+    c.send(query('select 1 / 0'));
+    expect(c.answer(errorResponse('ERROR', '22012', 'division by zero'), ready('E')).kind).toBe('running');
+    c.send(query('select 1'));
+    expect(c.answer(errorResponse('ERROR', '25P02', 'current transaction is aborted'), ready('E')).kind).toBe(
+      'running',
+    );
+    c.send(query('rollback'));
+    expect(c.answer(commandComplete('ROLLBACK'), ready('I')).kind).toBe('over');
+  });
+
+  it('simple query: an error outside a transaction ends the cycle like any answer', () => {
+    const c = conversation();
+    c.send(query('select 1 / 0'));
+    expect(c.answer(errorResponse('ERROR', '22012', 'division by zero'), ready('I')).kind).toBe('over');
+  });
+
+  it('extended protocol: Parse … Sync is one cycle, however the client chunks it', () => {
+    const c = conversation();
+    const [p, b, d, e, s] = extended('select $1');
+    for (const m of [p!, b!, d!, e!]) c.send(m);
+    expect(c.tracker.over).toBe(false);
+    c.send(s!);
+    expect(c.answer(...extendedAnswers('I'))).toEqual(overAtEnd(...extendedAnswers('I')));
+  });
+
+  it('extended protocol: messages not yet synced hold the connection even when a ReadyForQuery says idle', () => {
+    const c = conversation();
+    // a Query, then (pipelined, before its answer) a statement the client has not synced yet
+    c.send(query('select 1'), parse('select 2'), bind(), execute(), flush());
+    expect(c.answer(commandComplete('SELECT 1'), ready('I')).kind).toBe('running');
+    c.send(sync());
+    expect(c.answer(parseComplete(), bindComplete(), commandComplete('SELECT 1'), ready('I')).kind).toBe(
+      'over',
+    );
+  });
+
+  it('extended protocol: a pipeline of several Syncs is over at the last ReadyForQuery only', () => {
+    const c = conversation();
+    c.send(...extended('select 1'), ...extended('select 2'), ...extended('select 3'));
+    const first = extendedAnswers('I');
+    const rest = [...extendedAnswers('I'), ...extendedAnswers('I')];
+    expect(c.answer(...first)).toEqual(running);
+    expect(c.answer(...rest)).toEqual(overAtEnd(...rest));
+  });
+
+  it('extended protocol: an error in a pipeline ends its cycle at the Sync; the next cycles go on', () => {
+    const c = conversation();
+    c.send(...extended('select 1 / 0'), ...extended('select 2'));
+    // after the error the node skips to the Sync: ErrorResponse, ReadyForQuery
+    expect(
+      c.answer(parseComplete(), bindComplete(), errorResponse('ERROR', '22012', 'division by zero')),
+    ).toEqual(running);
+    expect(c.answer(ready('I')).kind).toBe('running');
+    expect(c.answer(...extendedAnswers('I')).kind).toBe('over');
+  });
+
+  it('extended protocol: a transaction begun in a pipeline stays the client’s until its COMMIT is synced and answered', () => {
+    const c = conversation();
+    c.send(...extended('begin'), ...extended('insert into t values (1)'));
+    expect(c.answer(...extendedAnswers('T'), ...extendedAnswers('T')).kind).toBe('running');
+    c.send(...extended('commit'));
+    expect(c.answer(...extendedAnswers('I')).kind).toBe('over');
+  });
+
+  it('COPY FROM STDIN: copy data and copy done belong to the Query that started it', () => {
+    const c = conversation();
+    c.send(query('copy t from stdin'));
+    expect(c.answer(copyInResponse())).toEqual(running);
+    c.send(copyData('1\n'), copyData('2\n'));
+    c.send(copyDone());
+    expect(c.tracker.over).toBe(false);
+    expect(c.answer(commandComplete('COPY 2'), ready('I')).kind).toBe('over');
+  });
+
+  it('COPY FROM STDIN: a CopyFail ends the copy with an error; the cycle ends at its ReadyForQuery', () => {
+    const c = conversation();
+    c.send(query('copy t from stdin'));
+    c.answer(copyInResponse());
+    c.send(copyData('1\n'), copyFail());
+    expect(c.answer(errorResponse('ERROR', '57014', 'COPY from stdin failed'), ready('I')).kind).toBe('over');
+  });
+
+  it('COPY TO STDOUT: the node’s copy data flows through; over at its ReadyForQuery', () => {
+    const c = conversation();
+    c.send(query('copy t to stdout'));
+    const answer = [
+      copyOutResponse(),
+      copyData('1\n'),
+      copyData('2\n'),
+      copyDone(),
+      commandComplete('COPY 2'),
+    ];
+    expect(c.answer(...answer)).toEqual(running);
+    expect(c.answer(ready('I')).kind).toBe('over');
+  });
+
+  it('a ReadyForQuery while the client is in the middle of its next message: the connection stays the client’s', () => {
+    const c = conversation();
+    const next = query(`select '${'x'.repeat(100)}'`);
+    // a large pipelined Query arrives in two chunks, the node answers the first one in between
+    c.send(query('select 1'), next.subarray(0, 50));
+    expect(c.answer(commandComplete('SELECT 1'), ready('I'))).toEqual(running);
+    c.send(next.subarray(50));
+    expect(c.answer(commandComplete('SELECT 1'), ready('I')).kind).toBe('over');
+  });
+
+  it('finds the end of a transaction wherever the node’s bytes are cut', () => {
+    const request = [query('begin; insert into t values (1); commit')];
+    const answer = Buffer.concat([
+      commandComplete('BEGIN'),
+      commandComplete('INSERT 0 1'),
+      parameterStatus('application_name', 'x'),
+      commandComplete('COMMIT'),
+      ready('I'),
+    ]);
+    for (let cut = 0; cut <= answer.length; cut++) {
+      const c = conversation();
+      c.send(...request);
+      const reads = [c.answer(answer.subarray(0, cut)), c.answer(answer.subarray(cut))];
+      const over = reads.findIndex((r) => r.kind === 'over');
+      const read = reads[over];
+      expect(read?.kind === 'over' && (over === 0 ? 0 : cut) + read.end).toBe(answer.length);
+      expect(reads.flatMap((r) => (r.kind === 'unread' ? [] : r.parameters))).toEqual([
+        { name: 'application_name', value: 'x' },
+      ]);
+    }
+  });
+
+  it('bytes behind the last answer are not the client’s: over ends at that ReadyForQuery', () => {
+    const c = conversation();
+    c.send(query('select 1'));
+    const answer = [commandComplete('SELECT 1'), ready('I')];
+    // a backend exiting on postmaster death sends its FATAL right behind its last answer
+    expect(c.answer(...answer, postmasterExit())).toEqual(overAtEnd(...answer));
+  });
+
+  it('a parameter the node reports after the end is not the client’s either', () => {
+    const c = conversation();
+    c.send(query(`set application_name = 'a'`));
+    const answer = [parameterStatus('application_name', 'a'), commandComplete('SET'), ready('I')];
+    expect(c.answer(...answer, parameterStatus('TimeZone', 'UTC'))).toEqual({
+      ...overAtEnd(...answer),
+      parameters: [{ name: 'application_name', value: 'a' }],
+    });
+  });
+
+  it('FATAL on postmaster death as the first answer: the node read nothing of the transaction', () => {
+    const c = conversation();
+    c.send(query('insert into t values (1)'));
+    expect(c.answer(postmasterExit())).toEqual({ kind: 'unread' });
+  });
+
+  it('FATAL on postmaster death after a first answer: the transaction was read, its outcome is the node’s', () => {
+    const c = conversation();
+    c.send(query('begin'));
+    c.answer(commandComplete('BEGIN'), ready('T'));
+    c.send(query('insert into t values (1)'));
+    expect(c.answer(postmasterExit())).toEqual({ kind: 'running', answered: true, parameters: [] });
+  });
+
+  it('FATAL after ReadyForQuery ended the transaction: the next transaction’s first answer is watched again', () => {
+    const c = conversation();
+    c.send(query('select 1'));
+    expect(c.answer(commandComplete('SELECT 1'), ready('I')).kind).toBe('over');
+    c.send(query('select 2'));
+    expect(c.answer(postmasterExit())).toEqual({ kind: 'unread' });
+  });
+
+  it('other FATALs as first answer are no proof the node read nothing', () => {
+    const c = conversation();
+    c.send(query('insert into t values (1)'));
+    expect(c.answer(adminShutdown())).toEqual(running);
+    // a localized server: the message is not the one matched, so the transaction fails
+    const localized = errorResponse('FATAL', '57P01', 'Verbindung wird abgebrochen');
+    expect(exitedOnPostmasterDeath(localized.subarray(5))).toBe(false);
+    expect(exitedOnPostmasterDeath(postmasterExit().subarray(5))).toBe(true);
+    expect(exitedOnPostmasterDeath(errorResponse('ERROR', '57P01', 'postmaster exit').subarray(5))).toBe(
+      false,
+    );
+  });
+
+  it('a first answer cut short is not an answer yet', () => {
+    const c = conversation();
+    c.send(query('insert into t values (1)'));
+    const exit = postmasterExit();
+    expect(c.answer(exit.subarray(0, 7))).toEqual({ kind: 'running', answered: false, parameters: [] });
+    expect(c.answer(exit.subarray(7))).toEqual({ kind: 'unread' });
+  });
+
+  it('Terminate is cut off (the router acts on it) and says the client is leaving', () => {
+    const c = conversation();
+    expect(c.send(query('select 1'), terminate())).toEqual({ forward: query('select 1'), terminated: true });
+    expect(c.send(terminate())).toEqual({ forward: none, terminated: true });
+  });
+
+  it('a malformed message from either side is a PROTOCOL_ERROR', () => {
+    const bad = Buffer.from([0x51, 0, 0, 0, 2]); // 'Q' with a length below 4
+    const protocolError = expect.objectContaining({ name: 'BrabantError', code: 'PROTOCOL_ERROR' });
+    expect(() => new TransactionTracker().request(bad)).toThrow(protocolError);
+    const c = conversation();
+    c.send(query('select 1'));
+    expect(() => c.answer(Buffer.from([0x5a, 0, 0, 0, 1]))).toThrow(protocolError);
+  });
+});
+
+describe('a client that leaves', () => {
+  it('with answers still due: its connection waits for them, then serves the next client', () => {
+    const c = conversation();
+    c.send(query('select pg_sleep(1)'));
+    expect(c.tracker.settle()).toBe('wait');
+    c.answer(commandComplete('SELECT 1'), ready('I'));
+    expect(c.tracker.settle()).toBe('give-back');
+  });
+
+  it('inside a transaction: its connection closes (that rolls it back)', () => {
+    const c = conversation();
+    c.send(query('begin'));
+    c.answer(commandComplete('BEGIN'), ready('T'));
+    expect(c.tracker.settle()).toBe('close');
+  });
+
+  it('in a failed transaction, or with extended-protocol messages not synced: the connection closes', () => {
+    const failed = conversation();
+    failed.send(query('begin'));
+    failed.answer(commandComplete('BEGIN'), ready('T'));
+    failed.send(query('select 1 / 0'));
+    failed.answer(errorResponse('ERROR', '22012', 'division by zero'), ready('E'));
+    expect(failed.tracker.settle()).toBe('close');
+    const unsynced = conversation();
+    unsynced.send(parse('select 1'), bind(), execute());
+    expect(unsynced.tracker.settle()).toBe('close');
+  });
+
+  it('after Terminate with its pipeline in flight: the pipeline finishes first', () => {
+    const c = conversation();
+    expect(c.send(...extended('select 1'), ...extended('select 2'), terminate()).terminated).toBe(true);
+    expect(c.tracker.settle()).toBe('wait');
+    c.answer(...extendedAnswers('I'));
+    expect(c.tracker.settle()).toBe('wait');
+    c.answer(...extendedAnswers('I'));
+    expect(c.tracker.settle()).toBe('give-back');
+  });
+
+  it('in the middle of a message: the node would read the next client’s bytes as its rest, so the connection closes', () => {
+    const c = conversation();
+    const big = query(`insert into t values ('${'x'.repeat(100)}')`);
+    c.send(big.subarray(0, 40));
+    expect(c.tracker.settle()).toBe('close');
+    // the same after a transaction that was over: a next message begun, then the client gone
+    const after = conversation();
+    after.send(query('select 1'));
+    after.answer(commandComplete('SELECT 1'), ready('I'));
+    after.send(big.subarray(0, 3));
+    expect(after.tracker.settle()).toBe('close');
+  });
+
+  it('before what it sent reached a server: nothing of it runs, the connection serves the next client', () => {
+    const c = conversation();
+    c.send(query('begin'), query('insert into t values (1)'));
+    c.tracker.dropUnsent();
+    expect(c.tracker.settle()).toBe('give-back');
+    // a message it had only begun is dropped as well
+    const cut = conversation();
+    cut.send(query('begin'), query('select 1').subarray(0, 6));
+    cut.tracker.dropUnsent();
+    expect(cut.tracker.settle()).toBe('give-back');
+  });
+});
+
+describe('the answers to the SET statements that carry a client’s settings', () => {
+  const setTimeZone = [commandComplete('SET'), parameterStatus('TimeZone', 'Asia/Tokyo')];
+
+  it('all answered: done, with the parameters the node reported', () => {
+    const answers = new MessageScanner(ANSWERS_READ);
+    expect(readSetupAnswers(answers, Buffer.concat([...setTimeZone, ready('I')]), undefined)).toEqual({
+      kind: 'done',
+      error: undefined,
+      parameters: [{ name: 'TimeZone', value: 'Asia/Tokyo' }],
+    });
+  });
+
+  it('an error is kept until the ReadyForQuery, whichever chunk brings it', () => {
+    const answers = new MessageScanner(ANSWERS_READ);
+    const refused = errorResponse('ERROR', '22023', 'invalid value for parameter "TimeZone": "Mars"');
+    const first = readSetupAnswers(answers, Buffer.concat([commandComplete('SET'), refused]), undefined);
+    expect(first).toEqual({
+      kind: 'running',
+      error: 'invalid value for parameter "TimeZone": "Mars"',
+      parameters: [],
+    });
+    expect(readSetupAnswers(answers, ready('E'), first.kind === 'running' ? first.error : undefined)).toEqual(
+      {
+        kind: 'done',
+        error: 'invalid value for parameter "TimeZone": "Mars"',
+        parameters: [],
+      },
+    );
+  });
+
+  it('the node exiting on postmaster death, even right after the ReadyForQuery: the client’s transaction was not sent', () => {
+    const answers = new MessageScanner(ANSWERS_READ);
+    expect(readSetupAnswers(answers, postmasterExit(), undefined).kind).toBe('exited');
+    const after = new MessageScanner(ANSWERS_READ);
+    expect(
+      readSetupAnswers(after, Buffer.concat([...setTimeZone, ready('I'), postmasterExit()]), undefined).kind,
+    ).toBe('exited');
+  });
+});

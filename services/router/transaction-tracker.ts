@@ -1,0 +1,204 @@
+/**
+ * Where a client's transaction is, read from the messages both sides send (pure: bytes in,
+ * decisions out). Under transaction pooling this decides when a server connection is the
+ * client's and when it can serve another one.
+ *
+ * A request cycle is what one ReadyForQuery answers: a simple Query, a FunctionCall, or every
+ * extended-protocol message (Parse, Bind, Describe, Execute, Close) up to and including a Sync
+ * (https://www.postgresql.org/docs/15/protocol-flow.html). The client's transaction is over
+ * when every cycle it sent is answered, the last ReadyForQuery says idle ('I'), no
+ * extended-protocol message waits for its Sync, and the client is not in the middle of a
+ * message. CopyData, CopyDone, CopyFail and Flush neither start nor end a cycle: a COPY belongs
+ * to the Query (or Sync) that started it.
+ *
+ * Two more facts the proxy acts on:
+ * - bytes the server sends behind the ReadyForQuery that ended the transaction are not the
+ *   client's: the server connection is idle by then, and an idle backend speaks only to say it
+ *   is going away (a FATAL, then it closes);
+ * - when the first answer to a transaction is the backend's FATAL on postmaster death (sent when
+ *   it was waiting for its client), the node read none of the transaction: it can run elsewhere.
+ */
+import { MessageScanner, parseErrorFields, parseParameterStatus, type TransactionStatus } from './wire.ts';
+
+/** Client message types that end a request cycle: each is answered by one ReadyForQuery. */
+const SYNCING = new Set(['Q', 'S', 'F']);
+/** Client message types that neither start nor end a cycle (copy data, copy done, copy fail, flush). */
+const NEUTRAL = new Set(['d', 'c', 'f', 'H']);
+const TERMINATE = 'X';
+/** Length of a Terminate message: its type byte and its Int32 length, no body. */
+const TERMINATE_LENGTH = 5;
+
+export interface ClientBytes {
+  /** What goes on to the server: the chunk, or the part before a Terminate. */
+  forward: Buffer;
+  /** The client said Terminate: it is leaving (the router acts on it; a pooled server never sees it). */
+  terminated: boolean;
+}
+
+/** What to do with the server connection of a client that left. */
+export type Settlement =
+  /** Answers to what it sent are still due: what it started finishes first. */
+  | 'wait'
+  /** Its transaction is over: the connection serves the next client. */
+  | 'give-back'
+  /** It left a transaction open (or a message cut short): closing the connection rolls it back. */
+  | 'close';
+
+/** The request cycles of one client connection, from its messages and the ReadyForQuery answers. */
+export class TransactionTracker {
+  /** Messages that expect a ReadyForQuery (Query, Sync, FunctionCall) not yet answered. */
+  private outstanding = 0;
+  /** Extended-protocol messages sent since the last Sync. */
+  private unsynced = false;
+  /** As the last ReadyForQuery said; a new client starts outside a transaction. */
+  private status: TransactionStatus = 'I';
+  private requests = new MessageScanner(new Set());
+
+  /** Reads what the client sent; throws PROTOCOL_ERROR on a malformed message. */
+  request(chunk: Buffer): ClientBytes {
+    let forward = chunk;
+    let terminated = false;
+    this.requests.scan(chunk, (m, end) => {
+      if (terminated) return;
+      if (SYNCING.has(m.type)) {
+        this.outstanding++;
+        this.unsynced = false;
+      } else if (m.type === TERMINATE) {
+        terminated = true;
+        forward = chunk.subarray(0, Math.max(0, end - TERMINATE_LENGTH));
+      } else if (!NEUTRAL.has(m.type)) {
+        this.unsynced = true;
+      }
+    });
+    return { forward, terminated };
+  }
+
+  /** A ReadyForQuery answered one cycle; true if the transaction is over with it. */
+  ready(status: TransactionStatus): boolean {
+    this.outstanding = Math.max(0, this.outstanding - 1);
+    this.status = status;
+    return this.over;
+  }
+
+  /**
+   * Every cycle answered, no transaction open, nothing waiting for a Sync, and the client between
+   * two messages: the node holds part of a message otherwise, and the connection's next client
+   * would send the rest of it.
+   */
+  get over(): boolean {
+    return this.outstanding === 0 && this.status === 'I' && !this.unsynced && this.requests.atBoundary;
+  }
+
+  /** No transaction is open: what the client sends next begins one. */
+  get outsideTransaction(): boolean {
+    return this.status === 'I';
+  }
+
+  /** For a client that left: what becomes of its server connection. */
+  settle(): Settlement {
+    if (this.outstanding > 0) return 'wait';
+    return this.over ? 'give-back' : 'close';
+  }
+
+  /** The client left before what it sent reached a server: none of it will run or be answered. */
+  dropUnsent(): void {
+    this.outstanding = 0;
+    this.unsynced = false;
+    // a message it had begun is dropped with the rest
+    this.requests = new MessageScanner(new Set());
+  }
+}
+
+export interface ParameterChange {
+  name: string;
+  value: string;
+}
+
+/** What the server's answers during a client's transaction say. */
+export type Answers =
+  /** The first answer is the node's exit on postmaster death: it read nothing of the transaction. */
+  | { kind: 'unread' }
+  /** The whole chunk is the client's and its transaction goes on; `answered`: a whole answer came. */
+  | { kind: 'running'; answered: boolean; parameters: ParameterChange[] }
+  /**
+   * The transaction ended at byte `end` of the chunk (a ReadyForQuery): what comes before is the
+   * client's; anything after is the now idle connection going away.
+   */
+  | { kind: 'over'; end: number; parameters: ParameterChange[] };
+
+/**
+ * Reads a chunk of the server's answers to a client's transaction, telling `tracker` of every
+ * ReadyForQuery. `firstAnswerDue`: nothing of this transaction was answered yet. Throws
+ * PROTOCOL_ERROR on malformed bytes.
+ */
+export function readAnswers(
+  answers: MessageScanner,
+  chunk: Buffer,
+  tracker: TransactionTracker,
+  firstAnswerDue: boolean,
+): Answers {
+  const parameters: ParameterChange[] = [];
+  let end = -1;
+  let unread = false;
+  let answered = false;
+  answers.scan(chunk, (m, at) => {
+    if (end >= 0 || unread) return;
+    if (firstAnswerDue && !answered && m.type === 'E' && exitedOnPostmasterDeath(m.body!)) {
+      unread = true;
+      return;
+    }
+    answered = true;
+    if (m.type === 'Z') {
+      if (tracker.ready(transactionStatus(m.body!))) end = at;
+    } else if (m.type === 'S') parameters.push(parseParameterStatus(m.body!));
+  });
+  if (unread) return { kind: 'unread' };
+  if (end >= 0) return { kind: 'over', end, parameters };
+  return { kind: 'running', answered, parameters };
+}
+
+/** What the server's answers to the SET statements that give it a client's settings say. */
+export type SetupAnswers =
+  /** The node exited on postmaster death: none of the client's transaction was sent. */
+  | { kind: 'exited'; parameters: ParameterChange[] }
+  /** Not all answered yet; `error`: the message of an error so far. */
+  | { kind: 'running'; error: string | undefined; parameters: ParameterChange[] }
+  /** All answered (ReadyForQuery); `error`: the client's settings were refused. */
+  | { kind: 'done'; error: string | undefined; parameters: ParameterChange[] };
+
+/** Reads a chunk of answers to the settings' SET statements; `error`: one seen in earlier chunks. */
+export function readSetupAnswers(
+  answers: MessageScanner,
+  chunk: Buffer,
+  error: string | undefined,
+): SetupAnswers {
+  const parameters: ParameterChange[] = [];
+  let ready = false;
+  let exited = false;
+  answers.scan(chunk, (m) => {
+    if (m.type === 'S') parameters.push(parseParameterStatus(m.body!));
+    else if (m.type === 'E') {
+      error = parseErrorFields(m.body!).get('M');
+      exited ||= exitedOnPostmasterDeath(m.body!);
+    } else if (m.type === 'Z') ready = true;
+  });
+  if (exited) return { kind: 'exited', parameters };
+  return { kind: ready ? 'done' : 'running', error, parameters };
+}
+
+/** Server message types the proxy reads while it serves a client: ReadyForQuery, ParameterStatus, ErrorResponse. */
+export const ANSWERS_READ: ReadonlySet<string> = new Set(['Z', 'S', 'E']);
+
+function transactionStatus(body: Buffer): TransactionStatus {
+  return String.fromCharCode(body[0]!) as TransactionStatus;
+}
+
+/**
+ * A backend's FATAL on postmaster death, sent when it was waiting to read from the client
+ * (PostgreSQL's secure_read): it read nothing more. Matched on severity, SQLSTATE and message,
+ * so a localized server (lc_messages) falls back to failing the transaction.
+ */
+export function exitedOnPostmasterDeath(errorBody: Buffer): boolean {
+  const f = parseErrorFields(errorBody);
+  return f.get('V') === 'FATAL' && f.get('C') === '57P01' && /postmaster exit/.test(f.get('M') ?? '');
+}
