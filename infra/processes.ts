@@ -166,6 +166,8 @@ export interface WaitOptions {
   intervalMs?: number;
   /** If this process exits while we wait, fail at once with the end of its log. */
   process?: ManagedProcess;
+  /** Says why waiting is pointless (e.g. a service died), failing the wait at once. */
+  abort?: () => string | undefined;
 }
 
 /** Poll `check` until it returns a value other than undefined/false, or fail after the deadline. */
@@ -173,6 +175,8 @@ export async function waitFor<T>(check: () => Promise<T | undefined | false>, op
   const deadline = Date.now() + opts.timeoutMs;
   let lastError: unknown;
   for (;;) {
+    const aborted = opts.abort?.();
+    if (aborted !== undefined) throw new BrabantError('TIMEOUT', `${opts.what}: ${aborted}`);
     if (opts.process?.hasExited()) {
       throw new BrabantError(
         'COMPONENT_START_FAILED',

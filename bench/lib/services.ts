@@ -1,83 +1,40 @@
 /**
- * Brabant's capture and apply as child processes for the benchmarks (as `brabant demo` and the
- * tests run them): own environment, log file, readiness by /healthz and the session log line,
- * /metrics scraping, peak RSS (VmHWM) sampled while they run, optional CPU profile, and a
- * registry of everything started so that an error or Ctrl-C never leaves one behind.
+ * Brabant's capture and apply as child processes for the benchmarks, through the launcher the
+ * demo and the tests use: readiness by /healthz and the session log line, /metrics scraping, and
+ * a registry of everything started so that an error or Ctrl-C never leaves one behind.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freePort } from '../../infra/processes.ts';
-import { sleep, until } from './util.ts';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, waitFor } from '../../infra/processes.ts';
+import { LaunchedService, type ServiceOptions, spawnService } from '../../services/control/launcher.ts';
 
-export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export { ROOT } from '../../services/control/launcher.ts';
 
-export interface ServiceOptions {
+export interface BenchServiceOptions {
   logDir: string;
   /** When set, the process runs with --cpu-prof and writes its profile into this folder on exit. */
   cpuProfDir?: string;
 }
 
-export class Service {
-  readonly lines: string[] = [];
-  private peak = 0;
-  private readonly sampler: NodeJS.Timeout;
-  readonly exited: Promise<number | null>;
-  private exitCode: number | null | undefined;
+/** A service the benchmark started: the launcher's process, its /metrics port, and the bench's registry of live services. */
+export class Service extends LaunchedService {
   /** stop() was called: its exit is no failure. */
   private stopRequested = false;
 
   constructor(
-    readonly kind: 'capture' | 'apply',
-    readonly name: string,
-    readonly child: ChildProcess,
+    kind: 'capture' | 'apply',
+    name: string,
+    child: ChildProcess,
+    logFile: string,
     readonly metricsPort: number,
-    readonly logFile: string,
   ) {
-    this.exited = new Promise((r) =>
-      child.once('exit', (code, signal) => {
-        this.exitCode = code ?? (signal ? -1 : null);
-        r(code);
-      }),
-    );
-    this.sampler = setInterval(() => this.sample(), 100);
-    void this.exited.then(() => clearInterval(this.sampler));
+    // the lines that matter for readiness and errors, not every line of a long run
+    super(kind, name, child, logFile, (l, kept) => kept < 200 || !/"level":30/.test(l));
   }
 
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  get running(): boolean {
-    return this.exitCode === undefined;
-  }
-
-  /** Why this process is no longer running, or undefined while it runs. */
-  deathReason(): string | undefined {
-    if (this.running || this.stopRequested) return undefined;
-    const last = this.lines
-      .filter((l) => /"level":60/.test(l) || !l.startsWith('{'))
-      .slice(-2)
-      .join(' | ');
-    return `${this.kind} ${this.name} exited (${this.exitCode})${last ? `: ${last.slice(0, 400)}` : ''}; log ${this.logFile}`;
-  }
-
-  private sample(): void {
-    if (!this.running) return;
-    try {
-      const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-      const m = /VmHWM:\s+(\d+) kB/.exec(status);
-      if (m) this.peak = Math.max(this.peak, Number(m[1]) * 1024);
-    } catch {
-      /* gone */
-    }
-  }
-
-  /** Peak resident set size (VmHWM) in bytes, as last sampled while the process ran. */
-  peakRss(): number {
-    this.sample();
-    return this.peak;
+  override deathReason(): string | undefined {
+    return this.stopRequested ? undefined : super.deathReason();
   }
 
   async metrics(): Promise<string> {
@@ -90,33 +47,10 @@ export class Service {
     return metricSum(await this.metrics(), name, labels);
   }
 
-  async waitForLog(pattern: RegExp, timeoutMs: number): Promise<void> {
-    await until(
-      `${this.kind} ${this.name} to log ${pattern}`,
-      async () => this.lines.some((l) => pattern.test(l)),
-      {
-        timeoutMs,
-        intervalMs: 50,
-        abort: () => this.deathReason(),
-      },
-    );
-  }
-
-  /** SIGTERM (graceful: capture flushes its batch), then SIGKILL after graceMs. */
-  async stop(graceMs = 15_000): Promise<void> {
+  override async stop(graceMs = 15_000): Promise<void> {
     this.stopRequested = true;
-    if (!this.running) return;
-    this.child.kill('SIGTERM');
-    const t = await Promise.race([this.exited.then(() => 'exited'), sleep(graceMs).then(() => 'timeout')]);
-    if (t === 'timeout' && this.running) {
-      this.child.kill('SIGKILL');
-      await this.exited;
-    }
+    await super.stop(graceMs);
     live.delete(this);
-  }
-
-  kill(): void {
-    if (this.running) this.child.kill('SIGKILL');
   }
 }
 
@@ -144,59 +78,30 @@ export function metricSum(text: string, name: string, labels: Record<string, str
   return sum;
 }
 
-/** Starts services/<kind>/main.ts and waits until /healthz answers and its session is running. */
-export async function startService(
-  kind: 'capture' | 'apply',
+/** Starts a service through the launcher and waits until /healthz answers and its session is running. */
+export async function startService<K extends 'capture' | 'apply'>(
+  kind: K,
   name: string,
+  options: ServiceOptions<K>,
   env: Record<string, string>,
-  opts: ServiceOptions,
+  opts: BenchServiceOptions,
 ): Promise<Service> {
   mkdirSync(opts.logDir, { recursive: true });
   const metricsPort = await freePort();
   const logFile = join(opts.logDir, `${kind}-${name}.log`);
-  const out = createWriteStream(logFile, { flags: 'a' });
-  const nodeArgs: string[] = [];
-  if (opts.cpuProfDir !== undefined) {
-    // One folder per process: node writes one profile per thread (the main thread and tsx's loader).
-    const dir = join(opts.cpuProfDir, `${kind}-${name}`);
-    mkdirSync(dir, { recursive: true });
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
-  }
-  const child = spawn(
-    process.execPath,
-    [...nodeArgs, '--import', 'tsx', join(ROOT, 'services', kind, 'main.ts')],
-    {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        KAFKAJS_NO_PARTITIONER_WARNING: '1',
-        ...env,
-        BRABANT_METRICS_PORT: String(metricsPort),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const svc = new Service(kind, name, child, metricsPort, logFile);
+  const child = spawnService(kind, name, { ...options, metricsPort } as ServiceOptions<K>, {
+    logFile,
+    env,
+    ...(opts.cpuProfDir === undefined ? {} : { cpuProfDir: opts.cpuProfDir }),
+  });
+  const svc = new Service(kind, name, child, logFile, metricsPort);
   live.add(svc);
-  let rest = '';
-  const onData = (chunk: Buffer) => {
-    out.write(chunk);
-    const text = rest + chunk.toString();
-    const parts = text.split('\n');
-    rest = parts.pop() ?? '';
-    // Keep the lines that matter for readiness and errors, not every line of a long run.
-    for (const l of parts)
-      if (l !== '' && (svc.lines.length < 200 || !/"level":30/.test(l))) svc.lines.push(l);
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  void svc.exited.then(() => out.end());
   try {
-    await until(
-      `${kind} ${name} /healthz`,
-      async () => (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok,
-      { timeoutMs: 60_000, intervalMs: 100, abort: () => svc.deathReason() },
-    );
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok, {
+      what: `${kind} ${name} /healthz`,
+      timeoutMs: 60_000,
+      abort: () => svc.deathReason(),
+    });
     await svc.waitForLog(kind === 'capture' ? /capture session starting/ : /apply session running/, 90_000);
   } catch (err) {
     await svc.stop(2_000);

@@ -1,5 +1,6 @@
 /** Small helpers of the benchmarks: a wall clock in ms with sub-ms precision, statistics, logging. */
 import { randomBytes } from 'node:crypto';
+import { waitFor } from '../../infra/processes.ts';
 
 /** Wall-clock milliseconds (Unix epoch) with sub-millisecond precision, monotonic within this process. */
 export function nowMs(): number {
@@ -45,29 +46,13 @@ export function lagStats(lagsMs: ArrayLike<number>): { p50: number; p99: number;
   };
 }
 
-/** Waits for `check` to return a value other than undefined/false; fails with `what` after timeoutMs. */
-export async function until<T>(
+/** Waits for `check` to return a value other than undefined/false (infra's one waitFor, what first). */
+export function until<T>(
   what: string,
   check: () => Promise<T | undefined | false>,
   opts: { timeoutMs: number; intervalMs?: number; abort?: () => string | undefined },
 ): Promise<T> {
-  const deadline = Date.now() + opts.timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    const aborted = opts.abort?.();
-    if (aborted !== undefined) throw new Error(`${what}: ${aborted}`);
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() >= deadline) {
-      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${Math.round(opts.timeoutMs / 1000)} s waiting for ${what}${why}`);
-    }
-    await sleep(opts.intervalMs ?? 100);
-  }
+  return waitFor(check, { what, ...opts });
 }
 
 export function errorText(err: unknown): string {

@@ -3,27 +3,24 @@
  * writes in both regions at once (including conflicting updates of the same rows), progress while
  * it runs, and at the end the proof that both regions hold identical data.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, openSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { withDatabase } from '../../infra/postgres/postgres.ts';
 import { freePort, waitFor } from '../../infra/processes.ts';
 import { type NodeInfo, startStack, stopRecorded } from '../../infra/stack.ts';
 import { changeTopic } from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
-import { BrabantError } from '../runtime/errors.ts';
 import type { controlConfig } from './config.ts';
+import { type LaunchedService, launch, type ServiceOptions } from './launcher.ts';
 import { DEMO_TOPOLOGY, describeStack } from './stack-commands.ts';
 
-const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const HOT_KEYS = 20;
 const say = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
 
 interface Service {
   name: string;
-  child: ChildProcess;
+  proc: LaunchedService;
   metricsPort: number;
 }
 
@@ -44,12 +41,7 @@ export async function demo(opts: {
   const services: Service[] = [];
   const clients: pg.Client[] = [];
   const stopAll = async () => {
-    for (const s of services) s.child.kill('SIGTERM');
-    await Promise.all(
-      services.map(
-        (s) => new Promise((r) => (s.child.exitCode !== null ? r(null) : s.child.once('exit', r))),
-      ),
-    );
+    await Promise.all(services.map((s) => s.proc.stop()));
     for (const c of clients) await c.end().catch(() => {});
     if (!opts.keep) await stack.stop();
     else stack.release();
@@ -80,25 +72,23 @@ export async function demo(opts: {
     say('sample table public.items created on both nodes');
     const logDir = join(workDir, 'logs');
     mkdirSync(logDir, { recursive: true });
-    const regionsList = stack.regions.map((r) => r.name).join(',');
+    const regionsList = stack.regions.map((r) => r.name);
     for (const n of nodes) {
-      const brokers = stack.regions.find((r) => r.name === n.region)!.kafkaBrokers.join(',');
+      const brokers = stack.regions.find((r) => r.name === n.region)!.kafkaBrokers;
       const common = {
-        BRABANT_NODE_ID: n.id,
-        BRABANT_PG_URL: withDatabase(n.url, 'demo'),
-        BRABANT_KAFKA_BROKERS: brokers,
-        BRABANT_REGISTRY_URL: stack.registryUrl,
+        nodeId: n.id,
+        pgUrl: withDatabase(n.url, 'demo'),
+        kafkaBrokers: brokers,
+        registryUrl: stack.registryUrl,
       };
       services.push(
         await startService('capture', n, logDir, {
           ...common,
-          BRABANT_REGION: n.region,
-          BRABANT_CAPTURE_TOPIC: changeTopic(n.region),
+          region: n.region,
+          topic: changeTopic(n.region),
         }),
       );
-      services.push(
-        await startService('apply', n, logDir, { ...common, BRABANT_APPLY_REGIONS: regionsList }),
-      );
+      services.push(await startService('apply', n, logDir, { ...common, regions: regionsList }));
     }
     say(`capture and apply running for ${nodes.map((n) => n.id).join(' and ')} (logs in ${logDir})`);
 
@@ -200,37 +190,27 @@ export async function demo(opts: {
   }
 }
 
-async function startService(
-  kind: 'capture' | 'apply',
+async function startService<K extends 'capture' | 'apply'>(
+  kind: K,
   n: NodeInfo,
   logDir: string,
-  env: Record<string, string>,
+  options: ServiceOptions<K>,
 ): Promise<Service> {
   const metricsPort = await freePort();
-  const fd = openSync(join(logDir, `${kind}-${n.id}.log`), 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'services', kind, 'main.ts')], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      ...env,
-      BRABANT_METRICS_PORT: String(metricsPort),
-      KAFKAJS_NO_PARTITIONER_WARNING: '1',
-    },
-    stdio: ['ignore', fd, fd],
+  const logFile = join(logDir, `${kind}-${n.id}.log`);
+  const proc = launch(kind, n.id, { ...options, metricsPort } as ServiceOptions<K>, {
+    logFile,
+    keepLine: (l) => !l.startsWith('{'),
   });
-  child.once('exit', (code) => {
-    if (code !== 0 && code !== null)
-      console.error(`${kind} of ${n.id} exited with ${code}; see ${join(logDir, `${kind}-${n.id}.log`)}`);
+  void proc.exited.then((code) => {
+    if (code !== 0 && code !== null) console.error(`${kind} of ${n.id} exited with ${code}; see ${logFile}`);
   });
-  await waitFor(
-    async () => {
-      if (child.exitCode !== null)
-        throw new BrabantError('COMPONENT_START_FAILED', `${kind} of ${n.id} exited with ${child.exitCode}`);
-      return (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok;
-    },
-    { what: `${kind} of ${n.id}`, timeoutMs: 60_000 },
-  );
-  return { name: `${kind}-${n.id}`, child, metricsPort };
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok, {
+    what: `${kind} of ${n.id}`,
+    timeoutMs: 60_000,
+    abort: () => proc.deathReason(),
+  });
+  return { name: `${kind}-${n.id}`, proc, metricsPort };
 }
 
 async function report(nodes: NodeInfo[], dbs: Map<string, pg.Client>, services: Service[]): Promise<string> {

@@ -197,6 +197,24 @@ export function launch<K extends ServiceKind>(
   options: ServiceOptions<K>,
   opts: LaunchOptions,
 ): LaunchedService {
+  return new LaunchedService(
+    kind,
+    name,
+    spawnService(kind, name, options, opts),
+    opts.logFile,
+    opts.keepLine ?? all,
+  );
+}
+
+const all = () => true;
+
+/** The process of a service (for classes that extend LaunchedService; others use `launch`). */
+export function spawnService<K extends ServiceKind>(
+  kind: K,
+  name: string,
+  options: ServiceOptions<K>,
+  opts: LaunchOptions,
+): ChildProcess {
   const root = opts.root ?? ROOT;
   mkdirSync(dirname(opts.logFile), { recursive: true });
   const nodeArgs: string[] = [];
@@ -217,5 +235,5 @@ export function launch<K extends ServiceKind>(
   );
   if (child.pid === undefined)
     throw new BrabantError('COMPONENT_START_FAILED', `could not start ${kind} ${name} (${process.execPath})`);
-  return new LaunchedService(kind, name, child, opts.logFile, opts.keepLine ?? (() => true));
+  return child;
 }
