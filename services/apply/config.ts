@@ -1,17 +1,8 @@
 /** Apply's options, declared once (docs/configuration.md is generated from them). */
-import { endpointOptions, int, list, str, url } from '../runtime/config.ts';
+import { endpointOptions, int, list, nodeServiceOptions, str } from '../runtime/config.ts';
 
 export const applyConfig = {
-  nodeId: str({
-    env: 'BRABANT_NODE_ID',
-    description: 'Id of this node, unique across all regions (e.g. vl-1)',
-  }),
-  pgUrl: str({ env: 'BRABANT_PG_URL', description: 'postgres:// URL of the node database to apply to' }),
-  kafkaBrokers: list({
-    env: 'BRABANT_KAFKA_BROKERS',
-    description: 'Kafka bootstrap servers holding every region’s change topic (host:port list)',
-  }),
-  registryUrl: url({ env: 'BRABANT_REGISTRY_URL', description: 'Confluent-compatible schema registry URL' }),
+  ...nodeServiceOptions(),
   regions: list({
     env: 'BRABANT_APPLY_REGIONS',
     description:

@@ -1,19 +1,10 @@
 /** Capture's options, declared once (see docs/configuration.md, generated from these). */
 import { CHANGE_TOPIC_DEFAULTS } from '../protocol/topics.ts';
-import { bool, endpointOptions, int, list, str, url } from '../runtime/config.ts';
+import { bool, endpointOptions, int, list, nodeServiceOptions, str } from '../runtime/config.ts';
 
 export const captureConfig = {
-  nodeId: str({
-    env: 'BRABANT_NODE_ID',
-    description: 'Id of this node, unique across all regions (e.g. vl-1)',
-  }),
+  ...nodeServiceOptions(),
   region: str({ env: 'BRABANT_REGION', description: 'Region of this node (e.g. vlaanderen)' }),
-  pgUrl: str({ env: 'BRABANT_PG_URL', description: 'postgres:// URL of the node database to capture' }),
-  kafkaBrokers: list({
-    env: 'BRABANT_KAFKA_BROKERS',
-    description: "Kafka bootstrap servers of this node's region (host:port list)",
-  }),
-  registryUrl: url({ env: 'BRABANT_REGISTRY_URL', description: 'Confluent-compatible schema registry URL' }),
   topic: str({
     env: 'BRABANT_CAPTURE_TOPIC',
     description: 'Change topic of the region; empty means brabant.<region>.changes',

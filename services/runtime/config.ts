@@ -180,3 +180,29 @@ export function endpointOptions(defaultMetricsPort: number) {
     logLevel: logLevelOption,
   };
 }
+
+/**
+ * The options every per-node service (capture, apply) has, declared once: which node, its
+ * database, Kafka and the schema registry.
+ */
+export function nodeServiceOptions() {
+  return {
+    nodeId: str({
+      env: 'BRABANT_NODE_ID',
+      description: 'Id of this node, unique across all regions (e.g. vl-1)',
+    }),
+    pgUrl: str({
+      env: 'BRABANT_PG_URL',
+      description: 'postgres:// URL of this node’s database (the one captured, and applied to)',
+    }),
+    kafkaBrokers: list({
+      env: 'BRABANT_KAFKA_BROKERS',
+      description:
+        'Kafka bootstrap servers (host:port list): capture produces to its region’s change topic there, apply reads the change topics it applies from there',
+    }),
+    registryUrl: url({
+      env: 'BRABANT_REGISTRY_URL',
+      description: 'Confluent-compatible schema registry URL',
+    }),
+  };
+}
