@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- W1 W2 … --runs N --quick …]`: the benchmark table of ../shared/BENCHMARKS.md.
+ * `npm run bench [-- W1 W2 … --runs N --quick …]`: the benchmark table of docs/benchmarks.md.
  * Starts its own stack (Kafka, two PostgreSQL nodes, registry) in .cache/bench-stack, plus two
  * pglogical nodes for that baseline, Kafka Connect with Debezium for W5's (bench/lib/debezium.ts)
  * and two nodes of W6's own for each of its runs, runs every scenario on Brabant and its baselines several
@@ -20,11 +20,11 @@ import { serverVersion } from './lib/pg.ts';
 import { summarizeDir } from './lib/profile.ts';
 import { killAllServices, ROOT, stopAllServices } from './lib/services.ts';
 import { errorText, median, say } from './lib/util.ts';
-import { type RunResult, type Scenario, W1, W2, W3, W4 } from './scenarios.ts';
+import { type RunResult, type Scenario, W1, W2, W3, W4, W7, W8, W9, W10 } from './scenarios.ts';
 import { W5 } from './w5.ts';
 import { killW6, stopW6, W6, W6_CLIENTS, W6_THINK_MS } from './w6.ts';
 
-const ALL_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
+const ALL_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6', 'W7', 'W8', 'W9', 'W10'];
 const SYSTEM_NAMES: Record<System, string> = {
   brabant: 'Brabant',
   native: 'native logical replication',
@@ -32,7 +32,7 @@ const SYSTEM_NAMES: Record<System, string> = {
   debezium: 'Debezium',
 };
 
-const HELP = `npm run bench [-- [W1 … W6] [options]]
+const HELP = `npm run bench [-- [W1 … W10] [options]]
   --runs N          runs of each scenario and system (default 3; the median is quoted)
   --quick           small sizes for a fast look: W1 40,000 rows, W2/W4 10 s, W3 100,000 rows,
                     W5 40,000 rows, 1 run (each can still be set below)
@@ -300,7 +300,7 @@ async function main(): Promise<number> {
   const outDir = join(resultsDir, stamp);
   mkdirSync(outDir, { recursive: true });
   const opts: BenchOptions = { ...parsed, outDir };
-  const scenarios: Scenario[] = [W1, W2, W3, W4, W5, W6];
+  const scenarios: Scenario[] = [W1, W2, W3, W4, W5, W6, W7, W8, W9, W10];
   // BRABANT_BENCH_DIR: another folder for the stack, so two benchmark runs can go side by side
   const workDir = process.env.BRABANT_BENCH_DIR ?? join(ROOT, '.cache', 'bench-stack');
 
@@ -469,7 +469,7 @@ async function main(): Promise<number> {
     memoryGiB: +(totalmem() / 2 ** 30).toFixed(1),
   };
   const header = [
-    `Brabant benchmarks (../shared/BENCHMARKS.md), ${started.toISOString()}`,
+    `Brabant benchmarks (docs/benchmarks.md), ${started.toISOString()}`,
     `machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB memory; everything on loopback`,
     `versions: PostgreSQL ${versions.postgresql ?? '?'}, Kafka ${versions.kafka}, Node.js ${versions.node}` +
       (versions.pglogical ? `, pglogical ${versions.pglogical}` : '') +

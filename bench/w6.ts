@@ -9,7 +9,7 @@
  * then kill -9 of the leader's PostgreSQL (failover to B). Reported: the longest time no client
  * transaction committed around each move ("writes blocked", as clients see it), and the client
  * transactions that failed. There is no baseline system: the table compares with the targets of
- * ../shared/BENCHMARKS.md (< 0.5 s switchover with no failed transaction, < 6 s failover).
+ * docs/benchmarks.md (< 0.5 s switchover with no failed transaction, < 6 s failover).
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
