@@ -4,7 +4,11 @@
  * again), in both directions at once.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Pair, replicationPair, tableRows, waitConverged } from './support/pair.ts';
+import { decodePosition } from '../services/protocol/headers.ts';
+import { parseLsn } from '../services/protocol/lsn.ts';
+import { type Pair, replicationPair, waitConverged } from './support/pair.ts';
+import { region, stack } from './support/stack.ts';
+import { plainRow, readTopic } from './support/topic.ts';
 
 let pair: Pair | undefined;
 afterEach(async () => {
@@ -44,11 +48,20 @@ describe('apply', () => {
          join pg_replication_origin o on o.roident = (pg_xact_commit_timestamp_origin(i.xmin)).roident where id = 1`,
     );
     expect(dst.rows[0]).toEqual({ ts: src.rows[0].ts, roname: `brabant_${vl.names.nodeId}` });
-    // and the origin's progress is the source's commit LSN
-    const progress = await wa.client.query(`select pg_replication_origin_progress($1, true)::text as p`, [
-      `brabant_${vl.names.nodeId}`,
-    ]);
-    expect(progress.rows[0].p).not.toBeNull();
+    // and the origin's progress is the commit LSN of the source's last transaction (the last
+    // event of its stream: heartbeats are off in these tests)
+    const stream = await readTopic(
+      region('vlaanderen').kafkaBrokers,
+      stack().registryUrl,
+      vl.names.topic,
+      (es) => es.some((e) => e.value.table === 'notes' && plainRow(e, 'after')?.k === 'c'),
+    );
+    const last = decodePosition(stream[stream.length - 1]!.headers)!;
+    const progress = await wa.client.query<{ p: string }>(
+      `select pg_replication_origin_progress($1, true)::text as p`,
+      [`brabant_${vl.names.nodeId}`],
+    );
+    expect(parseLsn(progress.rows[0]!.p)).toBe(last.commitLsn);
   });
 
   it('replicates both ways at once without loops', async () => {
@@ -69,9 +82,28 @@ describe('apply', () => {
     ]);
     const rows = await waitConverged(pair.sides, 'items', (r) => r.length === 600);
     expect(rows.filter((r) => r.includes('wallonie'))).toHaveLength(300);
-    // nothing came back: each side's capture sent only its own 300 rows
-    await new Promise((r) => setTimeout(r, 1000));
-    expect(await tableRows(vl.client, 'items')).toHaveLength(600);
+    // no loop: each node's stream holds exactly its own 300 inserts and none of the rows it
+    // applied. A marker written on each node after everything converged ends each stream: an
+    // applied row captured again would sit before it.
+    await vl.client.query(`insert into items values (9001, 'marker', 0, 'v', 0, null, now())`);
+    await wa.client.query(`insert into items values (9002, 'marker', 0, 'w', 0, null, now())`);
+    await waitConverged(pair.sides, 'items', (r) => r.length === 602);
+    for (const [side, own, marker] of [
+      [vl, 'vlaanderen', 9001],
+      [wa, 'wallonie', 9002],
+    ] as const) {
+      const events = await readTopic(
+        region(side.node.region).kafkaBrokers,
+        stack().registryUrl,
+        side.names.topic,
+        (es) => es.some((e) => plainRow(e, 'after')?.id === marker),
+      );
+      const written = events
+        .filter((e) => e.value.table === 'items')
+        .map((e) => plainRow(e, 'after') as { id: number; region: string });
+      expect(written.filter((r) => r.id !== marker && r.region !== own)).toEqual([]);
+      expect(written).toHaveLength(301);
+    }
   });
 
   it('keeps tombstones until every peer applied past them, then prunes them', async () => {

@@ -106,3 +106,20 @@ export function assertNoDuplicates(events: TopicEvent[]): void {
     seen.add(p);
   }
 }
+
+/**
+ * A row image of an event as plain values: a field whose union has several non-null branches
+ * arrives from a plain Avro decoder as `{ branch: value }`; this takes the value.
+ */
+export function plainRow(e: TopicEvent, side: 'before' | 'after'): Record<string, unknown> | null {
+  const r = e.value[side] as Record<string, unknown> | null;
+  if (r === null) return null;
+  return Object.fromEntries(
+    Object.entries(r).map(([k, v]) => [
+      k,
+      v !== null && typeof v === 'object' && !Buffer.isBuffer(v) && !Array.isArray(v)
+        ? Object.values(v)[0]
+        : v,
+    ]),
+  );
+}
