@@ -33,6 +33,8 @@ export interface ChangeStreamDeps {
   lastCommitTs: Map<string, bigint>;
   registryUrl: string;
   retryMaxMs: number;
+  /** Records (`topic/partition@offset`) the operator said to dead-letter rather than wait for their schema. */
+  deadLetterAt: ReadonlySet<string>;
   /**
    * An error while applying ends the session at once (the error policy then says whether the
    * service starts a new one or stops), instead of kafkajs retrying the batch on its own.
@@ -110,7 +112,11 @@ export class ChangeStream {
         change = await d.decoder.decode(m.value);
       } catch (err) {
         await flush();
-        if (isBrabantError(err, 'UNDECODABLE')) {
+        const at = `${topic}/${partition}@${m.offset}`;
+        if (
+          isBrabantError(err, 'UNDECODABLE') ||
+          (isBrabantError(err, 'SCHEMA_UNAVAILABLE') && d.deadLetterAt.has(at))
+        ) {
           d.log.error(
             { source, topic, partition, offset: m.offset, reason: err.message },
             'poison message sent to the dead-letter topic',
@@ -184,8 +190,9 @@ export class ChangeStream {
         retryInMs: wait,
         reason: why,
       },
-      `${code}: the schema of ${source}'s record at ${topic}/${partition}@${offset} cannot be read from the registry; ` +
-        'its stream is paused there (nothing is skipped) and tried again',
+      `${code}: the schema of ${source}'s record at ${topic}/${partition}@${offset} cannot be read from the registry ` +
+        `${this.d.registryUrl}; its stream is paused there (nothing is skipped) and tried again. Fix the registry ` +
+        `(BRABANT_REGISTRY_URL, its storage); only for a record known to be garbage, set BRABANT_APPLY_DEAD_LETTER_AT=${topic}/${partition}@${offset}`,
     );
     const timer = setTimeout(() => consumer.resume([{ topic, partitions: [partition] }]), wait);
     this.paused.set(key, { tries, reason: code, timer });

@@ -57,6 +57,12 @@ export const applyConfig = {
     min: 100,
     max: 24 * 3600 * 1000,
   }),
+  deadLetterAt: list({
+    env: 'BRABANT_APPLY_DEAD_LETTER_AT',
+    description:
+      'Records (topic/partition@offset) to send to the dead-letter topic instead of waiting for their schema: only for a record known to be garbage, whose stream is paused on SCHEMA_UNAVAILABLE',
+    default: [],
+  }),
   retryMaxMs: int({
     env: 'BRABANT_APPLY_RETRY_MAX_MS',
     description: 'Longest wait between attempts while Kafka, the registry or the node is unreachable',

@@ -159,6 +159,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
       lastCommitTs,
       registryUrl: c.registryUrl,
       retryMaxMs: c.retryMaxMs,
+      deadLetterAt: new Set(c.deadLetterAt),
       onFailure: (err) => failed(sessionError(err, c.nodeId)),
       log,
       metrics,

@@ -141,8 +141,11 @@ export class ChangeDecoder {
     try {
       text = await this.registry.schemaById(id);
     } catch (err) {
+      // Not the record's fault: the registry lost the schema, or is another region's, or is down.
       if (err instanceof RegistryHttpError && err.status === 404) {
-        throw new BrabantError('UNDECODABLE', `schema id ${id} is unknown to the registry`);
+        throw new BrabantError('SCHEMA_UNAVAILABLE', `schema id ${id} is unknown to the registry`, {
+          cause: err,
+        });
       }
       throw err;
     }

@@ -16,6 +16,10 @@ export const ERROR_CODES = {
   REGISTRY_ERROR: { retriable: true, summary: 'the schema registry refused or failed a request' },
   VALUE_UNREPRESENTABLE: { retriable: false, summary: 'a column value cannot be carried in its Avro type' },
   UNDECODABLE: { retriable: false, summary: 'a message cannot be decoded (framing, schema id or body)' },
+  SCHEMA_UNAVAILABLE: {
+    retriable: true,
+    summary: 'the schema registry does not have (or cannot give) the schema a record was written with',
+  },
   ENVELOPE_UNSUPPORTED: {
     retriable: false,
     summary: 'a record was written with a newer envelope version than this build reads',
