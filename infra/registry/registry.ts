@@ -7,7 +7,7 @@ import { cpSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BrabantError } from '../../services/runtime/errors.ts';
-import { runMaven } from '../kafka/kafka.ts';
+import { runMaven } from '../maven.ts';
 import { type ManagedProcess, spawnManaged, waitFor, waitUntilReady, which } from '../processes.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -39,9 +39,9 @@ export async function ensureRegistryBuilt(progress: (m: string) => void = () => 
   progress(
     'building the schema registry (Apicurio 2.4.2) from Maven Central (first time only, ~210 MB, about a minute)',
   );
-  await runMaven(
-    [
-      '-B',
+  await runMaven({
+    what: 'the schema registry (Apicurio 2.4.2)',
+    args: [
       '-f',
       join(HERE, 'pom.xml'),
       '-s',
@@ -50,9 +50,9 @@ export async function ensureRegistryBuilt(progress: (m: string) => void = () => 
       '-Dquarkus.package.type=fast-jar',
       'package',
     ],
+    logFile: join(CACHE, 'maven.log'),
     progress,
-    'the schema registry',
-  );
+  });
   if (!existsSync(jarPath()))
     throw new BrabantError('DOWNLOAD_FAILED', `the registry build finished without ${jarPath()}`);
   progress('schema registry built');
