@@ -12,6 +12,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { BrabantError } from '../../services/runtime/errors.ts';
 import { COMPLETE_MARKER, copyDependencies, type Progress } from '../maven.ts';
 import { type ManagedProcess, spawnManaged, waitFor, waitUntilReady, which } from '../processes.ts';
+import { shutdownPlan } from '../shutdown.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -147,6 +148,7 @@ export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promi
     command: javaPath(),
     args: [...JVM_FLAGS, log4j, '-cp', cp, 'kafka.Kafka', props],
     logFile: spec.logFile,
+    stopPlan: shutdownPlan('kafka'),
   });
   const bootstrap = `127.0.0.1:${spec.brokerPort}`;
   await waitUntilReady(proc, () =>

@@ -15,6 +15,7 @@ import {
   waitFor,
   waitUntilReady,
 } from '../processes.ts';
+import { shutdownPlan } from '../shutdown.ts';
 
 export interface PostgresNodeSpec {
   name: string;
@@ -132,6 +133,9 @@ export async function startNode(spec: PostgresNodeSpec, timeoutMs = 60_000): Pro
     args: ['-D', spec.dataDir, '-p', String(spec.port)],
     logFile: spec.logFile,
     ...(user === undefined ? {} : { runAs: user }),
+    // Fast shutdown, never smart: connected clients must not keep a node from stopping.
+    stopPlan: shutdownPlan('postgres'),
+    dataDir: spec.dataDir,
   });
   const url = `postgres://postgres@127.0.0.1:${spec.port}/postgres`;
   await waitUntilReady(proc, () =>

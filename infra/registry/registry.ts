@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { BrabantError } from '../../services/runtime/errors.ts';
 import { runMaven } from '../maven.ts';
 import { type ManagedProcess, spawnManaged, waitFor, waitUntilReady, which } from '../processes.ts';
+import { shutdownPlan } from '../shutdown.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -83,6 +84,7 @@ export async function startRegistry(
     ],
     cwd: run,
     logFile: spec.logFile,
+    stopPlan: shutdownPlan('registry'),
   });
   const root = `http://127.0.0.1:${spec.port}`;
   await waitUntilReady(proc, () =>
