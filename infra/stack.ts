@@ -13,6 +13,13 @@ import { ensureKafkaJars, isKafkaFormatted, type RunningKafka, startKafka } from
 import { initNode, isInitialized, type RunningPostgres, startNode } from './postgres/postgres.ts';
 import { assertPortFree, freePort, isAlive, type ManagedProcess, stopPid } from './processes.ts';
 import { ensureRegistryBuilt, type RunningRegistry, startRegistry } from './registry/registry.ts';
+import {
+  ensureRegistryDatabase,
+  REGISTRY_DATABASE,
+  type RegistryStorage,
+  registryDbSettings,
+  registryStorageFromUrl,
+} from './registry/registry-db.ts';
 
 export interface Topology {
   regions: { name: string; nodes: number }[];
@@ -70,6 +77,12 @@ export const externalConfig = {
   registryUrl: str({
     env: 'BRABANT_REGISTRY_URL',
     description: 'Use this Confluent-compatible schema registry instead of starting one',
+    default: '',
+  }),
+  registryDbUrl: str({
+    env: 'BRABANT_REGISTRY_DB_URL',
+    description:
+      "Keep the started registry's schemas in this PostgreSQL database (postgres://user:password@host:5432/db) instead of a registry-db cluster of the stack",
     default: '',
   }),
   pgUrls: list({
@@ -226,6 +239,8 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
     }
   }
   const registryPort = ext.registryUrl === '' ? await ports.next() : 0;
+  // After the registry's own port, so that the ports of a stack made before it stay the same.
+  const registryDbPort = ext.registryUrl === '' && ext.registryDbUrl === '' ? await ports.next() : 0;
   if (options.basePort !== 0) {
     for (const k of kafkaPlan) {
       await assertPortFree('127.0.0.1', k.brokerPort, `${k.name} (broker)`);
@@ -233,6 +248,7 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
     }
     for (const n of pgPlan) await assertPortFree('127.0.0.1', n.port, `PostgreSQL node ${n.id}`);
     if (registryPort !== 0) await assertPortFree('127.0.0.1', registryPort, 'the schema registry');
+    if (registryDbPort !== 0) await assertPortFree('127.0.0.1', registryDbPort, 'PostgreSQL registry-db');
   }
 
   const started: ManagedProcess[] = [];
@@ -292,9 +308,37 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
       return running;
     });
     const registryBuild = ext.registryUrl === '' ? ensureRegistryBuilt(progress) : undefined;
+    // The registry's schemas: in a PostgreSQL cluster of its own, or the database given.
+    let registryStorage: RegistryStorage | undefined;
+    const registryDbJobs: Promise<void>[] = [];
+    if (ext.registryDbUrl !== '') registryStorage = registryStorageFromUrl(ext.registryDbUrl);
+    else if (registryDbPort !== 0) {
+      registryStorage = registryStorageFromUrl(
+        `postgres://postgres@127.0.0.1:${registryDbPort}/${REGISTRY_DATABASE}`,
+      );
+      const spec = {
+        name: 'registry-db',
+        port: registryDbPort,
+        dataDir: join(dataDir, 'registry-db'),
+        logFile: join(logDir, 'registry-db.log'),
+      };
+      registryDbJobs.push(
+        (async () => {
+          if (!isInitialized(spec.dataDir)) {
+            progress('initdb of the registry database');
+            initNode(spec, registryDbSettings(spec.port));
+          }
+          const running = await startNode(spec);
+          record(running.process);
+          await ensureRegistryDatabase(running.url);
+          progress(`registry-db ready on port ${spec.port}`);
+        })(),
+      );
+    }
 
     const kafkas = await settleAll(kafkaJobs);
     const nodes = await settleAll<RunningPostgres>(pgJobs);
+    await settleAll(registryDbJobs);
     let registryUrl = ext.registryUrl;
     if (registryBuild !== undefined) {
       const dist = await registryBuild;
@@ -303,6 +347,8 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
         port: registryPort,
         distDir: dist,
         logFile: join(logDir, 'registry.log'),
+        runDir: join(dataDir, 'registry'),
+        storage: registryStorage!,
       });
       record(reg.process);
       registryUrl = reg.url;

@@ -94,8 +94,11 @@ export function isInitialized(dataDir: string): boolean {
   return existsSync(join(dataDir, 'PG_VERSION'));
 }
 
-/** initdb a new cluster; the folder must not hold one already (the caller decides about reuse). */
-export function initNode(spec: PostgresNodeSpec): void {
+/**
+ * initdb a new cluster; the folder must not hold one already (the caller decides about reuse).
+ * `settings` default to a Brabant node's; the registry's own cluster passes smaller ones.
+ */
+export function initNode(spec: PostgresNodeSpec, settings = nodeSettings(spec.port)): void {
   const bin = postgresBinDir();
   const user = runAs();
   mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
@@ -116,7 +119,7 @@ export function initNode(spec: PostgresNodeSpec): void {
       `initdb of ${spec.name} in ${spec.dataDir} failed: ${stderr}`,
     );
   }
-  const conf = Object.entries(nodeSettings(spec.port))
+  const conf = Object.entries(settings)
     .map(([k, v]) => `${k} = ${v}`)
     .join('\n');
   writeFileSync(join(spec.dataDir, 'brabant.conf'), `# written by Brabant's local stack\n${conf}\n`);
