@@ -167,18 +167,6 @@ export function isAlive(pid: number): boolean {
   return state !== undefined && state !== 'Z' && state !== 'X';
 }
 
-/** Stop a process we did not spawn in this process (e.g. from a state file), group first. */
-export async function stopPid(pid: number, graceMs = 10_000): Promise<void> {
-  if (!isAlive(pid)) return;
-  signalGroup(pid, 'SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return;
-    await delay(100);
-  }
-  signalGroup(pid, 'SIGKILL');
-}
-
 export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
