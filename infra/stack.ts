@@ -15,6 +15,8 @@ import { bool, type ConfigOf, list, loadConfig, str } from '../services/runtime/
 import { BrabantError } from '../services/runtime/errors.ts';
 import { type StartedComponent, startComponent } from './components.ts';
 import { ensureKafkaJars, kafkaLibsDir } from './kafka/kafka.ts';
+import { postgresOsUser } from './postgres/postgres.ts';
+import { ensureReachable } from './postgres/reach.ts';
 import { readProcessInfo, readProcessTable } from './process-table.ts';
 import { assertPortFree, freePort } from './processes.ts';
 import { ensureRegistryBuilt } from './registry/registry.ts';
@@ -277,6 +279,10 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
   // Plan every part and port first, and check the fixed ports before starting anything.
   const planned = await planParts(topology, ext, workDir, portPlan(options.basePort));
   if (options.basePort !== 0) await assertPortsFree(planned);
+  const pgUser = postgresOsUser();
+  if (pgUser !== undefined && planned.some((p) => p.kind === 'postgres' || p.kind === 'registry-db'))
+    ensureReachable(pgUser, workDir, dataDir, progress);
+
   const state: StackState = {
     regions: [],
     registryUrl: ext.registryUrl,

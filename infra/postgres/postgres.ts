@@ -77,7 +77,8 @@ export function postgresBinDir(): string {
   );
 }
 
-function runAs(): string | undefined {
+/** The OS user PostgreSQL runs as: `postgres` when we are root (it refuses root), else us (undefined). */
+export function postgresOsUser(): string | undefined {
   if (!currentUserIsRoot()) return undefined;
   try {
     execFileSync('id', ['-u', OS_USER], { stdio: 'ignore' });
@@ -100,7 +101,7 @@ export function isInitialized(dataDir: string): boolean {
  */
 export function initNode(spec: PostgresNodeSpec, settings = nodeSettings(spec.port)): void {
   const bin = postgresBinDir();
-  const user = runAs();
+  const user = postgresOsUser();
   mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
   if (user !== undefined) {
     const uid = Number(execFileSync('id', ['-u', user]).toString());
@@ -128,7 +129,7 @@ export function initNode(spec: PostgresNodeSpec, settings = nodeSettings(spec.po
 
 export async function startNode(spec: PostgresNodeSpec, timeoutMs = 60_000): Promise<RunningPostgres> {
   const bin = postgresBinDir();
-  const user = runAs();
+  const user = postgresOsUser();
   // The port in brabant.conf wins unless given here too; pass it so a reused folder follows the spec.
   const proc = spawnManaged({
     name: `postgres ${spec.name}`,
