@@ -1,21 +1,27 @@
 /**
  * Process plumbing for the local stack: start real programs as detached children with their
  * output in log files, wait for readiness by condition (never by sleeping a fixed time), check
- * ports, and stop whole process groups.
+ * ports, and stop components by their shutdown plan (shutdown.ts) until none of their processes
+ * is left.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { BrabantError } from '../services/runtime/errors.ts';
+import { readProcessInfo, readProcessTable } from './process-table.ts';
+import { defaultPlan, membersOf, type ProcessIdentity, type ShutdownStep, withGrace } from './shutdown.ts';
 
 export interface ManagedProcess {
   readonly name: string;
   readonly pid: number;
+  /** Kernel start time of pid (see process-table.ts), recorded so a reused pid is never signalled. */
+  readonly startTime: number;
   readonly logFile: string;
   /** Resolves with the exit code (or signal name) when the process ends. */
   readonly exited: Promise<number | string>;
   hasExited(): boolean;
+  /** Runs its shutdown plan until none of its processes is left; graceMs replaces the first wait. */
   stop(graceMs?: number): Promise<void>;
   /** Stop keeping this process's event loop alive for the child (it outlives us). */
   unref(): void;
@@ -30,6 +36,10 @@ export interface SpawnOptions {
   cwd?: string;
   /** Run as this OS user when we are root (PostgreSQL refuses to run as root). */
   runAs?: string;
+  /** How to stop it (shutdown.ts); default SIGTERM to its group, SIGKILL after 10 s. */
+  stopPlan?: ShutdownStep[];
+  /** PostgreSQL: its data folder, where its backends (each in a process group of its own) work. */
+  dataDir?: string;
 }
 
 export function spawnManaged(opts: SpawnOptions): ManagedProcess {
@@ -62,23 +72,61 @@ export function spawnManaged(opts: SpawnOptions): ManagedProcess {
     throw new BrabantError('COMPONENT_START_FAILED', `could not start ${opts.name} (${opts.command})`);
   }
   const pid = child.pid;
+  const identity: ProcessIdentity = {
+    pid,
+    startTime: readProcessInfo(pid)?.startTime ?? 0,
+    ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir }),
+  };
+  const plan = opts.stopPlan ?? defaultPlan(10_000);
   return {
     name: opts.name,
     pid,
+    startTime: identity.startTime,
     logFile: opts.logFile,
     exited,
     hasExited: () => exitedWith !== undefined,
     unref: () => child.unref(),
-    async stop(graceMs = 10_000) {
-      if (exitedWith !== undefined) return;
-      signalGroup(pid, 'SIGTERM');
-      const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
-      if ((await Promise.race([exited, timer])) === 'timeout') {
-        signalGroup(pid, 'SIGKILL');
-        await exited;
-      }
+    async stop(graceMs) {
+      if (exitedWith !== undefined && membersOf(identity, readProcessTable()).length === 0) return;
+      await stopProcesses(identity, withGrace(plan, graceMs), opts.name);
+      // Our own child: wait for Node to have reaped it, so `exited` has settled for the caller.
+      await Promise.race([exited, delay(1_000)]);
     },
   };
+}
+
+/**
+ * Runs a shutdown plan (shutdown.ts) until no process of the component is left. Throws TIMEOUT,
+ * naming the processes and the command to end them, if some survive even SIGKILL (a process stuck
+ * in the kernel, or one we may not signal).
+ */
+export async function stopProcesses(id: ProcessIdentity, plan: ShutdownStep[], what: string): Promise<void> {
+  for (const step of plan) {
+    const left = membersOf(id, readProcessTable());
+    if (left.length === 0) return;
+    const targets = step.to === 'leader' ? left.filter((p) => p.pid === id.pid) : left;
+    // The leader is gone but others are left (e.g. backends of a killed postmaster): signal those.
+    for (const p of targets.length > 0 ? targets : left) signalPid(p.pid, step.signal);
+    const deadline = Date.now() + step.waitMs;
+    while (Date.now() < deadline && membersOf(id, readProcessTable()).length > 0) await delay(100);
+  }
+  const left = membersOf(id, readProcessTable());
+  if (left.length > 0) {
+    const pids = left.map((p) => p.pid).join(' ');
+    throw new BrabantError(
+      'TIMEOUT',
+      `${what} still has process(es) ${pids} after SIGKILL; see \`ps -o pid,stat,args -p ${pids.replace(/ /g, ',')}\`, ` +
+        `end them (\`kill -9 ${pids}\`) and run the command again`,
+    );
+  }
+}
+
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    /* already gone */
+  }
 }
 
 function osUser(name: string | undefined): { uid?: number; gid?: number } {
@@ -105,25 +153,18 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * Whether a process still runs. A zombie does not: it has exited and only waits to be reaped,
+ * which an orphan's new parent (init, or a container's first process) may do only seconds later.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-}
-
-/** Stop a process we did not spawn in this process (e.g. from a state file), group first. */
-export async function stopPid(pid: number, graceMs = 10_000): Promise<void> {
-  if (!isAlive(pid)) return;
-  signalGroup(pid, 'SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return;
-    await delay(100);
-  }
-  signalGroup(pid, 'SIGKILL');
+  const state = readProcessInfo(pid)?.state;
+  return state !== undefined && state !== 'Z' && state !== 'X';
 }
 
 export function delay(ms: number): Promise<void> {

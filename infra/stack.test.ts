@@ -1,8 +1,9 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkWorkDir, nodeIds, STATE_FILE, validateTopology } from './stack.ts';
+import { checkWorkDir, nodeIds, validateTopology } from './stack.ts';
+import type { ComponentRecord, WorkDirStatus } from './stack-state.ts';
 
 describe('topology', () => {
   it('names nodes after the first letters of their region', () => {
@@ -52,26 +53,29 @@ describe('topology', () => {
 });
 
 describe('work folder checks', () => {
+  const clean = { kind: 'clean', staleState: false } as const;
+
   it('refuses a data folder left from an earlier run, naming the fix', () => {
     const dir = mkdtempSync(join(tmpdir(), 'brabant-'));
     mkdirSync(join(dir, 'data'));
-    expect(() => checkWorkDir(dir, false)).toThrow(
+    expect(() => checkWorkDir(dir, false, clean)).toThrow(
       /left from an earlier run.*brabant down --purge.*--reuse/s,
     );
-    expect(() => checkWorkDir(dir, true)).not.toThrow();
+    expect(() => checkWorkDir(dir, true, clean)).not.toThrow();
   });
 
-  it('refuses to start a second stack over a live one', () => {
+  it('refuses to start a second stack over one in use, naming its parts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'brabant-'));
-    writeFileSync(
-      join(dir, STATE_FILE),
-      JSON.stringify({
-        regions: [],
-        registryUrl: '',
-        workDir: dir,
-        pids: [{ name: 'me', pid: process.pid, logFile: '' }],
-      }),
-    );
-    expect(() => checkWorkDir(dir, true)).toThrow(/already running.*brabant down/s);
+    const record: ComponentRecord = {
+      kind: 'kafka',
+      id: 'kafka',
+      name: 'kafka',
+      pid: 4242,
+      startTime: 1,
+      logFile: '',
+      spec: { name: 'kafka', brokerPort: 1, controllerPort: 2, dataDir: '', logFile: '', libsDir: '' },
+    };
+    const running: WorkDirStatus = { kind: 'running', live: [{ record, processes: [] }], strays: [] };
+    expect(() => checkWorkDir(dir, true, running)).toThrow(/already running.*kafka pid 4242.*brabant down/s);
   });
 });

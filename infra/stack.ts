@@ -4,15 +4,40 @@
  * mode, PostgreSQL 15 nodes, a Confluent-compatible schema registry) on loopback ports, waits
  * until each is really ready, returns connection details, and stops everything it started. Any
  * component can instead be given from outside through environment variables (see externalConfig).
+ *
+ * What runs is recorded in the stack folder's state file (stack-state.ts) as each part becomes
+ * ready; stopping, clearing a dead run's leftovers and restarting one part work from that file
+ * (stack-control.ts), so they work the same from this process or any other.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { bool, list, loadConfig, str } from '../services/runtime/config.ts';
+import { bool, type ConfigOf, list, loadConfig, str } from '../services/runtime/config.ts';
 import { BrabantError } from '../services/runtime/errors.ts';
-import { ensureKafkaJars, isKafkaFormatted, type RunningKafka, startKafka } from './kafka/kafka.ts';
-import { initNode, isInitialized, type RunningPostgres, startNode } from './postgres/postgres.ts';
-import { assertPortFree, freePort, isAlive, type ManagedProcess, stopPid } from './processes.ts';
-import { ensureRegistryBuilt, type RunningRegistry, startRegistry } from './registry/registry.ts';
+import { type StartedComponent, startComponent } from './components.ts';
+import { ensureKafkaJars, kafkaLibsDir } from './kafka/kafka.ts';
+import { postgresOsUser } from './postgres/postgres.ts';
+import { ensureReachable } from './postgres/reach.ts';
+import { readProcessInfo, readProcessTable } from './process-table.ts';
+import { assertPortFree, freePort } from './processes.ts';
+import { ensureRegistryBuilt } from './registry/registry.ts';
+import { REGISTRY_DATABASE, type RegistryStorage, registryStorageFromUrl } from './registry/registry-db.ts';
+import { clearLeftovers, killRecordedNow, stopRecorded } from './stack-control.ts';
+import {
+  type ComponentRecord,
+  type ComponentSpec,
+  classifyWorkDir,
+  type NodeInfo,
+  type RegionInfo,
+  readState,
+  STATE_FILE,
+  type StackInfo,
+  type StackState,
+  type WorkDirStatus,
+  writeState,
+} from './stack-state.ts';
+
+export type { NodeInfo, RegionInfo, StackInfo };
+export { readState, STATE_FILE, stopRecorded };
 
 export interface Topology {
   regions: { name: string; nodes: number }[];
@@ -29,29 +54,6 @@ export interface StackOptions {
   reuse?: boolean;
   onProgress?: (message: string) => void;
   env?: Record<string, string | undefined>;
-}
-
-export interface NodeInfo {
-  id: string;
-  region: string;
-  /** postgres:// URL of the node's `postgres` database. */
-  url: string;
-  port: number;
-  external: boolean;
-}
-
-export interface RegionInfo {
-  name: string;
-  kafkaBrokers: string[];
-  nodes: NodeInfo[];
-}
-
-/** Serializable description of a running stack (what tests and people connect to). */
-export interface StackInfo {
-  regions: RegionInfo[];
-  registryUrl: string;
-  workDir: string;
-  pids: { name: string; pid: number; logFile: string }[];
 }
 
 export interface Stack extends StackInfo {
@@ -72,6 +74,12 @@ export const externalConfig = {
     description: 'Use this Confluent-compatible schema registry instead of starting one',
     default: '',
   }),
+  registryDbUrl: str({
+    env: 'BRABANT_REGISTRY_DB_URL',
+    description:
+      "Keep the started registry's schemas in this PostgreSQL database (postgres://user:password@host:5432/db) instead of a registry-db cluster of the stack",
+    default: '',
+  }),
   pgUrls: list({
     env: 'BRABANT_PG_URLS',
     description:
@@ -84,8 +92,6 @@ export const externalConfig = {
     default: false,
   }),
 };
-
-export const STATE_FILE = 'stack.json';
 
 /** Node ids: first two letters of the region (vl-1, wa-1), or the whole name when those clash. */
 export function nodeIds(topology: Topology): Map<string, string[]> {
@@ -136,18 +142,17 @@ function parsePgUrls(pairs: string[]): Map<string, string> {
   return out;
 }
 
-/** Refuse to start over a live stack or over data from an earlier run (unless reuse). */
-export function checkWorkDir(workDir: string, reuse: boolean): void {
-  const state = readState(workDir);
-  if (state !== undefined) {
-    const live = state.pids.filter((p) => isAlive(p.pid));
-    if (live.length > 0) {
-      throw new BrabantError(
-        'STACK_ALREADY_RUNNING',
-        `a stack is already running from ${workDir} (${live.map((p) => `${p.name} pid ${p.pid}`).join(', ')}); ` +
-          'use it, or stop it first with `brabant down`',
-      );
-    }
+/**
+ * Refuse to start over a stack in use, or over data from an earlier run unless reusing it. A run
+ * that died without stopping what it started is not refused: startStack clears it first.
+ */
+export function checkWorkDir(workDir: string, reuse: boolean, status: WorkDirStatus): void {
+  if (status.kind === 'running') {
+    const live = status.live.map((l) => `${l.record.name} pid ${l.record.pid}`).join(', ');
+    throw new BrabantError(
+      'STACK_ALREADY_RUNNING',
+      `a stack is already running from ${workDir} (${live}); use it, or stop it first with \`brabant down\``,
+    );
   }
   const dataDir = join(workDir, 'data');
   if (!reuse && existsSync(dataDir)) {
@@ -157,28 +162,6 @@ export function checkWorkDir(workDir: string, reuse: boolean): void {
         'then `brabant up`, or keep its data with `brabant up --reuse`',
     );
   }
-}
-
-export function readState(workDir: string): StackInfo | undefined {
-  const file = join(workDir, STATE_FILE);
-  if (!existsSync(file)) return undefined;
-  return JSON.parse(readFileSync(file, 'utf8')) as StackInfo;
-}
-
-/** Stop every process recorded in a state file (for `brabant down` and leftovers of killed runs). */
-export async function stopRecorded(workDir: string, onProgress?: (m: string) => void): Promise<number> {
-  const state = readState(workDir);
-  if (state === undefined) return 0;
-  let stopped = 0;
-  // Reverse start order: registry, then Kafka and PostgreSQL.
-  for (const p of [...state.pids].reverse()) {
-    if (!isAlive(p.pid)) continue;
-    onProgress?.(`stopping ${p.name} (pid ${p.pid})`);
-    await stopPid(p.pid);
-    stopped++;
-  }
-  rmSync(join(workDir, STATE_FILE), { force: true });
-  return stopped;
 }
 
 interface PortPlan {
@@ -195,165 +178,201 @@ function portPlan(basePort: number): PortPlan {
   };
 }
 
-export async function startStack(topology: Topology, options: StackOptions): Promise<Stack> {
-  validateTopology(topology);
-  const progress = options.onProgress ?? (() => {});
-  const ext = loadConfig(externalConfig, options.env ?? process.env);
-  const workDir = resolve(options.workDir);
-  checkWorkDir(workDir, options.reuse ?? false);
+/** A part to start, in the order of the state file (stop goes the other way). */
+type Planned = ComponentSpec & { id: string; name: string };
+
+/** Every part to start, with its spec (ports, folders), in start order; nothing starts yet. */
+async function planParts(
+  topology: Topology,
+  ext: ConfigOf<typeof externalConfig>,
+  workDir: string,
+  ports: PortPlan,
+): Promise<Planned[]> {
   const dataDir = join(workDir, 'data');
-  const logDir = join(workDir, 'logs');
-  mkdirSync(dataDir, { recursive: true });
-  mkdirSync(logDir, { recursive: true });
+  const logFile = (name: string) => join(workDir, 'logs', `${name}.log`);
   const ids = nodeIds(topology);
   const externalPg = parsePgUrls(ext.pgUrls);
-  const ports = portPlan(options.basePort);
-
-  // Plan every port first, and check the fixed ones before starting anything.
+  const planned: Planned[] = [];
   const kafkaNames =
     ext.kafkaBrokers.length > 0
       ? []
       : topology.kafka === 'shared'
         ? ['kafka']
         : topology.regions.map((r) => `kafka-${r.name}`);
-  const kafkaPlan: { name: string; brokerPort: number; controllerPort: number }[] = [];
-  for (const name of kafkaNames)
-    kafkaPlan.push({ name, brokerPort: await ports.next(), controllerPort: await ports.next() });
-  const pgPlan: { id: string; region: string; port: number }[] = [];
+  for (const name of kafkaNames) {
+    const spec = {
+      name,
+      brokerPort: await ports.next(),
+      controllerPort: await ports.next(),
+      dataDir: join(dataDir, name),
+      logFile: logFile(name),
+      libsDir: kafkaLibsDir(),
+    };
+    planned.push({ kind: 'kafka', id: name, name, spec });
+  }
   for (const r of topology.regions) {
     for (const id of ids.get(r.name) ?? []) {
-      if (!externalPg.has(id)) pgPlan.push({ id, region: r.name, port: await ports.next() });
+      if (externalPg.has(id)) continue;
+      const spec = { name: id, port: await ports.next(), dataDir: join(dataDir, id), logFile: logFile(id) };
+      planned.push({ kind: 'postgres', id, name: `postgres ${id}`, spec });
     }
   }
-  const registryPort = ext.registryUrl === '' ? await ports.next() : 0;
-  if (options.basePort !== 0) {
-    for (const k of kafkaPlan) {
-      await assertPortFree('127.0.0.1', k.brokerPort, `${k.name} (broker)`);
-      await assertPortFree('127.0.0.1', k.controllerPort, `${k.name} (controller)`);
-    }
-    for (const n of pgPlan) await assertPortFree('127.0.0.1', n.port, `PostgreSQL node ${n.id}`);
-    if (registryPort !== 0) await assertPortFree('127.0.0.1', registryPort, 'the schema registry');
+  if (ext.registryUrl !== '') return planned;
+  const registryPort = await ports.next();
+  let storage: RegistryStorage;
+  if (ext.registryDbUrl !== '') {
+    storage = registryStorageFromUrl(ext.registryDbUrl);
+  } else {
+    // After the registry's own port, so that the ports of a stack made before it stay the same.
+    const port = await ports.next();
+    const spec = {
+      name: 'registry-db',
+      port,
+      dataDir: join(dataDir, 'registry-db'),
+      logFile: logFile('registry-db'),
+    };
+    planned.push({ kind: 'registry-db', id: 'registry-db', name: 'registry-db', spec });
+    storage = registryStorageFromUrl(`postgres://postgres@127.0.0.1:${port}/${REGISTRY_DATABASE}`);
   }
+  const spec = {
+    port: registryPort,
+    logFile: logFile('registry'),
+    runDir: join(dataDir, 'registry'),
+    storage,
+  };
+  planned.push({ kind: 'registry', id: 'registry', name: 'schema-registry', spec });
+  return planned;
+}
 
-  const started: ManagedProcess[] = [];
-  const pids: StackInfo['pids'] = [];
-  const record = (p: ManagedProcess) => {
-    started.push(p);
-    pids.push({ name: p.name, pid: p.pid, logFile: p.logFile });
-    writeState();
+async function assertPortsFree(planned: Planned[]): Promise<void> {
+  for (const p of planned) {
+    if (p.kind === 'kafka') {
+      await assertPortFree('127.0.0.1', p.spec.brokerPort, `${p.name} (broker)`);
+      await assertPortFree('127.0.0.1', p.spec.controllerPort, `${p.name} (controller)`);
+    } else if (p.kind === 'registry') await assertPortFree('127.0.0.1', p.spec.port, 'the schema registry');
+    else
+      await assertPortFree(
+        '127.0.0.1',
+        p.spec.port,
+        `PostgreSQL ${p.kind === 'postgres' ? `node ${p.id}` : p.id}`,
+      );
+  }
+}
+
+export async function startStack(topology: Topology, options: StackOptions): Promise<Stack> {
+  validateTopology(topology);
+  const progress = options.onProgress ?? (() => {});
+  const ext = loadConfig(externalConfig, options.env ?? process.env);
+  mkdirSync(resolve(options.workDir), { recursive: true });
+  // Canonical: PostgreSQL's processes are found by their working directory, which the kernel
+  // reports with symlinks resolved.
+  const workDir = realpathSync(resolve(options.workDir));
+  const status = classifyWorkDir(workDir, readState(workDir), readProcessTable());
+  if (status.kind !== 'running' && status.kind !== 'clean') await clearLeftovers(workDir, status, progress);
+  else if (status.kind === 'clean' && status.staleState) rmSync(join(workDir, STATE_FILE), { force: true });
+  checkWorkDir(workDir, options.reuse ?? false, status);
+  const dataDir = join(workDir, 'data');
+  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(join(workDir, 'logs'), { recursive: true });
+  const ids = nodeIds(topology);
+  const externalPg = parsePgUrls(ext.pgUrls);
+  // Plan every part and port first, and check the fixed ports before starting anything.
+  const planned = await planParts(topology, ext, workDir, portPlan(options.basePort));
+  if (options.basePort !== 0) await assertPortsFree(planned);
+  const pgUser = postgresOsUser();
+  if (pgUser !== undefined && planned.some((p) => p.kind === 'postgres' || p.kind === 'registry-db'))
+    ensureReachable(pgUser, workDir, dataDir, progress);
+
+  const state: StackState = {
+    regions: [],
+    registryUrl: ext.registryUrl,
+    workDir,
+    pids: [],
+    owner: { pid: process.pid, startTime: readProcessInfo(process.pid)?.startTime ?? 0 },
+    detached: false,
   };
-  let info: StackInfo = { regions: [], registryUrl: '', workDir, pids };
-  const writeState = () => writeFileSync(join(workDir, STATE_FILE), `${JSON.stringify(info, null, 2)}\n`);
-  const stopAll = async () => {
-    for (const p of [...started].reverse()) await p.stop();
-    rmSync(join(workDir, STATE_FILE), { force: true });
+  const started = new Map<string, StartedComponent>();
+  const record = (p: Planned, s: StartedComponent) => {
+    started.set(p.id, s);
+    const { id, name } = p;
+    const entry = {
+      ...p,
+      id,
+      name,
+      pid: s.process.pid,
+      startTime: s.process.startTime,
+      logFile: s.process.logFile,
+    };
+    state.pids.push(entry as ComponentRecord);
+    // In planned order, whichever part became ready first: the file reads like the topology.
+    const order = (r: ComponentRecord) => planned.findIndex((x) => x.id === r.id);
+    state.pids.sort((a, b) => order(a) - order(b));
+    writeState(workDir, state);
   };
-  // If our own process ends without stop(), take the children with it.
-  const onExit = () => {
-    for (const p of started) if (!p.hasExited()) process.kill(-p.pid, 'SIGKILL');
+  const start = async (p: Planned) => {
+    progress(`starting ${p.name}`);
+    const s = await startComponent(p, progress);
+    record(p, s);
+    progress(`${p.name} ready at ${s.address}`);
   };
+  // If our own process ends without stop(), take the parts with it.
+  const onExit = () => killRecordedNow(workDir, process.pid);
   process.on('exit', onExit);
 
   try {
-    const kafkaJobs: Promise<RunningKafka>[] = [];
-    if (kafkaPlan.length > 0) {
-      const libs = await ensureKafkaJars(progress);
-      for (const k of kafkaPlan) {
-        const kDir = join(dataDir, k.name);
-        if (isKafkaFormatted(kDir) && !options.reuse)
-          throw new BrabantError('DATA_DIR_LEFT_OVER', `${kDir} holds Kafka data from an earlier run`);
-        progress(`starting ${k.name} on 127.0.0.1:${k.brokerPort}`);
-        kafkaJobs.push(
-          startKafka({ ...k, dataDir: kDir, logFile: join(logDir, `${k.name}.log`), libsDir: libs }).then(
-            (running) => {
-              record(running.process);
-              progress(`${k.name} ready at ${running.bootstrap}`);
-              return running;
-            },
-          ),
-        );
-      }
-    }
-    const pgJobs = pgPlan.map(async (n) => {
-      const spec = {
-        name: n.id,
-        port: n.port,
-        dataDir: join(dataDir, n.id),
-        logFile: join(logDir, `${n.id}.log`),
-      };
-      if (!isInitialized(spec.dataDir)) {
-        progress(`initdb of node ${n.id}`);
-        initNode(spec);
-      }
-      progress(`starting PostgreSQL node ${n.id} on port ${n.port}`);
-      const running = await startNode(spec);
-      record(running.process);
-      progress(`PostgreSQL node ${n.id} ready on port ${n.port}`);
-      return running;
-    });
-    const registryBuild = ext.registryUrl === '' ? ensureRegistryBuilt(progress) : undefined;
+    if (planned.some((p) => p.kind === 'kafka')) await ensureKafkaJars(progress);
+    // The registry's first build (a minute) runs while the others start.
+    const build = planned.some((p) => p.kind === 'registry') ? ensureRegistryBuilt(progress) : undefined;
+    await settleAll<unknown>([
+      ...planned.filter((p) => p.kind !== 'registry').map(start),
+      ...(build ? [build] : []),
+    ]);
+    await settleAll(planned.filter((p) => p.kind === 'registry').map(start));
 
-    const kafkas = await settleAll(kafkaJobs);
-    const nodes = await settleAll<RunningPostgres>(pgJobs);
-    let registryUrl = ext.registryUrl;
-    if (registryBuild !== undefined) {
-      const dist = await registryBuild;
-      progress(`starting the schema registry on 127.0.0.1:${registryPort}`);
-      const reg: RunningRegistry = await startRegistry({
-        port: registryPort,
-        distDir: dist,
-        logFile: join(logDir, 'registry.log'),
-      });
-      record(reg.process);
-      registryUrl = reg.url;
-      progress(`schema registry ready at ${registryUrl}`);
-    }
-
-    const brokersFor = (region: string): string[] => {
-      if (ext.kafkaBrokers.length > 0) return ext.kafkaBrokers;
-      const k =
-        topology.kafka === 'shared'
-          ? kafkas[0]
-          : kafkas[topology.regions.findIndex((r) => r.name === region)];
-      return [k!.bootstrap];
-    };
-    info = {
-      workDir,
-      registryUrl,
-      pids,
-      regions: topology.regions.map((r) => ({
-        name: r.name,
-        kafkaBrokers: brokersFor(r.name),
-        nodes: (ids.get(r.name) ?? []).map((id) => {
-          const extUrl = externalPg.get(id);
-          if (extUrl !== undefined)
-            return {
-              id,
-              region: r.name,
-              url: extUrl,
-              port: Number(new URL(extUrl).port || 5432),
-              external: true,
-            };
-          const n = nodes.find((x) => x.name === id)!;
-          return { id, region: r.name, url: n.url, port: n.port, external: false };
-        }),
-      })),
-    };
-    writeState();
+    const address = (id: string) => started.get(id)!.address;
+    state.registryUrl = ext.registryUrl !== '' ? ext.registryUrl : address('registry');
+    state.regions = topology.regions.map((r) => ({
+      name: r.name,
+      kafkaBrokers:
+        ext.kafkaBrokers.length > 0
+          ? ext.kafkaBrokers
+          : [address(topology.kafka === 'shared' ? 'kafka' : `kafka-${r.name}`)],
+      nodes: (ids.get(r.name) ?? []).map((id): NodeInfo => {
+        const extUrl = externalPg.get(id);
+        if (extUrl !== undefined)
+          return {
+            id,
+            region: r.name,
+            url: extUrl,
+            port: Number(new URL(extUrl).port || 5432),
+            external: true,
+          };
+        const url = address(id);
+        return { id, region: r.name, url, port: Number(new URL(url).port), external: false };
+      }),
+    }));
+    writeState(workDir, state);
   } catch (err) {
-    await stopAll();
+    await stopRecorded(workDir).catch(() => {});
     process.off('exit', onExit);
     throw err;
   }
+  const { regions, registryUrl, pids } = state;
   return {
-    ...info,
+    regions,
+    registryUrl,
+    workDir,
+    pids,
     async stop() {
-      await stopAll();
+      await stopRecorded(workDir);
       process.off('exit', onExit);
     },
     release() {
       process.off('exit', onExit);
-      for (const p of started) p.unref();
+      for (const s of started.values()) s.process.unref();
+      // Re-read: `brabant restart` may have replaced entries since.
+      const now = readState(workDir);
+      if (now !== undefined) writeState(workDir, { ...now, detached: true });
     },
   };
 }

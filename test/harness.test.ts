@@ -2,31 +2,15 @@
  * The harness's own behaviour: bad input gets one clear message and never a hang, and per-region
  * Kafka clusters are really independent. External components come from the shared stack.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startStack } from '../infra/stack.ts';
 import { isBrabantError } from '../services/runtime/errors.ts';
+import { brabant, cliEnv } from './support/cli.ts';
 import { kafka, region, stack, uniqueName } from './support/stack.ts';
-
-function brabant(args: string[], env: Record<string, string>): Promise<{ code: number; out: string }> {
-  return new Promise((res) => {
-    execFile(
-      resolve('bin/brabant.mjs'),
-      args,
-      { env: { ...process.env, ...env }, timeout: 60_000 },
-      (err, stdout, stderr) => {
-        res({
-          code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1,
-          out: `${stdout}${stderr}`,
-        });
-      },
-    );
-  });
-}
 
 describe('harness', () => {
   it('refuses a taken port with one message naming it and the fix, starting nothing', async () => {
@@ -51,7 +35,7 @@ describe('harness', () => {
   it('`brabant up` refuses a data folder left from an earlier run and says how to go on', async () => {
     const home = mkdtempSync(join(tmpdir(), 'brabant-home-'));
     mkdirSync(join(home, 'data'));
-    const { code, out } = await brabant(['up'], { BRABANT_HOME: home, BRABANT_BASE_PORT: '29090' });
+    const { code, out } = await brabant(['up'], cliEnv(home, 29090));
     expect(code).toBe(1);
     expect(out).toContain('DATA_DIR_LEFT_OVER');
     expect(out).toContain('brabant down --purge');
@@ -60,7 +44,7 @@ describe('harness', () => {
 
   it('`brabant down` with no stack says so instead of hanging', async () => {
     const home = mkdtempSync(join(tmpdir(), 'brabant-home-'));
-    const { code, out } = await brabant(['down'], { BRABANT_HOME: home });
+    const { code, out } = await brabant(['down'], cliEnv(home, 29090));
     expect(code).toBe(1);
     expect(out).toContain('STACK_NOT_RUNNING');
   });

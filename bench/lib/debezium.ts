@@ -7,9 +7,10 @@
  * (connect-libs/ is the worker's classpath, plugins/ its plugin.path), and run as a plain JVM
  * process (`org.apache.kafka.connect.cli.ConnectStandalone worker.properties connector.properties`).
  */
-import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { copyDependencies } from '../../infra/maven.ts';
 import {
   freePort,
   type ManagedProcess,
@@ -70,108 +71,12 @@ function javaVersionOf(java: string): string {
   return /version "([^"]+)"/.exec(`${r.stderr ?? ''}${r.stdout ?? ''}`)?.[1] ?? 'unknown';
 }
 
-/** The line of Maven's output that says why it failed (artifact not found, no network, …). */
-export function mavenFailureReason(output: string): string {
-  const specific = [
-    /(Could not (?:transfer|find) artifact [^\n]*)/,
-    /(Cannot access [^\n]* in offline mode[^\n]*)/,
-    /(Non-resolvable [^\n]*)/,
-    /(Unknown host [^\n]*)/,
-    /(Connect to [^\n]* failed[^\n]*)/,
-    /(Could not resolve [^\n]*)/,
-  ];
-  for (const re of specific) {
-    const m = re.exec(output);
-    if (m !== null) return m[1]!.replace(/\s*-> \[Help \d+\]$/, '').trim();
-  }
-  const error = output
-    .split('\n')
-    .filter((l) => /^\[ERROR\]/.test(l))
-    .map((l) => l.replace(/^\[ERROR\]\s*/, '').trim())
-    .find((l) => l !== '');
-  return error?.replace(/\s*-> \[Help \d+\]$/, '') ?? 'no error line in its output';
-}
-
-/** Runs Maven; reports downloads as progress; resolves with its whole output, rejects with it on failure. */
-function runMavenCollect(args: string[], progress: (m: string) => void, what: string): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const child = execFile('mvn', args, { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const output = `${stdout}\n${stderr}`;
-      if (err === null) resolvePromise(output);
-      else reject(Object.assign(new Error(err.message), { output }));
-    });
-    let downloaded = 0;
-    let last = 0;
-    child.stdout?.on('data', (chunk: Buffer) => {
-      downloaded += (chunk.toString().match(/Downloaded from/g) ?? []).length;
-      if (Date.now() - last > 3000 && downloaded > 0) {
-        last = Date.now();
-        progress(`  … ${what}: ${downloaded} files downloaded`);
-      }
-    });
-  });
-}
-
-/**
- * Runs `mvn dependency:copy-dependencies` of one pom into `dir` unless it is complete already
- * (marker file). A failed download leaves no marker, so the next run tries again; Maven's whole
- * output is kept in <dir>/maven.log.
- */
-async function fetchJars(
-  what: string,
-  /** Short name for the one-line error. */
-  short: string,
-  pom: string,
-  dir: string,
-  args: string[],
-  expect: RegExp,
-  progress: (m: string) => void,
-): Promise<void> {
-  const marker = join(dir, '.complete');
-  if (existsSync(marker)) return;
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  progress(`downloading ${what} from Maven Central into ${dir} (first time only)`);
-  const mvnArgs = [
-    '-B',
-    '-f',
-    pom,
-    'dependency:copy-dependencies',
-    '-DincludeScope=runtime',
-    ...args,
-    `-DoutputDirectory=${dir}`,
-  ];
-  const log = join(dir, 'maven.log');
-  try {
-    writeFileSync(log, await runMavenCollect(mvnArgs, progress, what));
-  } catch (err) {
-    const output = (err as { output?: string }).output ?? String(err);
-    writeFileSync(log, `mvn ${mvnArgs.join(' ')}\n${output}`);
-    const why = mavenFailureReason(output);
-    progress(`Maven failed fetching ${what}: ${why} (whole output in ${log})`);
-    throw new Error(
-      `Maven could not fetch ${short} from Maven Central: ${why.slice(0, 240)} (Maven's output: ${log}; nothing was cached, the next run tries again)`,
-    );
-  }
-  const jars = readdirSync(dir).filter((f) => f.endsWith('.jar'));
-  if (!jars.some((j) => expect.test(j)))
-    throw new Error(
-      `Maven finished but ${dir} holds no jar matching ${expect}; remove the folder and run again`,
-    );
-  writeFileSync(marker, `${jars.length} jars\n`);
-  progress(`${what} ready (${jars.length} jars)`);
-}
-
 /**
  * Makes sure Kafka Connect and the Debezium PostgreSQL connector are on disk (fetched with Maven
  * the first time, a few tens of MB); throws an error that says what failed otherwise.
  */
 export async function ensureDebeziumJars(progress: (m: string) => void): Promise<DebeziumInstall> {
   const java = javaPath();
-  if (which('mvn') === undefined)
-    throw new Error(
-      'mvn (Apache Maven) was not found; it fetches Kafka Connect and Debezium from Maven Central: apt-get install maven',
-    );
   const version = debeziumVersion();
   const connect = connectVersion();
   const base =
@@ -179,24 +84,22 @@ export async function ensureDebeziumJars(progress: (m: string) => void): Promise
     join(ROOT, '.cache', 'debezium', `${version}-connect-${connect}`);
   const connectLibs = join(base, 'connect-libs');
   const pluginPath = join(base, 'plugins');
-  await fetchJars(
-    `Kafka Connect ${connect} (org.apache.kafka:connect-runtime, connect-json)`,
-    `Kafka Connect ${connect}`,
-    CONNECT_POM,
-    connectLibs,
-    [`-Dconnect.version=${connect}`],
-    /^connect-runtime-/,
+  await copyDependencies({
+    what: `Kafka Connect ${connect} (org.apache.kafka:connect-runtime, connect-json)`,
+    pom: CONNECT_POM,
+    dir: connectLibs,
+    args: [`-Dconnect.version=${connect}`],
+    expect: /^connect-runtime-/,
     progress,
-  );
-  await fetchJars(
-    `the Debezium PostgreSQL connector (io.debezium:debezium-connector-postgres:${version})`,
-    `debezium-connector-postgres ${version}`,
-    PLUGIN_POM,
-    join(pluginPath, 'debezium-connector-postgres'),
-    [`-Ddebezium.version=${version}`],
-    /^debezium-connector-postgres-/,
+  });
+  await copyDependencies({
+    what: `the Debezium PostgreSQL connector (io.debezium:debezium-connector-postgres:${version})`,
+    pom: PLUGIN_POM,
+    dir: join(pluginPath, 'debezium-connector-postgres'),
+    args: [`-Ddebezium.version=${version}`],
+    expect: /^debezium-connector-postgres-/,
     progress,
-  );
+  });
   return {
     version,
     connectVersion: connect,

@@ -5,12 +5,14 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { BrabantError } from '../../services/runtime/errors.ts';
+import { COMPLETE_MARKER, copyDependencies, type Progress } from '../maven.ts';
 import { type ManagedProcess, spawnManaged, waitFor, waitUntilReady, which } from '../processes.ts';
+import { shutdownPlan } from '../shutdown.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -40,74 +42,17 @@ function javaPath(): string {
 }
 
 /** Fetches the broker jars once (Maven, from Maven Central); returns the folder holding them. */
-export async function ensureKafkaJars(progress: (m: string) => void = () => {}): Promise<string> {
+export async function ensureKafkaJars(progress: Progress = () => {}): Promise<string> {
   const libs = kafkaLibsDir();
-  const marker = join(libs, '.complete');
-  if (existsSync(marker)) return libs;
-  javaPath();
-  if (which('mvn') === undefined) {
-    throw new BrabantError(
-      'PREREQUISITE_MISSING',
-      'mvn (Apache Maven) was not found; it fetches the Kafka jars from Maven Central: `apt-get install maven`',
-    );
-  }
-  mkdirSync(libs, { recursive: true });
-  progress(
-    `downloading Apache Kafka ${kafkaVersion()} jars from Maven Central into ${libs} (first time only, ~45 MB)`,
-  );
-  await runMaven(
-    [
-      '-B',
-      '-f',
-      join(HERE, 'pom.xml'),
-      'dependency:copy-dependencies',
-      '-DincludeScope=runtime',
-      `-DoutputDirectory=${libs}`,
-    ],
+  if (!existsSync(join(libs, COMPLETE_MARKER))) javaPath();
+  await copyDependencies({
+    what: `Apache Kafka ${kafkaVersion()} jars (~45 MB)`,
+    pom: join(HERE, 'pom.xml'),
+    dir: libs,
+    expect: /^kafka_2\.13-/,
     progress,
-    'Kafka jars',
-  );
-  const jars = readdirSync(libs).filter((f) => f.endsWith('.jar'));
-  if (!jars.some((j) => j.startsWith('kafka_2.13-'))) {
-    throw new BrabantError(
-      'DOWNLOAD_FAILED',
-      `Maven finished but ${libs} holds no kafka_2.13 jar; remove the folder and try again`,
-    );
-  }
-  writeFileSync(marker, `${jars.length} jars\n`);
-  progress(`Kafka jars ready (${jars.length} jars)`);
-  return libs;
-}
-
-/** Runs Maven, reporting each downloaded artifact as progress; one clear error if it fails. */
-export function runMaven(args: string[], progress: (m: string) => void, what: string): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    const child = execFile('mvn', args, { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err === null) {
-        resolvePromise();
-        return;
-      }
-      const lines = `${stdout}\n${stderr}`
-        .split('\n')
-        .filter((l) => /ERROR|Could not|resolve/.test(l))
-        .slice(0, 8);
-      reject(
-        new BrabantError(
-          'DOWNLOAD_FAILED',
-          `fetching ${what} with Maven failed (is Maven Central reachable?):\n${lines.join('\n') || err.message}\nrun again once the network is back`,
-        ),
-      );
-    });
-    let downloaded = 0;
-    let last = 0;
-    child.stdout?.on('data', (chunk: Buffer) => {
-      downloaded += (chunk.toString().match(/Downloaded from/g) ?? []).length;
-      if (Date.now() - last > 3000 && downloaded > 0) {
-        last = Date.now();
-        progress(`  … ${what}: ${downloaded} files downloaded`);
-      }
-    });
   });
+  return libs;
 }
 
 export interface KafkaNodeSpec {
@@ -203,6 +148,7 @@ export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promi
     command: javaPath(),
     args: [...JVM_FLAGS, log4j, '-cp', cp, 'kafka.Kafka', props],
     logFile: spec.logFile,
+    stopPlan: shutdownPlan('kafka'),
   });
   const bootstrap = `127.0.0.1:${spec.brokerPort}`;
   await waitUntilReady(proc, () =>

@@ -15,6 +15,7 @@ import {
   waitFor,
   waitUntilReady,
 } from '../processes.ts';
+import { shutdownPlan } from '../shutdown.ts';
 
 export interface PostgresNodeSpec {
   name: string;
@@ -76,7 +77,8 @@ export function postgresBinDir(): string {
   );
 }
 
-function runAs(): string | undefined {
+/** The OS user PostgreSQL runs as: `postgres` when we are root (it refuses root), else us (undefined). */
+export function postgresOsUser(): string | undefined {
   if (!currentUserIsRoot()) return undefined;
   try {
     execFileSync('id', ['-u', OS_USER], { stdio: 'ignore' });
@@ -93,10 +95,13 @@ export function isInitialized(dataDir: string): boolean {
   return existsSync(join(dataDir, 'PG_VERSION'));
 }
 
-/** initdb a new cluster; the folder must not hold one already (the caller decides about reuse). */
-export function initNode(spec: PostgresNodeSpec): void {
+/**
+ * initdb a new cluster; the folder must not hold one already (the caller decides about reuse).
+ * `settings` default to a Brabant node's; the registry's own cluster passes smaller ones.
+ */
+export function initNode(spec: PostgresNodeSpec, settings = nodeSettings(spec.port)): void {
   const bin = postgresBinDir();
-  const user = runAs();
+  const user = postgresOsUser();
   mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
   if (user !== undefined) {
     const uid = Number(execFileSync('id', ['-u', user]).toString());
@@ -115,7 +120,7 @@ export function initNode(spec: PostgresNodeSpec): void {
       `initdb of ${spec.name} in ${spec.dataDir} failed: ${stderr}`,
     );
   }
-  const conf = Object.entries(nodeSettings(spec.port))
+  const conf = Object.entries(settings)
     .map(([k, v]) => `${k} = ${v}`)
     .join('\n');
   writeFileSync(join(spec.dataDir, 'brabant.conf'), `# written by Brabant's local stack\n${conf}\n`);
@@ -124,7 +129,7 @@ export function initNode(spec: PostgresNodeSpec): void {
 
 export async function startNode(spec: PostgresNodeSpec, timeoutMs = 60_000): Promise<RunningPostgres> {
   const bin = postgresBinDir();
-  const user = runAs();
+  const user = postgresOsUser();
   // The port in brabant.conf wins unless given here too; pass it so a reused folder follows the spec.
   const proc = spawnManaged({
     name: `postgres ${spec.name}`,
@@ -132,6 +137,9 @@ export async function startNode(spec: PostgresNodeSpec, timeoutMs = 60_000): Pro
     args: ['-D', spec.dataDir, '-p', String(spec.port)],
     logFile: spec.logFile,
     ...(user === undefined ? {} : { runAs: user }),
+    // Fast shutdown, never smart: connected clients must not keep a node from stopping.
+    stopPlan: shutdownPlan('postgres'),
+    dataDir: spec.dataDir,
   });
   const url = `postgres://postgres@127.0.0.1:${spec.port}/postgres`;
   await waitUntilReady(proc, () =>

@@ -1,14 +1,20 @@
 /**
  * The local schema registry: Apicurio Registry 2.4.2 (its Confluent-compatible ccompat API),
  * built once from Maven Central by pom.xml beside this file and run as a JVM on a loopback port.
- * Brabant only speaks the Confluent REST API to it, so any Confluent-compatible registry works.
+ * Its storage is Apicurio's SQL storage on PostgreSQL (registry-db.ts), so schema ids survive a
+ * restart of the registry or of the whole stack; why this storage and not KafkaSQL:
+ * docs/registry.md. Brabant only speaks the Confluent REST API to it, so any Confluent-compatible
+ * registry works instead (BRABANT_REGISTRY_URL).
  */
-import { cpSync, existsSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BrabantError } from '../../services/runtime/errors.ts';
-import { runMaven } from '../kafka/kafka.ts';
+import { type Progress, requireMaven, runMaven } from '../maven.ts';
 import { type ManagedProcess, spawnManaged, waitFor, waitUntilReady, which } from '../processes.ts';
+import { shutdownPlan } from '../shutdown.ts';
+import type { RegistryStorage } from './registry-db.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -17,56 +23,80 @@ const CACHE = join(ROOT, '.cache', 'registry');
 /** Path of the Confluent API under the registry's root URL. */
 export const CCOMPAT_PATH = '/apis/ccompat/v7';
 
+/**
+ * Quarkus fixes the datasource kind when it builds the application, and Apicurio's jar sets
+ * `%prod.…db-kind=h2`; a profiled key outranks an unprofiled one, so ours carries the profile too.
+ */
+const BUILD_FLAGS = ['-Dquarkus.package.type=fast-jar', '-D%prod.quarkus.datasource.db-kind=postgresql'];
+
+export interface RegistrySpec {
+  port: number;
+  logFile: string;
+  /** Working folder: ./config/application.properties and the JVM's temporary files. */
+  runDir: string;
+  storage: RegistryStorage;
+}
+
 export interface RunningRegistry {
   url: string;
   process: ManagedProcess;
 }
 
-function jarPath(): string {
-  return join(CACHE, 'target', 'quarkus-app', 'quarkus-run.jar');
+/**
+ * Folder of the build for this pom and these flags: a changed build (e.g. another storage) is
+ * built anew beside the old one instead of being mistaken for it.
+ */
+export function registryBuildDir(): string {
+  const hash = createHash('sha256');
+  for (const f of ['pom.xml', 'maven-settings.xml']) hash.update(readFileSync(join(HERE, f)));
+  hash.update(BUILD_FLAGS.join(' '));
+  return join(CACHE, `build-${hash.digest('hex').slice(0, 12)}`);
 }
 
 /** Builds the registry once; returns the folder of its runnable quarkus-app. */
-export async function ensureRegistryBuilt(progress: (m: string) => void = () => {}): Promise<string> {
-  if (existsSync(jarPath())) return dirname(jarPath());
-  if (which('mvn') === undefined || which('java') === undefined) {
+export async function ensureRegistryBuilt(progress: Progress = () => {}): Promise<string> {
+  const buildDir = registryBuildDir();
+  const app = join(buildDir, 'quarkus-app');
+  if (existsSync(join(app, 'quarkus-run.jar'))) return app;
+  requireMaven('the schema registry (Apicurio 2.4.2)');
+  if (which('java') === undefined) {
     throw new BrabantError(
       'PREREQUISITE_MISSING',
-      'building the schema registry needs java (17+) and mvn; run `bash infra/setup.sh`',
+      'building the schema registry needs java (17+); run `bash infra/setup.sh`',
     );
   }
-  mkdirSync(CACHE, { recursive: true });
+  mkdirSync(buildDir, { recursive: true });
   progress(
-    'building the schema registry (Apicurio 2.4.2) from Maven Central (first time only, ~210 MB, about a minute)',
+    'building the schema registry (Apicurio 2.4.2) from Maven Central (first time only, ~215 MB, about a minute)',
   );
-  await runMaven(
-    [
-      '-B',
+  await runMaven({
+    what: 'the schema registry (Apicurio 2.4.2)',
+    args: [
       '-f',
       join(HERE, 'pom.xml'),
       '-s',
       join(HERE, 'maven-settings.xml'),
       `-Dmaven.repo.local=${join(CACHE, 'm2')}`,
-      '-Dquarkus.package.type=fast-jar',
+      `-Dregistry.build.dir=${buildDir}`,
+      ...BUILD_FLAGS,
       'package',
     ],
+    logFile: join(buildDir, 'maven.log'),
     progress,
-    'the schema registry',
-  );
-  if (!existsSync(jarPath()))
-    throw new BrabantError('DOWNLOAD_FAILED', `the registry build finished without ${jarPath()}`);
+  });
+  if (!existsSync(join(app, 'quarkus-run.jar')))
+    throw new BrabantError('DOWNLOAD_FAILED', `the registry build finished without ${app}/quarkus-run.jar`);
   progress('schema registry built');
-  return dirname(jarPath());
+  return app;
 }
 
 export async function startRegistry(
-  spec: { port: number; distDir: string; logFile: string; workDir?: string },
+  spec: RegistrySpec & { distDir: string },
   timeoutMs = 60_000,
 ): Promise<RunningRegistry> {
   // Quarkus reads ./config/application.properties of its working directory.
-  const run = spec.workDir ?? join(dirname(spec.logFile), `registry-${spec.port}`);
-  mkdirSync(join(run, 'config'), { recursive: true });
-  cpSync(join(HERE, 'application.properties'), join(run, 'config', 'application.properties'));
+  mkdirSync(join(spec.runDir, 'config'), { recursive: true });
+  cpSync(join(HERE, 'application.properties'), join(spec.runDir, 'config', 'application.properties'));
   const proc = spawnManaged({
     name: 'schema-registry',
     command: 'java',
@@ -77,17 +107,26 @@ export async function startRegistry(
       '-Xss512k',
       `-Dquarkus.http.port=${spec.port}`,
       '-Dquarkus.http.host=127.0.0.1',
-      `-Djava.io.tmpdir=${run}`,
+      `-Djava.io.tmpdir=${spec.runDir}`,
       '-jar',
       join(spec.distDir, 'quarkus-run.jar'),
     ],
-    cwd: run,
+    cwd: spec.runDir,
     logFile: spec.logFile,
+    // Apicurio's own variable names (application.properties); in the environment, not on the
+    // command line, so that `ps` does not show a password.
+    env: {
+      REGISTRY_DATASOURCE_URL: spec.storage.jdbcUrl,
+      REGISTRY_DATASOURCE_USERNAME: spec.storage.username,
+      REGISTRY_DATASOURCE_PASSWORD: spec.storage.password,
+    },
+    stopPlan: shutdownPlan('registry'),
   });
   const root = `http://127.0.0.1:${spec.port}`;
   await waitUntilReady(proc, () =>
     waitFor(
       async () => {
+        // Ready includes the storage: the database answered and holds Apicurio's tables.
         const res = await fetch(`${root}/health/ready`, { signal: AbortSignal.timeout(1000) });
         return res.ok;
       },

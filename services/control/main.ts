@@ -8,7 +8,7 @@ import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
 import { demo } from './demo.ts';
 import { maintenance, switchover } from './router-commands.ts';
-import { down, up } from './stack-commands.ts';
+import { down, restart, up } from './stack-commands.ts';
 
 const pick = (v: { router?: string; region?: string }) => ({
   ...(v.router ? { router: v.router } : {}),
@@ -27,8 +27,11 @@ commands:
            --kafka MODE     shared (one cluster) or per-region (one cluster per region); default shared
            --reuse          start again from the data an earlier run left in the stack folder
            --detach         leave the stack running in the background and return
-  down   stop the local stack started from this folder
+  down   stop the local stack started from this folder (PostgreSQL with a fast shutdown: connected
+         clients are disconnected), and wait until none of its processes is left
            --purge          also delete its data and logs
+  restart kafka|registry|registry-db|NODE
+         stop one part of the running local stack and start it again on the same ports and data
   switchover   move a region's writes to another node (planned; clients wait, none fail)
            --region R --to NODE   (router URL from BRABANT_ROUTER_URLS=R=http://…, or --router URL)
   maintenance start|end NODE   move writes away from a node and bring them back once it caught up
@@ -71,6 +74,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'down':
       return down({ config, purge: values.purge });
+    case 'restart':
+      return restart({ config, target: positionals[0] });
     case 'demo': {
       const seconds = Number(values.seconds ?? 20);
       if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600)

@@ -1,7 +1,8 @@
-/** `brabant up` and `brabant down`: the local stack for people trying Brabant out. */
-import { rmSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { type StackInfo, startStack, stopRecorded, type Topology } from '../../infra/stack.ts';
+/** `brabant up`, `brabant down` and `brabant restart`: the local stack for people trying Brabant out. */
+import { existsSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { STATE_FILE, type StackInfo, startStack, stopRecorded, type Topology } from '../../infra/stack.ts';
+import { canonical, restartComponent } from '../../infra/stack-control.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { controlConfig } from './config.ts';
@@ -35,9 +36,17 @@ export async function up(opts: {
   console.log('\nPress Ctrl-C to stop the stack.');
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
+      clearInterval(watch);
       progress(`${signal}: stopping the stack`);
       stack.stop().then(done, done);
     };
+    // `brabant down` from another shell stops the stack and removes the state file: end too.
+    const watch = setInterval(() => {
+      if (existsSync(join(stack.workDir, STATE_FILE))) return;
+      clearInterval(watch);
+      progress('the stack was stopped from elsewhere (`brabant down`)');
+      done();
+    }, 1000);
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
@@ -51,13 +60,29 @@ export async function down(opts: {
 }): Promise<number> {
   const dir = resolve(opts.config.home);
   const stopped = await stopRecorded(dir, progress);
+  if (stopped === 0 && !opts.purge) {
+    throw new BrabantError('STACK_NOT_RUNNING', `no running stack was found in ${dir}; nothing to stop`);
+  }
+  progress(`stopped ${stopped} part(s); none of their processes is left`);
   if (opts.purge) {
     rmSync(dir, { recursive: true, force: true });
     progress(`removed ${dir}`);
-  } else if (stopped === 0) {
-    throw new BrabantError('STACK_NOT_RUNNING', `no running stack was found in ${dir}; nothing to stop`);
   }
-  progress(`stopped ${stopped} process(es)`);
+  return 0;
+}
+
+export async function restart(opts: {
+  config: ConfigOf<typeof controlConfig>;
+  target: string | undefined;
+}): Promise<number> {
+  if (opts.target === undefined) {
+    throw new BrabantError(
+      'CONFIG_INVALID',
+      'say what to restart: `brabant restart kafka`, `brabant restart registry` or `brabant restart NODE` (e.g. vl-1)',
+    );
+  }
+  const done = await restartComponent(canonical(opts.config.home), opts.target, progress);
+  for (const r of done) progress(`restarted ${r.name}: pid ${r.oldPid} → ${r.newPid}`);
   return 0;
 }
 

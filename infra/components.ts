@@ -1,0 +1,57 @@
+/**
+ * Starting one part of the local stack from its recorded spec (stack-state.ts), the same way the
+ * first time (`brabant up`) and every time after (`--reuse`, `brabant restart`). Returns once the
+ * part really answers.
+ */
+import { ensureKafkaJars, startKafka } from './kafka/kafka.ts';
+import type { Progress } from './maven.ts';
+import { initNode, isInitialized, startNode } from './postgres/postgres.ts';
+import type { ManagedProcess } from './processes.ts';
+import { ensureRegistryBuilt, startRegistry } from './registry/registry.ts';
+import { ensureRegistryDatabase, registryDbSettings } from './registry/registry-db.ts';
+import type { ComponentSpec } from './stack-state.ts';
+
+export interface StartedComponent {
+  process: ManagedProcess;
+  /** How clients reach it: bootstrap host:port, postgres:// URL or the registry's API URL. */
+  address: string;
+}
+
+export async function startComponent(c: ComponentSpec, progress: Progress): Promise<StartedComponent> {
+  switch (c.kind) {
+    case 'kafka': {
+      await ensureKafkaJars(progress);
+      const k = await startKafka(c.spec);
+      return { process: k.process, address: k.bootstrap };
+    }
+    case 'postgres': {
+      if (!isInitialized(c.spec.dataDir)) {
+        progress(`initdb of node ${c.spec.name}`);
+        initNode(c.spec);
+      }
+      const n = await startNode(c.spec);
+      return { process: n.process, address: n.url };
+    }
+    case 'registry-db': {
+      if (!isInitialized(c.spec.dataDir)) {
+        progress('initdb of the registry database');
+        initNode(c.spec, registryDbSettings(c.spec.port));
+      }
+      const n = await startNode(c.spec);
+      try {
+        await ensureRegistryDatabase(n.url);
+      } catch (err) {
+        await n.process.stop();
+        throw err;
+      }
+      return { process: n.process, address: n.url };
+    }
+    case 'registry': {
+      const distDir = await ensureRegistryBuilt(progress);
+      const r = await startRegistry({ ...c.spec, distDir });
+      return { process: r.process, address: r.url };
+    }
+    default:
+      return c satisfies never;
+  }
+}

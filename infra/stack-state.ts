@@ -1,0 +1,129 @@
+/**
+ * The state file (`stack.json` in the stack folder): what a local stack runs and how to start each
+ * part again. It is the one record every command works from — `brabant down` and a stack's own
+ * stop() stop what it lists, `brabant restart` replaces a part's entry with the new process — and
+ * it is removed only once none of the listed processes is left.
+ *
+ * Which kind of folder a stack folder is (classifyWorkDir) is decided here without I/O, from the
+ * state file and the process table.
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KafkaNodeSpec } from './kafka/kafka.ts';
+import type { PostgresNodeSpec } from './postgres/postgres.ts';
+import type { ProcessInfo } from './process-table.ts';
+import type { RegistrySpec } from './registry/registry.ts';
+import { leaderAlive, membersOf, type ProcessIdentity, stackProcesses } from './shutdown.ts';
+
+export const STATE_FILE = 'stack.json';
+
+/** A part of the stack and what it needs to be started again. */
+export type ComponentSpec =
+  | { kind: 'kafka'; spec: KafkaNodeSpec }
+  | { kind: 'postgres'; spec: PostgresNodeSpec }
+  | { kind: 'registry-db'; spec: PostgresNodeSpec }
+  | { kind: 'registry'; spec: RegistrySpec };
+
+export type ComponentRecord = ComponentSpec & {
+  /** What `brabant restart` takes: kafka (or kafka-<region>), a node id, registry, registry-db. */
+  id: string;
+  /** For people and logs: `kafka`, `postgres vl-1`, `schema-registry`, … */
+  name: string;
+  pid: number;
+  /** Kernel start time of pid: a later process that got the same pid is never taken for it. */
+  startTime: number;
+  logFile: string;
+};
+
+export interface NodeInfo {
+  id: string;
+  region: string;
+  /** postgres:// URL of the node's `postgres` database. */
+  url: string;
+  port: number;
+  external: boolean;
+}
+
+export interface RegionInfo {
+  name: string;
+  kafkaBrokers: string[];
+  nodes: NodeInfo[];
+}
+
+/** Serializable description of a running stack (what tests and people connect to). */
+export interface StackInfo {
+  regions: RegionInfo[];
+  registryUrl: string;
+  workDir: string;
+  pids: { name: string; pid: number; logFile: string }[];
+}
+
+export interface StackState extends StackInfo {
+  pids: ComponentRecord[];
+  /** The process that started the stack; while it lives (or once detached) the stack is in use. */
+  owner?: { pid: number; startTime: number };
+  /** `brabant up --detach`: the stack outlives its owner on purpose. */
+  detached?: boolean;
+}
+
+export function readState(workDir: string): StackState | undefined {
+  const file = join(workDir, STATE_FILE);
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, 'utf8')) as StackState;
+}
+
+/**
+ * Writes the whole state at once (a reader never sees half a file), readable by its owner only:
+ * it may hold the password of BRABANT_REGISTRY_DB_URL.
+ */
+export function writeState(workDir: string, state: StackState): void {
+  const file = join(workDir, STATE_FILE);
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+/** The processes a record stands for (PostgreSQL's include the backends working in its folder). */
+export function identityOf(r: ComponentRecord): ProcessIdentity {
+  const base = { pid: r.pid, startTime: r.startTime };
+  return r.kind === 'postgres' || r.kind === 'registry-db' ? { ...base, dataDir: r.spec.dataDir } : base;
+}
+
+export interface LiveComponent {
+  record: ComponentRecord;
+  processes: ProcessInfo[];
+}
+
+export type WorkDirStatus =
+  /** Nothing of a stack runs here; `staleState` when a state file says otherwise. */
+  | { kind: 'clean'; staleState: boolean }
+  /** A stack is in use: its owner runs, or it was detached on purpose. */
+  | { kind: 'running'; live: LiveComponent[]; strays: ProcessInfo[] }
+  /** A run ended without stopping what it started (killed, crashed): clear before starting. */
+  | { kind: 'left-over'; live: LiveComponent[]; strays: ProcessInfo[] };
+
+/**
+ * What a stack folder holds, from its state file and the process table. `strays` are processes of
+ * the folder that no record lists (a run killed before it wrote its state file, a PostgreSQL
+ * backend whose postmaster was recorded under an old pid).
+ */
+export function classifyWorkDir(
+  workDir: string,
+  state: StackState | undefined,
+  table: ProcessInfo[],
+): WorkDirStatus {
+  const live: LiveComponent[] = [];
+  for (const record of state?.pids ?? []) {
+    const processes = membersOf(identityOf(record), table);
+    if (processes.length > 0) live.push({ record, processes });
+  }
+  const claimed = new Set(live.flatMap((l) => l.processes.map((p) => p.pid)));
+  const strays = stackProcesses(workDir, table).filter((p) => !claimed.has(p.pid));
+  if (state !== undefined && live.length > 0) {
+    // A state file from before owners were recorded: count it as in use, as it was then.
+    const inUse = state.detached === true || state.owner === undefined || leaderAlive(state.owner, table);
+    if (inUse) return { kind: 'running', live, strays };
+  }
+  if (live.length > 0 || strays.length > 0) return { kind: 'left-over', live, strays };
+  return { kind: 'clean', staleState: state !== undefined };
+}
