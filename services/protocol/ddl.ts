@@ -82,7 +82,8 @@ export function decodeDdlEvent(content: Buffer): DdlEvent {
   if (!isString(v.statement) || v.statement.trim() === '') return fail('no statement');
   if (!isString(v.searchPath)) return fail('no searchPath');
   if (!isString(v.role)) return fail('no role');
-  const list = <T>(x: unknown, name: string): T[] => (Array.isArray(x) ? (x as T[]) : fail(`${name} is not a list`));
+  const list = <T>(x: unknown, name: string): T[] =>
+    Array.isArray(x) ? (x as T[]) : fail(`${name} is not a list`);
   return {
     version: v.version,
     statement: v.statement,
