@@ -97,13 +97,13 @@ function removeStalePidFiles(workDir: string): string[] {
   return removed;
 }
 
-/** Fails with TIMEOUT, keeping the state file, if something of the stack is still running. */
+/** Fails with STOP_FAILED, keeping the state file, if something of the stack is still running. */
 function assertNothingLeft(workDir: string): void {
   const after = classifyWorkDir(workDir, readState(workDir), readProcessTable());
   if (after.kind === 'clean') return;
   const pids = [...after.live.flatMap((l) => l.processes), ...after.strays].map((p) => p.pid).join(' ');
   throw new BrabantError(
-    'TIMEOUT',
+    'STOP_FAILED',
     `processes ${pids} of the stack in ${workDir} are still running after SIGKILL; the state file stays; ` +
       `end them with \`kill -9 ${pids}\` and run \`brabant down\` again`,
   );

@@ -52,7 +52,7 @@ describe.runIf(process.getuid?.() === 0)('a stack folder PostgreSQL cannot enter
       const { code, out } = await brabant(['up'], cliEnv(home, await freeBasePort()));
       expect(code).toBe(1);
       expect(out).toContain(
-        `CONFIG_INVALID: PostgreSQL runs as the OS user postgres, which cannot enter ${parent} (mode 0700, owner root)`,
+        `HOME_UNREACHABLE: PostgreSQL runs as the OS user postgres, which cannot enter ${parent} (mode 0700, owner root)`,
       );
       expect(out).toContain(`run \`chmod o+x ${parent}\``);
       expect(existsSync(join(home, STATE_FILE))).toBe(false);

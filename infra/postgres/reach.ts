@@ -96,7 +96,7 @@ export function ensureReachable(
       case 'reachable':
         return;
       case 'refuse':
-        throw new BrabantError('CONFIG_INVALID', plan.message);
+        throw new BrabantError('HOME_UNREACHABLE', plan.message);
       case 'fix':
         for (const b of plan.dirs) {
           chmodSync(b.dir, (b.mode & 0o7777) | 0o001);

@@ -11,6 +11,11 @@ export const ERROR_CODES = {
   DATA_DIR_LEFT_OVER: { retriable: false, summary: 'a data folder from an earlier run is in the way' },
   STACK_ALREADY_RUNNING: { retriable: false, summary: 'a local stack is already running from this folder' },
   STACK_NOT_RUNNING: { retriable: false, summary: 'no local stack is running from this folder' },
+  HOME_UNREACHABLE: {
+    retriable: false,
+    summary: 'the PostgreSQL OS user cannot enter the stack folder (BRABANT_HOME)',
+  },
+  STOP_FAILED: { retriable: false, summary: 'a process of the local stack did not stop' },
   COMPONENT_START_FAILED: { retriable: false, summary: 'a component exited or never became ready' },
   TIMEOUT: { retriable: true, summary: 'a condition was not met before its deadline' },
   REGISTRY_ERROR: { retriable: true, summary: 'the schema registry refused or failed a request' },
