@@ -366,9 +366,9 @@ export class FullPath {
       this.state.reportedDrift.add(driftId(t, d.column));
       this.ctx.log.warn(
         { table: `${t.schema}.${t.name}`, column: d.column },
-        d.kind === 'source_column_missing'
-          ? 'source column missing on the target; its values are ignored'
-          : 'target column missing in the source; left to its default',
+        d.kind === 'target_column_missing'
+          ? 'a column of the source is missing on the target; its values are ignored'
+          : 'a column of the target is missing in the source; inserts leave it to its default, updates keep it',
       );
       this.conflict(tx, c, d.kind, 'skip', null);
     }

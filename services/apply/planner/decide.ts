@@ -69,7 +69,7 @@ export interface Drift {
 }
 
 /**
- * Columns of a source row the target lacks, and target columns the row lacks, not reported yet
+ * Target columns the source row lacks, and columns of the row the target lacks, not reported yet
  * (`reported` holds `schema.table.column` of those already reported once).
  */
 export function columnDrift(t: TargetTable, c: RowChange, reported: ReadonlySet<string>): Drift[] {
@@ -77,11 +77,13 @@ export function columnDrift(t: TargetTable, c: RowChange, reported: ReadonlySet<
   if (row === null) return [];
   const out: Drift[] = [];
   const id = (col: string) => `${t.schema}.${t.name}.${col}`;
+  // PGD's names: the incoming row lacks a column of the target (source_column_missing), the
+  // target lacks a column of the incoming row (target_column_missing)
+  for (const col of t.columns.keys())
+    if (!(col in row) && !reported.has(id(col))) out.push({ column: col, kind: 'source_column_missing' });
   for (const col of Object.keys(row))
     if (!t.columns.has(col) && !reported.has(id(col)))
-      out.push({ column: col, kind: 'source_column_missing' });
-  for (const col of t.columns.keys())
-    if (!(col in row) && !reported.has(id(col))) out.push({ column: col, kind: 'target_column_missing' });
+      out.push({ column: col, kind: 'target_column_missing' });
   return out;
 }
 
