@@ -7,11 +7,11 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyMetrics } from '../services/apply/metrics.ts';
-import { ensureDeleteTriggers, ensureNodeObjects } from '../services/apply/node-setup.ts';
 import { APPLY_SESSION_OPTIONS, OriginApplier, type TxOutcome } from '../services/apply/origin-applier.ts';
 import { TargetCatalog } from '../services/apply/target-catalog.ts';
 import type { DecodedChange, RowChange } from '../services/protocol/change-decoder.ts';
 import { lsn, parseLsn } from '../services/protocol/lsn.ts';
+import { ensureDeleteTriggers, ensureNodeObjects } from '../services/protocol/node-schema.ts';
 import { createLogger } from '../services/runtime/log.ts';
 import { seeded } from './support/random.ts';
 import { createDatabase, node, uniqueName } from './support/stack.ts';

@@ -75,8 +75,8 @@ export class ChangeStream {
       d.tracker.handled(topic, partition, BigInt(offset));
     };
     let run: { source: string; changes: DecodedChange[]; offsets: string[] } | undefined;
-    const flush = async () => {
-      if (run === undefined) return;
+    const flush = async (): Promise<'done' | 'paused'> => {
+      if (run === undefined) return 'done';
       const { source, changes, offsets } = run;
       run = undefined;
       const applier = await d.applierFor(source);
@@ -84,6 +84,29 @@ export class ChangeStream {
       for (const _ of outcomes) failpoint('apply.after-commit');
       if (outcomes.length > 0) d.lastCommitTs.set(source, outcomes[outcomes.length - 1]!.commitTs);
       await d.sideTopics.publish(source, outcomes);
+      if (applier.pausedAt !== undefined) {
+        // a DDL failed here: what committed before it counts, the stream waits at its transaction
+        const { commitLsn, reason } = applier.pausedAt;
+        const at = changes.findIndex((x) => x.tx.commitLsn === commitLsn);
+        const from = at < 0 ? d.tracker.openOffset(topic, partition, source) : BigInt(offsets[at]!);
+        if (at > 0) {
+          d.tracker.afterRun(topic, partition, source, BigInt(offsets[at - 1]!), undefined);
+          resolveOffset(offsets[at - 1]!);
+        }
+        const ddl = changes.find(
+          (x) => x.tx.commitLsn === commitLsn && x.kind === 'control' && x.control === 'DDL',
+        );
+        if (!this.paused.has(`${topic}/${partition}`) && ddl !== undefined && ddl.kind === 'control')
+          await d.sideTopics.ddlFailed(source, ddl, reason);
+        this.pause(topic, partition, String(from ?? BigInt(offsets[0]!)), {
+          code: 'DDL_FAILED',
+          source,
+          message: `DDL_FAILED: ${source}'s DDL at ${topic}/${partition} failed here (${reason}); its stream is paused there and tried again; see brabant.conflicts (kind ddl_failed) and \`brabant ddl resolve\``,
+        });
+        return 'paused';
+      }
+      if (outcomes.length > 0 && this.paused.get(`${topic}/${partition}`)?.reason === 'DDL_FAILED')
+        this.resumed(topic, partition); // the DDL it waited at went through
       const openLsn = applier.openCommitLsn;
       const first = openLsn === undefined ? -1 : changes.findIndex((x) => x.tx.commitLsn === openLsn);
       const last = offsets[offsets.length - 1]!;
@@ -98,12 +121,13 @@ export class ChangeStream {
       );
       resolveOffset(last);
       await heartbeat();
+      return 'done';
     };
     for (const m of batch.messages) {
       if (!isRunning() || isStale() || this.failed) return;
       const source = m.key?.toString();
       if (source === undefined || source === d.nodeId || m.value === null) {
-        await flush();
+        if ((await flush()) === 'paused') return;
         done(m.offset);
         continue;
       }
@@ -111,7 +135,7 @@ export class ChangeStream {
       try {
         change = await d.decoder.decode(m.value);
       } catch (err) {
-        await flush();
+        if ((await flush()) === 'paused') return;
         const at = `${topic}/${partition}@${m.offset}`;
         if (
           isBrabantError(err, 'UNDECODABLE') ||
@@ -126,18 +150,26 @@ export class ChangeStream {
           continue;
         }
         if (isBrabantError(err) && err.retriable) {
-          this.pause(topic, partition, m.offset, source, err.code, err.message);
+          this.pause(topic, partition, m.offset, {
+            code: err.code,
+            source,
+            message:
+              `${err.code}: the schema of ${source}'s record at ${at} cannot be read from the registry ${d.registryUrl}; ` +
+              'its stream is paused there (nothing is skipped) and tried again. Fix the registry (BRABANT_REGISTRY_URL, its storage); ' +
+              `only for a record known to be garbage, set BRABANT_APPLY_DEAD_LETTER_AT=${at}`,
+            fields: { registry: d.registryUrl, reason: err.message },
+          });
           return;
         }
         throw err;
       }
-      this.resumed(topic, partition);
-      if (run !== undefined && run.source !== source) await flush();
+      if (this.paused.get(`${topic}/${partition}`)?.reason !== 'DDL_FAILED') this.resumed(topic, partition);
+      if (run !== undefined && run.source !== source && (await flush()) === 'paused') return;
       if (run === undefined) run = { source, changes: [], offsets: [] };
       run.changes.push(change);
       run.offsets.push(m.offset);
     }
-    await flush();
+    if ((await flush()) === 'paused') return;
     await this.commit(topic, partition, false);
   }
 
@@ -166,9 +198,7 @@ export class ChangeStream {
     topic: string,
     partition: number,
     offset: string,
-    source: string,
-    code: string,
-    why: string,
+    why: { code: string; source: string; message: string; fields?: Record<string, unknown> },
   ): void {
     const key = `${topic}/${partition}`;
     const tries = (this.paused.get(key)?.tries ?? 0) + 1;
@@ -176,26 +206,14 @@ export class ChangeStream {
     const { consumer, log, metrics } = this.d;
     consumer.seek({ topic, partition, offset });
     consumer.pause([{ topic, partitions: [partition] }]);
-    metrics.pausedStreams.set(1, { topic, partition: String(partition), reason: code });
-    metrics.streamPauses.inc({ reason: code });
+    metrics.pausedStreams.set(1, { topic, partition: String(partition), reason: why.code });
+    metrics.streamPauses.inc({ reason: why.code });
     log.warn(
-      {
-        code,
-        source,
-        topic,
-        partition,
-        offset,
-        registry: this.d.registryUrl,
-        tries,
-        retryInMs: wait,
-        reason: why,
-      },
-      `${code}: the schema of ${source}'s record at ${topic}/${partition}@${offset} cannot be read from the registry ` +
-        `${this.d.registryUrl}; its stream is paused there (nothing is skipped) and tried again. Fix the registry ` +
-        `(BRABANT_REGISTRY_URL, its storage); only for a record known to be garbage, set BRABANT_APPLY_DEAD_LETTER_AT=${topic}/${partition}@${offset}`,
+      { code: why.code, source: why.source, topic, partition, offset, tries, retryInMs: wait, ...why.fields },
+      why.message,
     );
     const timer = setTimeout(() => consumer.resume([{ topic, partitions: [partition] }]), wait);
-    this.paused.set(key, { tries, reason: code, timer });
+    this.paused.set(key, { tries, reason: why.code, timer });
   }
 
   private resumed(topic: string, partition: number): void {
@@ -204,6 +222,9 @@ export class ChangeStream {
     if (p === undefined) return;
     this.paused.delete(key);
     this.d.metrics.pausedStreams.set(0, { topic, partition: String(partition), reason: p.reason });
-    this.d.log.info({ topic, partition }, 'stream resumed: the registry gave the schema');
+    this.d.log.info(
+      { topic, partition, reason: p.reason },
+      'stream resumed: what it waited for went through',
+    );
   }
 }

@@ -37,6 +37,7 @@ import {
 import type { ConflictKind, Resolution } from './planner/resolve.ts';
 import { addAction, literal, TAKE_XID, XACT_SETUP } from './planner/script.ts';
 import { expandKeyChanges } from './planner/source-transactions.ts';
+import { applySchemaChange } from './schema-change.ts';
 import { quoteIdent, type TargetCatalog, type TargetTable } from './target-catalog.ts';
 
 /** What the strategies of one origin share: its progress, and what is known of the target. */
@@ -48,6 +49,8 @@ export interface OriginState {
   lockTables: { commitLsn: Lsn; tables: string[] } | undefined;
   /** `schema.table.column` of column drift already reported once. */
   readonly reportedDrift: Set<string>;
+  /** DDL events applied so far (what the group planners knew of the target may be stale after one). */
+  schemaChanges: number;
 }
 
 export interface FullPathContext {
@@ -127,6 +130,27 @@ export class FullPath {
     this.ctx.metrics.transactions.inc({ origin: this.state.source });
   }
 
+  /**
+   * A conflict record of a transaction that did not commit (a failed DDL), logged once. Its own
+   * transaction resets the origin's transaction setup first: a commit in this session would
+   * otherwise carry the progress of the transaction that was rolled back.
+   */
+  async recordOnce(record: ConflictRecord): Promise<void> {
+    const seen = await this.exec.maintain((db) =>
+      db.query(
+        'select 1 from brabant.conflicts where kind = $1 and remote_node = $2 and remote_commit_lsn = $3::pg_lsn',
+        [record.kind, record.remoteNode, formatLsn(record.remoteCommitLsn)],
+      ),
+    );
+    if ((seen.rowCount ?? 0) > 0) return;
+    await this.exec.send([
+      'begin',
+      'select pg_replication_origin_xact_reset()',
+      this.conflictsInsert([record]),
+      'commit',
+    ]);
+  }
+
   /** Abandons an open local transaction (its source transaction will be delivered again). */
   async rollback(): Promise<void> {
     if (this.tx?.begun) await this.exec.rollback();
@@ -175,6 +199,13 @@ export class FullPath {
     if (change.kind === 'row') {
       tx.pending.push(change);
       if (tx.pending.length >= this.ctx.chunkRows) await this.applyPending(tx);
+    } else if (change.control === 'DDL') {
+      // at its place: the rows before it first, then it, in this same local transaction
+      if (tx.pending.length > 0) await this.applyPending(tx);
+      this.begin(tx);
+      if (tx.deferred.length > 0) await this.send(tx, 'select 1');
+      await applySchemaChange(this.exec, { ...this.ctx, source: this.state.source }, change);
+      this.state.schemaChanges++;
     } else if (change.control === 'HEARTBEAT') {
       this.ctx.metrics.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - change.tx.commitTs) / 1e6, {
         origin: this.state.source,

@@ -41,6 +41,11 @@ export function applyMetrics(registry = new MetricsRegistry()) {
       'brabant_apply_stream_pauses_total',
       'Times a change topic partition was paused on a schema the registry could not give, by reason',
     ),
+    ddlApplied: registry.counter('brabant_apply_ddl_total', 'DDL events applied, by origin'),
+    ddlFailures: registry.counter(
+      'brabant_apply_ddl_failures_total',
+      'DDL events that failed on this node (their origin’s stream pauses there), by origin',
+    ),
     incompleteTransactions: registry.counter(
       'brabant_apply_incomplete_transactions_total',
       'Source transactions whose last event never came, by origin',

@@ -56,6 +56,11 @@ export class OffsetTracker {
     this.done(this.part(topic, partition), offset);
   }
 
+  /** The offset of the first event of `source`'s open transaction in a partition, if one is open. */
+  openOffset(topic: string, partition: number, source: string): bigint | undefined {
+    return this.parts.get(key(topic, partition))?.open.get(source)?.offset;
+  }
+
   /** The commit due for a partition now (`force`: at stop, whatever the interval), if any. */
   due(topic: string, partition: number, now: number, force = false): OffsetCommit | undefined {
     const p = this.parts.get(key(topic, partition));

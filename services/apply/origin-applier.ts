@@ -33,6 +33,7 @@ import {
   type StrategyEvent,
   type StrategyState,
 } from './planner/strategy.ts';
+import { DdlFailed } from './schema-change.ts';
 import type { TargetCatalog, TargetTable } from './target-catalog.ts';
 
 export { APPLY_SESSION_OPTIONS } from './executor/origin-session.ts';
@@ -66,7 +67,13 @@ export class OriginApplier {
     private readonly ctx: ApplierContext,
   ) {
     this.origin = originName(source);
-    this.state = { source, applied: ZERO_LSN, lockTables: undefined, reportedDrift: new Set() };
+    this.state = {
+      source,
+      applied: ZERO_LSN,
+      lockTables: undefined,
+      reportedDrift: new Set(),
+      schemaChanges: 0,
+    };
     this.exec = new Executor(db, new PreparedStatements(db));
     this.full = new FullPath(this.exec, this.state, ctx);
   }
@@ -98,16 +105,29 @@ export class OriginApplier {
   }
 
   /**
+   * Where the last `handleMany` stopped because a DDL failed on this node: the source transaction
+   * the stream must pause at (its outcomes before it were returned), and why.
+   */
+  pausedAt: { commitLsn: Lsn; reason: string } | undefined;
+
+  /**
    * Feeds a run of this source's events, in stream order; resolves with the outcome of every
    * source transaction the run ended (committed).
    */
   async handleMany(changes: DecodedChange[]): Promise<TxOutcome[]> {
     const outcomes: TxOutcome[] = [];
-    const table = await this.groupableTables(changes);
+    this.pausedAt = undefined;
+    let schemaChanges = this.state.schemaChanges;
+    let table = await this.groupableTables(changes);
     const opts = () => ({ groupTransactions: this.ctx.groupTransactions, inTransaction: this.inTransaction });
     let event: StrategyEvent = { kind: 'next' };
     let i = 0;
     while (i < changes.length) {
+      if (this.state.schemaChanges !== schemaChanges) {
+        // a DDL ran: the tables the group planners use are read again
+        schemaChanges = this.state.schemaChanges;
+        table = await this.groupableTables(changes);
+      }
       const next = nextStrategy(this.strategy, event, opts());
       this.strategy = next.state;
       switch (next.strategy) {
@@ -140,10 +160,18 @@ export class OriginApplier {
         }
         case 'full': {
           const whole = this.inTransaction ? undefined : wholeTransactionAt(changes, i);
-          const o =
-            whole === undefined
-              ? await this.full.handle(changes[i]!)
-              : await this.applyWhole(changes, i, whole.end);
+          let o: TxOutcome | undefined;
+          try {
+            o =
+              whole === undefined
+                ? await this.full.handle(changes[i]!)
+                : await this.applyWhole(changes, i, whole.end);
+          } catch (err) {
+            if (!(err instanceof DdlFailed)) throw err;
+            await this.recordDdlFailure(err);
+            this.pausedAt = { commitLsn: err.commitLsn, reason: err.reason };
+            return outcomes;
+          }
           if (o !== undefined) outcomes.push(o);
           i = whole === undefined ? i + 1 : whole.end;
           event = { kind: 'next' };
@@ -216,6 +244,15 @@ export class OriginApplier {
         return this.setAside(changes, start, end, d.reason);
       }
     }
+  }
+
+  /** The ddl_failed conflict of a paused DDL, logged once (the stream retries it, and would again). */
+  private async recordDdlFailure(err: DdlFailed): Promise<void> {
+    this.ctx.log.error(
+      { code: err.code, source: this.source, commitLsn: formatLsn(err.commitLsn), reason: err.reason },
+      err.message,
+    );
+    await this.full.recordOnce(err.record);
   }
 
   /** Moves the origin past a source transaction whose rows all go to the dead-letter topic. */

@@ -5,6 +5,8 @@
  * transactions, not one per transaction.
  */
 import type { Producer } from 'kafkajs';
+import type { ControlChange } from '../protocol/change-decoder.ts';
+import { formatLsn } from '../protocol/lsn.ts';
 import { CONFLICTS_TOPIC, DEAD_LETTER_TOPIC } from '../protocol/topics.ts';
 import type { ApplyMetrics } from './metrics.ts';
 import { changeMessage, conflictMessage } from './outcome/conflict-log.ts';
@@ -50,6 +52,36 @@ export class SideTopics {
       })),
     });
     for (const d of deadLetters) this.metrics.deadLetters.inc({ reason: d.reason.split(':')[0]! });
+  }
+
+  /** A DDL that failed on this node (its stream is paused at it): the event, and why. */
+  async ddlFailed(source: string, change: ControlChange, reason: string): Promise<void> {
+    await this.producer.send({
+      topic: DEAD_LETTER_TOPIC,
+      messages: [
+        {
+          key: source,
+          value: JSON.stringify({
+            kind: 'ddl',
+            origin: change.origin,
+            tx: {
+              ...change.tx,
+              xid: String(change.tx.xid),
+              commitLsn: formatLsn(change.tx.commitLsn),
+              commitTs: String(change.tx.commitTs),
+            },
+            event: JSON.parse(change.content.toString('utf8')),
+          }),
+          headers: {
+            [DEAD_LETTER_HEADERS.reason]: `DDL failed: ${reason}`,
+            [DEAD_LETTER_HEADERS.targetNode]: this.node,
+            [DEAD_LETTER_HEADERS.commitLsn]: String(change.tx.commitLsn),
+            [DEAD_LETTER_HEADERS.index]: String(change.tx.index),
+          },
+        },
+      ],
+    });
+    this.metrics.deadLetters.inc({ reason: 'ddl_failed' });
   }
 
   /** A message that cannot be decoded at all: its raw bytes, with where it came from and why. */

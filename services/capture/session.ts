@@ -32,6 +32,7 @@ import {
   userTables,
 } from './catalog.ts';
 import type { captureConfig } from './config.ts';
+import { ensureDdlCapture } from './ddl-capture.ts';
 import { KafkaEventSink, partitionOf, readLastPosition } from './kafka-sink.ts';
 import type { CaptureMetrics } from './metrics.ts';
 import type { RelationMessage } from './pgoutput/messages.ts';
@@ -112,6 +113,8 @@ export async function runSession(deps: SessionDeps): Promise<void> {
     }
     db.on('error', (err) => log.warn({ err }, 'catalog connection error'));
     const tables = await prepareNode(db, c, names, log);
+    // DDL travels in the stream too: the node's event triggers emit it in the DDL's transaction
+    await ensureDdlCapture(db);
 
     try {
       admin = deps.kafka.admin();

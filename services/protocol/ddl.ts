@@ -34,7 +34,7 @@ export interface DdlTable {
 
 export interface DdlEvent {
   version: number;
-  /** The statement text as the client sent it (the whole query string). */
+  /** The statement that ran this DDL: the client's whole query string when it held one statement, else the one of it. */
   statement: string;
   /** search_path when it ran: unqualified names resolve the same on the peer. */
   searchPath: string;
@@ -42,10 +42,7 @@ export interface DdlEvent {
   role: string;
   /** Command tags of this query's DDL commands, e.g. ALTER TABLE. */
   tags: string[];
-  /**
-   * 0 for the first DDL command of this query string in its transaction; a query string with
-   * several DDL commands emits one event per command, and the peer runs the statement once.
-   */
+  /** Which DDL statement of its query string this is (0 for the first). */
   seq: number;
   /** CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY: they cannot run inside a transaction block. */
   concurrently: boolean;

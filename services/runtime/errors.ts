@@ -43,6 +43,10 @@ export const ERROR_CODES = {
   },
   KAFKA_UNAVAILABLE: { retriable: true, summary: 'Kafka cannot be reached or refused a request' },
   FENCED: { retriable: false, summary: 'a newer instance of this service took over' },
+  DDL_FAILED: {
+    retriable: false,
+    summary: 'a replicated DDL failed on this node; its origin’s stream is paused there until resolved',
+  },
   SCHEMA_INCOMPATIBLE: { retriable: false, summary: 'a schema change breaks the compatibility rules' },
   PERMISSION_DENIED: {
     retriable: false,

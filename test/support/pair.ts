@@ -97,7 +97,15 @@ export async function waitConverged(
   const deadline = Date.now() + timeoutMs;
   let last: string[][] = [];
   for (;;) {
-    last = await Promise.all(sides.map((s) => tableRows(s.client, table)));
+    // a table that does not exist yet on a node (created by replicated DDL) holds nothing yet
+    last = await Promise.all(
+      sides.map((s) =>
+        tableRows(s.client, table).catch((err: { code?: string }) => {
+          if (err.code === '42P01') return ['(no such table)'];
+          throw err;
+        }),
+      ),
+    );
     const same = last.every((rows) => JSON.stringify(rows) === JSON.stringify(last[0]));
     if (same && check(last[0]!)) return last[0]!;
     if (Date.now() > deadline) {

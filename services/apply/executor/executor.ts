@@ -86,6 +86,28 @@ export class Executor {
     }
   }
 
+  /**
+   * Runs a statement that cannot run in a transaction block (CREATE INDEX CONCURRENTLY) on its
+   * own; the caller has no local transaction open.
+   */
+  async outsideTransaction(statement: string): Promise<Attempt> {
+    try {
+      return { ok: true, result: await this.db.query(statement) };
+    } catch (err) {
+      if (sqlstateOf(err) === undefined) throw err;
+      return { ok: false, error: err as Error };
+    }
+  }
+
+  /**
+   * Catalog reads and Brabant's own upkeep (triggers, resolutions) in the open transaction,
+   * after the statements prepared so far.
+   */
+  async maintain<T>(fn: (db: Pick<pg.Client, 'query'>) => Promise<T>): Promise<T> {
+    await this.statements.prepareNew();
+    return fn(this.db);
+  }
+
   /** Abandons the open local transaction. */
   async rollback(): Promise<void> {
     await this.db.query('rollback').catch(() => {});

@@ -61,7 +61,7 @@ export function planFast(
       continue;
     }
     const whole = wholeTransactionAt(changes, i);
-    if (whole === undefined) break; // not whole in this run
+    if (whole === undefined || whole.ddl) break; // not whole in this run, or it changes the schema
     const { end } = whole;
     const txRows = end - i;
     if (txs.length > 0 && rows + txRows > input.chunkRows) break;

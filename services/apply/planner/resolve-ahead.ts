@@ -68,7 +68,7 @@ export function planAheadGroup(
       continue;
     }
     const whole = wholeTransactionAt(changes, i);
-    if (whole === undefined) break;
+    if (whole === undefined || whole.ddl) break;
     const { end, rows: source } = whole;
     if (txs.length > 0 && rows + source.length > input.chunkRows) break;
     if (source.length > input.chunkRows) break;

@@ -23,7 +23,9 @@ export type ConflictKind =
   | 'multiple_unique_conflicts'
   | 'source_column_missing'
   | 'target_column_missing'
-  | 'target_table_missing';
+  | 'target_table_missing'
+  /** A DDL failed on this node: its origin's stream is paused there until resolved. */
+  | 'ddl_failed';
 
 export type Resolution = 'apply_remote' | 'keep_local' | 'skip';
 

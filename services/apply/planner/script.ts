@@ -11,21 +11,7 @@
  */
 import type { RowChange } from '../../protocol/change-decoder.ts';
 import type { Lsn } from '../../protocol/lsn.ts';
-import { SQLSTATE } from '../../runtime/sqlstate.ts';
 import type { ConflictRecord, DeadLetter } from '../outcome/conflict-log.ts';
-
-/** `brabant.expect_rows(got, want)`: raises BR001 unless they are equal. */
-export const EXPECT_ROWS_FUNCTION_SQL = `
-create or replace function brabant.expect_rows(got bigint, want bigint) returns void
-language plpgsql as $fn$
-begin
-  if got is distinct from want then
-    raise exception using errcode = '${SQLSTATE.BRABANT_EXPECTATION_FAILED}',
-      message = format('brabant fast path: %s of %s rows in the expected state', got, want);
-  end if;
-end
-$fn$;
-`;
 
 /**
  * A string literal for `standard_conforming_strings = on` (apply sessions set it): quotes are

@@ -8,12 +8,13 @@ import type { TargetTable } from '../target-catalog.ts';
 
 /**
  * The source transaction starting at `start` when the run holds it whole (its first event to its
- * last, none missing): where it ends (exclusive) and its row changes; else undefined.
+ * last, none missing): where it ends (exclusive), its row changes, and whether it changes the
+ * schema (a DDL event: only the full path runs DDL, at its place among the rows); else undefined.
  */
 export function wholeTransactionAt(
   changes: DecodedChange[],
   start: number,
-): { end: number; rows: RowChange[] } | undefined {
+): { end: number; rows: RowChange[]; ddl: boolean } | undefined {
   const first = changes[start]!;
   if (first.tx.index !== 0) return undefined;
   let end = start;
@@ -21,11 +22,13 @@ export function wholeTransactionAt(
   const last = changes[end - 1]!;
   if (!last.tx.last || last.tx.index !== end - 1 - start) return undefined;
   const rows: RowChange[] = [];
+  let ddl = false;
   for (let j = start; j < end; j++) {
     const c = changes[j]!;
     if (c.kind === 'row') rows.push(c);
+    else if (c.control === 'DDL') ddl = true;
   }
-  return { end, rows };
+  return { end, rows, ddl };
 }
 
 /**

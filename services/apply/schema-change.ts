@@ -1,0 +1,168 @@
+/**
+ * A DDL event applied on this node (I/O through the executor), at its exact place in its
+ * origin's stream: inside the open local transaction, so it commits with the origin's progress
+ * and a redelivered DDL never runs twice. Applied under the replication-origin session and
+ * `session_replication_role = replica`, it fires no event trigger here, so it is not captured
+ * again. After it, the target catalog is read again, new tables get the tombstone trigger.
+ *
+ * A DDL that fails here (two regions added the same column with different types, an object that
+ * exists only here) pauses its origin's stream — it is never skipped, and no later row is applied
+ * to the wrong shape — with the failure in brabant.conflicts (kind ddl_failed), until it applies
+ * on a retry or the operator resolves it (`brabant ddl resolve --skip|--retry`). The other
+ * origins keep flowing.
+ */
+import type { ControlChange } from '../protocol/change-decoder.ts';
+import { type DdlEvent, decodeDdlEvent } from '../protocol/ddl.ts';
+import { formatLsn, type Lsn } from '../protocol/lsn.ts';
+import { ensureDeleteTriggers } from '../protocol/node-schema.ts';
+import { directiveFor } from '../runtime/error-policy.ts';
+import { BrabantError } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/log.ts';
+import { sqlstateOf } from '../runtime/sqlstate.ts';
+import type { Executor } from './executor/executor.ts';
+import type { ApplyMetrics } from './metrics.ts';
+import type { ConflictRecord } from './outcome/conflict-log.ts';
+import { DDL_SAVEPOINT, type DdlResolution, planDdl } from './planner/ddl.ts';
+import type { TargetCatalog } from './target-catalog.ts';
+
+/**
+ * The stream of a source stops at a DDL that failed here: what the change stream pauses on, with
+ * the conflict record the applier logs once the local transaction is rolled back.
+ */
+export class DdlFailed extends BrabantError {
+  constructor(
+    readonly source: string,
+    readonly commitLsn: Lsn,
+    readonly event: DdlEvent,
+    readonly reason: string,
+    readonly record: ConflictRecord,
+  ) {
+    super(
+      'DDL_FAILED',
+      `the DDL of ${source}'s transaction ${formatLsn(commitLsn)} failed here: ${reason}; its stream is paused there. ` +
+        `Fix this node's schema, then \`brabant ddl resolve --node <this node> --retry\` (or --skip if you applied the change yourself)`,
+    );
+  }
+}
+
+export interface SchemaChangeContext {
+  source: string;
+  localNode: string;
+  catalog: TargetCatalog;
+  log: Logger;
+  metrics: ApplyMetrics;
+}
+
+/** Applies the DDL event `change` (of the open source transaction) in the open local transaction. */
+export async function applySchemaChange(
+  exec: Executor,
+  ctx: SchemaChangeContext,
+  change: ControlChange,
+): Promise<void> {
+  const ev = decodeDdlEvent(change.content);
+  const commitLsn = change.tx.commitLsn;
+  const [resolution, runAs] = await Promise.all([
+    resolutionOf(exec, ctx.source, commitLsn),
+    roleToRunAs(exec, ev.role, ctx.log),
+  ]);
+  const plan = planDdl(ev, { resolution, runAs });
+  const at = { source: ctx.source, commitLsn: formatLsn(commitLsn), tags: ev.tags };
+  switch (plan.kind) {
+    case 'skip':
+      ctx.log.warn(at, 'DDL skipped here as the operator resolved it (brabant ddl resolve --skip)');
+      return;
+    case 'concurrently': {
+      if (plan.index !== undefined && (await validIndexExists(exec, plan.index))) return;
+      const done = await exec.outsideTransaction(plan.statement);
+      if (!done.ok) throw await failed(exec, ctx, change, ev, done.error);
+      break;
+    }
+    case 'in-transaction': {
+      const done = await exec.underSavepoint(DDL_SAVEPOINT, plan.script);
+      if (!done.ok) throw await failed(exec, ctx, change, ev, done.error);
+      break;
+    }
+    default:
+      plan satisfies never;
+  }
+  ctx.catalog.invalidate();
+  const triggers = await exec.maintain((db) => ensureDeleteTriggers(db));
+  if (triggers.length > 0)
+    ctx.log.info({ ...at, tables: triggers }, 'delete triggers installed on new tables');
+  ctx.metrics.ddlApplied.inc({ origin: ctx.source });
+  ctx.log.info({ ...at, statement: ev.statement.slice(0, 200) }, 'DDL applied');
+}
+
+/** What the operator said of this source transaction's DDL, if anything. */
+async function resolutionOf(
+  exec: Executor,
+  source: string,
+  commitLsn: Lsn,
+): Promise<DdlResolution | undefined> {
+  const res = await exec.maintain((db) =>
+    db.query<{ action: DdlResolution }>(
+      'select action from brabant.ddl_resolutions where source = $1 and commit_lsn = $2::pg_lsn',
+      [source, formatLsn(commitLsn)],
+    ),
+  );
+  return res.rows[0]?.action;
+}
+
+/** The DDL's own role when it exists here and apply may become it; else null (apply's role). */
+async function roleToRunAs(exec: Executor, role: string, log: Logger): Promise<string | null> {
+  const res = await exec.maintain((db) =>
+    db.query<{ ok: boolean }>(
+      `select case when exists (select 1 from pg_roles where rolname = $1)
+                   then pg_has_role(current_user, $1, 'member') else false end as ok`,
+      [role],
+    ),
+  );
+  if (res.rows[0]?.ok) return role;
+  log.warn(
+    { role },
+    'the DDL’s role does not exist here or apply may not become it: it runs as apply’s role',
+  );
+  return null;
+}
+
+async function validIndexExists(exec: Executor, identity: string): Promise<boolean> {
+  const res = await exec.maintain((db) =>
+    db.query<{ ok: boolean }>(
+      `select coalesce((select indisvalid from pg_index where indexrelid = to_regclass($1)), false) as ok`,
+      [identity],
+    ),
+  );
+  return res.rows[0]?.ok === true;
+}
+
+/**
+ * A DDL that failed: one that may go through on its own (a lock, a deadlock) is thrown as it
+ * is, to be applied again; any other pauses the stream, recorded once as a ddl_failed conflict.
+ */
+async function failed(
+  exec: Executor,
+  ctx: SchemaChangeContext,
+  change: ControlChange,
+  ev: DdlEvent,
+  error: Error,
+): Promise<Error> {
+  const d = directiveFor(error, { doing: `applying ${ctx.source}'s DDL` });
+  if (d.kind === 'retry' || d.kind === 'reapply') return error;
+  const state = sqlstateOf(error);
+  const reason = `${error.message}${state === undefined ? '' : ` (SQLSTATE ${state})`}`;
+  const record: ConflictRecord = {
+    kind: 'ddl_failed',
+    resolution: 'skip',
+    table: ev.tables[0] ? `${ev.tables[0].schema}.${ev.tables[0].name}` : (ev.objects[0]?.identity ?? ''),
+    key: null,
+    localRow: null,
+    localTs: null,
+    localNode: null,
+    remoteRow: { statement: ev.statement, reason },
+    remoteTs: change.tx.commitTs,
+    remoteNode: change.origin.node,
+    remoteCommitLsn: change.tx.commitLsn,
+  };
+  ctx.metrics.ddlFailures.inc({ origin: ctx.source });
+  return new DdlFailed(ctx.source, change.tx.commitLsn, ev, reason, record);
+}

@@ -1,0 +1,16 @@
+/** The schema of a node's database as pg_dump prints it, for comparing nodes. */
+import { execFileSync } from 'node:child_process';
+import { postgresBinDir } from '../../infra/postgres/postgres.ts';
+
+/** `pg_dump --schema-only` of the given schemas (comments and settings lines dropped). */
+export function schemaDump(url: string, schemas = ['public']): string {
+  const out = execFileSync(
+    `${postgresBinDir()}/pg_dump`,
+    ['--schema-only', '--no-owner', '--no-privileges', ...schemas.flatMap((s) => ['-n', s]), '-d', url],
+    { encoding: 'utf8' },
+  );
+  return out
+    .split('\n')
+    .filter((l) => !l.startsWith('--') && !/^SET |^SELECT pg_catalog.set_config/.test(l) && l.trim() !== '')
+    .join('\n');
+}
