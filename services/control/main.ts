@@ -6,6 +6,7 @@ import { loadConfig } from '../runtime/config.ts';
 import { describeError } from '../runtime/errors.ts';
 import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
+import { ddl } from './ddl-commands.ts';
 import { demo } from './demo.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
@@ -36,6 +37,16 @@ commands:
            --region R --to NODE   (router URL from BRABANT_ROUTER_URLS=R=http://…, or --router URL)
   maintenance start|end NODE   move writes away from a node and bring them back once it caught up
            --region R | --router URL
+  ddl apply --node NODE (--file F | "SQL")   a schema change, checked against the schema registry
+         before any node changes, run on NODE, then waited for until every node has applied it
+           --database DB        the node's database (default postgres)
+           --compatibility M    set the registry rule of the changed tables' subjects first (BACKWARD, FULL, …)
+           --topic T            the node's change topic (default brabant.<region>.changes)
+           --registry URL       another schema registry than the stack's
+           --timeout S          how long to wait for the other nodes (default 60)
+  ddl check --node NODE (--file F | "SQL")   only the registry check, nothing changes
+  ddl resolve --node NODE --skip|--retry     answer the DDLs that failed on NODE and pause their
+         streams: --skip (you changed NODE's schema yourself) or --retry (after fixing what was in the way)
   config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
@@ -58,6 +69,15 @@ async function main(argv: string[]): Promise<number> {
       region: { type: 'string' },
       to: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      node: { type: 'string' },
+      database: { type: 'string' },
+      file: { type: 'string' },
+      topic: { type: 'string' },
+      registry: { type: 'string' },
+      compatibility: { type: 'string' },
+      timeout: { type: 'string' },
+      skip: { type: 'boolean', default: false },
+      retry: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -86,6 +106,25 @@ async function main(argv: string[]): Promise<number> {
       return switchover({ ...pick(values), to: values.to });
     case 'maintenance':
       return maintenance({ ...pick(values), action: positionals[0], node: positionals[1] });
+    case 'ddl': {
+      const timeout = Number(values.timeout ?? 60);
+      if (!Number.isInteger(timeout) || timeout < 1)
+        throw new Error(`--timeout must be a whole number of seconds, not '${values.timeout}'`);
+      return ddl({
+        config,
+        action: positionals[0],
+        node: values.node,
+        database: values.database ?? 'postgres',
+        sql: positionals.slice(1).join(' ') || undefined,
+        file: values.file,
+        topic: values.topic,
+        registry: values.registry,
+        compatibility: values.compatibility,
+        timeoutSeconds: timeout,
+        skip: values.skip,
+        retry: values.retry,
+      });
+    }
     case 'config-docs':
       process.stdout.write(configurationDoc());
       return 0;

@@ -12,7 +12,7 @@ import {
   startCapture,
   startService,
 } from './services.ts';
-import { createDatabase, node, region, stack } from './stack.ts';
+import { createDatabase, node, region, stack, uniqueName } from './stack.ts';
 
 export interface Side {
   node: NodeInfo;
@@ -35,9 +35,11 @@ export interface Pair {
 export async function replicationPair(schemaSql: string): Promise<Pair> {
   const sides: Side[] = [];
   const drops: (() => Promise<void>)[] = [];
+  // the same database name on both nodes (other servers), as in production
+  const name = uniqueName('t');
   for (const id of ['vl-1', 'wa-1']) {
     const n = node(id);
-    const db = await createDatabase(n);
+    const db = await createDatabase(n, 't', name);
     drops.push(db.drop);
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();

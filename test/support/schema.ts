@@ -9,8 +9,16 @@ export function schemaDump(url: string, schemas = ['public']): string {
     ['--schema-only', '--no-owner', '--no-privileges', ...schemas.flatMap((s) => ['-n', s]), '-d', url],
     { encoding: 'utf8' },
   );
-  return out
-    .split('\n')
-    .filter((l) => !l.startsWith('--') && !/^SET |^SELECT pg_catalog.set_config/.test(l) && l.trim() !== '')
-    .join('\n');
+  return (
+    out
+      .split('\n')
+      // pg_dump's \restrict lines carry a random key per run
+      .filter(
+        (l) =>
+          !l.startsWith('--') &&
+          !/^SET |^SELECT pg_catalog.set_config|^\\(un)?restrict /.test(l) &&
+          l.trim() !== '',
+      )
+      .join('\n')
+  );
 }

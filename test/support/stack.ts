@@ -26,12 +26,12 @@ export function uniqueName(prefix: string): string {
   return `${prefix}_${randomBytes(5).toString('hex')}`;
 }
 
-/** Creates a fresh database on a node and returns its URL; drop it with the returned function. */
+/** Creates a fresh database on a node (a unique name, or `name`) and returns its URL; drop it with the returned function. */
 export async function createDatabase(
   n: NodeInfo,
   prefix = 't',
+  name = uniqueName(prefix),
 ): Promise<{ url: string; name: string; drop: () => Promise<void> }> {
-  const name = uniqueName(prefix);
   const admin = new pg.Client({ connectionString: n.url });
   await admin.connect();
   try {
