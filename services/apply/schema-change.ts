@@ -14,7 +14,7 @@
 import type { ControlChange } from '../protocol/change-decoder.ts';
 import { type DdlEvent, decodeDdlEvent } from '../protocol/ddl.ts';
 import { formatLsn, type Lsn } from '../protocol/lsn.ts';
-import { ensureDeleteTriggers } from '../protocol/node-schema.ts';
+import { ensureDeleteTriggers, stepSequences } from '../protocol/node-schema.ts';
 import { directiveFor } from '../runtime/error-policy.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
@@ -86,9 +86,11 @@ export async function applySchemaChange(
       plan satisfies never;
   }
   ctx.catalog.invalidate();
+  // this node's upkeep, in the same transaction: tombstone triggers of new tables, the step of new sequences
   const triggers = await exec.maintain((db) => ensureDeleteTriggers(db));
-  if (triggers.length > 0)
-    ctx.log.info({ ...at, tables: triggers }, 'delete triggers installed on new tables');
+  if (triggers.length > 0) ctx.log.info({ ...at, tables: triggers }, 'delete triggers installed on new tables');
+  const stepped = await exec.maintain((db) => stepSequences(db));
+  if (stepped.length > 0) ctx.log.info({ ...at, sequences: stepped }, 'sequences stepped for this node');
   ctx.metrics.ddlApplied.inc({ origin: ctx.source });
   ctx.log.info({ ...at, statement: ev.statement.slice(0, 200) }, 'DDL applied');
 }

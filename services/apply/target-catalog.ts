@@ -8,6 +8,8 @@ export interface TargetColumn {
   /** format_type(): what a text value is cast to, e.g. `numeric(10,2)`, `integer[]`. */
   type: string;
   notNull: boolean;
+  /** attidentity: '' none, 'a' GENERATED ALWAYS AS IDENTITY, 'd' BY DEFAULT. */
+  identity: string;
 }
 
 export interface TargetTable {
@@ -22,6 +24,8 @@ export interface TargetTable {
   otherUniqueKeys: boolean;
   /** Name of the primary key's index (what a unique violation on the key itself names). */
   primaryKeyIndex: string | undefined;
+  /** A GENERATED ALWAYS identity column: inserts of the source's values need OVERRIDING SYSTEM VALUE. */
+  identityAlways: boolean;
 }
 
 export function quoteIdent(s: string): string {
@@ -49,11 +53,13 @@ export class TargetCatalog {
   }
 
   private async load(schema: string, name: string): Promise<TargetTable | undefined> {
-    const res = await this.db.query<{ name: string; type: string; not_null: boolean }>(
-      `select a.attname as name, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull as not_null
+    // generated columns are computed here from the others; the source does not send them
+    const res = await this.db.query<{ name: string; type: string; not_null: boolean; identity: string }>(
+      `select a.attname as name, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull as not_null,
+              a.attidentity::text as identity
          from pg_attribute a
          join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped
+        where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
         order by a.attnum`,
       [schema, name],
     );
@@ -83,7 +89,10 @@ export class TargetCatalog {
       schema,
       name,
       sql: `${quoteIdent(schema)}.${quoteIdent(name)}`,
-      columns: new Map(res.rows.map((r) => [r.name, { name: r.name, type: r.type, notNull: r.not_null }])),
+      columns: new Map(
+        res.rows.map((r) => [r.name, { name: r.name, type: r.type, notNull: r.not_null, identity: r.identity }]),
+      ),
+      identityAlways: res.rows.some((r) => r.identity === 'a'),
     };
   }
 }

@@ -210,12 +210,12 @@ begin
     end if;
   end if;
 
-  if array_length(rels, 1) > 0 then
-    -- a new table, or one whose key changed, gets its tombstone trigger in this same transaction
-    perform set_config('brabant.upkeep', 'on', true);
-    perform brabant.ensure_tombstone_triggers();
-    perform set_config('brabant.upkeep', 'off', true);
-  end if;
+  -- this node's upkeep, in the same transaction: a new table (or one whose key changed) gets its
+  -- tombstone trigger, a new sequence (serial, identity, CREATE SEQUENCE) this node's step
+  perform set_config('brabant.upkeep', 'on', true);
+  if array_length(rels, 1) > 0 then perform brabant.ensure_tombstone_triggers(); end if;
+  perform brabant.step_sequences();
+  perform set_config('brabant.upkeep', 'off', true);
   foreach relid in array rels loop
     tables := tables || brabant.describe_table(relid);
   end loop;

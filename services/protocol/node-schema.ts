@@ -50,6 +50,60 @@ create table if not exists brabant.ddl_resolutions (
 );
 comment on table brabant.ddl_resolutions is
   'What the operator said of a DDL that failed on this node (brabant ddl resolve): skip it (the schema was changed by hand) or retry it.';
+create table if not exists brabant.node_settings (
+  only_one boolean primary key default true check (only_one),
+  node_id text not null,
+  sequence_index int not null,
+  sequence_step int not null,
+  check (sequence_step between 1 and 1024 and sequence_index >= 0 and sequence_index < sequence_step)
+);
+comment on table brabant.node_settings is
+  'This node: its id and its place among the nodes for sequences (every replicated sequence hands out only values congruent to sequence_index modulo sequence_step, so no two nodes ever hand out the same one).';
+create or replace function brabant.step_sequences() returns text[]
+language plpgsql as $fn$
+declare
+  s record;
+  k int;
+  n int;
+  above bigint;
+  next bigint;
+  done text[] := '{}';
+begin
+  select sequence_index, sequence_step into k, n from brabant.node_settings;
+  if n is null then return done; end if;
+  for s in
+    select c.oid, format('%I.%I', ns.nspname, c.relname) as q, sq.seqincrement as inc, sq.seqmax as max,
+           coalesce(ps.last_value, sq.seqstart - sq.seqincrement) as last,
+           d.refobjid::regclass as owner_table,
+           (select a.attname from pg_attribute a where a.attrelid = d.refobjid and a.attnum = d.refobjsubid) as owner_column
+      from pg_class c join pg_namespace ns on ns.oid = c.relnamespace
+      join pg_sequence sq on sq.seqrelid = c.oid
+      left join pg_sequences ps on ps.schemaname = ns.nspname and ps.sequencename = c.relname
+      left join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype in ('a', 'i')
+                           and d.refclassid = 'pg_class'::regclass and d.refobjsubid > 0
+     where c.relkind = 'S' and c.relpersistence = 'p'
+       and ns.nspname not in ('pg_catalog', 'information_schema', 'brabant') and ns.nspname not like 'pg\\_%'
+  loop
+    continue when s.inc < 0; -- descending sequences are left as they are
+    -- stepped already, and its next value is this node's
+    continue when s.inc = n and ((s.last + s.inc) % n + n) % n = k;
+    above := s.last;
+    if s.owner_column is not null then
+      -- rows other nodes wrote before this sequence was stepped: stay above them
+      execute format('select greatest($1, coalesce(max(%I)::bigint, $1)) from %s', s.owner_column, s.owner_table)
+        into above using s.last;
+    end if;
+    next := above + 1 + ((k - (above + 1) % n) % n + n) % n;
+    if next > s.max then
+      raise warning 'Brabant cannot step sequence % for node index % of %: its next value % is past its maximum %', s.q, k, n, next, s.max;
+      continue;
+    end if;
+    execute format('alter sequence %s increment by %s restart with %s', s.q, n, next);
+    done := done || s.q;
+  end loop;
+  return done;
+end
+$fn$;
 create or replace function brabant.record_delete() returns trigger
 language plpgsql set timezone to 'UTC' as $fn$
 declare
@@ -137,4 +191,30 @@ export async function ensureNodeObjects(db: Queryable): Promise<void> {
 export async function ensureDeleteTriggers(db: Queryable): Promise<string[]> {
   const res = await db.query<{ added: string[] }>('select brabant.ensure_tombstone_triggers() as added');
   return res.rows[0]?.added ?? [];
+}
+
+/**
+ * This node's place among the nodes for replicated sequences: every sequence then hands out only
+ * values congruent to `index` modulo `step` (at most `step` nodes), stepped now and after every
+ * DDL (brabant.step_sequences()).
+ */
+export async function setSequencePlace(
+  db: Queryable,
+  nodeId: string,
+  place: { index: number; step: number },
+): Promise<string[]> {
+  await db.query(
+    `insert into brabant.node_settings (node_id, sequence_index, sequence_step) values ($1, $2, $3)
+     on conflict (only_one) do update set node_id = excluded.node_id, sequence_index = excluded.sequence_index,
+       sequence_step = excluded.sequence_step`,
+    [nodeId, place.index, place.step],
+  );
+  const res = await db.query<{ stepped: string[] }>('select brabant.step_sequences() as stepped');
+  return res.rows[0]?.stepped ?? [];
+}
+
+/** Steps the sequences that are not yet this node's (new ones, or moved by setval or a replicated ALTER). */
+export async function stepSequences(db: Queryable): Promise<string[]> {
+  const res = await db.query<{ stepped: string[] }>('select brabant.step_sequences() as stepped');
+  return res.rows[0]?.stepped ?? [];
 }

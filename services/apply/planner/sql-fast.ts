@@ -8,6 +8,7 @@
  */
 import { quoteIdent, type TargetTable } from '../target-catalog.ts';
 import { literal, type Statement } from './script.ts';
+import { overriding, setList } from './sql-rows.ts';
 
 function cast(t: TargetTable, col: string, expr: string): string {
   return `${expr}::${t.columns.get(col)!.type}`;
@@ -36,7 +37,7 @@ export function fastInsert(t: TargetTable, keyCols: string[], cols: string[]): S
   const typedKey = (k: string) => cast(t, k, `u.c${cols.indexOf(k)}`);
   const tomb = `jsonb_build_object(${keyCols.map((k) => `${literal(k)}, ${typedKey(k)}`).join(', ')})`;
   return {
-    sql: `with w as (insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})
+    sql: `with w as (insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})${overriding(t)}
  select ${cols.map((c, i) => cast(t, c, `u.c${i}`)).join(', ')} from ${unnestOf(names)}
   where not exists (select 1 from brabant.tombstones tb where tb.tbl = ${literal(`${t.schema}.${t.name}`)} and tb.key = ${tomb})
   order by u.ord
@@ -54,7 +55,7 @@ export function fastUpdate(t: TargetTable, keyCols: string[], cols: string[], ro
   const names = [...keyCols.map((_, i) => `k${i}`), ...cols.map((_, i) => `c${i}`)];
   const ts = `$${names.length + 1}`;
   return {
-    sql: `with w as (update ${t.sql} t set ${cols.map((c, i) => `${quoteIdent(c)} = ${cast(t, c, `u.c${i}`)}`).join(', ')}
+    sql: `with w as (update ${t.sql} t set ${setList(t, keyCols, cols, 'c')}
  from ${unnestOf(names)}
  where ${keyMatch(t, keyCols)}
    and (t.xmin = pg_current_xact_id()::xid

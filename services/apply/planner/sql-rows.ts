@@ -81,7 +81,7 @@ export function verifySql(t: TargetTable, keyCols: string[]): string {
 /** Insert whole rows: one parameter per column. */
 export function insertSql(t: TargetTable, cols: string[]): string {
   const vs = cols.map((_, i) => `v${i}`);
-  return `insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})
+  return `insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})${overriding(t)}
     select ${cols.map((c, i) => cast(t, c, `u.v${i}`)).join(', ')} from ${unnestOf(vs)} order by u.ord`;
 }
 
@@ -94,7 +94,7 @@ export function insertNewSql(t: TargetTable, keyCols: string[], cols: string[]):
   const keyOf = (c: string) => `u.v${cols.indexOf(c)}`;
   const tomb = `jsonb_build_object(${keyCols.map((c) => `'${c.replace(/'/g, "''")}', ${cast(t, c, keyOf(c))}`).join(', ')})`;
   return `with ins as (
-      insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})
+      insert into ${t.sql} (${cols.map(quoteIdent).join(', ')})${overriding(t)}
       select ${cols.map((c, i) => cast(t, c, `u.v${i}`)).join(', ')}
         from ${unnestOf(vs)}
        where not exists (select 1 from brabant.tombstones tb where tb.tbl = $${cols.length + 1} and tb.key = ${tomb})
@@ -108,7 +108,7 @@ export function insertNewSql(t: TargetTable, keyCols: string[], cols: string[]):
 /** Update rows found by key: $1..$k key columns, then one parameter per updated column. */
 export function updateSql(t: TargetTable, keyCols: string[], cols: string[]): string {
   const names = [...keyCols.map((_, i) => `k${i}`), ...cols.map((_, i) => `v${i}`)];
-  return `update ${t.sql} t set ${cols.map((c, i) => `${quoteIdent(c)} = ${cast(t, c, `u.v${i}`)}`).join(', ')}
+  return `update ${t.sql} t set ${setList(t, keyCols, cols, 'v')}
       from ${unnestOf(names)} where ${keyMatch(t, keyCols, 't', 'u')}`;
 }
 
@@ -122,4 +122,26 @@ export function tombstoneSql(t: TargetTable, keyCols: string[]): string {
   return `insert into brabant.tombstones (tbl, key)
     select $${keyCols.length + 1}, ${tombstoneKey(t, keyCols, 'u')} from ${unnestOf(keyCols.map((_, i) => `k${i}`))}
     on conflict (tbl, key) do update set tbl = excluded.tbl`;
+}
+
+/** The source's values go into GENERATED ALWAYS identity columns as they are (they are its ids). */
+export function overriding(t: TargetTable): string {
+  return t.identityAlways ? ' overriding system value' : '';
+}
+
+/**
+ * The SET list of an update: every column it carries, but not the primary key when rows are found
+ * by it (its values are unchanged by construction: key changes are a delete and an insert, and an
+ * identity column may not be set); a row with nothing else to set still gets a new version, so
+ * its first key column is set to itself. Found by another key (REPLICA IDENTITY FULL: the old
+ * row), every column is set.
+ */
+export function setList(t: TargetTable, keyCols: string[], cols: string[], prefix: string): string {
+  const byPrimaryKey = keyCols === t.primaryKey;
+  const set = cols
+    .map((c, i) => ({ c, i }))
+    .filter(({ c }) => !(byPrimaryKey && keyCols.includes(c)))
+    .map(({ c, i }) => `${quoteIdent(c)} = ${cast(t, c, `u.${prefix}${i}`)}`);
+  if (set.length === 0) return `${quoteIdent(keyCols[0]!)} = t.${quoteIdent(keyCols[0]!)}`;
+  return set.join(', ');
 }
