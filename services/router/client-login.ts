@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { describeError } from '../runtime/errors.ts';
+import { SQLSTATE, type Sqlstate } from '../runtime/sqlstate.ts';
 import { clientVars, DEFAULT, type Vars } from './session-params.ts';
 import {
   authenticationOk,
@@ -62,7 +63,7 @@ export function readStartup(
         }
       }
     } catch (err) {
-      socket.end(errorResponse('FATAL', '08P01', describeError(err)));
+      socket.end(errorResponse('FATAL', SQLSTATE.PROTOCOL_VIOLATION, describeError(err)));
     }
   };
   socket.on('data', onStartup);
@@ -81,27 +82,27 @@ export interface Served {
 export function admission(
   params: Map<string, string>,
   served: Served,
-): { vars: Vars } | { sqlstate: string; text: string } {
+): { vars: Vars } | { sqlstate: Sqlstate; text: string } {
   const database = params.get('database') ?? params.get('user');
   if (database !== served.database)
     return {
-      sqlstate: '3D000',
+      sqlstate: SQLSTATE.INVALID_CATALOG_NAME,
       text: `database "${database}" is not served by this router: connect to "${served.database}"`,
     };
   if (params.get('user') !== served.user)
     return {
-      sqlstate: '28000',
+      sqlstate: SQLSTATE.INVALID_AUTHORIZATION,
       text: `role "${params.get('user')}" is not served by this router: connect as "${served.user}"`,
     };
   if (params.has('replication'))
     return {
-      sqlstate: '08P01',
+      sqlstate: SQLSTATE.PROTOCOL_VIOLATION,
       text: 'replication connections are not served by the router: connect to a node',
     };
   try {
     return { vars: clientVars(params, served.defaults) };
   } catch (err) {
-    return { sqlstate: '08P01', text: (err as Error).message };
+    return { sqlstate: SQLSTATE.PROTOCOL_VIOLATION, text: (err as Error).message };
   }
 }
 

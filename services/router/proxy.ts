@@ -24,6 +24,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { BrabantError, describeError, isBrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { MetricsRegistry } from '../runtime/metrics.ts';
+import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { admission, readStartup } from './client-login.ts';
 import { type ClientConn, Relay, type Scheduler, type ServerConn } from './relay.ts';
 import { describeTarget, type Target } from './server-connection.ts';
@@ -256,7 +257,7 @@ export class TransactionProxy {
         // the node answers but refuses (authentication, database): the client waiting longest hears why
         const c = this.waiting.shift();
         this.failedTx.inc({ reason: 'server_refused' });
-        if (c !== undefined) this.relay.drop(c, '08006', describeError(err));
+        if (c !== undefined) this.relay.drop(c, SQLSTATE.CONNECTION_FAILURE, describeError(err));
       }
     }
     this.dispatch();
@@ -291,7 +292,7 @@ export class TransactionProxy {
       this.failedTx.inc({ reason: 'wait_timeout' });
       this.relay.drop(
         c,
-        '08000',
+        SQLSTATE.CONNECTION_EXCEPTION,
         `no server connection within ${this.s.waitTimeoutMs} ms (BRABANT_ROUTER_WAIT_TIMEOUT_MS): the region's leader ${describeTarget(this.pool.target)} is ${this.suspectSince !== undefined ? 'not answering' : this.held ? 'held for a switchover' : 'at its pool size'}`,
       );
     }

@@ -10,6 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { describeError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Counter, Gauge } from '../runtime/metrics.ts';
+import { SQLSTATE, type Sqlstate } from '../runtime/sqlstate.ts';
 import { welcome } from './client-login.ts';
 import { describeTarget } from './server-connection.ts';
 import type { PooledServer } from './server-pool.ts';
@@ -109,7 +110,7 @@ export class Relay {
   }
 
   /** Ends a client with an error (it sees why), closing its server connection. */
-  drop(c: ClientConn, sqlstate: string, text: string): void {
+  drop(c: ClientConn, sqlstate: Sqlstate, text: string): void {
     if (!c.gone) c.socket.end(errorResponse('FATAL', sqlstate, text));
     c.gone = true;
     const s = c.server;
@@ -128,7 +129,7 @@ export class Relay {
     try {
       read = c.transaction.request(chunk);
     } catch (err) {
-      this.drop(c, '08P01', describeError(err));
+      this.drop(c, SQLSTATE.PROTOCOL_VIOLATION, describeError(err));
       return;
     }
     if (read.forward.length > 0) this.toServer(c, read.forward);
@@ -289,7 +290,7 @@ export class Relay {
     try {
       answers = readAnswers(s.answers, chunk, c.transaction, sent !== undefined);
     } catch (err) {
-      this.drop(c, '08P01', `the node broke the protocol: ${describeError(err)}`);
+      this.drop(c, SQLSTATE.PROTOCOL_VIOLATION, `the node broke the protocol: ${describeError(err)}`);
       return;
     }
     switch (answers.kind) {
@@ -338,7 +339,11 @@ export class Relay {
       case 'done':
         if (answers.error !== undefined) {
           // the client's own settings are refused (as they would be at login on the node)
-          this.drop(c, '22023', `the router could not apply the client's settings: ${answers.error}`);
+          this.drop(
+            c,
+            SQLSTATE.INVALID_PARAMETER_VALUE,
+            `the router could not apply the client's settings: ${answers.error}`,
+          );
           return;
         }
         // parameters PostgreSQL does not report back are now what the client asked for
@@ -381,7 +386,7 @@ export class Relay {
     }
     this.drop(
       c,
-      '08006',
+      SQLSTATE.CONNECTION_FAILURE,
       `the connection to ${describeTarget(s.target)} was lost during the transaction (node down?); if it was committing, its outcome is unknown until the node returns`,
     );
   }

@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { BrabantError } from '../runtime/errors.ts';
+import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { clientFinal, clientFirst, verifyServerFinal } from './scram.ts';
 import {
   MessageScanner,
@@ -49,7 +50,12 @@ export interface ServerLogin {
 }
 
 /** SQLSTATEs at login that mean "not available now" rather than "refused". */
-const UNAVAILABLE_STATES = new Set(['57P03', '57P01', '57P02', '53300']);
+const UNAVAILABLE_STATES = new Set<string>([
+  SQLSTATE.CANNOT_CONNECT_NOW,
+  SQLSTATE.ADMIN_SHUTDOWN,
+  SQLSTATE.CRASH_SHUTDOWN,
+  SQLSTATE.TOO_MANY_CONNECTIONS,
+]);
 
 /** Opens and authenticates a server connection; rejects with SOURCE_UNAVAILABLE (unreachable, starting, shutting down, full) or SERVER_REFUSED. */
 export function openServer(target: Target, timeoutMs: number): Promise<ServerLogin> {

@@ -18,6 +18,7 @@
  * - when the first answer to a transaction is the backend's FATAL on postmaster death (sent when
  *   it was waiting for its client), the node read none of the transaction: it can run elsewhere.
  */
+import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { MessageScanner, parseErrorFields, parseParameterStatus, type TransactionStatus } from './wire.ts';
 
 /** Client message types that end a request cycle: each is answered by one ReadyForQuery. */
@@ -200,5 +201,9 @@ function transactionStatus(body: Buffer): TransactionStatus {
  */
 export function exitedOnPostmasterDeath(errorBody: Buffer): boolean {
   const f = parseErrorFields(errorBody);
-  return f.get('V') === 'FATAL' && f.get('C') === '57P01' && /postmaster exit/.test(f.get('M') ?? '');
+  return (
+    f.get('V') === 'FATAL' &&
+    f.get('C') === SQLSTATE.ADMIN_SHUTDOWN &&
+    /postmaster exit/.test(f.get('M') ?? '')
+  );
 }
