@@ -220,6 +220,7 @@ export class TransactionProxy {
       },
       giveBack: (s) => this.giveBack(s),
       close: (s) => this.pool.close(s),
+      lose: (s) => this.pool.lose(s),
       released: () => this.notifyDrained(),
     };
   }

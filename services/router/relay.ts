@@ -22,9 +22,10 @@ import {
   type ParameterChange,
   readAnswers,
   readSetupAnswers,
+  type SetupAnswers,
   TransactionTracker,
 } from './transaction-tracker.ts';
-import { cancelRequest, errorResponse, query } from './wire.ts';
+import { cancelRequest, copyFail, errorResponse, query } from './wire.ts';
 
 export interface ClientConn {
   id: number;
@@ -55,6 +56,8 @@ export interface Scheduler {
   giveBack(s: ServerConn): void;
   /** Closes a server connection on purpose. */
   close(s: ServerConn): void;
+  /** A server connection is going away (the node said so, or broke off): out of use at once. */
+  lose(s: ServerConn): void;
   /** A transaction ended: drains may be done. */
   released(): void;
 }
@@ -205,6 +208,13 @@ export class Relay {
         this.scheduler.close(s);
         this.forget(c);
         return;
+      case 'fail-copy': {
+        // the node waits for copy data that will not come: the router ends the COPY in its place
+        const fail = copyFail('the client connection was closed during COPY FROM STDIN');
+        s.socket.write(fail);
+        c.transaction.request(fail);
+        return;
+      }
       default:
         settlement satisfies never;
     }
@@ -270,9 +280,9 @@ export class Relay {
         this.answered(s, state.client, chunk, undefined);
         return;
       case 'idle':
-        // an idle server connection speaks only to say it is going away (FATAL, then close): lost
-        s.state = { kind: 'lost' };
-        s.socket.destroy();
+        // an idle server connection speaks only to say it is going away (FATAL, then close): out
+        // of the pool now, not at its close event, so that no client is given it meanwhile
+        this.scheduler.lose(s);
         return;
       case 'lost':
       case 'closing':
@@ -310,9 +320,8 @@ export class Relay {
           // backend is going away (on postmaster death it sends its FATAL right behind): lost.
           if (!c.gone) c.socket.write(chunk.subarray(0, answers.end));
           c.server = undefined;
-          s.state = { kind: 'lost' };
+          this.scheduler.lose(s);
           if (c.gone) this.forget(c);
-          s.socket.destroy();
           return;
         }
         if (!c.gone) c.socket.write(chunk);
@@ -326,7 +335,14 @@ export class Relay {
 
   /** The node's answers to the SET statements that give it the client's settings. */
   private setupAnswered(s: ServerConn, c: ClientConn, chunk: Buffer, error: string | undefined): void {
-    const answers = readSetupAnswers(s.answers, chunk, error);
+    let answers: SetupAnswers;
+    try {
+      answers = readSetupAnswers(s.answers, chunk, error);
+    } catch (err) {
+      // (the client's transaction was not sent; a node that breaks the protocol is not retried)
+      this.drop(c, SQLSTATE.PROTOCOL_VIOLATION, `the node broke the protocol: ${describeError(err)}`);
+      return;
+    }
     this.noteParameters(s, c, answers.parameters);
     switch (answers.kind) {
       case 'exited':
@@ -397,7 +413,7 @@ export class Relay {
    */
   private resend(c: ClientConn, s: ServerConn, bytes: Buffer[]): void {
     c.server = undefined;
-    if (s.state.kind !== 'closed') s.state = { kind: 'lost' };
+    this.scheduler.lose(s);
     c.pending = [...bytes, ...c.pending];
     this.scheduler.requeue(c);
     this.metrics.resent.inc();
@@ -405,6 +421,5 @@ export class Relay {
       { node: describeTarget(s.target), client: c.id },
       'server connection lost before the node read the transaction: it waits for the next leader',
     );
-    s.socket.destroy();
   }
 }

@@ -5,7 +5,7 @@
  * Which client a connection serves, and when it is done, is the proxy's (server-state.ts).
  */
 import type { Socket } from 'node:net';
-import { openServer, type Target } from './server-connection.ts';
+import { openServer, type ServerLogin, type Target } from './server-connection.ts';
 import { type ServerState, servedClient } from './server-state.ts';
 import { serverVars, type Vars } from './session-params.ts';
 import { ANSWERS_READ } from './transaction-tracker.ts';
@@ -56,6 +56,8 @@ export class ServerPool<Client> {
       /** `was`: its state when the socket closed. */
       closed: (server: PooledServer<Client>, was: ServerState<Client>) => void;
     },
+    /** Opens and logs in one connection (a stand-in in unit tests). */
+    private readonly login: (target: Target, timeoutMs: number) => Promise<ServerLogin> = openServer,
   ) {}
 
   get target(): Target {
@@ -89,7 +91,7 @@ export class ServerPool<Client> {
     const generation = this.generation;
     const target = this.current;
     try {
-      const login = await openServer(target, this.s.connectTimeoutMs);
+      const login = await this.login(target, this.s.connectTimeoutMs);
       const server: PooledServer<Client> = {
         socket: login.socket,
         target,
@@ -136,6 +138,16 @@ export class ServerPool<Client> {
     server.state = { kind: 'idle' };
     if (server.generation !== this.generation) this.close(server);
     else this.idle.push(server);
+  }
+
+  /**
+   * A connection going away (the node said so, or broke off): no longer handed to anyone, at
+   * once rather than at its close event; that close then counts as a loss.
+   */
+  lose(server: PooledServer<Client>): void {
+    if (server.state.kind !== 'closed') server.state = { kind: 'lost' };
+    this.unpool(server);
+    server.socket.destroy();
   }
 
   /** Closes a connection on purpose (its client, if any, is already dealt with). */

@@ -11,6 +11,13 @@
  * message. CopyData, CopyDone, CopyFail and Flush neither start nor end a cycle: a COPY belongs
  * to the Query (or Sync) that started it.
  *
+ * A client that leaves during a COPY FROM STDIN leaves the node waiting for copy data that will
+ * never come. When the COPY came from a simple Query with nothing sent behind it and the client
+ * stopped between two messages, the router ends it with a CopyFail (the node answers with an
+ * error and ReadyForQuery, and the connection serves the next client); otherwise it closes the
+ * connection (half a message sent, or an extended-protocol COPY whose Sync the node ignored
+ * during the copy: its next message would be read wrongly).
+ *
  * Two more facts the proxy acts on:
  * - bytes the server sends behind the ReadyForQuery that ended the transaction are not the
  *   client's: the server connection is idle by then, and an idle backend speaks only to say it
@@ -18,6 +25,7 @@
  * - when the first answer to a transaction is the backend's FATAL on postmaster death (sent when
  *   it was waiting for its client), the node read none of the transaction: it can run elsewhere.
  */
+import { BrabantError } from '../runtime/errors.ts';
 import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { MessageScanner, parseErrorFields, parseParameterStatus, type TransactionStatus } from './wire.ts';
 
@@ -26,8 +34,9 @@ const SYNCING = new Set(['Q', 'S', 'F']);
 /** Client message types that neither start nor end a cycle (copy data, copy done, copy fail, flush). */
 const NEUTRAL = new Set(['d', 'c', 'f', 'H']);
 const TERMINATE = 'X';
-/** Length of a Terminate message: its type byte and its Int32 length, no body. */
-const TERMINATE_LENGTH = 5;
+const QUERY = 'Q';
+/** Client messages that end a COPY FROM STDIN (copy done, copy fail). */
+const COPY_END = new Set(['c', 'f']);
 
 export interface ClientBytes {
   /** What goes on to the server: the chunk, or the part before a Terminate. */
@@ -43,7 +52,9 @@ export type Settlement =
   /** Its transaction is over: the connection serves the next client. */
   | 'give-back'
   /** It left a transaction open (or a message cut short): closing the connection rolls it back. */
-  | 'close';
+  | 'close'
+  /** It left during a COPY FROM STDIN begun by a simple Query: a CopyFail ends it, then as 'wait'. */
+  | 'fail-copy';
 
 /** The request cycles of one client connection, from its messages and the ReadyForQuery answers. */
 export class TransactionTracker {
@@ -54,6 +65,10 @@ export class TransactionTracker {
   /** As the last ReadyForQuery said; a new client starts outside a transaction. */
   private status: TransactionStatus = 'I';
   private requests = new MessageScanner(new Set());
+  /** The type of the last message that ended a cycle (Query, Sync, FunctionCall). */
+  private lastCycle = '';
+  /** The node said CopyInResponse and no CopyDone, CopyFail or ReadyForQuery came since. */
+  private copyIn = false;
 
   /** Reads what the client sent; throws PROTOCOL_ERROR on a malformed message. */
   request(chunk: Buffer): ClientBytes {
@@ -64,13 +79,21 @@ export class TransactionTracker {
       if (SYNCING.has(m.type)) {
         this.outstanding++;
         this.unsynced = false;
+        this.lastCycle = m.type;
       } else if (m.type === TERMINATE) {
         terminated = true;
-        forward = chunk.subarray(0, Math.max(0, end - TERMINATE_LENGTH));
+        // (its first bytes may have come in earlier chunks: held back there, see below)
+        forward = chunk.subarray(0, Math.max(0, end - m.length));
+      } else if (COPY_END.has(m.type)) {
+        this.copyIn = false;
       } else if (!NEUTRAL.has(m.type)) {
         this.unsynced = true;
       }
     });
+    // A Terminate cut short is held back: sent on, its first bytes would begin a message that the
+    // node completes with whatever the connection's next client sends.
+    if (!terminated && this.requests.partialType === TERMINATE)
+      forward = forward.subarray(0, Math.max(0, chunk.length - this.requests.partialBytes));
     return { forward, terminated };
   }
 
@@ -78,7 +101,14 @@ export class TransactionTracker {
   ready(status: TransactionStatus): boolean {
     this.outstanding = Math.max(0, this.outstanding - 1);
     this.status = status;
+    // the node is ready for a new cycle: whatever COPY there was has ended
+    this.copyIn = false;
     return this.over;
+  }
+
+  /** The node answered CopyInResponse: it now waits for copy data from the client. */
+  copyInStarted(): void {
+    this.copyIn = true;
   }
 
   /**
@@ -87,7 +117,12 @@ export class TransactionTracker {
    * would send the rest of it.
    */
   get over(): boolean {
-    return this.outstanding === 0 && this.status === 'I' && !this.unsynced && this.requests.atBoundary;
+    return this.outstanding === 0 && this.status === 'I' && !this.unsynced && this.betweenMessages;
+  }
+
+  /** The node holds no part of a message (a Terminate cut short is held back, not sent). */
+  private get betweenMessages(): boolean {
+    return this.requests.atBoundary || this.requests.partialType === TERMINATE;
   }
 
   /** No transaction is open: what the client sends next begins one. */
@@ -97,6 +132,10 @@ export class TransactionTracker {
 
   /** For a client that left: what becomes of its server connection. */
   settle(): Settlement {
+    if (this.copyIn) {
+      const simple = this.outstanding === 1 && this.lastCycle === QUERY && !this.unsynced;
+      return simple && this.betweenMessages ? 'fail-copy' : 'close';
+    }
     if (this.outstanding > 0) return 'wait';
     return this.over ? 'give-back' : 'close';
   }
@@ -152,6 +191,7 @@ export function readAnswers(
     if (m.type === 'Z') {
       if (tracker.ready(transactionStatus(m.body!))) end = at;
     } else if (m.type === 'S') parameters.push(parseParameterStatus(m.body!));
+    else if (m.type === COPY_IN_RESPONSE) tracker.copyInStarted();
   });
   if (unread) return { kind: 'unread' };
   if (end >= 0) return { kind: 'over', end, parameters };
@@ -167,7 +207,10 @@ export type SetupAnswers =
   /** All answered (ReadyForQuery); `error`: the client's settings were refused. */
   | { kind: 'done'; error: string | undefined; parameters: ParameterChange[] };
 
-/** Reads a chunk of answers to the settings' SET statements; `error`: one seen in earlier chunks. */
+/**
+ * Reads a chunk of answers to the settings' SET statements; `error`: one seen in earlier chunks.
+ * Throws PROTOCOL_ERROR on malformed bytes.
+ */
 export function readSetupAnswers(
   answers: MessageScanner,
   chunk: Buffer,
@@ -181,7 +224,10 @@ export function readSetupAnswers(
     else if (m.type === 'E') {
       error = parseErrorFields(m.body!).get('M');
       exited ||= exitedOnPostmasterDeath(m.body!);
-    } else if (m.type === 'Z') ready = true;
+    } else if (m.type === 'Z') {
+      transactionStatus(m.body!);
+      ready = true;
+    }
   });
   if (exited) return { kind: 'exited', parameters };
   return { kind: ready ? 'done' : 'running', error, parameters };
@@ -190,8 +236,17 @@ export function readSetupAnswers(
 /** Server message types the proxy reads while it serves a client: ReadyForQuery, ParameterStatus, ErrorResponse. */
 export const ANSWERS_READ: ReadonlySet<string> = new Set(['Z', 'S', 'E']);
 
+const COPY_IN_RESPONSE = 'G';
+const TRANSACTION_STATUSES = new Set(['I', 'T', 'E']);
+
 function transactionStatus(body: Buffer): TransactionStatus {
-  return String.fromCharCode(body[0]!) as TransactionStatus;
+  const status = body.length === 1 ? String.fromCharCode(body[0]!) : '';
+  if (!TRANSACTION_STATUSES.has(status))
+    throw new BrabantError(
+      'PROTOCOL_ERROR',
+      `ReadyForQuery with a body of ${body.length} byte(s) (${JSON.stringify(body.toString('latin1'))}); expected one of I, T, E`,
+    );
+  return status as TransactionStatus;
 }
 
 /**

@@ -98,6 +98,8 @@ function cstring(b: Buffer, at: number): { value: string; next: number } {
 
 export interface Message {
   type: string;
+  /** Its whole length on the wire: the type byte, the length field and the body. */
+  length: number;
   /** The body, only for types the scanner was asked to keep. */
   body?: Buffer;
 }
@@ -113,12 +115,26 @@ export class MessageScanner {
   private remaining = 0;
   private body: Buffer | undefined;
   private bodyAt = 0;
+  /** The whole length of the current message (type byte included), once its header is read. */
+  private length = 0;
 
   constructor(private readonly keep: ReadonlySet<string>) {}
 
   /** True between messages (no partial message buffered). */
   get atBoundary(): boolean {
     return this.headerLen === 0 && this.remaining === 0 && this.body === undefined;
+  }
+
+  /** The type of the message begun and not yet complete (undefined between messages). */
+  get partialType(): string | undefined {
+    if (this.atBoundary) return undefined;
+    return String.fromCharCode(this.header[0]!);
+  }
+
+  /** How many bytes of that message came so far (0 between messages). */
+  get partialBytes(): number {
+    if (this.atBoundary) return 0;
+    return this.headerLen < 5 ? this.headerLen : this.length - this.remaining;
   }
 
   /** Calls `onMessage` for each message completed in `chunk`, with the offset in `chunk` just past it. */
@@ -136,6 +152,7 @@ export class MessageScanner {
         if (len < 4)
           throw new BrabantError('PROTOCOL_ERROR', `message '${this.type}' with invalid length ${len}`);
         this.remaining = len - 4;
+        this.length = len + 1;
         if (this.keep.has(this.type)) {
           if (this.remaining > MAX_KEPT_BODY)
             throw new BrabantError(
@@ -153,7 +170,9 @@ export class MessageScanner {
       at += n;
       if (this.remaining === 0) {
         const m: Message =
-          this.body === undefined ? { type: this.type } : { type: this.type, body: this.body };
+          this.body === undefined
+            ? { type: this.type, length: this.length }
+            : { type: this.type, length: this.length, body: this.body };
         this.headerLen = 0;
         this.body = undefined;
         onMessage(m, at);
@@ -218,6 +237,8 @@ export function cancelRequest(pid: number, secret: number): Buffer {
 
 export const query = (sql: string): Buffer => message('Q', z(sql));
 export const terminate = (): Buffer => message('X', Buffer.alloc(0));
+/** CopyFail: ends a COPY FROM STDIN with an error (the node rolls the COPY back). */
+export const copyFail = (reason: string): Buffer => message('f', z(reason));
 export const passwordMessage = (password: string): Buffer => message('p', z(password));
 
 export function saslInitialResponse(mechanism: string, data: Buffer): Buffer {
