@@ -15,6 +15,7 @@ import { type Target, targetOf } from '../services/router/server-connection.ts';
 import { cancelRequest, errorResponse, message, query } from '../services/router/wire.ts';
 import { MetricsRegistry } from '../services/runtime/metrics.ts';
 import { type FakeNode, fakeNode } from './support/fake-node.ts';
+import { proxySettings } from './support/proxy.ts';
 import { seeded } from './support/random.ts';
 import { RawClient } from './support/raw-client.ts';
 import { createDatabase, region } from './support/stack.ts';
@@ -68,7 +69,7 @@ beforeAll(async () => {
   const target: Target = targetOf(dbA.url);
   user = target.user;
   proxy = new TransactionProxy(
-    { port, database: 'app', poolSize: 1, connectTimeoutMs: 2000, waitTimeoutMs: 1500 },
+    await proxySettings({ port, poolSize: 1, waitTimeoutMs: 1500 }),
     pino({ level: process.env.ROUTER_TEST_LOG ?? 'silent' }),
     metrics,
     (_t, reason) => suspicions.push(reason),
@@ -323,13 +324,7 @@ describe('router proxy when the node dies', { timeout: 60_000 }, () => {
         const m = new MetricsRegistry();
         const suspected: number[] = [];
         const p = new TransactionProxy(
-          {
-            port: await freePort(),
-            database: 'app',
-            poolSize: 2,
-            connectTimeoutMs: 2000,
-            waitTimeoutMs: 5000,
-          },
+          await proxySettings({ poolSize: 2 }),
           pino({ level: 'silent' }),
           m,
           () => suspected.push(Date.now()),
@@ -376,7 +371,7 @@ describe('router proxy when the node breaks the protocol', { timeout: 60_000 }, 
       else sock.write(Buffer.concat([message('C', zString('SELECT 0')), message('Z', Buffer.from('I'))]));
     });
     const p = new TransactionProxy(
-      { port: await freePort(), database: 'app', poolSize: 1, connectTimeoutMs: 2000, waitTimeoutMs: 5000 },
+      await proxySettings({ poolSize: 1 }),
       pino({ level: 'silent' }),
       new MetricsRegistry(),
       () => {},
@@ -409,7 +404,7 @@ describe('router proxy under many clients', { timeout: 120_000 }, () => {
   it('keeps each client’s transactions, settings and errors its own while 12 clients share 3 server connections', async () => {
     const { seed, rand } = seeded('proxy random-clients', 'BRABANT_PROXY_SEED');
     const p = new TransactionProxy(
-      { port: await freePort(), database: 'app', poolSize: 3, connectTimeoutMs: 2000, waitTimeoutMs: 10_000 },
+      await proxySettings({ poolSize: 3, waitTimeoutMs: 10_000 }),
       pino({ level: 'silent' }),
       new MetricsRegistry(),
       () => {},

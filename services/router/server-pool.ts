@@ -158,6 +158,11 @@ export class ServerPool<Client> {
     server.socket.end(terminate());
   }
 
+  /** The same node with other credentials: connections opened from now on use them, open ones stay. */
+  renew(target: Target): void {
+    this.current = target;
+  }
+
   /** New connections go to `target`; idle ones to the old target close now, busy ones once idle. */
   repoint(target: Target): void {
     this.current = target;

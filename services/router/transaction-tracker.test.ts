@@ -19,6 +19,8 @@ import {
 } from './wire.ts';
 
 const none = Buffer.alloc(0);
+/** The longest message a client may send (BRABANT_ROUTER_MAX_MESSAGE_BYTES), small for these tests. */
+const MAX_MESSAGE = 64 * 1024;
 const z = (s: string) => Buffer.from(`${s}\0`);
 const int16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 
@@ -63,7 +65,7 @@ const extendedAnswers = (status: TransactionStatus) => [
  * with the first answer of each transaction watched as the proxy does (relay.ts).
  */
 function conversation() {
-  const tracker = new TransactionTracker();
+  const tracker = new TransactionTracker(MAX_MESSAGE);
   const answers = new MessageScanner(ANSWERS_READ);
   let firstAnswerDue = true;
   return {
@@ -328,7 +330,10 @@ describe('a transaction on a pooled server connection', () => {
   it('a malformed message from either side is a PROTOCOL_ERROR', () => {
     const bad = Buffer.from([0x51, 0, 0, 0, 2]); // 'Q' with a length below 4
     const protocolError = expect.objectContaining({ name: 'BrabantError', code: 'PROTOCOL_ERROR' });
-    expect(() => new TransactionTracker().request(bad)).toThrow(protocolError);
+    expect(() => new TransactionTracker(MAX_MESSAGE).request(bad)).toThrow(protocolError);
+    // a declared length over the limit is refused at its header: its body is never waited for
+    const huge = Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff]);
+    expect(() => new TransactionTracker(MAX_MESSAGE).request(huge)).toThrow(/BRABANT_ROUTER_MAX_MESSAGE_BYTES/);
     const c = conversation();
     c.send(query('select 1'));
     expect(() => c.answer(Buffer.from([0x5a, 0, 0, 0, 1]))).toThrow(protocolError);

@@ -64,13 +64,18 @@ export class TransactionTracker {
   private unsynced = false;
   /** As the last ReadyForQuery said; a new client starts outside a transaction. */
   private status: TransactionStatus = 'I';
-  private requests = new MessageScanner(new Set());
+  private requests: MessageScanner;
   /** The type of the last message that ended a cycle (Query, Sync, FunctionCall). */
   private lastCycle = '';
   /** The node said CopyInResponse and no CopyDone, CopyFail or ReadyForQuery came since. */
   private copyIn = false;
 
-  /** Reads what the client sent; throws PROTOCOL_ERROR on a malformed message. */
+  /** `maxMessageBytes`: the longest length a client's message may declare (longer: PROTOCOL_ERROR). */
+  constructor(private readonly maxMessageBytes: number) {
+    this.requests = this.scanner();
+  }
+
+  /** Reads what the client sent; throws PROTOCOL_ERROR on a malformed or oversized message. */
   request(chunk: Buffer): ClientBytes {
     let forward = chunk;
     let terminated = false;
@@ -145,7 +150,14 @@ export class TransactionTracker {
     this.outstanding = 0;
     this.unsynced = false;
     // a message it had begun is dropped with the rest
-    this.requests = new MessageScanner(new Set());
+    this.requests = this.scanner();
+  }
+
+  private scanner(): MessageScanner {
+    return new MessageScanner(new Set(), {
+      maxLength: this.maxMessageBytes,
+      setting: 'BRABANT_ROUTER_MAX_MESSAGE_BYTES',
+    });
   }
 }
 
