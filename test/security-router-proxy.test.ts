@@ -7,7 +7,7 @@
  * `pg` driver and Debian's psql 15. The node is this test's own PostgreSQL server, since it
  * changes its pg_hba.conf.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { initNode, type RunningPostgres, startNode, withDatabase } from '../infr
 import { freePort } from '../infra/processes.ts';
 import { targetOf } from '../services/router/server-connection.ts';
 import { startupMessage } from '../services/router/wire.ts';
+import { makeCertificates, type TestCertificates } from './support/certificates.ts';
 import { type AccessOptions, type StartedProxy, startProxy } from './support/proxy.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -103,63 +104,7 @@ async function backends(): Promise<string[]> {
   return r.rows.map((x) => x.usename as string);
 }
 
-const certs = {
-  ca: join(dir, 'ca.pem'),
-  cert: join(dir, 'router.pem'),
-  key: join(dir, 'router.key'),
-  otherCa: join(dir, 'other-ca.pem'),
-};
-
-/** A CA and the router's certificate (localhost, 127.0.0.1) signed by it; another CA that did not sign it. */
-function makeCertificates(): void {
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  ssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=Brabant test CA',
-  );
-  ssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'other-ca.key',
-    '-out',
-    'other-ca.pem',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=Other CA',
-  );
-  ssl('req', ...ec, '-keyout', 'router.key', '-out', 'router.csr', '-subj', '/CN=localhost');
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl(
-    'x509',
-    '-req',
-    '-in',
-    'router.csr',
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'router.pem',
-    '-days',
-    '2',
-    '-extfile',
-    'san.ext',
-  );
-}
+let certs: TestCertificates;
 
 beforeAll(async () => {
   const spec = {
@@ -198,7 +143,7 @@ beforeAll(async () => {
   u.username = 'brabant_router';
   u.password = ROUTER_PASSWORD;
   routerUrl = u.toString();
-  makeCertificates();
+  certs = makeCertificates(dir);
 }, 120_000);
 
 afterAll(async () => {

@@ -345,6 +345,15 @@ export class Relay {
       case 'unread':
         this.resend(c, s, sent!);
         return;
+      case 'client-broke':
+        if (answers.text === undefined) {
+          // the node's own FATAL says why: it reaches the client, then its connection ends
+          if (!c.gone) endConnection(c.socket, chunk.subarray(0, answers.end));
+          c.gone = true;
+        }
+        // (closed on purpose: the node is fine, the leader is not suspected)
+        this.drop(c, SQLSTATE.PROTOCOL_VIOLATION, answers.text ?? '');
+        return;
       case 'running':
         this.noteParameters(s, c, answers.parameters);
         if (answers.answered) s.state = { kind: 'in-transaction', client: c };

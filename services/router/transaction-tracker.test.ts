@@ -196,6 +196,57 @@ describe('a transaction on a pooled server connection', () => {
     expect(c.answer(errorResponse('ERROR', '57014', 'COPY from stdin failed'), ready('I')).kind).toBe('over');
   });
 
+  it('COPY FROM STDIN through the extended protocol, as libpq sends it: the Sync sent with the Execute is swallowed', () => {
+    const c = conversation();
+    c.send(parse('copy t from stdin'), bind(), describePortal(), execute(), sync());
+    expect(c.answer(parseComplete(), bindComplete(), message('n', none), copyInResponse())).toEqual(running);
+    // Sync and Flush during the copy are ignored by the node: they end no cycle
+    c.send(copyData('1\n'), flush(), sync(), copyDone());
+    expect(c.tracker.over).toBe(false);
+    // libpq's second Sync, after CopyDone, is the one the node answers
+    c.send(sync());
+    expect(c.answer(commandComplete('COPY 1'), ready('I')).kind).toBe('over');
+  });
+
+  it('COPY FROM STDIN: a Sync during a simple-query COPY ends no cycle either', () => {
+    const c = conversation();
+    c.send(query('copy t from stdin'));
+    c.answer(copyInResponse());
+    c.send(copyData('1\n'), sync(), copyDone());
+    expect(c.answer(commandComplete('COPY 1'), ready('I')).kind).toBe('over');
+  });
+
+  it('COPY FROM STDIN: any other message before CopyDone or CopyFail is a PROTOCOL_ERROR (the node would read it as copy data)', () => {
+    const c = conversation();
+    c.send(query('copy t from stdin'));
+    c.answer(copyInResponse());
+    expect(() => c.send(copyData('1\n'), query('select 1'))).toThrow(/during COPY FROM STDIN/);
+    const ext = conversation();
+    ext.send(query('copy t from stdin'));
+    ext.answer(copyInResponse());
+    expect(() => ext.send(parse('select 1'))).toThrow(expect.objectContaining({ code: 'PROTOCOL_ERROR' }));
+  });
+
+  it('COPY FROM STDIN with more sent behind it before its CopyInResponse: the client broke the protocol', () => {
+    const c = conversation();
+    c.send(query('copy t from stdin'), query('select 1'));
+    expect(c.answer(copyInResponse())).toEqual({
+      kind: 'client-broke',
+      end: 0,
+      text: expect.stringMatching(/read by the node as copy data/),
+    });
+    const ext = conversation();
+    ext.send(query('copy t from stdin'), parse('select 1'));
+    expect(ext.answer(copyInResponse()).kind).toBe('client-broke');
+  });
+
+  it('the node ending the session on a protocol violation is the client’s doing, not the node’s trouble', () => {
+    const c = conversation();
+    c.send(query('select 1'));
+    const fatal = errorResponse('FATAL', '08P01', 'invalid frontend message type 97');
+    expect(c.answer(fatal)).toEqual({ kind: 'client-broke', end: fatal.length, text: undefined });
+  });
+
   it('COPY TO STDOUT: the node’s copy data flows through; over at its ReadyForQuery', () => {
     const c = conversation();
     c.send(query('copy t to stdout'));
@@ -236,7 +287,7 @@ describe('a transaction on a pooled server connection', () => {
       const over = reads.findIndex((r) => r.kind === 'over');
       const read = reads[over];
       expect(read?.kind === 'over' && (over === 0 ? 0 : cut) + read.end).toBe(answer.length);
-      expect(reads.flatMap((r) => (r.kind === 'unread' ? [] : r.parameters))).toEqual([
+      expect(reads.flatMap((r) => ('parameters' in r ? r.parameters : []))).toEqual([
         { name: 'application_name', value: 'x' },
       ]);
     }
@@ -333,7 +384,9 @@ describe('a transaction on a pooled server connection', () => {
     expect(() => new TransactionTracker(MAX_MESSAGE).request(bad)).toThrow(protocolError);
     // a declared length over the limit is refused at its header: its body is never waited for
     const huge = Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff]);
-    expect(() => new TransactionTracker(MAX_MESSAGE).request(huge)).toThrow(/BRABANT_ROUTER_MAX_MESSAGE_BYTES/);
+    expect(() => new TransactionTracker(MAX_MESSAGE).request(huge)).toThrow(
+      /BRABANT_ROUTER_MAX_MESSAGE_BYTES/,
+    );
     const c = conversation();
     c.send(query('select 1'));
     expect(() => c.answer(Buffer.from([0x5a, 0, 0, 0, 1]))).toThrow(protocolError);

@@ -11,6 +11,13 @@
  * message. CopyData, CopyDone, CopyFail and Flush neither start nor end a cycle: a COPY belongs
  * to the Query (or Sync) that started it.
  *
+ * COPY FROM STDIN: from the node's CopyInResponse until the client's CopyDone or CopyFail, the
+ * node reads the client's messages as the copy's: it ignores Sync and Flush (a Sync the client
+ * sent with an extended-protocol COPY's Execute is swallowed; libpq sends another after
+ * CopyDone), and anything else ends the copy with an error after which the node's answers no
+ * longer match the client's cycles. So the router allows only copy messages then, and ends a
+ * client that had already sent more than that behind the COPY (its connection is closed).
+ *
  * A client that leaves during a COPY FROM STDIN leaves the node waiting for copy data that will
  * never come. When the COPY came from a simple Query with nothing sent behind it and the client
  * stopped between two messages, the router ends it with a CopyFail (the node answers with an
@@ -35,8 +42,11 @@ const SYNCING = new Set(['Q', 'S', 'F']);
 const NEUTRAL = new Set(['d', 'c', 'f', 'H']);
 const TERMINATE = 'X';
 const QUERY = 'Q';
+const SYNC = 'S';
 /** Client messages that end a COPY FROM STDIN (copy done, copy fail). */
 const COPY_END = new Set(['c', 'f']);
+/** Client messages the node reads during a COPY FROM STDIN without harm: copy data, the ends, Flush and Sync (ignored). */
+const DURING_COPY = new Set(['d', 'c', 'f', 'H', 'S']);
 
 export interface ClientBytes {
   /** What goes on to the server: the chunk, or the part before a Terminate. */
@@ -81,6 +91,16 @@ export class TransactionTracker {
     let terminated = false;
     this.requests.scan(chunk, (m, end) => {
       if (terminated) return;
+      if (this.copyIn && m.type !== TERMINATE) {
+        if (!DURING_COPY.has(m.type))
+          throw new BrabantError(
+            'PROTOCOL_ERROR',
+            `a message of type '${m.type}' during COPY FROM STDIN: only copy data may come until CopyDone or CopyFail`,
+          );
+        // (Flush and Sync are ignored by the node during the copy: they end no cycle)
+        if (COPY_END.has(m.type)) this.copyIn = false;
+        return;
+      }
       if (SYNCING.has(m.type)) {
         this.outstanding++;
         this.unsynced = false;
@@ -111,9 +131,23 @@ export class TransactionTracker {
     return this.over;
   }
 
-  /** The node answered CopyInResponse: it now waits for copy data from the client. */
-  copyInStarted(): void {
+  /**
+   * The node answered CopyInResponse: it now reads the client's messages as copy data. False if
+   * the client had already sent more than one cycle (or extended-protocol messages behind a
+   * Query) that the node will read as copy data: its answers would no longer match.
+   */
+  copyInStarted(): boolean {
+    const simple = this.outstanding === 1 && this.lastCycle === QUERY && !this.unsynced;
+    const extendedSynced = this.outstanding === 1 && this.lastCycle === SYNC && !this.unsynced;
+    const extendedUnsynced = this.outstanding === 0 && this.unsynced;
+    if (!simple && !extendedSynced && !extendedUnsynced) return false;
+    if (extendedSynced) {
+      // the Sync sent with the COPY's Execute is swallowed: the cycle ends at the client's next one
+      this.outstanding = 0;
+      this.unsynced = true;
+    }
     this.copyIn = true;
+    return true;
   }
 
   /**
@@ -170,6 +204,13 @@ export interface ParameterChange {
 export type Answers =
   /** The first answer is the node's exit on postmaster death: it read nothing of the transaction. */
   | { kind: 'unread' }
+  /**
+   * The client broke the protocol where only the node's answers show it: the node ends the
+   * session on a protocol violation (FATAL 08P01, forwarded up to byte `end`; `text` undefined),
+   * or begins a COPY FROM STDIN behind which the client sent more than copy data (`text` says
+   * so). Not a sign of trouble with the node: the connection is closed on purpose.
+   */
+  | { kind: 'client-broke'; end: number; text: string | undefined }
   /** The whole chunk is the client's and its transaction goes on; `answered`: a whole answer came. */
   | { kind: 'running'; answered: boolean; parameters: ParameterChange[] }
   /**
@@ -193,8 +234,9 @@ export function readAnswers(
   let end = -1;
   let unread = false;
   let answered = false;
+  let broke: { end: number; text: string | undefined } | undefined;
   answers.scan(chunk, (m, at) => {
-    if (end >= 0 || unread) return;
+    if (end >= 0 || unread || broke !== undefined) return;
     if (firstAnswerDue && !answered && m.type === 'E' && exitedOnPostmasterDeath(m.body!)) {
       unread = true;
       return;
@@ -203,9 +245,15 @@ export function readAnswers(
     if (m.type === 'Z') {
       if (tracker.ready(transactionStatus(m.body!))) end = at;
     } else if (m.type === 'S') parameters.push(parseParameterStatus(m.body!));
-    else if (m.type === COPY_IN_RESPONSE) tracker.copyInStarted();
+    else if (m.type === 'E' && endedOnProtocolViolation(m.body!)) broke = { end: at, text: undefined };
+    else if (m.type === COPY_IN_RESPONSE && !tracker.copyInStarted())
+      broke = {
+        end: at - m.length,
+        text: 'messages sent behind COPY FROM STDIN before its CopyInResponse are read by the node as copy data: wait for CopyInResponse, send only copy data, CopyDone or CopyFail, then the next query',
+      };
   });
   if (unread) return { kind: 'unread' };
+  if (broke !== undefined) return { kind: 'client-broke', ...broke };
   if (end >= 0) return { kind: 'over', end, parameters };
   return { kind: 'running', answered, parameters };
 }
@@ -259,6 +307,12 @@ function transactionStatus(body: Buffer): TransactionStatus {
       `ReadyForQuery with a body of ${body.length} byte(s) (${JSON.stringify(body.toString('latin1'))}); expected one of I, T, E`,
     );
   return status as TransactionStatus;
+}
+
+/** A backend's FATAL on a protocol violation by its client: it ends the session because of the client. */
+function endedOnProtocolViolation(errorBody: Buffer): boolean {
+  const f = parseErrorFields(errorBody);
+  return f.get('V') === 'FATAL' && f.get('C') === SQLSTATE.PROTOCOL_VIOLATION;
 }
 
 /**
