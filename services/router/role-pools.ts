@@ -12,8 +12,7 @@
  */
 import type { ScramKeys } from './scram.ts';
 import type { Target } from './server-connection.ts';
-import { type PooledServer, type PoolSettings, ServerPool } from './server-pool.ts';
-import type { ServerState } from './server-state.ts';
+import { type PoolEvents, type PooledServer, type PoolSettings, ServerPool } from './server-pool.ts';
 import type { Vars } from './session-params.ts';
 import { WaitQueue } from './wait-queue.ts';
 
@@ -37,10 +36,7 @@ export class RolePools<Client> {
   constructor(
     private readonly s: PoolSettings,
     private readonly now: () => number,
-    private readonly on: {
-      data: (server: PooledServer<Client>, chunk: Buffer) => void;
-      closed: (server: PooledServer<Client>, was: ServerState<Client>) => void;
-    },
+    private readonly on: PoolEvents<Client>,
   ) {}
 
   /** The current leader, as the router's own role reaches it. */

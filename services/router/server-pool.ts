@@ -30,6 +30,13 @@ export type Opened<Client> =
   /** `stale`: the proxy was repointed while it was being opened. */
   | { kind: 'failed'; error: unknown; stale: boolean };
 
+/** What the pool tells of its connections. */
+export interface PoolEvents<Client> {
+  data: (server: PooledServer<Client>, chunk: Buffer) => void;
+  /** `was`: its state when the socket closed. */
+  closed: (server: PooledServer<Client>, was: ServerState<Client>) => void;
+}
+
 export interface PoolSettings {
   poolSize: number;
   connectTimeoutMs: number;
@@ -51,11 +58,7 @@ export class ServerPool<Client> {
   constructor(
     private readonly s: PoolSettings,
     private readonly now: () => number,
-    private readonly on: {
-      data: (server: PooledServer<Client>, chunk: Buffer) => void;
-      /** `was`: its state when the socket closed. */
-      closed: (server: PooledServer<Client>, was: ServerState<Client>) => void;
-    },
+    private readonly on: PoolEvents<Client>,
     /** Opens and logs in one connection (a stand-in in unit tests). */
     private readonly login: (target: Target, timeoutMs: number) => Promise<ServerLogin> = openServer,
   ) {}
