@@ -12,9 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../infra/processes.ts';
 import { TransactionProxy } from '../services/router/proxy.ts';
 import { type Target, targetOf } from '../services/router/server-connection.ts';
-import { cancelRequest } from '../services/router/wire.ts';
+import { cancelRequest, errorResponse, message, query } from '../services/router/wire.ts';
 import { MetricsRegistry } from '../services/runtime/metrics.ts';
+import { type FakeNode, fakeNode } from './support/fake-node.ts';
+import { proxySettings } from './support/proxy.ts';
 import { seeded } from './support/random.ts';
+import { RawClient } from './support/raw-client.ts';
 import { createDatabase, region } from './support/stack.ts';
 
 let dbA: Awaited<ReturnType<typeof createDatabase>>;
@@ -66,7 +69,7 @@ beforeAll(async () => {
   const target: Target = targetOf(dbA.url);
   user = target.user;
   proxy = new TransactionProxy(
-    { port, database: 'app', poolSize: 1, connectTimeoutMs: 2000, waitTimeoutMs: 1500 },
+    await proxySettings({ port, poolSize: 1, waitTimeoutMs: 1500 }),
     pino({ level: process.env.ROUTER_TEST_LOG ?? 'silent' }),
     metrics,
     (_t, reason) => suspicions.push(reason),
@@ -231,6 +234,21 @@ describe('router proxy', { timeout: 60_000 }, () => {
     await b.query('rollback');
   });
 
+  it('a client gone during COPY FROM STDIN: the router ends the COPY; the connection serves the next client, drain is not held', async () => {
+    const raw = await RawClient.login(port, { user, database: 'app' });
+    raw.write(query('copy t (id) from stdin'));
+    await raw.until('G');
+    raw.write(message('d', Buffer.from('60\n')));
+    const before = await proxyBackends(dbA.name);
+    // begun while the COPY runs: it resolves once the connection is free again
+    const drained = proxy.drain(5000);
+    raw.destroy();
+    await drained;
+    expect(await proxyBackends(dbA.name)).toEqual(before);
+    const b = await client();
+    expect((await b.query('select count(*)::int as n from t where id = 60')).rows[0].n).toBe(0);
+  });
+
   it('a client that gives up while held: its transaction never runs, not even after the release', async () => {
     const a = await client();
     proxy.hold();
@@ -286,37 +304,12 @@ describe('router proxy', { timeout: 60_000 }, () => {
  * A node that logs clients in and then dies as a PostgreSQL backend does on postmaster death:
  * with the FATAL it sends when it was waiting for the client (it read nothing), or silently.
  */
-async function dyingNode(how: 'postmaster-exit' | 'silent'): Promise<{ port: number; close: () => void }> {
-  const { createServer } = await import('node:net');
-  const { authenticationOk, parameterStatus, backendKeyData, readyForQuery, errorResponse } = await import(
-    '../services/router/wire.ts'
-  );
-  const server = createServer((sock) => {
-    let loggedIn = false;
-    sock.on('error', () => {});
-    sock.on('data', () => {
-      if (!loggedIn) {
-        loggedIn = true;
-        sock.write(
-          Buffer.concat([
-            authenticationOk(),
-            parameterStatus('client_encoding', 'UTF8'),
-            parameterStatus('TimeZone', 'UTC'),
-            // as clients without settings of their own have it: no SET before their first query
-            parameterStatus('application_name', ''),
-            backendKeyData(1, 2),
-            readyForQuery('I'),
-          ]),
-        );
-        return;
-      }
-      if (how === 'silent') sock.destroy();
-      else
-        sock.end(errorResponse('FATAL', '57P01', 'terminating connection due to unexpected postmaster exit'));
-    });
+function dyingNode(how: 'postmaster-exit' | 'silent'): Promise<FakeNode> {
+  return fakeNode((_m, sock) => {
+    if (how === 'silent') sock.destroy();
+    else
+      sock.end(errorResponse('FATAL', '57P01', 'terminating connection due to unexpected postmaster exit'));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { port: (server.address() as { port: number }).port, close: () => server.close() };
 }
 
 describe('router proxy when the node dies', { timeout: 60_000 }, () => {
@@ -331,13 +324,7 @@ describe('router proxy when the node dies', { timeout: 60_000 }, () => {
         const m = new MetricsRegistry();
         const suspected: number[] = [];
         const p = new TransactionProxy(
-          {
-            port: await freePort(),
-            database: 'app',
-            poolSize: 2,
-            connectTimeoutMs: 2000,
-            waitTimeoutMs: 5000,
-          },
+          await proxySettings({ poolSize: 2 }),
           pino({ level: 'silent' }),
           m,
           () => suspected.push(Date.now()),
@@ -373,11 +360,51 @@ describe('router proxy when the node dies', { timeout: 60_000 }, () => {
   }
 });
 
+describe('router proxy when the node breaks the protocol', { timeout: 60_000 }, () => {
+  it('a malformed answer while a client’s settings are applied: that client gets 08P01, the proxy serves the others', async () => {
+    const zString = (x: string) => Buffer.from(`${x}\0`);
+    const node = await fakeNode((m, sock) => {
+      if (m.type !== 'Q') return;
+      const sql = m.body.toString('utf8');
+      // a ParameterStatus whose value is not terminated
+      if (sql.startsWith('SET')) sock.write(message('S', Buffer.from('application_name')));
+      else sock.write(Buffer.concat([message('C', zString('SELECT 0')), message('Z', Buffer.from('I'))]));
+    });
+    const p = new TransactionProxy(
+      await proxySettings({ poolSize: 1 }),
+      pino({ level: 'silent' }),
+      new MetricsRegistry(),
+      () => {},
+    );
+    const pPort = (p as unknown as { s: { port: number } }).s.port;
+    await p.start({ ...targetOf(dbA.url), host: '127.0.0.1', port: node.port });
+    try {
+      const connectAs = async (extra: Partial<pg.ClientConfig>) => {
+        const c = new pg.Client({ host: '127.0.0.1', port: pPort, user, database: 'app', ...extra });
+        c.on('error', () => {});
+        await c.connect();
+        return c;
+      };
+      const withSettings = await connectAs({ application_name: 'orders' });
+      const err = (await withSettings.query('select 1').catch((e: unknown) => e)) as { code?: string };
+      expect(err.code).toBe('08P01');
+      expect(String(err)).toMatch(/the node broke the protocol: PROTOCOL_ERROR/);
+      const plain = await connectAs({});
+      expect((await plain.query('select 1')).rowCount).toBe(0);
+      await plain.end();
+      expect(p.stats()).toMatchObject({ busy: 0, servers: 1 });
+    } finally {
+      await p.stop();
+      node.close();
+    }
+  });
+});
+
 describe('router proxy under many clients', { timeout: 120_000 }, () => {
   it('keeps each client’s transactions, settings and errors its own while 12 clients share 3 server connections', async () => {
     const { seed, rand } = seeded('proxy random-clients', 'BRABANT_PROXY_SEED');
     const p = new TransactionProxy(
-      { port: await freePort(), database: 'app', poolSize: 3, connectTimeoutMs: 2000, waitTimeoutMs: 10_000 },
+      await proxySettings({ poolSize: 3, waitTimeoutMs: 10_000 }),
       pino({ level: 'silent' }),
       new MetricsRegistry(),
       () => {},

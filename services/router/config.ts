@@ -1,5 +1,89 @@
 /** The router's options, declared once. */
-import { int, list, logLevelOption, str } from '../runtime/config.ts';
+import { type ConfigOf, int, list, logLevelOption, oneOf, str } from '../runtime/config.ts';
+
+/**
+ * What the router asks of its clients: TLS, authentication, limits. Their defaults keep a router
+ * for applications on the same host working without set-up (plaintext, trust); a router other
+ * hosts reach sets BRABANT_ROUTER_TLS=require and BRABANT_ROUTER_AUTH=scram (docs/router.md).
+ */
+export const clientAccessConfig = {
+  tls: oneOf({
+    env: 'BRABANT_ROUTER_TLS',
+    values: ['off', 'allow', 'require'],
+    description:
+      "TLS for clients. allow: a client asking for TLS (sslmode=prefer, require, verify-full) gets it when BRABANT_ROUTER_TLS_CERT and BRABANT_ROUTER_TLS_KEY are set, and plaintext clients are served too; require: plaintext clients are refused (FATAL 28000), both files needed; off: no TLS (an SSL request is answered 'N')",
+    default: 'allow',
+  }),
+  tlsCert: str({
+    env: 'BRABANT_ROUTER_TLS_CERT',
+    description: 'PEM file of the certificate the router shows its clients (with its chain), read at start',
+    default: '',
+  }),
+  tlsKey: str({
+    env: 'BRABANT_ROUTER_TLS_KEY',
+    description:
+      'PEM file of the private key of BRABANT_ROUTER_TLS_CERT (readable by the router only), read at start',
+    default: '',
+  }),
+  auth: oneOf({
+    env: 'BRABANT_ROUTER_AUTH',
+    values: ['trust', 'scram'],
+    description:
+      "How clients log in. trust: no password, clients connect as the user of the node URLs (for applications on the router's host only); scram: SCRAM-SHA-256 against the verifiers of BRABANT_ROUTER_AUTH_QUERY or BRABANT_ROUTER_AUTH_FILE, any role with one, whose transactions then run as that role",
+    default: 'trust',
+  }),
+  authQuery: str({
+    env: 'BRABANT_ROUTER_AUTH_QUERY',
+    description:
+      "With BRABANT_ROUTER_AUTH=scram: the query giving a role's SCRAM verifier (second column; no row: unknown role) for the role name $1, run on the leader as the user of the node URLs, e.g. select rolname, rolpassword from pg_authid where rolname = $1 (pg_authid needs a superuser; docs/router.md has a function that does not)",
+    default: '',
+  }),
+  authFile: str({
+    env: 'BRABANT_ROUTER_AUTH_FILE',
+    description:
+      'With BRABANT_ROUTER_AUTH=scram, instead of a query: a file of lines "role" "SCRAM-SHA-256$…" (verifiers as pg_authid.rolpassword holds them, as in pgbouncer\'s userlist.txt), read at start',
+    default: '',
+  }),
+  maxClients: int({
+    env: 'BRABANT_ROUTER_MAX_CLIENTS',
+    description:
+      'Most client connections at once, logging in or logged in; one more is refused at once (FATAL 53300)',
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+  }),
+  maxClientsPerUser: int({
+    env: 'BRABANT_ROUTER_MAX_CLIENTS_PER_USER',
+    description:
+      'Most logged-in client connections of one role, so that one application cannot take them all (0: no limit but BRABANT_ROUTER_MAX_CLIENTS); one more is refused after authentication (FATAL 53300)',
+    default: 0,
+    min: 0,
+    max: 1_000_000,
+  }),
+  startupTimeoutMs: int({
+    env: 'BRABANT_ROUTER_STARTUP_TIMEOUT_MS',
+    description:
+      'Longest a client may take from connecting to logged in (TLS handshake, startup message, authentication); then it is disconnected',
+    default: 10_000,
+    min: 100,
+    max: 600_000,
+  }),
+  maxMessageBytes: int({
+    env: 'BRABANT_ROUTER_MAX_MESSAGE_BYTES',
+    description:
+      "Largest message a logged-in client may send, as its length field declares; a larger one ends the connection (08P01) before any of it is read on. The default is PostgreSQL's own limit",
+    default: 0x3fffffff,
+    min: 1024,
+    max: 0x7fffffff,
+  }),
+};
+
+/** The declared defaults of the client access options (all have one). */
+export function clientAccessDefaults(): ConfigOf<typeof clientAccessConfig> {
+  return Object.fromEntries(
+    Object.entries(clientAccessConfig).map(([k, o]) => [k, o.default]),
+  ) as unknown as ConfigOf<typeof clientAccessConfig>;
+}
 
 export const routerConfig = {
   region: str({ env: 'BRABANT_REGION', description: 'Region whose applications this router serves' }),
@@ -16,7 +100,7 @@ export const routerConfig = {
   port: int({
     env: 'BRABANT_ROUTER_PORT',
     description:
-      'Port applications connect to (PostgreSQL protocol, transaction pooling, on 127.0.0.1; clients are not authenticated)',
+      'Port applications connect to (PostgreSQL protocol, transaction pooling, on 127.0.0.1; clients authenticated as BRABANT_ROUTER_AUTH says)',
     default: 6432,
     min: 1,
     max: 65535,
@@ -80,5 +164,6 @@ export const routerConfig = {
     min: 100,
     max: 3_600_000,
   }),
+  ...clientAccessConfig,
   logLevel: logLevelOption,
 };

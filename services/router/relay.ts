@@ -10,7 +10,8 @@ import { connect, type Socket } from 'node:net';
 import { describeError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Counter, Gauge } from '../runtime/metrics.ts';
-import { welcome } from './client-login.ts';
+import { SQLSTATE, type Sqlstate } from '../runtime/sqlstate.ts';
+import { endConnection, welcome } from './client-login.ts';
 import { describeTarget } from './server-connection.ts';
 import type { PooledServer } from './server-pool.ts';
 import { type ServerState, servedClient } from './server-state.ts';
@@ -21,13 +22,16 @@ import {
   type ParameterChange,
   readAnswers,
   readSetupAnswers,
+  type SetupAnswers,
   TransactionTracker,
 } from './transaction-tracker.ts';
-import { cancelRequest, errorResponse, query } from './wire.ts';
+import { cancelRequest, copyFail, errorResponse, query } from './wire.ts';
 
 export interface ClientConn {
   id: number;
   socket: Socket;
+  /** The role it logged in as: its transactions run on that role's server connections. */
+  role: string;
   /** The backend key the router gave the client, for its cancel requests. */
   pid: number;
   secret: number;
@@ -35,6 +39,7 @@ export interface ClientConn {
   server: ServerConn | undefined;
   /** Bytes received while waiting for a server connection (or for its settings to be applied). */
   pending: Buffer[];
+  pendingBytes: number;
   transaction: TransactionTracker;
   /** The client said Terminate or hung up: what it started finishes, answers are dropped. */
   gone: boolean;
@@ -42,18 +47,29 @@ export interface ClientConn {
 
 export type ServerConn = PooledServer<ClientConn>;
 
+/**
+ * The most the router holds for one client, so that no client makes it buffer without end:
+ * what it sent while it waits (beyond this the router stops reading from it until it has a
+ * server connection; the client's kernel buffers and then the client itself wait), and a new
+ * transaction's bytes kept for a resend until the node's first answer (beyond this the
+ * transaction is not resent if the node dies: it fails like any transaction the node has read).
+ */
+const MAX_HELD_BYTES = 1024 * 1024;
+
 /** What the relay asks of the proxy's scheduling. */
 export interface Scheduler {
   /** The client needs a server connection (its bytes wait in `pending`); nothing if it waits already. */
   enqueue(c: ClientConn): void;
   /** The node read nothing of the client's transaction: it waits again, first in the queue. */
   requeue(c: ClientConn): void;
-  /** The client is gone: it no longer waits. */
-  unqueue(c: ClientConn): void;
+  /** The client is gone: it no longer waits, and its place under the limits is free. */
+  left(c: ClientConn): void;
   /** An idle server connection: to the next waiting client, else to the pool. */
   giveBack(s: ServerConn): void;
   /** Closes a server connection on purpose. */
   close(s: ServerConn): void;
+  /** A server connection is going away (the node said so, or broke off): out of use at once. */
+  lose(s: ServerConn): void;
   /** A transaction ended: drains may be done. */
   released(): void;
 }
@@ -66,25 +82,35 @@ export class Relay {
     private readonly scheduler: Scheduler,
     private readonly log: Logger,
     private readonly metrics: { failedTx: Counter; resent: Counter; clients: Gauge },
+    private readonly limits: { maxMessageBytes: number },
   ) {}
 
   get size(): number {
     return this.clients.size;
   }
 
+  /** Bytes held for clients waiting for a server connection (or for their settings). */
+  get pendingBytes(): number {
+    let n = 0;
+    for (const c of this.clients.values()) n += c.pendingBytes;
+    return n;
+  }
+
   // --- clients --------------------------------------------------------------------------------
 
   /** A client whose startup message is served: it is logged in and its messages are read. */
-  admit(socket: Socket, vars: Vars, announced: Map<string, string>, rest: Buffer): void {
+  admit(socket: Socket, role: string, vars: Vars, announced: Map<string, string>, rest: Buffer): void {
     const c: ClientConn = {
       id: this.nextId++,
       socket,
+      role,
       pid: randomInt(1, 2 ** 31 - 1),
       secret: randomInt(-(2 ** 31), 2 ** 31 - 1),
       vars,
       server: undefined,
       pending: [],
-      transaction: new TransactionTracker(),
+      pendingBytes: 0,
+      transaction: new TransactionTracker(this.limits.maxMessageBytes),
       gone: false,
     };
     this.clients.set(c.id, c);
@@ -109,8 +135,8 @@ export class Relay {
   }
 
   /** Ends a client with an error (it sees why), closing its server connection. */
-  drop(c: ClientConn, sqlstate: string, text: string): void {
-    if (!c.gone) c.socket.end(errorResponse('FATAL', sqlstate, text));
+  drop(c: ClientConn, sqlstate: Sqlstate, text: string): void {
+    if (!c.gone) endConnection(c.socket, errorResponse('FATAL', sqlstate, text));
     c.gone = true;
     const s = c.server;
     c.server = undefined;
@@ -128,13 +154,13 @@ export class Relay {
     try {
       read = c.transaction.request(chunk);
     } catch (err) {
-      this.drop(c, '08P01', describeError(err));
+      this.drop(c, SQLSTATE.PROTOCOL_VIOLATION, describeError(err));
       return;
     }
     if (read.forward.length > 0) this.toServer(c, read.forward);
     if (read.terminated) {
       c.gone = true;
-      c.socket.end();
+      endConnection(c.socket);
       this.settle(c);
     }
   }
@@ -143,18 +169,19 @@ export class Relay {
   private toServer(c: ClientConn, bytes: Buffer): void {
     const s = c.server;
     if (s === undefined) {
-      c.pending.push(bytes);
+      this.hold(c, bytes);
       this.scheduler.enqueue(c);
       return;
     }
     const state = s.state;
     switch (state.kind) {
       case 'setting-up':
-        c.pending.push(bytes);
+        this.hold(c, bytes);
         return;
       case 'first-answer-due':
         s.socket.write(bytes);
         state.sent.push(bytes);
+        if (byteLength(state.sent) > MAX_HELD_BYTES) s.state = { kind: 'in-transaction', client: c };
         return;
       case 'in-transaction':
         s.socket.write(bytes);
@@ -168,6 +195,13 @@ export class Relay {
       default:
         state satisfies never;
     }
+  }
+
+  /** Keeps a waiting client's bytes; past the limit, the router stops reading from it until they are sent. */
+  private hold(c: ClientConn, bytes: Buffer): void {
+    c.pending.push(bytes);
+    c.pendingBytes += bytes.length;
+    if (c.pendingBytes > MAX_HELD_BYTES) c.socket.pause();
   }
 
   private clientGone(c: ClientConn): void {
@@ -204,15 +238,25 @@ export class Relay {
         this.scheduler.close(s);
         this.forget(c);
         return;
+      case 'fail-copy': {
+        // the node waits for copy data that will not come: the router ends the COPY in its place
+        const fail = copyFail('the client connection was closed during COPY FROM STDIN');
+        s.socket.write(fail);
+        c.transaction.request(fail);
+        return;
+      }
       default:
         settlement satisfies never;
     }
   }
 
   private forget(c: ClientConn): void {
-    this.scheduler.unqueue(c);
-    if (this.clients.delete(c.id)) this.metrics.clients.set(this.clients.size);
-    c.socket.destroy();
+    if (this.clients.delete(c.id)) {
+      this.scheduler.left(c);
+      this.metrics.clients.set(this.clients.size);
+    }
+    // (one the router ended closes after a grace, so that its last bytes reach it)
+    if (!c.socket.writableEnded) c.socket.destroy();
   }
 
   // --- a client on a server connection ---------------------------------------------------------
@@ -235,6 +279,7 @@ export class Relay {
     if (c.gone) {
       // it left before its transaction reached a server: that transaction does not run (settle)
       c.pending = [];
+      c.pendingBytes = 0;
       c.transaction.dropUnsent();
       this.settle(c);
       return;
@@ -243,9 +288,13 @@ export class Relay {
       const bytes = c.pending.length === 1 ? c.pending[0]! : Buffer.concat(c.pending);
       s.socket.write(bytes);
       // a transaction starts here (the client had none open): keep its bytes until answered
-      if (c.transaction.outsideTransaction) s.state = { kind: 'first-answer-due', client: c, sent: [bytes] };
+      if (c.transaction.outsideTransaction && bytes.length <= MAX_HELD_BYTES)
+        s.state = { kind: 'first-answer-due', client: c, sent: [bytes] };
     }
     c.pending = [];
+    c.pendingBytes = 0;
+    // (a client that leaves while not read from is seen now, once its bytes are on their way)
+    if (c.socket.isPaused()) c.socket.resume();
   }
 
   /** Gives the client's server connection back. */
@@ -269,9 +318,9 @@ export class Relay {
         this.answered(s, state.client, chunk, undefined);
         return;
       case 'idle':
-        // an idle server connection speaks only to say it is going away (FATAL, then close): lost
-        s.state = { kind: 'lost' };
-        s.socket.destroy();
+        // an idle server connection speaks only to say it is going away (FATAL, then close): out
+        // of the pool now, not at its close event, so that no client is given it meanwhile
+        this.scheduler.lose(s);
         return;
       case 'lost':
       case 'closing':
@@ -289,12 +338,21 @@ export class Relay {
     try {
       answers = readAnswers(s.answers, chunk, c.transaction, sent !== undefined);
     } catch (err) {
-      this.drop(c, '08P01', `the node broke the protocol: ${describeError(err)}`);
+      this.drop(c, SQLSTATE.PROTOCOL_VIOLATION, `the node broke the protocol: ${describeError(err)}`);
       return;
     }
     switch (answers.kind) {
       case 'unread':
         this.resend(c, s, sent!);
+        return;
+      case 'client-broke':
+        if (answers.text === undefined) {
+          // the node's own FATAL says why: it reaches the client, then its connection ends
+          if (!c.gone) endConnection(c.socket, chunk.subarray(0, answers.end));
+          c.gone = true;
+        }
+        // (closed on purpose: the node is fine, the leader is not suspected)
+        this.drop(c, SQLSTATE.PROTOCOL_VIOLATION, answers.text ?? '');
         return;
       case 'running':
         this.noteParameters(s, c, answers.parameters);
@@ -309,9 +367,8 @@ export class Relay {
           // backend is going away (on postmaster death it sends its FATAL right behind): lost.
           if (!c.gone) c.socket.write(chunk.subarray(0, answers.end));
           c.server = undefined;
-          s.state = { kind: 'lost' };
+          this.scheduler.lose(s);
           if (c.gone) this.forget(c);
-          s.socket.destroy();
           return;
         }
         if (!c.gone) c.socket.write(chunk);
@@ -325,7 +382,14 @@ export class Relay {
 
   /** The node's answers to the SET statements that give it the client's settings. */
   private setupAnswered(s: ServerConn, c: ClientConn, chunk: Buffer, error: string | undefined): void {
-    const answers = readSetupAnswers(s.answers, chunk, error);
+    let answers: SetupAnswers;
+    try {
+      answers = readSetupAnswers(s.answers, chunk, error);
+    } catch (err) {
+      // (the client's transaction was not sent; a node that breaks the protocol is not retried)
+      this.drop(c, SQLSTATE.PROTOCOL_VIOLATION, `the node broke the protocol: ${describeError(err)}`);
+      return;
+    }
     this.noteParameters(s, c, answers.parameters);
     switch (answers.kind) {
       case 'exited':
@@ -338,7 +402,11 @@ export class Relay {
       case 'done':
         if (answers.error !== undefined) {
           // the client's own settings are refused (as they would be at login on the node)
-          this.drop(c, '22023', `the router could not apply the client's settings: ${answers.error}`);
+          this.drop(
+            c,
+            SQLSTATE.INVALID_PARAMETER_VALUE,
+            `the router could not apply the client's settings: ${answers.error}`,
+          );
           return;
         }
         // parameters PostgreSQL does not report back are now what the client asked for
@@ -381,7 +449,7 @@ export class Relay {
     }
     this.drop(
       c,
-      '08006',
+      SQLSTATE.CONNECTION_FAILURE,
       `the connection to ${describeTarget(s.target)} was lost during the transaction (node down?); if it was committing, its outcome is unknown until the node returns`,
     );
   }
@@ -392,14 +460,16 @@ export class Relay {
    */
   private resend(c: ClientConn, s: ServerConn, bytes: Buffer[]): void {
     c.server = undefined;
-    if (s.state.kind !== 'closed') s.state = { kind: 'lost' };
+    this.scheduler.lose(s);
     c.pending = [...bytes, ...c.pending];
+    c.pendingBytes = byteLength(c.pending);
     this.scheduler.requeue(c);
     this.metrics.resent.inc();
     this.log.info(
       { node: describeTarget(s.target), client: c.id },
       'server connection lost before the node read the transaction: it waits for the next leader',
     );
-    s.socket.destroy();
   }
 }
+
+const byteLength = (chunks: Buffer[]): number => chunks.reduce((n, b) => n + b.length, 0);

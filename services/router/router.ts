@@ -10,13 +10,19 @@ import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { MetricsRegistry } from '../runtime/metrics.ts';
-import type { routerConfig } from './config.ts';
+import { clientAccessOf } from './client-access.ts';
+import { type clientAccessConfig, clientAccessDefaults, type routerConfig } from './config.ts';
 import { HealthChecker, type NodeStatus } from './health.ts';
 import { chooseLeader, isDead, type RouterNode } from './leader.ts';
 import { TransactionProxy } from './proxy.ts';
 import { targetOf } from './server-connection.ts';
 
-export type RouterConfig = ConfigOf<typeof routerConfig>;
+/**
+ * The router's options. Those of its clients' access (TLS, authentication, limits) may be left
+ * out by a program that embeds the router (the tests, the benchmarks): their declared defaults apply.
+ */
+export type RouterConfig = Omit<ConfigOf<typeof routerConfig>, keyof typeof clientAccessConfig> &
+  Partial<ConfigOf<typeof clientAccessConfig>>;
 
 export interface NodeSpec extends RouterNode {
   url: string;
@@ -85,6 +91,7 @@ export class Router {
         poolSize: c.poolSize,
         connectTimeoutMs: c.checkTimeoutMs,
         waitTimeoutMs: c.waitTimeoutMs,
+        clients: clientAccessOf({ ...clientAccessDefaults(), ...definedOnly(c) }),
       },
       log,
       this.metrics,
@@ -370,6 +377,11 @@ export class Router {
     this.busy = run.catch(() => {});
     return run;
   }
+}
+
+/** The options given (an embedder's `undefined` means "not given": the default applies). */
+function definedOnly<T extends object>(c: T): Partial<T> {
+  return Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** What a node has applied of a source (its replication origin's progress); undefined before anything. */

@@ -10,7 +10,7 @@ describe('SCRAM-SHA-256 client', () => {
   it('reproduces the RFC 7677 exchange', () => {
     const first = clientFirst(nonce, 'user');
     expect(first.message).toBe('n,,n=user,r=rOprNGfwEbeRWgbNEkqO');
-    const final = clientFinal(first.state, serverFirst, 'pencil');
+    const final = clientFinal(first.state, serverFirst, { password: 'pencil' });
     expect(final.message).toBe(
       'c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=',
     );
@@ -22,7 +22,7 @@ describe('SCRAM-SHA-256 client', () => {
 
   it('refuses a server that does not know the password or does not extend the nonce', () => {
     const first = clientFirst(nonce);
-    const final = clientFinal(first.state, serverFirst, 'pencil');
+    const final = clientFinal(first.state, serverFirst, { password: 'pencil' });
     let err: unknown;
     try {
       verifyServerFinal('v=AAAA', final.expectedServerSignature);
@@ -30,9 +30,9 @@ describe('SCRAM-SHA-256 client', () => {
       err = e;
     }
     expect(isBrabantError(err, 'SERVER_REFUSED')).toBe(true);
-    expect(() => clientFinal(first.state, 'r=other,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096', 'pencil')).toThrow(
-      /nonce/,
-    );
-    expect(() => clientFinal(first.state, 'garbage', 'pencil')).toThrow(/malformed/);
+    expect(() =>
+      clientFinal(first.state, 'r=other,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096', { password: 'pencil' }),
+    ).toThrow(/nonce/);
+    expect(() => clientFinal(first.state, 'garbage', { password: 'pencil' })).toThrow(/malformed/);
   });
 });

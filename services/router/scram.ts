@@ -1,15 +1,44 @@
 /**
- * The client side of SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL speaks it, without
- * channel binding (pure; the nonce is passed in). PostgreSQL ignores the user name in the
- * messages (it has it from the startup message), so it is sent empty.
+ * SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL speaks it, without channel binding: the keys
+ * both sides derive, and the client side (pure; the nonce is passed in). The server side, for
+ * the router's own clients, is scram-server.ts. PostgreSQL ignores the user name in the messages
+ * (it has it from the startup message), so the client sends it empty.
  *
  *   client-first  "n,,n=,r=<client nonce>"
  *   server-first  "r=<client nonce + server nonce>,s=<salt, base64>,i=<iterations>"
  *   client-final  "c=biws,r=<nonce>,p=<proof, base64>"
  *   server-final  "v=<server signature, base64>"
+ *
+ *   SaltedPassword = PBKDF2-HMAC-SHA-256(password, salt, iterations)
+ *   ClientKey = HMAC(SaltedPassword, "Client Key")   StoredKey = SHA-256(ClientKey)
+ *   ServerKey = HMAC(SaltedPassword, "Server Key")
+ *   AuthMessage = client-first-bare "," server-first "," client-final-without-proof
+ *   ClientProof = ClientKey XOR HMAC(StoredKey, AuthMessage)
+ *   ServerSignature = HMAC(ServerKey, AuthMessage)
  */
 import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
 import { BrabantError } from '../runtime/errors.ts';
+
+export const hmac = (key: Buffer, data: string): Buffer => createHmac('sha256', key).update(data).digest();
+export const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
+export const xor = (a: Buffer, b: Buffer): Buffer => Buffer.from(a.map((x, i) => x ^ b[i]!));
+
+/**
+ * What a password becomes for one salt and iteration count. A node stores StoredKey and
+ * ServerKey (its verifier); ClientKey is what a client proves it knows.
+ */
+export interface ScramKeys {
+  salt: Buffer;
+  iterations: number;
+  clientKey: Buffer;
+  serverKey: Buffer;
+}
+
+export function scramKeys(password: string, salt: Buffer, iterations: number): ScramKeys {
+  // (PostgreSQL applies SASLprep; NFKC is its main part and the same for ASCII passwords)
+  const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+  return { salt, iterations, clientKey: hmac(salted, 'Client Key'), serverKey: hmac(salted, 'Server Key') };
+}
 
 export interface ScramState {
   clientFirstBare: string;
@@ -21,17 +50,26 @@ export function clientFirst(clientNonce: string, user = ''): { message: string; 
   return { message: `n,,${clientFirstBare}`, state: { clientFirstBare, clientNonce } };
 }
 
-const hmac = (key: Buffer, data: string): Buffer => createHmac('sha256', key).update(data).digest();
+/** The attributes of a SCRAM message ("k=v,k=v"), by their one-letter name; the first of each. */
+export function scramAttributes(message: string): Map<string, string> {
+  const attrs = new Map<string, string>();
+  for (const kv of message.split(',')) {
+    if (kv.length >= 2 && kv[1] === '=' && !attrs.has(kv[0]!)) attrs.set(kv[0]!, kv.slice(2));
+  }
+  return attrs;
+}
 
-/** Answers the server-first message; returns client-final and the server signature to expect. */
+/**
+ * Answers the server-first message; returns client-final and the server signature to expect.
+ * The secret is the password, or keys already derived for this salt and iteration count (those
+ * of a client the router authenticated, to log in as its role).
+ */
 export function clientFinal(
   state: ScramState,
   serverFirst: string,
-  password: string,
+  secret: { password: string } | { keys: ScramKeys },
 ): { message: string; expectedServerSignature: string } {
-  const attrs = new Map(
-    serverFirst.split(',').map((kv) => [kv.slice(0, 1), kv.slice(2)] as [string, string]),
-  );
+  const attrs = scramAttributes(serverFirst);
   const nonce = attrs.get('r');
   const salt = attrs.get('s');
   const iterations = Number(attrs.get('i'));
@@ -39,23 +77,19 @@ export function clientFinal(
     throw new BrabantError('PROTOCOL_ERROR', `malformed SCRAM server-first message '${serverFirst}'`);
   if (!nonce.startsWith(state.clientNonce) || nonce.length === state.clientNonce.length)
     throw new BrabantError('PROTOCOL_ERROR', 'SCRAM server nonce does not extend the client nonce');
-  const salted = pbkdf2Sync(
-    password.normalize('NFKC'),
-    Buffer.from(salt, 'base64'),
-    iterations,
-    32,
-    'sha256',
-  );
-  const clientKey = hmac(salted, 'Client Key');
-  const storedKey = createHash('sha256').update(clientKey).digest();
+  const saltBytes = Buffer.from(salt, 'base64');
+  const keys = 'password' in secret ? scramKeys(secret.password, saltBytes, iterations) : secret.keys;
+  if (!keys.salt.equals(saltBytes) || keys.iterations !== iterations)
+    throw new BrabantError(
+      'SERVER_REFUSED',
+      `the node's SCRAM verifier for this role (salt ${salt}, ${iterations} iterations) is not the one the client was authenticated with (salt ${keys.salt.toString('base64')}, ${keys.iterations} iterations): give the role the same verifier on every node`,
+    );
   const withoutProof = `c=biws,r=${nonce}`;
   const authMessage = `${state.clientFirstBare},${serverFirst},${withoutProof}`;
-  const signature = hmac(storedKey, authMessage);
-  const proof = Buffer.from(clientKey.map((b, i) => b ^ signature[i]!));
-  const serverKey = hmac(salted, 'Server Key');
+  const proof = xor(keys.clientKey, hmac(sha256(keys.clientKey), authMessage));
   return {
     message: `${withoutProof},p=${proof.toString('base64')}`,
-    expectedServerSignature: hmac(serverKey, authMessage).toString('base64'),
+    expectedServerSignature: hmac(keys.serverKey, authMessage).toString('base64'),
   };
 }
 

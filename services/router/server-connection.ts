@@ -6,7 +6,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { BrabantError } from '../runtime/errors.ts';
-import { clientFinal, clientFirst, verifyServerFinal } from './scram.ts';
+import { SQLSTATE } from '../runtime/sqlstate.ts';
+import { clientFinal, clientFirst, type ScramKeys, verifyServerFinal } from './scram.ts';
 import {
   MessageScanner,
   parseAuthRequest,
@@ -24,6 +25,11 @@ export interface Target {
   dbname: string;
   user: string;
   password?: string;
+  /**
+   * For a role whose password the router does not have: the SCRAM keys a client of that role
+   * proved it knows when it logged in to the router (SCRAM pass-through).
+   */
+  scram?: ScramKeys;
 }
 
 export function targetOf(url: string): Target {
@@ -49,7 +55,12 @@ export interface ServerLogin {
 }
 
 /** SQLSTATEs at login that mean "not available now" rather than "refused". */
-const UNAVAILABLE_STATES = new Set(['57P03', '57P01', '57P02', '53300']);
+const UNAVAILABLE_STATES = new Set<string>([
+  SQLSTATE.CANNOT_CONNECT_NOW,
+  SQLSTATE.ADMIN_SHUTDOWN,
+  SQLSTATE.CRASH_SHUTDOWN,
+  SQLSTATE.TOO_MANY_CONNECTIONS,
+]);
 
 /** Opens and authenticates a server connection; rejects with SOURCE_UNAVAILABLE (unreachable, starting, shutting down, full) or SERVER_REFUSED. */
 export function openServer(target: Target, timeoutMs: number): Promise<ServerLogin> {
@@ -77,10 +88,16 @@ export function openServer(target: Target, timeoutMs: number): Promise<ServerLog
       if (target.password === undefined)
         throw new BrabantError(
           'SERVER_REFUSED',
-          `${where} asks for a password and the node URL has none: put it in the URL in BRABANT_ROUTER_NODES`,
+          target.scram !== undefined
+            ? `${where} asks for a password in clear or md5, and the router has only the SCRAM keys its client proved: use scram-sha-256 for this role in the node's pg_hba.conf`
+            : `${where} asks for a password and the node URL has none: put it in the URL in BRABANT_ROUTER_NODES`,
         );
       return target.password;
     };
+    const scramSecret = () =>
+      target.password === undefined && target.scram !== undefined
+        ? { keys: target.scram }
+        : { password: needPassword() };
     const scanner = new MessageScanner(new Set(['R', 'S', 'K', 'E', 'Z']));
     const onData = (chunk: Buffer) => {
       try {
@@ -112,7 +129,7 @@ export function openServer(target: Target, timeoutMs: number): Promise<ServerLog
                       'SERVER_REFUSED',
                       `${where} offers SASL mechanisms ${auth.mechanisms.join(', ')}; the router speaks SCRAM-SHA-256`,
                     );
-                  needPassword();
+                  scramSecret();
                   const first = clientFirst(randomBytes(18).toString('base64'));
                   scram = { state: first.state };
                   socket.write(saslInitialResponse('SCRAM-SHA-256', Buffer.from(first.message)));
@@ -121,7 +138,7 @@ export function openServer(target: Target, timeoutMs: number): Promise<ServerLog
                 case 'sasl-continue': {
                   if (scram === undefined)
                     throw new BrabantError('PROTOCOL_ERROR', `${where}: SASL continue before start`);
-                  const final = clientFinal(scram.state, auth.data.toString('utf8'), needPassword());
+                  const final = clientFinal(scram.state, auth.data.toString('utf8'), scramSecret());
                   scram.expected = final.expectedServerSignature;
                   socket.write(saslResponse(Buffer.from(final.message)));
                   return;

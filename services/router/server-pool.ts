@@ -5,7 +5,7 @@
  * Which client a connection serves, and when it is done, is the proxy's (server-state.ts).
  */
 import type { Socket } from 'node:net';
-import { openServer, type Target } from './server-connection.ts';
+import { openServer, type ServerLogin, type Target } from './server-connection.ts';
 import { type ServerState, servedClient } from './server-state.ts';
 import { serverVars, type Vars } from './session-params.ts';
 import { ANSWERS_READ } from './transaction-tracker.ts';
@@ -30,6 +30,13 @@ export type Opened<Client> =
   /** `stale`: the proxy was repointed while it was being opened. */
   | { kind: 'failed'; error: unknown; stale: boolean };
 
+/** What the pool tells of its connections. */
+export interface PoolEvents<Client> {
+  data: (server: PooledServer<Client>, chunk: Buffer) => void;
+  /** `was`: its state when the socket closed. */
+  closed: (server: PooledServer<Client>, was: ServerState<Client>) => void;
+}
+
 export interface PoolSettings {
   poolSize: number;
   connectTimeoutMs: number;
@@ -51,11 +58,9 @@ export class ServerPool<Client> {
   constructor(
     private readonly s: PoolSettings,
     private readonly now: () => number,
-    private readonly on: {
-      data: (server: PooledServer<Client>, chunk: Buffer) => void;
-      /** `was`: its state when the socket closed. */
-      closed: (server: PooledServer<Client>, was: ServerState<Client>) => void;
-    },
+    private readonly on: PoolEvents<Client>,
+    /** Opens and logs in one connection (a stand-in in unit tests). */
+    private readonly login: (target: Target, timeoutMs: number) => Promise<ServerLogin> = openServer,
   ) {}
 
   get target(): Target {
@@ -89,7 +94,7 @@ export class ServerPool<Client> {
     const generation = this.generation;
     const target = this.current;
     try {
-      const login = await openServer(target, this.s.connectTimeoutMs);
+      const login = await this.login(target, this.s.connectTimeoutMs);
       const server: PooledServer<Client> = {
         socket: login.socket,
         target,
@@ -138,12 +143,27 @@ export class ServerPool<Client> {
     else this.idle.push(server);
   }
 
+  /**
+   * A connection going away (the node said so, or broke off): no longer handed to anyone, at
+   * once rather than at its close event; that close then counts as a loss.
+   */
+  lose(server: PooledServer<Client>): void {
+    if (server.state.kind !== 'closed') server.state = { kind: 'lost' };
+    this.unpool(server);
+    server.socket.destroy();
+  }
+
   /** Closes a connection on purpose (its client, if any, is already dealt with). */
   close(server: PooledServer<Client>): void {
     if (server.state.kind === 'closing' || server.state.kind === 'closed') return;
     server.state = { kind: 'closing' };
     this.unpool(server);
     server.socket.end(terminate());
+  }
+
+  /** The same node with other credentials: connections opened from now on use them, open ones stay. */
+  renew(target: Target): void {
+    this.current = target;
   }
 
   /** New connections go to `target`; idle ones to the old target close now, busy ones once idle. */

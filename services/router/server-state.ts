@@ -4,7 +4,7 @@
  * error wherever it is not handled). A client is linked to a connection only in the three states
  * that carry it: what can happen to its transaction depends on which one.
  *
- * Transitions (relay.ts makes them, server-pool.ts for idle and closing):
+ * Transitions (relay.ts makes them, server-pool.ts for idle, lost and closing):
  *
  *   from                event                                         to
  *   ─────────────────── ───────────────────────────────────────────── ───────────────────────────
@@ -15,9 +15,11 @@
  *   setting-up          exit on postmaster death                      lost (the client waits again)
  *   first-answer-due    first answer is the exit on postmaster death  lost (the client waits again)
  *   first-answer-due    any other answer                              in-transaction
+ *   in-transaction      the client gone during COPY FROM STDIN        in-transaction (CopyFail sent
+ *                       (a simple Query's, between two messages)      for it; its end as below)
  *   first-answer-due,   the transaction is over                       idle (to the next client)
  *     in-transaction    … with bytes behind its last answer           lost (the idle backend exits)
- *   idle                the node speaks (only to say it goes away)    lost
+ *   idle                the node speaks (only to say it goes away)    lost (out of the pool at once)
  *   any                 the proxy closes it: client dropped (settings closing (Terminate sent)
  *                       refused, protocol error) or gone inside a
  *                       transaction; old target; stop

@@ -19,6 +19,8 @@ import {
 } from './wire.ts';
 
 const none = Buffer.alloc(0);
+/** The longest message a client may send (BRABANT_ROUTER_MAX_MESSAGE_BYTES), small for these tests. */
+const MAX_MESSAGE = 64 * 1024;
 const z = (s: string) => Buffer.from(`${s}\0`);
 const int16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 
@@ -63,7 +65,7 @@ const extendedAnswers = (status: TransactionStatus) => [
  * with the first answer of each transaction watched as the proxy does (relay.ts).
  */
 function conversation() {
-  const tracker = new TransactionTracker();
+  const tracker = new TransactionTracker(MAX_MESSAGE);
   const answers = new MessageScanner(ANSWERS_READ);
   let firstAnswerDue = true;
   return {
@@ -194,6 +196,57 @@ describe('a transaction on a pooled server connection', () => {
     expect(c.answer(errorResponse('ERROR', '57014', 'COPY from stdin failed'), ready('I')).kind).toBe('over');
   });
 
+  it('COPY FROM STDIN through the extended protocol, as libpq sends it: the Sync sent with the Execute is swallowed', () => {
+    const c = conversation();
+    c.send(parse('copy t from stdin'), bind(), describePortal(), execute(), sync());
+    expect(c.answer(parseComplete(), bindComplete(), message('n', none), copyInResponse())).toEqual(running);
+    // Sync and Flush during the copy are ignored by the node: they end no cycle
+    c.send(copyData('1\n'), flush(), sync(), copyDone());
+    expect(c.tracker.over).toBe(false);
+    // libpq's second Sync, after CopyDone, is the one the node answers
+    c.send(sync());
+    expect(c.answer(commandComplete('COPY 1'), ready('I')).kind).toBe('over');
+  });
+
+  it('COPY FROM STDIN: a Sync during a simple-query COPY ends no cycle either', () => {
+    const c = conversation();
+    c.send(query('copy t from stdin'));
+    c.answer(copyInResponse());
+    c.send(copyData('1\n'), sync(), copyDone());
+    expect(c.answer(commandComplete('COPY 1'), ready('I')).kind).toBe('over');
+  });
+
+  it('COPY FROM STDIN: any other message before CopyDone or CopyFail is a PROTOCOL_ERROR (the node would read it as copy data)', () => {
+    const c = conversation();
+    c.send(query('copy t from stdin'));
+    c.answer(copyInResponse());
+    expect(() => c.send(copyData('1\n'), query('select 1'))).toThrow(/during COPY FROM STDIN/);
+    const ext = conversation();
+    ext.send(query('copy t from stdin'));
+    ext.answer(copyInResponse());
+    expect(() => ext.send(parse('select 1'))).toThrow(expect.objectContaining({ code: 'PROTOCOL_ERROR' }));
+  });
+
+  it('COPY FROM STDIN with more sent behind it before its CopyInResponse: the client broke the protocol', () => {
+    const c = conversation();
+    c.send(query('copy t from stdin'), query('select 1'));
+    expect(c.answer(copyInResponse())).toEqual({
+      kind: 'client-broke',
+      end: 0,
+      text: expect.stringMatching(/read by the node as copy data/),
+    });
+    const ext = conversation();
+    ext.send(query('copy t from stdin'), parse('select 1'));
+    expect(ext.answer(copyInResponse()).kind).toBe('client-broke');
+  });
+
+  it('the node ending the session on a protocol violation is the client’s doing, not the node’s trouble', () => {
+    const c = conversation();
+    c.send(query('select 1'));
+    const fatal = errorResponse('FATAL', '08P01', 'invalid frontend message type 97');
+    expect(c.answer(fatal)).toEqual({ kind: 'client-broke', end: fatal.length, text: undefined });
+  });
+
   it('COPY TO STDOUT: the node’s copy data flows through; over at its ReadyForQuery', () => {
     const c = conversation();
     c.send(query('copy t to stdout'));
@@ -234,7 +287,7 @@ describe('a transaction on a pooled server connection', () => {
       const over = reads.findIndex((r) => r.kind === 'over');
       const read = reads[over];
       expect(read?.kind === 'over' && (over === 0 ? 0 : cut) + read.end).toBe(answer.length);
-      expect(reads.flatMap((r) => (r.kind === 'unread' ? [] : r.parameters))).toEqual([
+      expect(reads.flatMap((r) => ('parameters' in r ? r.parameters : []))).toEqual([
         { name: 'application_name', value: 'x' },
       ]);
     }
@@ -307,13 +360,39 @@ describe('a transaction on a pooled server connection', () => {
     expect(c.send(terminate())).toEqual({ forward: none, terminated: true });
   });
 
+  it('a Terminate cut across chunks is held back, never sent in part', () => {
+    const select = query('select 1');
+    const bytes = Buffer.concat([select, terminate()]);
+    // cut inside the Terminate's 5 bytes, once or twice
+    for (const cuts of [[1], [3], [1, 3], [2, 4]]) {
+      const c = conversation();
+      const ends = [...cuts.map((n) => select.length + n), bytes.length];
+      const reads = ends.map((end, i) => c.send(bytes.subarray(i === 0 ? 0 : ends[i - 1], end)));
+      expect(Buffer.concat(reads.map((r) => r.forward))).toEqual(select);
+      expect(reads.map((r) => r.terminated)).toEqual([...cuts.map(() => false), true]);
+    }
+    // a Terminate begun (and held back) is not half a message the node holds
+    const c = conversation();
+    c.send(query('select 1'), terminate().subarray(0, 2));
+    expect(c.answer(commandComplete('SELECT 1'), ready('I')).kind).toBe('over');
+    expect(c.tracker.settle()).toBe('give-back');
+  });
+
   it('a malformed message from either side is a PROTOCOL_ERROR', () => {
     const bad = Buffer.from([0x51, 0, 0, 0, 2]); // 'Q' with a length below 4
     const protocolError = expect.objectContaining({ name: 'BrabantError', code: 'PROTOCOL_ERROR' });
-    expect(() => new TransactionTracker().request(bad)).toThrow(protocolError);
+    expect(() => new TransactionTracker(MAX_MESSAGE).request(bad)).toThrow(protocolError);
+    // a declared length over the limit is refused at its header: its body is never waited for
+    const huge = Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff]);
+    expect(() => new TransactionTracker(MAX_MESSAGE).request(huge)).toThrow(
+      /BRABANT_ROUTER_MAX_MESSAGE_BYTES/,
+    );
     const c = conversation();
     c.send(query('select 1'));
     expect(() => c.answer(Buffer.from([0x5a, 0, 0, 0, 1]))).toThrow(protocolError);
+    // a ReadyForQuery without its status, or with one that is none of I, T, E
+    expect(() => conversation().answer(message('Z', none))).toThrow(protocolError);
+    expect(() => conversation().answer(message('Z', Buffer.from('X')))).toThrow(protocolError);
   });
 });
 
@@ -368,6 +447,50 @@ describe('a client that leaves', () => {
     expect(after.tracker.settle()).toBe('close');
   });
 
+  it('during a COPY FROM STDIN: the router sends a CopyFail for it, then the connection serves the next client', () => {
+    const c = conversation();
+    c.send(query('copy t from stdin'));
+    c.answer(copyInResponse());
+    c.send(copyData('1\n'));
+    expect(c.tracker.settle()).toBe('fail-copy');
+    // the proxy sends the CopyFail through the tracker, as if the client had
+    expect(c.send(copyFail()).forward).toEqual(copyFail());
+    expect(c.tracker.settle()).toBe('wait');
+    c.answer(errorResponse('ERROR', '57014', 'COPY from stdin failed'), ready('I'));
+    expect(c.tracker.settle()).toBe('give-back');
+  });
+
+  it('during a COPY inside a transaction block: after the CopyFail the transaction is open, so the connection closes', () => {
+    const c = conversation();
+    c.send(query('begin'));
+    c.answer(commandComplete('BEGIN'), ready('T'));
+    c.send(query('copy t from stdin'));
+    c.answer(copyInResponse());
+    expect(c.tracker.settle()).toBe('fail-copy');
+    c.send(copyFail());
+    c.answer(errorResponse('ERROR', '57014', 'COPY from stdin failed'), ready('E'));
+    expect(c.tracker.settle()).toBe('close');
+  });
+
+  it('during a COPY, in the middle of a copy data message or in an extended-protocol COPY: the connection closes', () => {
+    const cut = conversation();
+    cut.send(query('copy t from stdin'));
+    cut.answer(copyInResponse());
+    cut.send(copyData('1\n2\n').subarray(0, 7));
+    expect(cut.tracker.settle()).toBe('close');
+    const extendedCopy = conversation();
+    extendedCopy.send(parse('copy t from stdin'), bind(), execute());
+    extendedCopy.answer(parseComplete(), bindComplete(), copyInResponse());
+    expect(extendedCopy.tracker.settle()).toBe('close');
+    // a COPY the node ended on its own (bad data: error, ReadyForQuery) is over like any cycle
+    const failed = conversation();
+    failed.send(query('copy t from stdin'));
+    failed.answer(copyInResponse());
+    failed.send(copyData('x\n'));
+    failed.answer(errorResponse('ERROR', '22P02', 'invalid input syntax'), ready('I'));
+    expect(failed.tracker.settle()).toBe('give-back');
+  });
+
   it('before what it sent reached a server: nothing of it runs, the connection serves the next client', () => {
     const c = conversation();
     c.send(query('begin'), query('insert into t values (1)'));
@@ -409,6 +532,13 @@ describe('the answers to the SET statements that carry a client’s settings', (
         parameters: [],
       },
     );
+  });
+
+  it('malformed answers are a PROTOCOL_ERROR, not a crash', () => {
+    const protocolError = expect.objectContaining({ name: 'BrabantError', code: 'PROTOCOL_ERROR' });
+    const unterminated = message('S', Buffer.from('TimeZone'));
+    for (const bad of [unterminated, message('Z', none), Buffer.from([0x45, 0, 0, 0, 0])])
+      expect(() => readSetupAnswers(new MessageScanner(ANSWERS_READ), bad, undefined)).toThrow(protocolError);
   });
 
   it('the node exiting on postmaster death, even right after the ReadyForQuery: the client’s transaction was not sent', () => {

@@ -9,6 +9,7 @@ import {
   parseAuthRequest,
   parseErrorFields,
   parseParameterStatus,
+  parseSaslInitialResponse,
   query,
   readyForQuery,
   StartupReader,
@@ -128,5 +129,61 @@ describe('message scanner', () => {
   it('refuses a message length below 4 with PROTOCOL_ERROR', () => {
     const s = new MessageScanner(new Set());
     expect(codeOf(() => s.scan(Buffer.from([0x51, 0, 0, 0, 3]), () => {}))).toBe('PROTOCOL_ERROR');
+  });
+
+  it('refuses a declared length over its limit as soon as the header is read, naming what sets it', () => {
+    const s = new MessageScanner(new Set(), { maxLength: 1024, setting: 'BRABANT_ROUTER_MAX_MESSAGE_BYTES' });
+    const header = Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff]); // 'Q' declaring 2 GiB, no body sent
+    expect(() => s.scan(header, () => {})).toThrow(
+      /declares 2147483647 bytes.*1024, BRABANT_ROUTER_MAX_MESSAGE_BYTES/,
+    );
+    const ok = new MessageScanner(new Set(), { maxLength: 1024, setting: 'x' });
+    let seen = 0;
+    ok.scan(query('x'.repeat(1000)), () => seen++);
+    expect(seen).toBe(1);
+  });
+
+  it('tells the type and size so far of a message cut short', () => {
+    const s = new MessageScanner(new Set());
+    const q = query('select 1');
+    s.scan(q.subarray(0, 3), () => {});
+    expect([s.partialType, s.partialBytes]).toEqual(['Q', 3]);
+    s.scan(q.subarray(3, 8), () => {});
+    expect([s.partialType, s.partialBytes]).toEqual(['Q', 8]);
+    s.scan(q.subarray(8), () => {});
+    expect([s.partialType, s.partialBytes, s.atBoundary]).toEqual([undefined, 0, true]);
+  });
+});
+
+describe('authentication messages', () => {
+  it('reads typed login messages whole, refusing a declared length over the limit before its bytes come', () => {
+    const r = new StartupReader();
+    const p = Buffer.concat([Buffer.from('p'), Buffer.from([0, 0, 0, 9]), Buffer.from('abcde')]);
+    r.push(p.subarray(0, 6));
+    expect(r.nextMessage(100)).toBeUndefined();
+    r.push(p.subarray(6));
+    expect(r.nextMessage(100)).toEqual({ type: 'p', body: Buffer.from('abcde') });
+    const big = new StartupReader();
+    big.push(Buffer.from([0x70, 0x10, 0, 0, 0]));
+    expect(() => big.nextMessage(65_535)).toThrow(/during login; the router accepts at most 65535/);
+  });
+
+  it('reads SASLInitialResponse: mechanism, the length of its data, the data', () => {
+    const body = (len: number, data: string) =>
+      Buffer.concat([
+        Buffer.from('SCRAM-SHA-256\0'),
+        Buffer.from([len >> 24, len >> 16, len >> 8, len]),
+        Buffer.from(data),
+      ]);
+    expect(parseSaslInitialResponse(body(3, 'n,,'))).toEqual({
+      mechanism: 'SCRAM-SHA-256',
+      data: Buffer.from('n,,'),
+    });
+    expect(parseSaslInitialResponse(body(-1, ''))).toEqual({
+      mechanism: 'SCRAM-SHA-256',
+      data: Buffer.alloc(0),
+    });
+    for (const bad of [body(4, 'n,,'), body(-1, 'x'), Buffer.from('SCRAM'), Buffer.from('SCRAM-SHA-256\0\0')])
+      expect(codeOf(() => parseSaslInitialResponse(bad))).toBe('PROTOCOL_ERROR');
   });
 });

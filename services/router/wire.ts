@@ -6,7 +6,7 @@
  *   startup phase (client → server, no type byte):
  *     Int32 length (itself included) · Int32 code · body
  *       code 196608 (3.0)     StartupMessage: (String name · String value)* · Byte 0
- *       code 80877103         SSLRequest      (answered with one byte, 'N' = no TLS)
+ *       code 80877103         SSLRequest      (answered with one byte: 'S' = TLS handshake next, 'N' = no TLS)
  *       code 80877104         GSSENCRequest   (answered 'N' too)
  *       code 80877102         CancelRequest:  Int32 backend pid · Int32 secret key
  *   every later message:
@@ -33,12 +33,38 @@ export type StartupPacket =
   | { kind: 'gssenc' }
   | { kind: 'cancel'; pid: number; secret: number };
 
-/** Reads startup-phase packets (length-prefixed, no type byte). */
+/**
+ * Reads a client's login: startup-phase packets (length-prefixed, no type byte), then the typed
+ * messages of its authentication. Both are kept whole, so both have a small limit, checked on
+ * the declared length before the bytes are waited for.
+ */
 export class StartupReader {
   private buf: Buffer = Buffer.alloc(0);
 
   push(chunk: Buffer): void {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+  }
+
+  /** Bytes received and not read yet. */
+  get buffered(): number {
+    return this.buf.length;
+  }
+
+  /** The next whole typed message, or undefined while more bytes are needed. */
+  nextMessage(maxBody: number): { type: string; body: Buffer } | undefined {
+    if (this.buf.length < 5) return undefined;
+    const type = String.fromCharCode(this.buf[0]!);
+    const len = this.buf.readInt32BE(1);
+    if (len < 4) throw new BrabantError('PROTOCOL_ERROR', `message '${type}' with invalid length ${len}`);
+    if (len - 4 > maxBody)
+      throw new BrabantError(
+        'PROTOCOL_ERROR',
+        `message '${type}' of ${len - 4} bytes during login; the router accepts at most ${maxBody}`,
+      );
+    if (this.buf.length < 1 + len) return undefined;
+    const body = this.buf.subarray(5, 1 + len);
+    this.buf = this.buf.subarray(1 + len);
+    return { type, body };
   }
 
   /** The next whole packet, or undefined while more bytes are needed. */
@@ -98,13 +124,16 @@ function cstring(b: Buffer, at: number): { value: string; next: number } {
 
 export interface Message {
   type: string;
+  /** Its whole length on the wire: the type byte, the length field and the body. */
+  length: number;
   /** The body, only for types the scanner was asked to keep. */
   body?: Buffer;
 }
 
 /**
  * Splits a byte stream of typed messages at message boundaries, whatever the chunking. Bodies
- * are kept only for the types in `keep`; the rest are skipped in place.
+ * are kept only for the types in `keep`; the rest are skipped in place. A declared length (the
+ * Int32 length field) over `limit.maxLength` is a PROTOCOL_ERROR as soon as the header is read.
  */
 export class MessageScanner {
   private header = Buffer.alloc(5);
@@ -113,12 +142,30 @@ export class MessageScanner {
   private remaining = 0;
   private body: Buffer | undefined;
   private bodyAt = 0;
+  /** The whole length of the current message (type byte included), once its header is read. */
+  private length = 0;
 
-  constructor(private readonly keep: ReadonlySet<string>) {}
+  constructor(
+    private readonly keep: ReadonlySet<string>,
+    /** None for the node's answers (a DataRow is as large as the node makes it); `setting`: what sets it. */
+    private readonly limit?: { maxLength: number; setting: string },
+  ) {}
 
   /** True between messages (no partial message buffered). */
   get atBoundary(): boolean {
     return this.headerLen === 0 && this.remaining === 0 && this.body === undefined;
+  }
+
+  /** The type of the message begun and not yet complete (undefined between messages). */
+  get partialType(): string | undefined {
+    if (this.atBoundary) return undefined;
+    return String.fromCharCode(this.header[0]!);
+  }
+
+  /** How many bytes of that message came so far (0 between messages). */
+  get partialBytes(): number {
+    if (this.atBoundary) return 0;
+    return this.headerLen < 5 ? this.headerLen : this.length - this.remaining;
   }
 
   /** Calls `onMessage` for each message completed in `chunk`, with the offset in `chunk` just past it. */
@@ -135,7 +182,13 @@ export class MessageScanner {
         const len = this.header.readInt32BE(1);
         if (len < 4)
           throw new BrabantError('PROTOCOL_ERROR', `message '${this.type}' with invalid length ${len}`);
+        if (this.limit !== undefined && len > this.limit.maxLength)
+          throw new BrabantError(
+            'PROTOCOL_ERROR',
+            `message '${this.type}' declares ${len} bytes, more than the router accepts (${this.limit.maxLength}, ${this.limit.setting})`,
+          );
         this.remaining = len - 4;
+        this.length = len + 1;
         if (this.keep.has(this.type)) {
           if (this.remaining > MAX_KEPT_BODY)
             throw new BrabantError(
@@ -153,7 +206,9 @@ export class MessageScanner {
       at += n;
       if (this.remaining === 0) {
         const m: Message =
-          this.body === undefined ? { type: this.type } : { type: this.type, body: this.body };
+          this.body === undefined
+            ? { type: this.type, length: this.length }
+            : { type: this.type, length: this.length, body: this.body };
         this.headerLen = 0;
         this.body = undefined;
         onMessage(m, at);
@@ -182,6 +237,16 @@ const z = (s: string) => Buffer.from(`${s}\0`, 'utf8');
 // --- server → client -------------------------------------------------------------------------
 
 export const authenticationOk = (): Buffer => message('R', int32(0));
+
+/** AuthenticationSASL: the mechanisms the server offers. */
+export const authenticationSasl = (mechanisms: string[]): Buffer =>
+  message('R', Buffer.concat([int32(10), ...mechanisms.map(z), Buffer.from([0])]));
+
+export const authenticationSaslContinue = (data: string): Buffer =>
+  message('R', Buffer.concat([int32(11), Buffer.from(data, 'utf8')]));
+
+export const authenticationSaslFinal = (data: string): Buffer =>
+  message('R', Buffer.concat([int32(12), Buffer.from(data, 'utf8')]));
 
 export const parameterStatus = (name: string, value: string): Buffer =>
   message('S', Buffer.concat([z(name), z(value)]));
@@ -218,6 +283,8 @@ export function cancelRequest(pid: number, secret: number): Buffer {
 
 export const query = (sql: string): Buffer => message('Q', z(sql));
 export const terminate = (): Buffer => message('X', Buffer.alloc(0));
+/** CopyFail: ends a COPY FROM STDIN with an error (the node rolls the COPY back). */
+export const copyFail = (reason: string): Buffer => message('f', z(reason));
 export const passwordMessage = (password: string): Buffer => message('p', z(password));
 
 export function saslInitialResponse(mechanism: string, data: Buffer): Buffer {
@@ -239,6 +306,21 @@ export function parseErrorFields(body: Buffer): Map<string, string> {
     at = s.next;
   }
   return fields;
+}
+
+/** SASLInitialResponse ('p'): String mechanism · Int32 length of the data (-1: none) · data. */
+export function parseSaslInitialResponse(body: Buffer): { mechanism: string; data: Buffer } {
+  const mechanism = cstring(body, 0);
+  if (body.length < mechanism.next + 4)
+    throw new BrabantError('PROTOCOL_ERROR', 'SASLInitialResponse without the length of its data');
+  const len = body.readInt32BE(mechanism.next);
+  const data = body.subarray(mechanism.next + 4);
+  if (len === -1 ? data.length !== 0 : len !== data.length)
+    throw new BrabantError(
+      'PROTOCOL_ERROR',
+      `SASLInitialResponse says ${len} bytes of data and carries ${data.length}`,
+    );
+  return { mechanism: mechanism.value, data };
 }
 
 export function parseParameterStatus(body: Buffer): { name: string; value: string } {
