@@ -88,7 +88,8 @@ export async function applySchemaChange(
   ctx.catalog.invalidate();
   // this node's upkeep, in the same transaction: tombstone triggers of new tables, the step of new sequences
   const triggers = await exec.maintain((db) => ensureDeleteTriggers(db));
-  if (triggers.length > 0) ctx.log.info({ ...at, tables: triggers }, 'delete triggers installed on new tables');
+  if (triggers.length > 0)
+    ctx.log.info({ ...at, tables: triggers }, 'delete triggers installed on new tables');
   const stepped = await exec.maintain((db) => stepSequences(db));
   if (stepped.length > 0) ctx.log.info({ ...at, sequences: stepped }, 'sequences stepped for this node');
   ctx.metrics.ddlApplied.inc({ origin: ctx.source });

@@ -90,7 +90,10 @@ export class TargetCatalog {
       name,
       sql: `${quoteIdent(schema)}.${quoteIdent(name)}`,
       columns: new Map(
-        res.rows.map((r) => [r.name, { name: r.name, type: r.type, notNull: r.not_null, identity: r.identity }]),
+        res.rows.map((r) => [
+          r.name,
+          { name: r.name, type: r.type, notNull: r.not_null, identity: r.identity },
+        ]),
       ),
       identityAlways: res.rows.some((r) => r.identity === 'a'),
     };
