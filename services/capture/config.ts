@@ -81,6 +81,22 @@ export const captureConfig = {
     min: 60_000,
     max: Number.MAX_SAFE_INTEGER,
   }),
+  sequenceIndex: int({
+    env: 'BRABANT_SEQUENCE_INDEX',
+    description:
+      'This node’s place among the nodes for sequences, unique in the cluster (0 to BRABANT_SEQUENCE_STEP - 1): its sequences hand out only values congruent to it, so two nodes never hand out the same id; -1 leaves sequences alone',
+    default: -1,
+    min: -1,
+    max: 1023,
+  }),
+  sequenceStep: int({
+    env: 'BRABANT_SEQUENCE_STEP',
+    description:
+      'The step of every replicated sequence: the most nodes the cluster can ever have; the same on every node (a serial int column then has 2^31 / step ids per node)',
+    default: 16,
+    min: 1,
+    max: 1024,
+  }),
   retryMaxMs: int({
     env: 'BRABANT_CAPTURE_RETRY_MAX_MS',
     description: 'Longest wait between attempts while Kafka, the registry or the node is unreachable',

@@ -13,7 +13,9 @@
  * ALTER COLUMN TYPE (binary-coercible changes do not rewrite and are allowed).
  */
 import type pg from 'pg';
-import { ensureNodeObjects } from '../protocol/node-schema.ts';
+import { ensureNodeObjects, setSequencePlace } from '../protocol/node-schema.ts';
+import { BrabantError } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/log.ts';
 
 type Queryable = Pick<pg.Client, 'query'>;
 
@@ -313,4 +315,35 @@ export async function ensureDdlCapture(db: Queryable): Promise<void> {
     await db.query('rollback').catch(() => {});
     throw err;
   }
+}
+
+/**
+ * This node's place for sequences (BRABANT_SEQUENCE_INDEX of BRABANT_SEQUENCE_STEP): its
+ * sequences are stepped now, and after every DDL by the event trigger (and by apply for
+ * replicated DDL). Without an index, sequences are left alone, and inserts of generated ids in two
+ * regions can collide: said once, at start.
+ */
+export async function placeSequences(
+  db: Queryable,
+  c: { nodeId: string; sequenceIndex: number; sequenceStep: number },
+  log: Logger,
+): Promise<void> {
+  if (c.sequenceIndex < 0) {
+    log.warn(
+      'sequences are not stepped for this node: set BRABANT_SEQUENCE_INDEX (unique per node, below BRABANT_SEQUENCE_STEP) so generated ids never collide between regions',
+    );
+    return;
+  }
+  if (c.sequenceIndex >= c.sequenceStep) {
+    throw new BrabantError(
+      'CONFIG_INVALID',
+      `BRABANT_SEQUENCE_INDEX=${c.sequenceIndex} must be below BRABANT_SEQUENCE_STEP=${c.sequenceStep}`,
+    );
+  }
+  const stepped = await setSequencePlace(db, c.nodeId, { index: c.sequenceIndex, step: c.sequenceStep });
+  if (stepped.length > 0)
+    log.info(
+      { sequences: stepped, index: c.sequenceIndex, step: c.sequenceStep },
+      'sequences stepped for this node',
+    );
 }

@@ -32,7 +32,7 @@ import {
   userTables,
 } from './catalog.ts';
 import type { captureConfig } from './config.ts';
-import { ensureDdlCapture } from './ddl-capture.ts';
+import { ensureDdlCapture, placeSequences } from './ddl-capture.ts';
 import { KafkaEventSink, partitionOf, readLastPosition } from './kafka-sink.ts';
 import type { CaptureMetrics } from './metrics.ts';
 import type { RelationMessage } from './pgoutput/messages.ts';
@@ -115,6 +115,7 @@ export async function runSession(deps: SessionDeps): Promise<void> {
     const tables = await prepareNode(db, c, names, log);
     // DDL travels in the stream too: the node's event triggers emit it in the DDL's transaction
     await ensureDdlCapture(db);
+    await placeSequences(db, c, log);
 
     try {
       admin = deps.kafka.admin();

@@ -65,6 +65,7 @@ declare
   s record;
   k int;
   n int;
+  nextv bigint;
   above bigint;
   next bigint;
   done text[] := '{}';
@@ -72,26 +73,27 @@ begin
   select sequence_index, sequence_step into k, n from brabant.node_settings;
   if n is null then return done; end if;
   for s in
-    select c.oid, format('%I.%I', ns.nspname, c.relname) as q, sq.seqincrement as inc, sq.seqmax as max,
-           coalesce(ps.last_value, sq.seqstart - sq.seqincrement) as last,
+    select format('%I.%I', ns.nspname, c.relname) as q, sq.seqincrement as inc, sq.seqmax as max,
            d.refobjid::regclass as owner_table,
            (select a.attname from pg_attribute a where a.attrelid = d.refobjid and a.attnum = d.refobjsubid) as owner_column
       from pg_class c join pg_namespace ns on ns.oid = c.relnamespace
       join pg_sequence sq on sq.seqrelid = c.oid
-      left join pg_sequences ps on ps.schemaname = ns.nspname and ps.sequencename = c.relname
       left join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype in ('a', 'i')
                            and d.refclassid = 'pg_class'::regclass and d.refobjsubid > 0
      where c.relkind = 'S' and c.relpersistence = 'p'
        and ns.nspname not in ('pg_catalog', 'information_schema', 'brabant') and ns.nspname not like 'pg\\_%'
   loop
     continue when s.inc < 0; -- descending sequences are left as they are
+    -- the value nextval() hands out next (after a RESTART it is the restart value itself)
+    execute format('select case when is_called then last_value + $1 else last_value end from %s', s.q)
+      into nextv using s.inc;
     -- stepped already, and its next value is this node's
-    continue when s.inc = n and ((s.last + s.inc) % n + n) % n = k;
-    above := s.last;
+    continue when s.inc = n and (nextv % n + n) % n = k;
+    above := nextv - 1;
     if s.owner_column is not null then
       -- rows other nodes wrote before this sequence was stepped: stay above them
       execute format('select greatest($1, coalesce(max(%I)::bigint, $1)) from %s', s.owner_column, s.owner_table)
-        into above using s.last;
+        into above using above;
     end if;
     next := above + 1 + ((k - (above + 1) % n) % n + n) % n;
     if next > s.max then

@@ -53,7 +53,13 @@ export async function replicationPair(schemaSql: string): Promise<Pair> {
     wa: sides[1]!,
     sides,
     capture(side, env = {}, root = '.') {
-      const p = startCapture(side.names, { BRABANT_CAPTURE_BATCH_MS: '5', ...env }, root);
+      // each node its own place for sequences, as `brabant node init` gives it
+      const place = String(sides.indexOf(side));
+      const p = startCapture(
+        side.names,
+        { BRABANT_CAPTURE_BATCH_MS: '5', BRABANT_SEQUENCE_INDEX: place, ...env },
+        root,
+      );
       processes.push(p);
       return p;
     },
