@@ -187,3 +187,29 @@ describe('DDL replication', () => {
     expect(await failed()).toBe('1'); // logged once, however often it was retried
   });
 });
+
+describe('DDL replication while the other region writes the old shape', () => {
+  it('keeps the values of a renamed column that the other region wrote under its old name', async () => {
+    pair = await replicationPair('create table t (id int primary key, a text)');
+    const { vl, wa } = pair;
+    // Wallonie's apply starts later, so Wallonie writes the old shape after Vlaanderen renamed the column
+    await Promise.all([
+      pair.capture(vl).waitForLog(/capture session starting/),
+      pair.capture(wa).waitForLog(/capture session starting/),
+      pair.apply(vl).waitForLog(/apply session running/),
+    ]);
+    await vl.client.query('alter table t rename column a to b');
+    await wa.client.query(`insert into t values (1, 'written as a')`);
+    await wa.client.query(`insert into t values (2, 'also a')`);
+    await vl.client.query(`insert into t values (3, 'written as b')`);
+    await pair.apply(wa).waitForLog(/apply session running/);
+    const rows = await waitConverged(pair.sides, 't', (r) => r.length === 3);
+    expect(rows).toEqual(
+      [
+        JSON.stringify({ b: 'written as a', id: 1 }),
+        JSON.stringify({ b: 'also a', id: 2 }),
+        JSON.stringify({ b: 'written as b', id: 3 }),
+      ].sort(),
+    );
+  });
+});

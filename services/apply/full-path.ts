@@ -36,7 +36,7 @@ import {
 } from './planner/full.ts';
 import type { ConflictKind, Resolution } from './planner/resolve.ts';
 import { addAction, literal, TAKE_XID, XACT_SETUP } from './planner/script.ts';
-import { expandKeyChanges } from './planner/source-transactions.ts';
+import { expandKeyChanges, withRenames } from './planner/source-transactions.ts';
 import { applySchemaChange } from './schema-change.ts';
 import { quoteIdent, type TargetCatalog, type TargetTable } from './target-catalog.ts';
 
@@ -305,7 +305,8 @@ export class FullPath {
       }
       return;
     }
-    const keyCols = keyColumns(t, first);
+    batch = batch.map((c) => withRenames(t.renames, c));
+    const keyCols = keyColumns(t, batch[0]!);
     const missingKey = keyCols.filter((k) => !t.columns.has(k));
     if (missingKey.length > 0) {
       for (const c of batch)

@@ -24,7 +24,7 @@ import { columnDrift } from './planner/decide.ts';
 import { planFast } from './planner/fast.ts';
 import { type AheadTx, planAheadGroup, planAheadTransactions, planLookups } from './planner/resolve-ahead.ts';
 import type { TxPlan } from './planner/script.ts';
-import { wholeTransactionAt } from './planner/source-transactions.ts';
+import { wholeTransactionAt, withRenames } from './planner/source-transactions.ts';
 import {
   fastGroupLimit,
   initialStrategyState,
@@ -114,11 +114,13 @@ export class OriginApplier {
    * Feeds a run of this source's events, in stream order; resolves with the outcome of every
    * source transaction the run ended (committed).
    */
-  async handleMany(changes: DecodedChange[]): Promise<TxOutcome[]> {
+  async handleMany(run: DecodedChange[]): Promise<TxOutcome[]> {
+    let changes = run;
     const outcomes: TxOutcome[] = [];
     this.pausedAt = undefined;
     let schemaChanges = this.state.schemaChanges;
-    let table = await this.groupableTables(changes);
+    let { table, renamed } = await this.groupableTables(changes);
+    changes = renamed(changes);
     const opts = () => ({ groupTransactions: this.ctx.groupTransactions, inTransaction: this.inTransaction });
     let event: StrategyEvent = { kind: 'next' };
     let i = 0;
@@ -126,7 +128,8 @@ export class OriginApplier {
       if (this.state.schemaChanges !== schemaChanges) {
         // a DDL ran: the tables the group planners use are read again
         schemaChanges = this.state.schemaChanges;
-        table = await this.groupableTables(changes);
+        ({ table, renamed } = await this.groupableTables(changes));
+        changes = renamed(changes);
       }
       const next = nextStrategy(this.strategy, event, opts());
       this.strategy = next.state;
@@ -416,22 +419,29 @@ export class OriginApplier {
    * the table of a change if a group strategy may take it (found by its primary key, no other
    * unique key, no old row sent, no column drift to report), else undefined (the full path).
    */
-  private async groupableTables(
-    changes: DecodedChange[],
-  ): Promise<(c: RowChange) => TargetTable | undefined> {
+  private async groupableTables(changes: DecodedChange[]): Promise<{
+    table: (c: RowChange) => TargetTable | undefined;
+    renamed: (cs: DecodedChange[]) => DecodedChange[];
+  }> {
     const tables = new Map<string, TargetTable | undefined>();
     for (const c of changes) {
       if (c.kind !== 'row') continue;
       const k = `${c.schema}\u0000${c.table}`;
       if (!tables.has(k)) tables.set(k, await this.ctx.catalog.table(c.schema, c.table));
     }
-    return (c) => {
-      if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) return undefined;
-      if (c.op !== 'DELETE' && c.after === null) return undefined;
-      const t = tables.get(`${c.schema}\u0000${c.table}`);
-      if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0) return undefined;
-      if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
-      return columnDrift(t, c, this.state.reportedDrift).length > 0 ? undefined : t;
+    const of = (c: RowChange) => tables.get(`${c.schema}\u0000${c.table}`);
+    const anyRenames = [...tables.values()].some((t) => t !== undefined && t.renames.size > 0);
+    return {
+      renamed: (cs) =>
+        anyRenames ? cs.map((c) => (c.kind === 'row' ? withRenames(of(c)?.renames ?? new Map(), c) : c)) : cs,
+      table: (c) => {
+        if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) return undefined;
+        if (c.op !== 'DELETE' && c.after === null) return undefined;
+        const t = of(c);
+        if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0) return undefined;
+        if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
+        return columnDrift(t, c, this.state.reportedDrift).length > 0 ? undefined : t;
+      },
     };
   }
 }

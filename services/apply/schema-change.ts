@@ -90,6 +90,14 @@ export async function applySchemaChange(
   const triggers = await exec.maintain((db) => ensureDeleteTriggers(db));
   if (triggers.length > 0)
     ctx.log.info({ ...at, tables: triggers }, 'delete triggers installed on new tables');
+  // renamed columns noted here too: rows the other regions wrote in the old shape land under the new name
+  await exec.maintain((db) =>
+    db.query(
+      `select brabant.note_columns(to_regclass(format('%I.%I', t ->> 'schema', t ->> 'name'))) from jsonb_array_elements($1::jsonb) t
+        where to_regclass(format('%I.%I', t ->> 'schema', t ->> 'name')) is not null`,
+      [JSON.stringify(ev.tables)],
+    ),
+  );
   const stepped = await exec.maintain((db) => stepSequences(db));
   if (stepped.length > 0) ctx.log.info({ ...at, sequences: stepped }, 'sequences stepped for this node');
   ctx.metrics.ddlApplied.inc({ origin: ctx.source });

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { ChangeDecoder } from '../protocol/change-decoder.ts';
 import { formatLsn } from '../protocol/lsn.ts';
 import { applyGroupId } from '../protocol/names.ts';
-import { ensureDeleteTriggers, ensureNodeObjects } from '../protocol/node-schema.ts';
+import { ensureDeleteTriggers, ensureNodeObjects, noteAllColumns } from '../protocol/node-schema.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { changeTopic, changeTopicSettings, ensureTopic, sideTopicSettings } from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
@@ -100,6 +100,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     control.on('error', lost);
     await ensureNodeObjects(control);
     const triggers = await ensureDeleteTriggers(control);
+    await noteAllColumns(control);
     if (triggers.length > 0)
       log.info({ tables: triggers }, 'delete triggers installed (tombstones of local deletes)');
 

@@ -26,6 +26,8 @@ export interface TargetTable {
   primaryKeyIndex: string | undefined;
   /** A GENERATED ALWAYS identity column: inserts of the source's values need OVERRIDING SYSTEM VALUE. */
   identityAlways: boolean;
+  /** Old column name → current name, for columns renamed here (brabant.column_renames). */
+  renames: Map<string, string>;
 }
 
 export function quoteIdent(s: string): string {
@@ -82,7 +84,12 @@ export class TargetCatalog {
         where n.nspname = $1 and c.relname = $2 and i.indisunique`,
       [schema, name],
     );
+    const renames = await this.db.query<{ old_name: string; new_name: string }>(
+      `select old_name, new_name from brabant.column_renames where tbl = format('%I.%I', $1::text, $2::text)`,
+      [schema, name],
+    );
     return {
+      renames: new Map(renames.rows.map((r) => [r.old_name, r.new_name])),
       primaryKey: pk.rows.map((r) => r.name),
       otherUniqueKeys: (unique.rows[0]?.n ?? 0) > 0,
       primaryKeyIndex: unique.rows[0]?.pk ?? undefined,

@@ -13,7 +13,7 @@
  * ALTER COLUMN TYPE (binary-coercible changes do not rewrite and are allowed).
  */
 import type pg from 'pg';
-import { ensureNodeObjects, setSequencePlace } from '../protocol/node-schema.ts';
+import { ensureNodeObjects, noteAllColumns, setSequencePlace } from '../protocol/node-schema.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 
@@ -137,6 +137,7 @@ declare
   dropped jsonb := coalesce(nullif(current_setting('brabant.ddl_dropped', true), '')::jsonb, '[]');
   tags jsonb := '[]';
   tables jsonb := '[]';
+  renames jsonb := '[]';
   rels oid[] := '{}';
   q text := current_query();
   query_id text := md5(q) || ':' || statement_timestamp()::text;
@@ -220,11 +221,12 @@ begin
   perform set_config('brabant.upkeep', 'off', true);
   foreach relid in array rels loop
     tables := tables || brabant.describe_table(relid);
+    renames := renames || brabant.note_columns(relid);
   end loop;
   perform pg_logical_emit_message(true, 'brabant.ddl', jsonb_build_object(
     'version', 1, 'statement', stmt, 'searchPath', current_setting('search_path'), 'role', current_user::text,
     'tags', tags, 'seq', k, 'concurrently', stmt ~* '\\mconcurrently\\M' and tg_tag in ('CREATE INDEX', 'DROP INDEX', 'REINDEX'),
-    'objects', objects, 'dropped', dropped, 'tables', tables)::text);
+    'objects', objects, 'dropped', dropped, 'tables', tables, 'renames', renames)::text);
 end $fn$`;
 
 /**
@@ -310,6 +312,7 @@ export async function ensureDdlCapture(db: Queryable): Promise<void> {
       await db.query(`drop event trigger if exists ${name}`);
       await db.query(`create event trigger ${name} on ${event} execute function ${fn}()`);
     }
+    await noteAllColumns(db);
     await db.query('commit');
   } catch (err) {
     await db.query('rollback').catch(() => {});

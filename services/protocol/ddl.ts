@@ -52,6 +52,8 @@ export interface DdlEvent {
   dropped: { type: string; identity: string }[];
   /** The affected tables after the change. */
   tables: DdlTable[];
+  /** Columns the change renamed (told apart from a drop and an add by their attnum). */
+  renames: { table: string; from: string; to: string }[];
 }
 
 function fail(what: string): never {
@@ -92,5 +94,6 @@ export function decodeDdlEvent(content: Buffer): DdlEvent {
     objects: list(v.objects ?? [], 'objects'),
     dropped: list(v.dropped ?? [], 'dropped'),
     tables: list(v.tables ?? [], 'tables'),
+    renames: list(v.renames ?? [], 'renames'),
   };
 }

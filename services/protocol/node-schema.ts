@@ -106,6 +106,56 @@ begin
   return done;
 end
 $fn$;
+create table if not exists brabant.known_columns (
+  relid oid not null,
+  attnum int not null,
+  name text not null,
+  primary key (relid, attnum)
+);
+comment on table brabant.known_columns is
+  'The column names of each replicated table as Brabant last saw them, by attnum: a DDL that renames a column is told apart from a drop and an add.';
+create table if not exists brabant.column_renames (
+  tbl text not null,
+  old_name text not null,
+  new_name text not null,
+  renamed_at timestamptz not null default now(),
+  primary key (tbl, old_name)
+);
+comment on table brabant.column_renames is
+  'Columns renamed on this node: rows a peer wrote in the old shape (before the rename reached it) keep their values under the new name.';
+create or replace function brabant.note_columns(rel oid) returns jsonb
+language plpgsql as $fn$
+declare
+  renamed jsonb;
+  q text;
+begin
+  select format('%I.%I', n.nspname, c.relname) into q from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = rel;
+  if q is null then
+    delete from brabant.known_columns where relid = rel;
+    return '[]';
+  end if;
+  select coalesce(jsonb_agg(jsonb_build_object('table', q, 'from', k.name, 'to', a.attname::text)), '[]') into renamed
+    from brabant.known_columns k join pg_attribute a on a.attrelid = k.relid and a.attnum = k.attnum
+   where k.relid = rel and k.name <> a.attname::text and not a.attisdropped;
+  insert into brabant.column_renames (tbl, old_name, new_name)
+    select q, r ->> 'from', r ->> 'to' from jsonb_array_elements(renamed) r
+    on conflict (tbl, old_name) do update set new_name = excluded.new_name, renamed_at = now();
+  -- a chain a → b → c: rows of the oldest shape land in c too
+  update brabant.column_renames c set new_name = r ->> 'to'
+    from jsonb_array_elements(renamed) r where c.tbl = q and c.new_name = r ->> 'from';
+  delete from brabant.known_columns where relid = rel;
+  insert into brabant.known_columns (relid, attnum, name)
+    select rel, a.attnum, a.attname from pg_attribute a where a.attrelid = rel and a.attnum > 0 and not a.attisdropped;
+  return renamed;
+end
+$fn$;
+create or replace function brabant.note_all_columns() returns void
+language sql as $fn$
+  select brabant.note_columns(c.oid) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+   where c.relkind in ('r', 'p') and not c.relispartition and c.relpersistence = 'p'
+     and n.nspname not in ('pg_catalog', 'information_schema', 'brabant') and n.nspname not like 'pg\\_%'
+     and not exists (select 1 from brabant.known_columns k where k.relid = c.oid)
+$fn$;
 create or replace function brabant.record_delete() returns trigger
 language plpgsql set timezone to 'UTC' as $fn$
 declare
@@ -219,4 +269,9 @@ export async function setSequencePlace(
 export async function stepSequences(db: Queryable): Promise<string[]> {
   const res = await db.query<{ stepped: string[] }>('select brabant.step_sequences() as stepped');
   return res.rows[0]?.stepped ?? [];
+}
+
+/** Notes the columns of every replicated table not noted yet (a rename is then told apart from drop and add). */
+export async function noteAllColumns(db: Queryable): Promise<void> {
+  await db.query('select brabant.note_all_columns()');
 }

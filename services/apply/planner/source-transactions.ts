@@ -69,3 +69,29 @@ export function presentColumns(t: TargetTable, row: Row): string[] {
 export function textOf(v: Row[string] | undefined): string | null {
   return v === undefined || v === UNCHANGED ? null : v;
 }
+
+/**
+ * A row change as the target's current shape names its columns: a column renamed here since the
+ * source wrote the row (an old-shape row from a region the rename had not reached) carries its
+ * value under the new name. A row that has the new name already is of the new shape: unchanged.
+ */
+export function withRenames(renames: ReadonlyMap<string, string>, c: RowChange): RowChange {
+  if (renames.size === 0) return c;
+  const rename = <V>(row: Record<string, V> | null): Record<string, V> | null => {
+    if (row === null) return null;
+    let moved = false;
+    const out: Record<string, V> = {};
+    for (const [k, v] of Object.entries(row)) {
+      const to = renames.get(k);
+      if (to !== undefined && !(to in row)) {
+        out[to] = v;
+        moved = true;
+      } else out[k] = v;
+    }
+    return moved ? out : row;
+  };
+  const after = rename(c.after);
+  const before = rename(c.before);
+  const key = rename(c.key);
+  return after === c.after && before === c.before && key === c.key ? c : { ...c, after, before, key };
+}
