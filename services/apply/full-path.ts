@@ -341,10 +341,10 @@ export class FullPath {
       }
       looked = a.result.rows as LookupRow[];
     }
-    const { decisions, conflicts } = decide(batch, looked, this.ctx.localNode);
+    const { decisions, conflicts } = decide(batch, looked, this.ctx.localNode, t, keyCols);
     tx.conflicts.push(...conflicts);
     for (const w of writesFor(t, keyCols, decisions)) {
-      if (!t.otherUniqueKeys && !isolated) {
+      if (!t.otherUniqueKeys && !isolated && !w.custom) {
         tx.deferred.push(executeWrite(t, w, statements));
         continue;
       }
@@ -355,10 +355,11 @@ export class FullPath {
   }
 
   /** Rows that cannot be applied: dead letters with the error policy's reason. */
-  private setAsideRows(tx: OpenTx, rows: RowChange[], err: Error): void {
+  private setAsideRows(tx: OpenTx, rows: RowChange[], err: Error, custom = false): void {
     const d = directiveFor(err, { doing: 'applying' });
-    if (d.kind !== 'deadletter') throw err;
-    for (const c of rows) tx.deadLetters.push({ reason: d.reason, change: c });
+    if (!custom && d.kind !== 'deadletter') throw err;
+    const reason = custom ? `the custom conflict resolver failed: ${err.message}` : (d as { reason: string }).reason;
+    for (const c of rows) tx.deadLetters.push({ reason, change: c });
     addAction(tx.actions, 'dead_letter', rows.length);
   }
 
@@ -387,7 +388,7 @@ export class FullPath {
       if (otherKey(one.error)) {
         this.conflict(tx, c, 'multiple_unique_conflicts', 'skip', null);
         tx.deadLetters.push({ reason: `unique violation: ${one.error.message}`, change: c });
-      } else if (dataError(one.error)) this.setAsideRows(tx, [c], one.error);
+      } else if (dataError(one.error)) this.setAsideRows(tx, [c], one.error, w.custom === true);
       else throw one.error;
     }
   }

@@ -34,7 +34,7 @@ import {
   type StrategyState,
 } from './planner/strategy.ts';
 import { DdlFailed } from './schema-change.ts';
-import type { TargetCatalog, TargetTable } from './target-catalog.ts';
+import { hasDefaultPolicy, type TargetCatalog, type TargetTable } from './target-catalog.ts';
 
 export { APPLY_SESSION_OPTIONS } from './executor/origin-session.ts';
 export type { TxOutcome } from './outcome/outcome.ts';
@@ -438,7 +438,7 @@ export class OriginApplier {
         if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) return undefined;
         if (c.op !== 'DELETE' && c.after === null) return undefined;
         const t = of(c);
-        if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0) return undefined;
+        if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0 || !hasDefaultPolicy(t)) return undefined;
         if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
         return columnDrift(t, c, this.state.reportedDrift).length > 0 ? undefined : t;
       },

@@ -28,6 +28,27 @@ export interface TargetTable {
   identityAlways: boolean;
   /** Old column name → current name, for columns renamed here (brabant.column_renames). */
   renames: Map<string, string>;
+  /** Its conflict policy (brabant.policies; row_lww when it has none). */
+  policy: TablePolicy;
+}
+
+/** A table's conflict policy, as brabant.set_conflict_policy declared it. */
+export interface TablePolicy {
+  rows: 'row_lww' | 'column_lww';
+  /** Numeric columns whose updates apply as increments. */
+  delta: string[];
+  /** Per conflict kind, its resolver (services/protocol/conflict-policies.ts). */
+  resolutions: Record<string, string>;
+  /** A custom resolver function (regprocedure text), or null. */
+  custom: string | null;
+}
+
+export const DEFAULT_POLICY: TablePolicy = { rows: 'row_lww', delta: [], resolutions: {}, custom: null };
+
+/** Whether the table resolves conflicts by row last-writer-wins only (what the group strategies do). */
+export function hasDefaultPolicy(t: TargetTable): boolean {
+  const p = t.policy;
+  return p.rows === 'row_lww' && p.delta.length === 0 && Object.keys(p.resolutions).length === 0 && p.custom === null;
 }
 
 export function quoteIdent(s: string): string {
@@ -88,7 +109,12 @@ export class TargetCatalog {
       `select old_name, new_name from brabant.column_renames where tbl = format('%I.%I', $1::text, $2::text)`,
       [schema, name],
     );
+    const policy = await this.db.query<TablePolicy>(
+      `select rows, delta, resolutions, custom from brabant.policies where tbl = format('%I.%I', $1::text, $2::text)`,
+      [schema, name],
+    );
     return {
+      policy: policy.rows[0] ?? DEFAULT_POLICY,
       renames: new Map(renames.rows.map((r) => [r.old_name, r.new_name])),
       primaryKey: pk.rows.map((r) => r.name),
       otherUniqueKeys: (unique.rows[0]?.n ?? 0) > 0,

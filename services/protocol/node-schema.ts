@@ -8,6 +8,7 @@
  */
 import type pg from 'pg';
 import { SQLSTATE } from '../runtime/sqlstate.ts';
+import { CONFLICT_POLICIES_SQL } from './conflict-policies.ts';
 
 type Queryable = Pick<pg.Client, 'query'>;
 
@@ -228,6 +229,7 @@ export async function ensureNodeObjects(db: Queryable): Promise<void> {
   try {
     await db.query(`select pg_advisory_xact_lock(hashtext('brabant.setup'))`);
     await db.query(SETUP_SQL);
+    await db.query(CONFLICT_POLICIES_SQL);
     await db.query('commit');
   } catch (err) {
     await db.query('rollback').catch(() => {});

@@ -13,3 +13,14 @@ export function seeded(what: string, envVar: string): { seed: number; rand: (n: 
   };
   return { seed, rand };
 }
+
+/** A second generator derived from a seed (e.g. one per concurrent writer), replayed with it. */
+export function derived(seed: number, stream: number): (n: number) => number {
+  let r = (seed * 7919 + stream * 104729) >>> 0;
+  return (n: number) => {
+    r = (r + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(r ^ (r >>> 15), r | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) % n;
+  };
+}

@@ -20,6 +20,10 @@ export interface LookupRow {
   tomb_origin: string | null;
   tombstone: boolean;
   differs: boolean | null;
+  /** column_lww tables: each column's version (unix micros, origin name), from brabant.column_versions. */
+  col_versions?: Record<string, { ts: string | null; origin: string | null }> | null;
+  /** delta tables under row_lww: the version the row kept for its other columns (brabant.row_versions). */
+  row_floor?: { ts: string; node: string } | null;
 }
 
 /** A version from (unix micros text, origin name): no origin = this node; no time = unknown. */
@@ -29,8 +33,20 @@ export function versionOf(ts: string | null, origin: string | null, localNode: s
   return { ts: BigInt(ts), node };
 }
 
+/**
+ * A row's version for last-writer-wins: its xmin's, or the version it kept for its other columns
+ * (a delta table's row to which an older update only added its increments), whichever is newer.
+ */
+export function rowVersion(r: LookupRow, localNode: string): Version | null {
+  const own = versionOf(r.row_ts, r.row_origin, localNode);
+  if (r.row_floor === null || r.row_floor === undefined) return own;
+  const kept = { ts: BigInt(r.row_floor.ts), node: r.row_floor.node };
+  if (own === null) return kept;
+  return kept.ts > own.ts || (kept.ts === own.ts && kept.node > own.node) ? kept : own;
+}
+
 export function localState(r: LookupRow, localNode: string): LocalState {
-  if (r.found) return { kind: 'row', version: versionOf(r.row_ts, r.row_origin, localNode) };
+  if (r.found) return { kind: 'row', version: rowVersion(r, localNode) };
   if (r.tombstone) {
     // a tombstone whose commit time is unknown (frozen) is the oldest possible delete
     return {
@@ -43,5 +59,5 @@ export function localState(r: LookupRow, localNode: string): LocalState {
 
 /** The version of what a lookup found (the row, else its tombstone), or null. */
 export function lookedUpVersion(r: LookupRow, localNode: string): Version | null {
-  return versionOf(r.found ? r.row_ts : r.tomb_ts, r.found ? r.row_origin : r.tomb_origin, localNode);
+  return r.found ? rowVersion(r, localNode) : versionOf(r.tomb_ts, r.tomb_origin, localNode);
 }

@@ -22,6 +22,8 @@ export interface ConflictRecord {
   remoteTs: bigint;
   remoteNode: string;
   remoteCommitLsn: Lsn;
+  /** The policy that decided (row_lww unless the table declares another). */
+  policy?: string;
 }
 
 export interface DeadLetter {
@@ -33,10 +35,10 @@ const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros
 
 /** Appends conflict records ($1: a jsonb array of `conflictLogRows`) to brabant.conflicts. */
 export const CONFLICTS_INSERT: Statement = {
-  sql: `insert into brabant.conflicts (kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn)
-       select kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn::pg_lsn
+  sql: `insert into brabant.conflicts (kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn, policy)
+       select kind, resolution, table_name, key, local_row, local_commit_ts, local_node, remote_row, remote_commit_ts, remote_node, remote_commit_lsn::pg_lsn, policy
          from jsonb_to_recordset($1) as x(kind text, resolution text, table_name text, key jsonb, local_row jsonb, local_commit_ts timestamptz,
-              local_node text, remote_row jsonb, remote_commit_ts timestamptz, remote_node text, remote_commit_lsn text)`,
+              local_node text, remote_row jsonb, remote_commit_ts timestamptz, remote_node text, remote_commit_lsn text, policy text)`,
   paramTypes: ['jsonb'],
 };
 
@@ -54,6 +56,7 @@ export function conflictLogRows(conflicts: ConflictRecord[]) {
     remote_commit_ts: timestamptz.toText(c.remoteTs),
     remote_node: c.remoteNode,
     remote_commit_lsn: formatLsn(c.remoteCommitLsn),
+    policy: c.policy ?? 'row_lww',
   }));
 }
 
@@ -63,6 +66,7 @@ export function conflictMessage(node: string, x: ConflictRecord) {
     node,
     kind: x.kind,
     resolution: x.resolution,
+    policy: x.policy ?? 'row_lww',
     table: x.table,
     key: x.key,
     local: { row: x.localRow, commitTs: x.localTs?.toString() ?? null, node: x.localNode },

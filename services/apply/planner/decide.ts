@@ -8,11 +8,14 @@ import { UNCHANGED } from '../../protocol/table-schema.ts';
 import { type LookupRow, localState, lookedUpVersion } from '../outcome/answers.ts';
 import { type ConflictRecord, plainRow } from '../outcome/conflict-log.ts';
 import type { TargetTable } from '../target-catalog.ts';
-import { type ConflictKind, type Decision, type Resolution, resolve } from './resolve.ts';
+import { applyPolicy, type PolicyDecision } from './policy.ts';
+import { type ConflictKind, type Resolution, resolve } from './resolve.ts';
 
 export interface Decided {
   c: RowChange;
-  d: Decision;
+  d: PolicyDecision;
+  /** What was looked up of the row (a custom resolver weighs it). */
+  local: LookupRow;
 }
 
 /** A conflict record of change `c` against what was looked up (`local`; null: nothing to compare). */
@@ -22,6 +25,7 @@ export function conflictRecord(
   resolution: Resolution,
   local: LookupRow | null,
   localNode: string,
+  policy = 'row_lww',
 ): ConflictRecord {
   const localVersion = local === null ? null : lookedUpVersion(local, localNode);
   return {
@@ -36,29 +40,37 @@ export function conflictRecord(
     remoteTs: c.tx.commitTs,
     remoteNode: c.origin.node,
     remoteCommitLsn: c.tx.commitLsn,
+    policy,
   };
 }
 
-/** Resolves each change of a batch against the local state looked up for it (same order). */
+/**
+ * Resolves each change of a batch against the local state looked up for it (same order): last
+ * writer wins per row, then the table's conflict policy (planner/policy.ts). `keyCols`: the
+ * columns rows are found by.
+ */
 export function decide(
   batch: RowChange[],
   looked: LookupRow[],
   localNode: string,
+  t: TargetTable,
+  keyCols: string[],
 ): { decisions: Decided[]; conflicts: ConflictRecord[] } {
   const decisions: Decided[] = [];
   const conflicts: ConflictRecord[] = [];
   for (const [i, c] of batch.entries()) {
     const local = looked[i]!;
     const after = c.after;
-    const d = resolve(localState(local, localNode), {
+    const row = resolve(localState(local, localNode), {
       op: c.op as 'INSERT' | 'UPDATE' | 'DELETE',
       version: { ts: c.tx.commitTs, node: c.origin.node },
       complete: after !== null && Object.values(after).every((v) => v !== UNCHANGED),
       ...(c.before !== null && local.differs !== null ? { beforeMatchesLocal: !local.differs } : {}),
     });
-    decisions.push({ c, d });
+    const d = applyPolicy(row, c, local, t.policy, keyCols, localNode);
+    decisions.push({ c, d, local });
     if (d.conflict)
-      conflicts.push(conflictRecord(c, d.conflict.kind, d.conflict.resolution, local, localNode));
+      conflicts.push(conflictRecord(c, d.conflict.kind, d.conflict.resolution, local, localNode, d.policy));
   }
   return { decisions, conflicts };
 }

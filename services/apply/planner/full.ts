@@ -10,13 +10,17 @@ import type { TargetTable } from '../target-catalog.ts';
 import type { Decided } from './decide.ts';
 import { literal, type StatementNamer, textArrayLiteral, untyped } from './script.ts';
 import { presentColumns, textOf } from './source-transactions.ts';
+import { plainRow } from '../outcome/conflict-log.ts';
+import { customSql, keepVersionsSql, mergeUpdateSql, touchColumnsSql } from './sql-policy.ts';
 import { deleteSql, insertNewSql, insertSql, lookupSql, tombstoneSql, updateSql } from './sql-rows.ts';
 
-/** A set-based write: its SQL, one parameter per `$n` (arrays of text forms, or the table name), the changes it writes. */
+/** A set-based write: its SQL, one parameter per `$n` (arrays of text forms, or scalars), the changes it writes. */
 export interface RowWrite {
   sql: string;
   params: ((string | null)[] | string)[];
   changes: RowChange[];
+  /** A custom resolver runs in it: always under a savepoint, and any error of it sets the row aside. */
+  custom?: boolean;
 }
 
 /**
@@ -87,38 +91,93 @@ export function lookupStep(
   );
 }
 
-/** The writes that carry out the decisions of a batch: deletes and their tombstones, updates by column set, inserts. */
+/**
+ * The writes that carry out the decisions of a batch: deletes and their tombstones; updates by
+ * the columns they set and add to (a policy may set some columns only, and add increments to
+ * delta columns); inserts; then what policies record: per-column versions, the version a row
+ * keeps, and custom resolvers' rows.
+ */
 export function writesFor(t: TargetTable, keyCols: string[], decisions: Decided[]): RowWrite[] {
   const qualified = `${t.schema}.${t.name}`;
-  const of = (a: string) => decisions.filter((x) => x.d.action === a).map((x) => x.c);
+  const of = (a: string) => decisions.filter((x) => x.d.action === a);
+  const changes = (ds: Decided[]) => ds.map((x) => x.c);
   const keys = (cs: RowChange[]) => keyCols.map((k) => cs.map((c) => c.key![k]!));
   const out: RowWrite[] = [];
-  const deletes = of('delete');
+  const deletes = changes(of('delete'));
   if (deletes.length > 0) out.push({ sql: deleteSql(t, keyCols), params: keys(deletes), changes: deletes });
-  const tombs = [...deletes, ...of('tombstone')];
+  const tombs = [...deletes, ...changes(of('tombstone'))];
   if (tombs.length > 0)
     out.push({ sql: tombstoneSql(t, keyCols), params: [...keys(tombs), qualified], changes: [] });
-  // updates, grouped by which columns they carry (unchanged TOAST values are left alone)
-  const groups = new Map<string, RowChange[]>();
-  for (const c of of('update')) {
-    const sig = presentColumns(t, c.after!).join('\u0000');
-    groups.set(sig, [...(groups.get(sig) ?? []), c]);
+  // updates, grouped by which columns they set (unchanged TOAST values are left alone) and add to
+  const groups = new Map<string, { set: string[]; inc: string[]; cs: RowChange[] }>();
+  for (const { c, d } of of('update')) {
+    const set = d.columns ?? presentColumns(t, c.after!);
+    const inc = d.increments ?? [];
+    const sig = `${set.join('\u0000')}\u0001${inc.join('\u0000')}`;
+    const g = groups.get(sig) ?? { set, inc, cs: [] };
+    g.cs.push(c);
+    groups.set(sig, g);
   }
-  for (const [sig, cs] of groups) {
-    const cols = sig.split('\u0000');
+  for (const { set, inc, cs } of groups.values()) {
+    const values = set.map((col) => cs.map((c) => textOf(c.after![col])));
+    if (inc.length === 0) {
+      out.push({ sql: updateSql(t, keyCols, set), params: [...keys(cs), ...values], changes: cs });
+      continue;
+    }
     out.push({
-      sql: updateSql(t, keyCols, cols),
-      params: [...keys(cs), ...cols.map((col) => cs.map((c) => textOf(c.after![col])))],
+      sql: mergeUpdateSql(t, keyCols, set, inc),
+      params: [
+        ...keys(cs),
+        ...values,
+        ...inc.map((col) => cs.map((c) => textOf(c.after![col]))),
+        ...inc.map((col) => cs.map((c) => textOf(c.before![col]))),
+      ],
       changes: cs,
     });
   }
-  const inserts = of('insert');
+  const inserts = changes(of('insert'));
   if (inserts.length > 0) {
     const cols = presentColumns(t, inserts[0]!.after!);
     out.push({
       sql: insertSql(t, cols),
       params: cols.map((col) => inserts.map((c) => textOf(c.after![col]))),
       changes: inserts,
+    });
+  }
+  const touched = decisions.flatMap((x) => (x.d.touch ?? []).map((col) => ({ c: x.c, col })));
+  if (touched.length > 0) {
+    out.push({
+      sql: touchColumnsSql(t, keyCols),
+      params: [...keyCols.map((k) => touched.map((p) => p.c.key![k]!)), touched.map((p) => p.col), qualified],
+      changes: [],
+    });
+  }
+  const kept = decisions.filter((x) => x.d.keepVersion !== undefined);
+  if (kept.length > 0) {
+    out.push({
+      sql: keepVersionsSql(t, keyCols),
+      params: [
+        ...keys(changes(kept)),
+        kept.map((x) => x.d.keepVersion!.ts.toString()),
+        kept.map((x) => x.d.keepVersion!.node),
+        qualified,
+      ],
+      changes: [],
+    });
+  }
+  for (const { c, d, local } of of('custom')) {
+    out.push({
+      sql: customSql(t, keyCols, d.custom!),
+      params: [
+        ...keyCols.map((k) => c.key![k]!),
+        d.conflict!.kind,
+        JSON.stringify(local.local_row),
+        JSON.stringify(plainRow(c.after)),
+        JSON.stringify({ ts: local.row_ts, origin: local.row_origin }),
+        JSON.stringify({ ts: c.tx.commitTs.toString(), node: c.origin.node }),
+      ],
+      changes: [c],
+      custom: true,
     });
   }
   return out;

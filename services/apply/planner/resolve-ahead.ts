@@ -201,6 +201,8 @@ export function planAheadTransactions(
         batch,
         batch.map((c) => state.get(c)!),
         ctx.localNode,
+        table,
+        table.primaryKey,
       );
       plan.conflicts.push(...conflicts);
       const writes = planWrites(table, table.primaryKey, decisions, ctx.statements);

@@ -27,7 +27,8 @@ export type ConflictKind =
   /** A DDL failed on this node: its origin's stream is paused there until resolved. */
   | 'ddl_failed';
 
-export type Resolution = 'apply_remote' | 'keep_local' | 'skip';
+/** merge: a policy kept parts of both (column_lww, delta); custom: the table's resolver function decided. */
+export type Resolution = 'apply_remote' | 'keep_local' | 'skip' | 'merge' | 'custom';
 
 export type LocalState =
   /** The key exists; version null = unknown (frozen xmin): oldest. */
@@ -53,6 +54,8 @@ export type Action =
   | 'delete'
   /** Nothing to delete, but remember the delete (tombstone) so an older change cannot resurrect it. */
   | 'tombstone'
+  /** The table's custom resolver function decides what the row becomes (policy.ts). */
+  | 'custom'
   | 'skip';
 
 export interface Decision {

@@ -6,12 +6,12 @@
  */
 import { quoteIdent, type TargetTable } from '../target-catalog.ts';
 
-function cast(t: TargetTable, col: string, expr: string): string {
+export function cast(t: TargetTable, col: string, expr: string): string {
   return `${expr}::${t.columns.get(col)!.type}`;
 }
 
 /** `t.k = u.k::type` (or IS NOT DISTINCT FROM for nullable key columns, REPLICA IDENTITY FULL). */
-function keyMatch(t: TargetTable, keyCols: string[], left: string, right: string): string {
+export function keyMatch(t: TargetTable, keyCols: string[], left: string, right: string): string {
   return keyCols
     .map((c, i) => {
       const op = t.columns.get(c)!.notNull ? '=' : 'is not distinct from';
@@ -20,12 +20,12 @@ function keyMatch(t: TargetTable, keyCols: string[], left: string, right: string
     .join(' and ');
 }
 
-function unnestOf(names: string[], from = 1): string {
+export function unnestOf(names: string[], from = 1): string {
   return `unnest(${names.map((_, i) => `$${i + from}::text[]`).join(', ')}) with ordinality as u(${[...names, 'ord'].join(', ')})`;
 }
 
 /** jsonb key of a tombstone, built from typed values (same as the delete trigger's to_jsonb). */
-function tombstoneKey(t: TargetTable, keyCols: string[], alias: string): string {
+export function tombstoneKey(t: TargetTable, keyCols: string[], alias: string): string {
   return `jsonb_build_object(${keyCols.map((c, i) => `'${c.replace(/'/g, "''")}', ${cast(t, c, `${alias}.k${i}`)}`).join(', ')})`;
 }
 
@@ -36,6 +36,20 @@ function tombstoneKey(t: TargetTable, keyCols: string[], alias: string): string 
  * row or of the key's tombstone, and whether the local row differs from the old row sent.
  */
 export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[] = []): string {
+  const tomb = tombstoneKey(t, keyCols, 'u');
+  const table = `$${keyCols.length + 1}`;
+  // a table's policy may need more of what is known of each row (planner/policy.ts)
+  const colVersions =
+    t.policy.rows === 'column_lww'
+      ? `(select jsonb_object_agg(cv.col, jsonb_build_object('ts', (extract(epoch from cvo."timestamp") * 1000000)::int8::text, 'origin', cvn.roname))
+            from brabant.column_versions cv left join lateral pg_xact_commit_timestamp_origin(cv.xmin) cvo on true
+            left join pg_replication_origin cvn on cvn.roident = cvo.roident
+           where cv.tbl = ${table} and cv.key = ${tomb})`
+      : 'null::jsonb';
+  const rowFloor =
+    t.policy.rows === 'row_lww' && t.policy.delta.length > 0
+      ? `(select jsonb_build_object('ts', rv.ts::text, 'node', rv.node) from brabant.row_versions rv where rv.tbl = ${table} and rv.key = ${tomb})`
+      : 'null::jsonb';
   const ks = keyCols.map((_, i) => `k${i}`);
   const bs = beforeCols.map((_, i) => `b${i}`);
   const differs =
@@ -50,12 +64,14 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
            (extract(epoch from ro."timestamp") * 1000000)::int8::text as row_ts, rn.roname as row_origin, r.x is not null as found,
            (extract(epoch from tbo."timestamp") * 1000000)::int8::text as tomb_ts, tn.roname as tomb_origin, tb.tbl is not null as tombstone,
            case when r.x is not null then ${differs} end as differs,
-           r.x::text as row_xmin, tb.xmin::text as tomb_xmin
+           r.x::text as row_xmin, tb.xmin::text as tomb_xmin,
+           case when r.x is not null then ${colVersions} end as col_versions,
+           case when r.x is not null then ${rowFloor} end as row_floor
       from unnest(${[...ks, ...bs].map((_, i) => `$${i < ks.length ? i + 1 : i + 2}::text[]`).join(', ')}) with ordinality as u(${[...ks, ...bs, 'ord'].join(', ')})
       left join lateral (select to_jsonb(t) as row, t.xmin as x from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')} for update) r on true
       left join lateral pg_xact_commit_timestamp_origin(r.x) ro on true
       left join pg_replication_origin rn on rn.roident = ro.roident
-      left join brabant.tombstones tb on tb.tbl = $${keyCols.length + 1} and tb.key = ${tombstoneKey(t, keyCols, 'u')}
+      left join brabant.tombstones tb on tb.tbl = ${table} and tb.key = ${tomb}
       left join lateral pg_xact_commit_timestamp_origin(tb.xmin) tbo on true
       left join pg_replication_origin tn on tn.roident = tbo.roident
      order by u.ord`;
