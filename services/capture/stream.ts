@@ -10,20 +10,21 @@ import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '../protocol/lsn.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { DecodeError } from './pgoutput/binary-reader.ts';
-import { decodePgoutput } from './pgoutput/decoder.ts';
+import { decodePgoutput, undecodable } from './pgoutput/decoder.ts';
 import type { PgoutputMessage } from './pgoutput/messages.ts';
-
-type Parsed = PgoutputMessage | { tag: 'decode-error'; error: unknown; bytes: Buffer };
 
 /** The library's pgoutput plugin with Brabant's decoder (raw text values, unchanged-TOAST markers, typed errors). */
 class BrabantPgoutputPlugin extends PgoutputPlugin {
   // The base class types parse() with its own message shape; ours reaches our own 'data' handler.
   override parse(buffer: Buffer): ReturnType<PgoutputPlugin['parse']> {
-    let parsed: Parsed;
+    let parsed: PgoutputMessage;
     try {
       parsed = decodePgoutput(buffer);
     } catch (error) {
-      parsed = { tag: 'decode-error', error, bytes: Buffer.from(buffer) };
+      // Not fatal here: the pipeline dead-letters an undecodable change and goes on, and stops
+      // only where the stream's structure (Begin, Commit) is at stake.
+      const where = error instanceof DecodeError ? error.message : String(error);
+      parsed = undecodable(buffer, where);
     }
     return parsed as unknown as ReturnType<PgoutputPlugin['parse']>;
   }
@@ -90,23 +91,13 @@ export class ReplicationStream {
       failed(this.failure);
       void s.stop().catch(() => {});
     };
-    s.on('data', async (_lsn: string, msg: Parsed) => {
+    s.on('data', async (_lsn: string, msg: PgoutputMessage) => {
       // Once draining, later messages are not handled; unconfirmed, they come again next session.
       if (this.failure !== undefined || this.stopping || this.draining) return;
-      if (msg.tag === 'decode-error') {
-        const where = msg.error instanceof DecodeError ? msg.error.message : String(msg.error);
-        fail(
-          new BrabantError(
-            'CATALOG_MISMATCH',
-            `undecodable pgoutput message (${where}): ${msg.bytes.subarray(0, 64).toString('hex')}`,
-          ),
-        );
-        return;
-      }
       try {
         await this.opts.onMessage(msg);
       } catch (err) {
-        fail(err);
+        fail(classifyPipelineError(err));
       }
     });
     s.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
@@ -154,6 +145,30 @@ export class ReplicationStream {
     // server gets exactly the end LSN we confirm, never a byte more.
     void this.service.acknowledge(formatLsn((this.durable - 1n) as Lsn)).catch(() => {});
   }
+}
+
+/** SQLSTATE classes and socket errors that mean the node went away (retrying can help). */
+const CONNECTION_SQLSTATE = /^(08|57P0[1-3]|53)/;
+const SOCKET_ERRORS = ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'];
+
+/**
+ * An error from handling one message (the pipeline: catalog look-ups, registry, Kafka). Typed
+ * errors keep their class; a lost node connection is retriable; anything else is a bug in
+ * Brabant that a retry would only repeat, so it stops capture instead of looping forever.
+ */
+export function classifyPipelineError(err: unknown): BrabantError {
+  if (err instanceof BrabantError) return err;
+  const e = err as { code?: string; message?: string };
+  const message = e?.message ?? String(err);
+  if (typeof e?.code === 'string' && (CONNECTION_SQLSTATE.test(e.code) || SOCKET_ERRORS.includes(e.code)))
+    return new BrabantError('SOURCE_UNAVAILABLE', `node connection failed: ${message}`, { cause: err });
+  if (/Connection terminated|connection is closed|Client has encountered a connection error/i.test(message))
+    return new BrabantError('SOURCE_UNAVAILABLE', `node connection failed: ${message}`, { cause: err });
+  return new BrabantError(
+    'INTERNAL_ERROR',
+    `capture failed on an unexpected error (${message}); this is a bug in Brabant: report it with the log, then restart capture`,
+    { cause: err },
+  );
 }
 
 function classifyStreamError(err: unknown, slot: string): BrabantError {

@@ -36,6 +36,10 @@ export const ERROR_CODES = {
   FENCED: { retriable: false, summary: 'a newer instance of this service took over' },
   SCHEMA_INCOMPATIBLE: { retriable: false, summary: 'a schema change breaks the compatibility rules' },
   PROTOCOL_ERROR: { retriable: false, summary: 'a peer broke the PostgreSQL wire protocol' },
+  INTERNAL_ERROR: {
+    retriable: false,
+    summary: 'an unexpected error in Brabant itself (a bug): retrying would repeat it',
+  },
   SERVER_REFUSED: {
     retriable: false,
     summary: 'a PostgreSQL node refused a connection (authentication, database, connection limit)',
