@@ -140,12 +140,11 @@ describe('CapturePipeline', () => {
     ]);
     await p.flush();
     const sent = committed.flat();
-    expect(sent.map((m) => `${m.topic === 'brabant.deadletter' ? m.topic : 'changes'}#${m.headers?.['brabant.index']}`)).toEqual([
-      'changes#0',
-      'changes#1',
-      'brabant.deadletter#1',
-      'changes#2',
-    ]);
+    expect(
+      sent.map(
+        (m) => `${m.topic === 'brabant.deadletter' ? m.topic : 'changes'}#${m.headers?.['brabant.index']}`,
+      ),
+    ).toEqual(['changes#0', 'changes#1', 'brabant.deadletter#1', 'changes#2']);
     const marker = await decoder().decode(sent[1]!.value as Buffer);
     expect(marker).toMatchObject({ kind: 'control', control: 'MESSAGE', prefix: 'brabant.deadletter' });
     const letter = JSON.parse((sent[2]!.value as Buffer).toString());
@@ -176,7 +175,10 @@ describe('CapturePipeline', () => {
     await feed(p, [itemsRelation, ...tx(100n, [insert(1)])]);
     await p.flush();
     expect(metrics.pausedTables.get({ table: 'public.items' })).toBe(1);
-    expect(committed.flat().map((m) => m.topic === 'brabant.deadletter' ? m.topic : 'changes')).toEqual(['changes', 'brabant.deadletter']);
+    expect(committed.flat().map((m) => (m.topic === 'brabant.deadletter' ? m.topic : 'changes'))).toEqual([
+      'changes',
+      'brabant.deadletter',
+    ]);
     refuse = false;
     await feed(p, [itemsRelation, ...tx(200n, [insert(2)])]);
     await p.flush();

@@ -11,7 +11,6 @@
  * message limit is split into Chunk records. Only errors retrying can mend (Kafka, registry or
  * node unreachable) fail the session, which then resumes from the last durable position.
  */
-import type { Message } from 'kafkajs';
 import { type AvroType, avroType } from '../protocol/avro.ts';
 import { encodeControlRecord, encodeTableRecord } from '../protocol/change-encoder.ts';
 import { chunkSchema, HEADER_CHUNK, splitEvent } from '../protocol/chunks.ts';

@@ -13,7 +13,11 @@ export async function runCapture(
   const deps = { ...d, registry: new SchemaRegistryClient({ url: d.config.registryUrl }) };
   await superviseSessions({
     name: 'capture',
-    session: () => runSession(deps),
+    session: async () => {
+      // 'restart': the session stopped to stream with both publications from here on
+      while ((await runSession(deps)) === 'restart')
+        deps.log.info('capture session starting again with both publications');
+    },
     stopRequested: deps.stopRequested,
     backoff: deps.backoff ?? { initialMs: 500, maxMs: 30_000 },
     log: deps.log,

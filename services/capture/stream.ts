@@ -40,7 +40,7 @@ export const REPLICATION_SESSION_OPTIONS =
 export interface StreamOptions {
   url: string;
   slot: string;
-  publication: string;
+  publications: string[];
   /** Status update period, well under the server's wal_sender_timeout. */
   statusIntervalMs: number;
   log: Logger;
@@ -110,7 +110,7 @@ export class ReplicationStream {
     try {
       const plugin = new BrabantPgoutputPlugin({
         protoVersion: 1,
-        publicationNames: [this.opts.publication],
+        publicationNames: this.opts.publications,
         messages: true,
       });
       // 0/0: start where the slot's confirmed position is.
