@@ -272,9 +272,11 @@ describe('every column type', () => {
     const started = Date.now();
     const statements = await write(pair.vl);
     const wrote = Date.now();
-    // the application's own update and delete of a table without replica identity work
-    await pair.vl.client.query('update nokey set c0 = c0');
-    await pair.vl.client.query('delete from nokey where false');
+    if (tables.some((t) => t.name === 'nokey')) {
+      // the application's own update and delete of a table without replica identity work
+      await pair.vl.client.query('update nokey set c0 = c0');
+      await pair.vl.client.query('delete from nokey where false');
+    }
     await pair.vl.client.query(`select pg_logical_emit_message(true, 'fidelity.done', 'x')`);
     // Everything is in Kafka once the slot is confirmed past the last write. (avsc with its
     // defaults, as support/topic.ts reads, refuses int8 values past 2^53: not a reader for this.)

@@ -419,8 +419,9 @@ export class CapturePipeline {
 /** What to do about a table whose version cannot be built or registered, by error code. */
 const TABLE_FIXES: Partial<Record<ErrorCode, string>> = {
   SCHEMA_INCOMPATIBLE:
-    "the registry's compatibility rule refuses the table's new version: make the change compatible, or relax the " +
-    'rule of its subject (PUT /config/<subject>), then restart capture; its changes meanwhile are in the dead-letter topic',
+    "the registry's compatibility rule refuses the table's new version: make the change compatible (e.g. int to bigint, " +
+    'not int to text; the table resumes with that DDL), or relax the rule of its subject and restart capture; its ' +
+    'changes meanwhile are in the dead-letter topic',
   CATALOG_MISMATCH:
     'the catalog no longer holds what the table version refers to (e.g. a type dropped since): its changes meanwhile are ' +
     'in the dead-letter topic; repair the table on the peers from them',

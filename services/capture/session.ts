@@ -272,9 +272,13 @@ export async function runSession(deps: SessionDeps): Promise<'done' | 'restart'>
         { slot: names.slot, until: formatLsn(publications.insertsUsableFrom) },
         `slot holds changes from before publication ${publications.inserts} existed: streaming without it until then`,
       );
+    const encoding = await db.query<{ e: string }>(
+      'select pg_encoding_to_char(encoding) as e from pg_database where datname = current_database()',
+    );
     stream = new ReplicationStream({
       url: c.pgUrl,
       slot: names.slot,
+      rawBytes: encoding.rows[0]?.e === 'SQL_ASCII',
       publications: both ? [publications.main, publications.inserts] : [publications.main],
       statusIntervalMs: 5000,
       log,

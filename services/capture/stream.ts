@@ -15,6 +15,25 @@ import type { PgoutputMessage } from './pgoutput/messages.ts';
 
 /** The library's pgoutput plugin with Brabant's decoder (raw text values, unchanged-TOAST markers, typed errors). */
 class BrabantPgoutputPlugin extends PgoutputPlugin {
+  constructor(
+    options: ConstructorParameters<typeof PgoutputPlugin>[0],
+    private readonly rawBytes: boolean,
+  ) {
+    super(options);
+  }
+
+  /**
+   * node-pg asks for client_encoding UTF8 at startup. A SQL_ASCII database stores any bytes, and
+   * PostgreSQL then checks each value sent as UTF-8 and fails the whole stream on one that is not
+   * ("invalid byte sequence for encoding UTF8"). In such a database capture takes the bytes as
+   * stored (SQL_ASCII: no conversion) and judges each value itself: a value that is not UTF-8 is
+   * dead-lettered, the rest of the stream goes on.
+   */
+  override async start(...args: Parameters<PgoutputPlugin['start']>): ReturnType<PgoutputPlugin['start']> {
+    if (this.rawBytes) await args[0].query("set client_encoding to 'SQL_ASCII'");
+    return super.start(...args);
+  }
+
   // The base class types parse() with its own message shape; ours reaches our own 'data' handler.
   override parse(buffer: Buffer): ReturnType<PgoutputPlugin['parse']> {
     let parsed: PgoutputMessage;
@@ -41,6 +60,8 @@ export interface StreamOptions {
   url: string;
   slot: string;
   publications: string[];
+  /** The database's encoding is SQL_ASCII: take values as stored bytes (see BrabantPgoutputPlugin.start). */
+  rawBytes?: boolean;
   /** Status update period, well under the server's wal_sender_timeout. */
   statusIntervalMs: number;
   log: Logger;
@@ -108,11 +129,10 @@ export class ReplicationStream {
     s.on('error', (err: Error) => fail(err));
     this.statusTimer = setInterval(() => this.sendStatus(), this.opts.statusIntervalMs);
     try {
-      const plugin = new BrabantPgoutputPlugin({
-        protoVersion: 1,
-        publicationNames: this.opts.publications,
-        messages: true,
-      });
+      const plugin = new BrabantPgoutputPlugin(
+        { protoVersion: 1, publicationNames: this.opts.publications, messages: true },
+        this.opts.rawBytes ?? false,
+      );
       // 0/0: start where the slot's confirmed position is.
       await Promise.race([s.subscribe(plugin, this.opts.slot, '0/0'), failedPromise]);
       if (this.failure !== undefined) throw this.failure;
@@ -186,6 +206,16 @@ function classifyStreamError(err: unknown, slot: string): BrabantError {
     return new BrabantError(
       'SLOT_IN_USE',
       `replication slot ${slot} is in use by another process (${message}): another capture for this node is running; stop it first`,
+    );
+  }
+  if (typeof e?.code === 'string' && e.code.startsWith('22')) {
+    // A data error raised by the walsender itself (e.g. a value its encoding conversion refuses):
+    // the same transaction fails again on every retry, so retrying forever would only hide it.
+    return new BrabantError(
+      'VALUE_UNREPRESENTABLE',
+      `PostgreSQL cannot send a change of slot ${slot} (${message}, SQLSTATE ${e.code}); fix or remove the value ` +
+        'on the node (its log names the transaction), then restart capture',
+      { cause: err },
     );
   }
   return new BrabantError('SOURCE_UNAVAILABLE', `replication connection failed: ${message}`, { cause: err });
