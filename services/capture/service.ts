@@ -14,9 +14,11 @@ export async function runCapture(
   await superviseSessions({
     name: 'capture',
     session: async () => {
-      // 'restart': the session stopped to stream with both publications from here on
-      while ((await runSession(deps)) === 'restart')
+      // 'restart': the session reached the inserts publication's creation; from there on, both
+      if ((await runSession(deps)) === 'restart') {
         deps.log.info('capture session starting again with both publications');
+        await runSession(deps, { passedInsertsCreation: true });
+      }
     },
     stopRequested: deps.stopRequested,
     backoff: deps.backoff ?? { initialMs: 500, maxMs: 30_000 },

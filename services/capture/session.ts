@@ -119,7 +119,10 @@ export async function prepareNode(
  * Runs one session; resolves 'restart' when it stopped on purpose to stream with both
  * publications (see publications.ts, usableFrom), and the caller should start the next one now.
  */
-export async function runSession(deps: SessionDeps): Promise<'done' | 'restart'> {
+export async function runSession(
+  deps: SessionDeps,
+  opts: { passedInsertsCreation?: boolean } = {},
+): Promise<'done' | 'restart'> {
   const { config: c, log, metrics } = deps;
   const names = namesFor(c);
   const origin = { region: c.region, node: c.nodeId };
@@ -265,7 +268,11 @@ export async function runSession(deps: SessionDeps): Promise<'done' | 'restart'>
     const startLsn = start.confirmedFlush ? parseLsn(start.confirmedFlush) : undefined;
     // A slot with changes from before the inserts publication existed streams without it until
     // it reaches that point, then the session starts again with both (see publications.ts).
-    const both = startLsn !== undefined && startLsn >= publications.insertsUsableFrom;
+    // (the slot stays before that point when nothing was written in between: the session that
+    // reached it says so)
+    const both =
+      opts.passedInsertsCreation === true ||
+      (startLsn !== undefined && startLsn >= publications.insertsUsableFrom);
     let restart = false;
     if (!both)
       log.info(
