@@ -1,62 +1,13 @@
-/**
- * A value, row or table that cannot be captured never stops capture of the node: the failed
- * change goes to the dead-letter topic (raw change, reason, fix) with a marker at its position in
- * the change topic, a metric counts it, a log line names the table and the fix, and every other
- * table keeps flowing, in the same transaction and after it. Each failure class with a real
- * trigger: bytes that are not UTF-8 (value), a type dropped before capture read its table and a
- * type change the registry refuses (table, paused until it can be captured again), a row over
- * Kafka's 1 MB record limit (split, not refused). (An undecodable pgoutput message, the
- * transaction class, has no trigger short of a PostgreSQL bug: assembler.test.ts covers it.)
- */
-import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { withDatabase } from '../infra/postgres/postgres.ts';
 import type { DecodedChange, RowChange } from '../services/protocol/change-decoder.ts';
+import { CaptureWorld } from './support/capture-db.ts';
 import { metric, readChanges, readDeadLetters } from './support/changes.ts';
-import { captureNames, type ServiceProcess, startCapture } from './support/services.ts';
-import { createDatabase, node, region, stack, uniqueName } from './support/stack.ts';
+import { region, stack } from './support/stack.ts';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
+const world = new CaptureWorld();
+afterEach(() => world.cleanup());
 
 const brokers = () => region('vlaanderen').kafkaBrokers;
-
-async function setup(sql: string, encoding?: 'SQL_ASCII') {
-  let url: string;
-  if (encoding === undefined) {
-    const db = await createDatabase(node('vl-1'));
-    cleanups.push(() => db.drop());
-    url = db.url;
-  } else {
-    const name = uniqueName('ascii');
-    const admin = new pg.Client({ connectionString: node('vl-1').url });
-    await admin.connect();
-    await admin.query(
-      `create database ${name} encoding 'SQL_ASCII' lc_collate 'C' lc_ctype 'C' template template0`,
-    );
-    await admin.end();
-    url = withDatabase(node('vl-1').url, name);
-    cleanups.push(async () => {
-      const c = new pg.Client({ connectionString: node('vl-1').url });
-      await c.connect();
-      await c.query(`drop database if exists ${name} with (force)`);
-      await c.end();
-    });
-  }
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  await client.query(sql);
-  cleanups.push(() => client.end());
-  return { names: captureNames(node('vl-1'), url), client };
-}
-
-function run(names: ReturnType<typeof captureNames>, env: Record<string, string> = {}): ServiceProcess {
-  const p = startCapture(names, env);
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
 
 const rows = (changes: DecodedChange[], table: string) =>
   changes.filter((c): c is RowChange => c.kind === 'row' && c.table === table);
@@ -65,11 +16,11 @@ const markers = (changes: DecodedChange[]) =>
 
 describe('capture isolates what it cannot capture', () => {
   it('value: bytes that are not UTF-8 go to the dead-letter topic whole; the rest of the transaction and the node flow', async () => {
-    const { names, client } = await setup(
+    const { names, client } = await world.database(
       'create table good (id int primary key, v text); create table bad (id int primary key, v text)',
       'SQL_ASCII',
     );
-    const capture = run(names);
+    const capture = world.capture(names);
     await capture.waitForLog(/capture session starting/);
     await client.query('begin');
     await client.query(`insert into good values (1, 'before')`);
@@ -112,8 +63,8 @@ describe('capture isolates what it cannot capture', () => {
   });
 
   it('table: a type dropped before capture read its table pauses that table only; its changes are dead-lettered', async () => {
-    const { names, client } = await setup('create table good (id int primary key, v text)');
-    const first = run(names);
+    const { names, client } = await world.database('create table good (id int primary key, v text)');
+    const first = world.capture(names);
     await first.waitForLog(/capture session starting/);
     await first.kill('SIGKILL');
     // while capture is away: a table of a type that is gone by the time capture reads the catalog
@@ -124,7 +75,7 @@ describe('capture isolates what it cannot capture', () => {
     await client.query(`insert into good values (1, 'while away')`);
     await client.query('drop table gone; drop type fleeting');
     await client.query(`insert into good values (2, 'after the drop')`);
-    const capture = run(names);
+    const capture = world.capture(names);
     const changes = await readChanges(
       brokers(),
       stack().registryUrl,
@@ -147,10 +98,10 @@ describe('capture isolates what it cannot capture', () => {
   });
 
   it('table: a column type change the registry refuses pauses that table until fixed; the node flows meanwhile', async () => {
-    const { names, client } = await setup(
+    const { names, client } = await world.database(
       'create table good (id int primary key, v text); create table typed (id int primary key, n int)',
     );
-    const capture = run(names);
+    const capture = world.capture(names);
     await capture.waitForLog(/capture session starting/);
     await client.query('insert into typed values (1, 1)');
     await readChanges(brokers(), stack().registryUrl, names.topic, (cs) => rows(cs, 'typed').length >= 1);
@@ -188,10 +139,10 @@ describe('capture isolates what it cannot capture', () => {
   });
 
   it('row: a row over the topic message limit is split into records and arrives whole; rows after it flow', async () => {
-    const { names, client } = await setup(
+    const { names, client } = await world.database(
       'create table docs (id int primary key, body text); create table good (id int primary key)',
     );
-    const capture = run(names);
+    const capture = world.capture(names);
     await capture.waitForLog(/capture session starting/);
     // 2 MB of hardly compressible text, and a 20 MB one: over Kafka's 1 MB default record limit
     const big = (bytes: number) =>

@@ -7,39 +7,18 @@
  * publication, whose slot holds changes from before, moves to the two publications without loss.
  */
 import { execFileSync } from 'node:child_process';
-import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DecodedChange, RowChange } from '../services/protocol/change-decoder.ts';
+import { CaptureWorld } from './support/capture-db.ts';
 import { readChanges } from './support/changes.ts';
 import { replicationPair, waitConverged } from './support/pair.ts';
-import { captureNames, type ServiceProcess, startCapture } from './support/services.ts';
-import { createDatabase, node, region, stack } from './support/stack.ts';
+import { region, stack } from './support/stack.ts';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-});
+const world = new CaptureWorld();
+afterEach(() => world.cleanup());
 
 const brokers = () => region('vlaanderen').kafkaBrokers;
 const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
-
-async function setup(sql = 'select 1') {
-  const db = await createDatabase(node('vl-1'));
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  await client.query(sql);
-  cleanups.push(async () => {
-    await client.end();
-    await db.drop();
-  });
-  return { names: captureNames(node('vl-1'), db.url), client, url: db.url };
-}
-
-function run(names: ReturnType<typeof captureNames>): ServiceProcess {
-  const p = startCapture(names);
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
 
 const rows = (changes: DecodedChange[], table: string, op?: string) =>
   changes.filter(
@@ -60,8 +39,8 @@ function pgbench(url: string, args: string[]): string {
 
 describe('table shapes', () => {
   it('captures the pgbench schema as pgbench -i creates it, and pgbench runs unharmed', async () => {
-    const { names, client, url } = await setup();
-    const capture = run(names);
+    const { names, client, url } = await world.database('select 1');
+    const capture = world.capture(names);
     await capture.waitForLog(/capture session starting/);
     // tables are created and loaded without keys, which are added after the load
     pgbench(url, ['-i', '-s', '1', '-q']);
@@ -92,8 +71,8 @@ describe('table shapes', () => {
   });
 
   it('captures a table created later from its first row (also in its creating transaction), and a key added later', async () => {
-    const { names, client } = await setup('create table first (id int primary key)');
-    const capture = run(names);
+    const { names, client } = await world.database('create table first (id int primary key)');
+    const capture = world.capture(names);
     await capture.waitForLog(/capture session starting/);
     await client.query('begin');
     await client.query('create table later (id int primary key, v text)');
@@ -130,12 +109,14 @@ describe('table shapes', () => {
   });
 
   it('moves a node from a FOR ALL TABLES publication with pending changes to the two publications without loss', async () => {
-    const { names, client } = await setup('create table t (id int primary key); create table h (v text)');
+    const { names, client } = await world.database(
+      'create table t (id int primary key); create table h (v text)',
+    );
     // what an earlier build set up: one FOR ALL TABLES publication, and a slot with changes in it
     await client.query(`create publication ${names.publication} for all tables`);
     await client.query(`select pg_create_logical_replication_slot('${names.slot}', 'pgoutput')`);
     await client.query('insert into t values (1), (2)');
-    const capture = run(names);
+    const capture = world.capture(names);
     await capture.waitForLog(/capture session starting/);
     await client.query('insert into t values (3)');
     await client.query(`insert into h values ('keyless, after the move')`);
@@ -160,7 +141,7 @@ describe('table shapes', () => {
 
   it('replicates the pgbench schema to the peer as pgbench creates it and with REPLICA IDENTITY FULL on pgbench_history', async () => {
     const pair = await replicationPair('select 1');
-    cleanups.push(() => pair.cleanup());
+    world.later(() => pair.cleanup());
     // the source as pgbench creates it (keys after the load); the peer has the keys from the start
     pgbench(pair.vl.url, ['-i', '-s', '1', '-q', '-I', 'dt']);
     pgbench(pair.wa.url, ['-i', '-s', '1', '-q', '-I', 'dtp']);

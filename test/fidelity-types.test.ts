@@ -308,7 +308,7 @@ describe('every column type', () => {
     // the last write is there; nothing was dead-lettered (every value has a representation)
     expect(result.prefixes).toEqual(['fidelity.done']);
     // the huge text and bytea values (over Kafka's 1 MB) were split, and joined back
-    expect(result.joined).toBeGreaterThanOrEqual(2);
+    if (ONLY === undefined) expect(result.joined).toBeGreaterThanOrEqual(2);
   }, 300_000);
 
   it('arrives identical (t::text per row) on the peer, under every replica identity', async () => {
@@ -341,6 +341,6 @@ describe('every column type', () => {
       console.log(`[fidelity] tables not identical on wa-1:\n${differing.join('\n')}`);
     expect(differing).toEqual([]);
     // sanity: the comparison compared something
-    expect((await tableRows(pair.wa.client, 'nokey')).length).toBeGreaterThan(0);
+    if (ONLY === undefined) expect((await tableRows(pair.wa.client, 'nokey')).length).toBeGreaterThan(0);
   }, 300_000);
 });

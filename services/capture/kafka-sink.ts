@@ -36,6 +36,14 @@ export function partitionOf(nodeId: string, topic: string, partitions: number): 
   });
 }
 
+/** A record's bytes in a batch: value, key, headers and the per-record framing. */
+function recordBytes(m: Message): number {
+  let n = 32 + ((m.value as Buffer | null)?.length ?? 0) + (m.key ? Buffer.byteLength(m.key as string) : 0);
+  for (const [k, v] of Object.entries(m.headers ?? {}))
+    n += 8 + Buffer.byteLength(k) + Buffer.byteLength(String(v));
+  return n;
+}
+
 export class KafkaEventSink implements EventSink {
   private producer: Producer | undefined;
 
@@ -44,7 +52,11 @@ export class KafkaEventSink implements EventSink {
     private readonly opts: {
       transactionalId: string;
       topic: string;
-      /** Messages are sent in chunks of at most this many bytes inside the transaction. */
+      /**
+       * Messages are sent in chunks of at most this many bytes (values, keys and headers) inside
+       * the transaction: one send is one record batch per partition, and the broker refuses a
+       * batch over max.message.bytes, so keep this under it (a larger record goes alone).
+       */
       chunkBytes: number;
       log: Logger;
     },
@@ -81,7 +93,7 @@ export class KafkaEventSink implements EventSink {
       let topic = this.opts.topic;
       let bytes = 0;
       for (const { topic: to = this.opts.topic, ...m } of messages) {
-        const size = (m.value as Buffer | null)?.length ?? 0;
+        const size = recordBytes(m);
         if (chunk.length > 0 && (to !== topic || bytes + size > this.opts.chunkBytes)) {
           await tx.send({ topic, messages: chunk });
           chunk = [];

@@ -108,11 +108,12 @@ describe('CapturePipeline', () => {
   });
 
   it('splits an event over the message size limit into parts that join back into it', async () => {
-    const { p, committed } = setup({ maxMessageBytes: 2048 });
-    await feed(p, [itemsRelation, ...tx(100n, [insert(1), insert(42, 'x'.repeat(5000))])]);
+    const { p, committed } = setup({ maxMessageBytes: 4096 });
+    await feed(p, [itemsRelation, ...tx(100n, [insert(1), insert(42, 'x'.repeat(10000))])]);
     await p.flush();
     const sent = committed.flat();
-    expect(sent.every((m) => (m.value as Buffer).length <= 2048)).toBe(true);
+    // each record leaves room under the limit for its key, headers and batch header
+    expect(sent.every((m) => (m.value as Buffer).length <= 4096 - 1024)).toBe(true);
     const parts = sent.filter((m) => m.headers?.['brabant.chunk'] !== undefined);
     expect(parts.length).toBeGreaterThan(2);
     // every part carries the event's own position (the read-back after a restart sees it)
@@ -128,7 +129,7 @@ describe('CapturePipeline', () => {
       kind: 'row',
       op: 'INSERT',
       key: { id: '42' },
-      after: { payload: 'x'.repeat(5000) },
+      after: { payload: 'x'.repeat(10000) },
     });
   });
 

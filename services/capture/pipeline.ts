@@ -68,8 +68,8 @@ export interface PipelineDeps {
 
 export const BRABANT_SCHEMA = 'brabant';
 
-/** Kafka's per-record overhead beyond key and value, with a margin. */
-const RECORD_OVERHEAD = 256;
+/** Room for a record's key, headers and framing, and its batch's header, under max.message.bytes. */
+const RECORD_OVERHEAD = 1024;
 
 export class CapturePipeline {
   private readonly assembler: Assembler;

@@ -178,7 +178,8 @@ export async function runSession(
     sink = new KafkaEventSink(deps.kafka, {
       transactionalId: names.transactionalId,
       topic: names.topic,
-      chunkBytes: Math.max(c.maxMessageBytes / 2, 64 * 1024),
+      // under the topic's limit per batch (with room for the batch header), at most half a MB per send
+      chunkBytes: Math.min(c.maxMessageBytes - 512, Math.max(c.maxMessageBytes / 2, 64 * 1024)),
       log,
     });
     await sink.connect();

@@ -70,8 +70,8 @@ export async function readChanges(
     brokers,
     topic,
     async (partition, m) => {
-      let r = reassemblers.get(partition);
-      if (r === undefined) reassemblers.set(partition, (r = new ChunkReassembler()));
+      const r = reassemblers.get(partition) ?? new ChunkReassembler();
+      reassemblers.set(partition, r);
       const out = r.push({ value: m.value!, chunk: m.headers?.[HEADER_CHUNK]?.toString() });
       if (out.kind === 'whole' || out.kind === 'joined') changes.push(await decoder.decode(out.value));
     },
