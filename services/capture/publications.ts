@@ -121,8 +121,15 @@ export async function ensurePublications(
       await db.query(`create publication ${quoteIdent(inserts)} with (publish = 'insert, truncate')`);
     const fn = `brabant.${quoteIdent(triggerName(main))}`;
     await db.query(
+      // A failure here must not fail the application's DDL (a publication dropped by hand, say):
+      // it warns, and capture's periodic pass sorts the table later.
       `create or replace function ${fn}() returns event_trigger language plpgsql as $fn$
-       begin perform brabant.reconcile_publications(${literal(main)}, ${literal(inserts)}, ${listedLiteral(tables)}); end $fn$`,
+       begin
+         perform brabant.reconcile_publications(${literal(main)}, ${literal(inserts)}, ${listedLiteral(tables)});
+       exception when others then
+         raise warning 'Brabant could not sort tables into publications ${main.replace(/'/g, "''")} and ${inserts.replace(/'/g, "''")}: %', sqlerrm
+           using hint = 'capture does it again within a minute; if these publications were dropped on purpose, drop event trigger ${triggerName(main).replace(/'/g, "''")}';
+       end $fn$`,
     );
     await db.query(`drop event trigger if exists ${quoteIdent(triggerName(main))}`);
     await db.query(
