@@ -36,4 +36,6 @@ fi
 
 say "fetching Kafka and schema registry jars (first time only)"
 node --import tsx infra/fetch.ts
+say "Confluent's Python client for the wire-contract tests (first time only)"
+bash infra/python-client.sh >/dev/null
 say "ready"

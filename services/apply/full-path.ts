@@ -358,7 +358,9 @@ export class FullPath {
   private setAsideRows(tx: OpenTx, rows: RowChange[], err: Error, custom = false): void {
     const d = directiveFor(err, { doing: 'applying' });
     if (!custom && d.kind !== 'deadletter') throw err;
-    const reason = custom ? `the custom conflict resolver failed: ${err.message}` : (d as { reason: string }).reason;
+    const reason = custom
+      ? `the custom conflict resolver failed: ${err.message}`
+      : (d as { reason: string }).reason;
     for (const c of rows) tx.deadLetters.push({ reason, change: c });
     addAction(tx.actions, 'dead_letter', rows.length);
   }

@@ -438,7 +438,8 @@ export class OriginApplier {
         if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) return undefined;
         if (c.op !== 'DELETE' && c.after === null) return undefined;
         const t = of(c);
-        if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0 || !hasDefaultPolicy(t)) return undefined;
+        if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0 || !hasDefaultPolicy(t))
+          return undefined;
         if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
         return columnDrift(t, c, this.state.reportedDrift).length > 0 ? undefined : t;
       },

@@ -48,7 +48,12 @@ export const DEFAULT_POLICY: TablePolicy = { rows: 'row_lww', delta: [], resolut
 /** Whether the table resolves conflicts by row last-writer-wins only (what the group strategies do). */
 export function hasDefaultPolicy(t: TargetTable): boolean {
   const p = t.policy;
-  return p.rows === 'row_lww' && p.delta.length === 0 && Object.keys(p.resolutions).length === 0 && p.custom === null;
+  return (
+    p.rows === 'row_lww' &&
+    p.delta.length === 0 &&
+    Object.keys(p.resolutions).length === 0 &&
+    p.custom === null
+  );
 }
 
 export function quoteIdent(s: string): string {

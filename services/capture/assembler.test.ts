@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { lsn } from '../protocol/lsn.ts';
 import { UNCHANGED } from '../protocol/table-schema.ts';
-import { Assembler, type Output } from './assembler.ts';
-import { UNCHANGED_TOAST } from './pgoutput/messages.ts';
+import { Assembler, type Output, type TableVersion } from './assembler.ts';
+import { RawValue, UNCHANGED_TOAST } from './pgoutput/messages.ts';
 import { ITEMS_OID, insert, itemsSchema, tx } from './test-fixtures.ts';
 
 function run(
@@ -23,7 +23,7 @@ function run(
 const summary = (out: Output[]) =>
   out.map((o) =>
     o.type === 'event'
-      ? `${o.event.kind === 'table' ? o.event.op : o.event.control}@${o.event.tx.commitLsn}#${o.event.index}${o.event.last ? '!' : ''}`
+      ? `${o.event.kind === 'table' ? o.event.op : o.event.kind === 'control' ? o.event.control : `REJECTED(${o.event.rejected.code})`}@${o.event.tx.commitLsn}#${o.event.index}${o.event.last ? '!' : ''}`
       : `commit@${o.commitLsn}${o.skipped ? `(${o.skipped})` : ''}`,
   );
 
@@ -38,7 +38,9 @@ describe('Assembler', () => {
       'commit@200',
     ]);
     const first = out[0]!;
-    expect(first.type === 'event' && first.event.kind === 'table' && first.event.key).toEqual({ id: 1n });
+    expect(first.type === 'event' && first.event.kind === 'table' && first.event.key).toEqual({
+      id: { long: 1n },
+    });
   });
 
   it('skips transactions that carry a replication origin, but reports their commit', () => {
@@ -94,7 +96,7 @@ describe('Assembler', () => {
     expect(ev(0).after).toEqual({ id: { long: 1n }, payload: { 'brabant.v1.Unchanged': 'UNCHANGED_TOAST' } });
     expect(ev(0).table.rowText(ev(0).after!)).toEqual(['1', UNCHANGED]);
     // key change: the key is the old one, the new row is in after
-    expect(ev(1).key).toEqual({ id: 1n });
+    expect(ev(1).key).toEqual({ id: { long: 1n } });
     expect(ev(1).before).toBeNull();
     expect(ev(2).before).toEqual({ id: { long: 2n }, payload: { string: 'x' } });
     expect(ev(3).key).toBeNull();
@@ -108,8 +110,82 @@ describe('Assembler', () => {
         { tag: 'begin', finalLsn: lsn(2n), commitTime: 0n, xid: 2 },
       ]),
     ).toThrow(/Begin inside/);
-    expect(() => run(tx(100n, [{ tag: 'insert', relationOid: 999, after: ['1'] }]))).toThrow(
-      /relation oid 999 before its Relation/,
+  });
+
+  it('rejects a change it cannot build at its own position, and goes on with the rest', () => {
+    const bad = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // 'caf' + latin-1 é: not UTF-8
+    const out = run(
+      tx(100n, [
+        insert(1),
+        { tag: 'insert', relationOid: ITEMS_OID, after: ['x', 'bad int'] },
+        { tag: 'insert', relationOid: ITEMS_OID, after: ['3', new RawValue(bad, 'not valid UTF-8')] },
+        { tag: 'insert', relationOid: 999, after: ['1'] },
+        insert(5),
+      ]),
     );
+    expect(summary(out)).toEqual([
+      'INSERT@100#0',
+      'REJECTED(VALUE_UNREPRESENTABLE)@100#1',
+      'REJECTED(VALUE_UNREPRESENTABLE)@100#2',
+      'REJECTED(CATALOG_MISMATCH)@100#3',
+      'INSERT@100#4!',
+      'commit@100',
+    ]);
+    const rejected = out.flatMap((o) =>
+      o.type === 'event' && o.event.kind === 'rejected' ? [o.event.rejected] : [],
+    );
+    expect(rejected[0]).toMatchObject({
+      table: 'public.items',
+      reason: expect.stringMatching(/public.items.id: 'x' is not a valid bigint/),
+      raw: { op: 'INSERT', columns: ['id', 'payload'], after: { id: 'x', payload: 'bad int' } },
+    });
+    expect(rejected[1]).toMatchObject({
+      reason: 'public.items.payload: a value of 4 bytes is not valid UTF-8',
+      raw: { after: { id: '3', payload: { base64: bad.toString('base64'), why: 'not valid UTF-8' } } },
+    });
+    expect(rejected[2]).toMatchObject({
+      table: 'relation 999',
+      reason: expect.stringMatching(/before its Relation message/),
+    });
+  });
+
+  it('rejects the changes of a paused table, and an undecodable change, but stops on a broken structure', () => {
+    const a = new Assembler({
+      tables: new Map<number, TableVersion>([
+        [ITEMS_OID, itemsSchema()],
+        [
+          777,
+          {
+            paused: true,
+            schema: 'public',
+            name: 'gone',
+            columns: ['id'],
+            rejection: { code: 'CATALOG_MISMATCH', reason: 'type oid 5 not found', fix: 'x' },
+          },
+        ],
+      ]),
+    });
+    const out: Output[] = [];
+    for (const m of tx(100n, [
+      { tag: 'insert', relationOid: 777, after: ['1'] },
+      { tag: 'undecodable', kind: 'I', relationOid: ITEMS_OID, reason: 'truncated', bytes: Buffer.from('I') },
+      { tag: 'truncate', cascade: false, restartIdentity: false, relationOids: [777, ITEMS_OID] },
+    ]))
+      a.handle(m, out);
+    expect(summary(out)).toEqual([
+      'REJECTED(CATALOG_MISMATCH)@100#0',
+      'REJECTED(UNDECODABLE)@100#1',
+      'REJECTED(CATALOG_MISMATCH)@100#2',
+      'TRUNCATE@100#3!',
+      'commit@100',
+    ]);
+    const undecodableBegin = {
+      tag: 'undecodable',
+      kind: 'B',
+      relationOid: undefined,
+      reason: 'short',
+      bytes: Buffer.from('B'),
+    } as const;
+    expect(() => a.handle(undecodableBegin, [])).toThrow(/undecodable pgoutput B message/);
   });
 });

@@ -3,18 +3,26 @@
  * of each source transaction, marks the last one, skips transactions applied from peers (they
  * carry a replication origin: loop prevention), skips what is already in Kafka (position at or
  * below `skipThrough`), and reports each source commit so the caller can confirm it once durable.
+ *
+ * A change that cannot be turned into an event (a value its codec refuses, bytes that are not
+ * UTF-8, a table whose version could not be built, an undecodable message) becomes a `rejected`
+ * event at its own position, never an exception: one bad row or table does not stop the node.
+ * Only a broken stream structure (Begin/Commit/Origin out of order or unreadable) throws, since
+ * going on could mis-number transactions or forward a peer's changes back to it.
  */
 import type { ControlKind, Operation } from '../protocol/envelope.ts';
 import { comparePosition, type Lsn, type StreamPosition } from '../protocol/lsn.ts';
 import type { TableSchema, TextValue } from '../protocol/table-schema.ts';
 import { UNCHANGED } from '../protocol/table-schema.ts';
-import { BrabantError } from '../runtime/errors.ts';
+import { BrabantError, type ErrorCode } from '../runtime/errors.ts';
 import {
   type PgoutputMessage,
   pgTimestampToUnixMicros,
+  RawValue,
   type Tuple,
   UNCHANGED_TOAST,
 } from './pgoutput/messages.ts';
+import { type RawChange, type RejectedChange, type Rejection, rawTuple } from './rejects.ts';
 
 export const HEARTBEAT_PREFIX = 'brabant.heartbeat';
 export const DDL_PREFIX = 'brabant.ddl';
@@ -48,7 +56,23 @@ export interface ControlEventOut extends EventBase {
   content: Buffer;
 }
 
-export type AssembledEvent = TableEvent | ControlEventOut;
+export interface RejectedEvent extends EventBase {
+  kind: 'rejected';
+  rejected: RejectedChange;
+}
+
+export type AssembledEvent = TableEvent | ControlEventOut | RejectedEvent;
+
+/** A table whose version could not be built: its changes are rejected until a new Relation message. */
+export interface PausedTable {
+  paused: true;
+  schema: string;
+  name: string;
+  columns: string[] | undefined;
+  rejection: Rejection;
+}
+
+export type TableVersion = TableSchema | PausedTable;
 
 export type Output =
   | { type: 'event'; event: AssembledEvent }
@@ -57,7 +81,7 @@ export type Output =
 
 export interface AssemblerOptions {
   /** Table version by relation oid (the caller fills it when a Relation message arrives). */
-  tables: Map<number, TableSchema>;
+  tables: Map<number, TableVersion>;
   /** Relations whose changes are not sent on (Brabant's own tables: tombstones, conflict log). */
   ignored?: Set<number>;
   /** Everything at or below this position is already committed in Kafka. */
@@ -70,7 +94,7 @@ export class Assembler {
   private index = 0;
   private held: AssembledEvent | undefined;
   private readonly skipThrough: StreamPosition | undefined;
-  private readonly tables: Map<number, TableSchema>;
+  private readonly tables: Map<number, TableVersion>;
   private readonly ignored: Set<number>;
 
   constructor(opts: AssemblerOptions) {
@@ -103,63 +127,26 @@ export class Assembler {
       case 'relation':
       case 'type':
         return;
-      case 'insert': {
+      case 'insert':
+      case 'update':
+      case 'delete':
         if (this.ignored.has(msg.relationOid)) return;
-        const t = this.table(msg.relationOid);
-        const after = toText(msg.after);
-        this.emit(out, {
-          kind: 'table',
-          table: t,
-          op: 'INSERT',
-          key: t.key(after),
-          before: null,
-          after: t.row(after),
-        });
+        this.emit(out, this.rowChange(msg));
         return;
-      }
-      case 'update': {
-        if (this.ignored.has(msg.relationOid)) return;
-        const t = this.table(msg.relationOid);
-        const after = toText(msg.after);
-        const old = msg.before === null ? null : toText(msg.before.tuple);
-        // The key of the old row when the key changed ('K'/'O'), else of the new row.
-        const keySource = old ?? after;
-        this.emit(out, {
-          kind: 'table',
-          table: t,
-          op: 'UPDATE',
-          key: t.key(keySource),
-          before: msg.before?.kind === 'old' && old !== null ? t.row(old) : null,
-          after: t.row(after),
-        });
-        return;
-      }
-      case 'delete': {
-        if (this.ignored.has(msg.relationOid)) return;
-        const t = this.table(msg.relationOid);
-        const old = toText(msg.before.tuple);
-        this.emit(out, {
-          kind: 'table',
-          table: t,
-          op: 'DELETE',
-          key: t.key(old),
-          before: msg.before.kind === 'old' ? t.row(old) : null,
-          after: null,
-        });
-        return;
-      }
       case 'truncate':
         for (const oid of msg.relationOids) {
           if (this.ignored.has(oid)) continue;
-          this.emit(out, {
-            kind: 'table',
-            table: this.table(oid),
-            op: 'TRUNCATE',
-            key: null,
-            before: null,
-            after: null,
-          });
+          const t = this.tables.get(oid);
+          if (t === undefined || 'paused' in t) {
+            const raw: RawChange = { op: 'TRUNCATE', columns: t?.columns, before: null, after: null };
+            this.emit(out, this.reject(oid, t, raw, t?.rejection ?? unknownRelation(oid)));
+            continue;
+          }
+          this.emit(out, { kind: 'table', table: t, op: 'TRUNCATE', key: null, before: null, after: null });
         }
+        return;
+      case 'undecodable':
+        this.undecodable(msg, out);
         return;
       case 'message': {
         // Non-transactional messages have no commit position; Brabant does not carry them.
@@ -203,20 +190,84 @@ export class Assembler {
     }
   }
 
-  private table(oid: number): TableSchema {
-    const t = this.tables.get(oid);
-    if (t === undefined)
-      throw new BrabantError(
-        'CATALOG_MISMATCH',
-        `change for relation oid ${oid} before its Relation message`,
+  /** An insert, update or delete as a table event, or as a rejected one with its reason. */
+  private rowChange(msg: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' }>): EventBody {
+    const t = this.tables.get(msg.relationOid);
+    const op = msg.tag === 'insert' ? 'INSERT' : msg.tag === 'update' ? 'UPDATE' : 'DELETE';
+    const old = msg.tag === 'insert' ? null : msg.before;
+    const after = msg.tag === 'delete' ? null : msg.after;
+    const raw = (columns: string[] | undefined): RawChange => ({
+      op,
+      columns,
+      ...(old ? { oldKind: old.kind } : {}),
+      before: rawTuple(columns, old?.tuple ?? null),
+      after: rawTuple(columns, after),
+    });
+    if (t === undefined || 'paused' in t)
+      return this.reject(
+        msg.relationOid,
+        t,
+        raw(t?.columns),
+        t?.rejection ?? unknownRelation(msg.relationOid),
       );
-    return t;
+    const columns = t.shape.columns.map((c) => c.name);
+    try {
+      const oldText = old === null ? null : toText(t, old.tuple);
+      const afterText = after === null ? null : toText(t, after);
+      // The key of the old row when the key changed ('K'/'O'), else of the new row.
+      const keySource = (oldText ?? afterText)!;
+      return {
+        kind: 'table',
+        table: t,
+        op,
+        key: t.key(keySource),
+        before: old?.kind === 'old' && oldText !== null ? t.row(oldText) : null,
+        after: afterText === null ? null : t.row(afterText),
+      };
+    } catch (err) {
+      return this.reject(
+        msg.relationOid,
+        t,
+        raw(columns),
+        rejectionOf(err, `${t.shape.schema}.${t.shape.name}`),
+      );
+    }
   }
 
-  private emit(
-    out: Output[],
-    body: Omit<TableEvent, 'tx' | 'index' | 'last'> | Omit<ControlEventOut, 'tx' | 'index' | 'last'>,
-  ): void {
+  private reject(oid: number, t: TableVersion | undefined, raw: RawChange, r: Rejection): EventBody {
+    const table =
+      t === undefined
+        ? `relation ${oid}`
+        : 'paused' in t
+          ? `${t.schema}.${t.name}`
+          : `${t.shape.schema}.${t.shape.name}`;
+    return { kind: 'rejected', rejected: { ...r, table, raw } };
+  }
+
+  private undecodable(msg: Extract<PgoutputMessage, { tag: 'undecodable' }>, out: Output[]): void {
+    const what = `undecodable pgoutput ${msg.kind} message (${msg.reason}): ${msg.bytes.subarray(0, 64).toString('hex')}`;
+    // Without Begin, Commit or Origin the stream's transactions (and loop prevention) are unknown.
+    if ('BCO'.includes(msg.kind)) throw protocolError(what);
+    // Relation: the pipeline pauses the table; Type: not used.
+    if (msg.kind === 'R' || msg.kind === 'Y') return;
+    if (msg.relationOid !== undefined && this.ignored.has(msg.relationOid)) return;
+    const t = msg.relationOid === undefined ? undefined : this.tables.get(msg.relationOid);
+    const raw: RawChange = {
+      op: { I: 'INSERT', U: 'UPDATE', D: 'DELETE', T: 'TRUNCATE', M: 'MESSAGE' }[msg.kind] ?? msg.kind,
+      columns: undefined,
+      before: null,
+      after: null,
+      messageHex: msg.bytes.toString('hex'),
+    };
+    const rejection: Rejection = {
+      code: 'UNDECODABLE',
+      reason: what,
+      fix: 'report it with this dead letter (it names the bytes); repair the row on the peers from it',
+    };
+    this.emit(out, this.reject(msg.relationOid ?? 0, t, raw, rejection));
+  }
+
+  private emit(out: Output[], body: EventBody): void {
     const tx = this.tx;
     if (tx === undefined) throw protocolError(`${body.kind} change outside a transaction`);
     const index = this.index++;
@@ -232,8 +283,50 @@ export class Assembler {
   }
 }
 
-function toText(t: Tuple): TextValue[] {
-  return t.map((v) => (v === UNCHANGED_TOAST ? UNCHANGED : v));
+type EventBody =
+  | Omit<TableEvent, 'tx' | 'index' | 'last'>
+  | Omit<ControlEventOut, 'tx' | 'index' | 'last'>
+  | Omit<RejectedEvent, 'tx' | 'index' | 'last'>;
+
+function toText(t: TableSchema, tuple: Tuple): TextValue[] {
+  return tuple.map((v, i) => {
+    if (v === UNCHANGED_TOAST) return UNCHANGED;
+    if (v instanceof RawValue) {
+      const column = t.shape.columns[i]?.name ?? `#${i + 1}`;
+      throw new BrabantError(
+        'VALUE_UNREPRESENTABLE',
+        `${t.shape.schema}.${t.shape.name}.${column}: a value of ${v.bytes.length} bytes is ${v.reason}`,
+      );
+    }
+    return v;
+  });
+}
+
+const FIXES: Partial<Record<ErrorCode, string>> = {
+  VALUE_UNREPRESENTABLE:
+    'the dead letter holds the raw change (bytes in base64): repair the row on the peers from it; ' +
+    'for bytes that are not UTF-8, move the database to UTF8 encoding or store such values as bytea',
+  CATALOG_MISMATCH:
+    'restart capture after the catalog settles; repair the row on the peers from the dead letter',
+};
+
+/** A data error as the rejection of a change. Never retriable: the same change fails the same way. */
+function rejectionOf(err: unknown, table: string): Rejection {
+  const code: ErrorCode = err instanceof BrabantError ? err.code : 'VALUE_UNREPRESENTABLE';
+  const reason = err instanceof Error ? err.message : String(err);
+  return {
+    code,
+    reason: reason.includes(table) ? reason : `${table}: ${reason}`,
+    fix: FIXES[code] ?? 'repair the row on the peers from the raw change in this dead letter',
+  };
+}
+
+function unknownRelation(oid: number): Rejection {
+  return {
+    code: 'CATALOG_MISMATCH',
+    reason: `change for relation oid ${oid} before its Relation message`,
+    fix: FIXES.CATALOG_MISMATCH!,
+  };
 }
 
 function protocolError(what: string): BrabantError {

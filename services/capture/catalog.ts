@@ -17,6 +17,7 @@ interface TypeRow {
   typlen: number;
   elem: number;
   base: number;
+  delim: string;
   labels: string[] | null;
 }
 
@@ -32,7 +33,7 @@ export async function resolveTypes(
     const res = await db.query<TypeRow>(
       `select t.oid::int as oid, n.nspname as schema, t.typname as name, t.typtype::text as typtype,
               t.typcategory::text as category, t.typlen::int as typlen, t.typelem::int as elem,
-              t.typbasetype::int as base,
+              t.typbasetype::int as base, t.typdelim::text as delim,
               case when t.typtype = 'e' then
                 (select array_agg(e.enumlabel order by e.enumsortorder) from pg_enum e where e.enumtypid = t.oid)
               end as labels
@@ -59,6 +60,7 @@ export async function resolveTypes(
       typtype: r.typtype,
       category: r.category,
       varlena: r.typlen === -1,
+      ...(r.delim !== ',' ? { delimiter: r.delim } : {}),
       ...(r.category === 'A' && r.elem !== 0 ? { elem: build(r.elem) } : {}),
       ...(r.typtype === 'd' ? { base: build(r.base) } : {}),
       ...(r.labels ? { enumLabels: r.labels } : {}),
@@ -103,88 +105,18 @@ export async function userTables(db: Queryable): Promise<TableRef[]> {
   return res.rows;
 }
 
-/**
- * Every replicated table needs a usable replica identity. Returns one message per table that
- * fails, naming the table and both ways to fix it.
- */
-export async function replicaIdentityProblems(db: Queryable, tables: TableRef[]): Promise<string[]> {
+/** Configured tables that do not exist, one message each. */
+export async function missingTables(db: Queryable, tables: TableRef[]): Promise<string[]> {
   if (tables.length === 0) return [];
-  const res = await db.query<{
-    schema: string;
-    name: string;
-    ident: string;
-    has_pk: boolean;
-    found: boolean;
-  }>(
-    `select t.schema, t.name, c.relreplident::text as ident, c.oid is not null as found,
-            exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary) as has_pk
-       from unnest($1::text[], $2::text[]) as t(schema, name)
-       left join pg_namespace n on n.nspname = t.schema
-       left join pg_class c on c.relnamespace = n.oid and c.relname = t.name`,
+  const res = await db.query<{ schema: string; name: string }>(
+    `select t.schema, t.name from unnest($1::text[], $2::text[]) as t(schema, name)
+      where not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                         where n.nspname = t.schema and c.relname = t.name)`,
     [tables.map((t) => t.schema), tables.map((t) => t.name)],
   );
-  const problems: string[] = [];
-  for (const r of res.rows) {
-    const q = `${quoteIdent(r.schema)}.${quoteIdent(r.name)}`;
-    if (!r.found) problems.push(`table ${r.schema}.${r.name} does not exist`);
-    else if (r.ident === 'n' || (r.ident === 'd' && !r.has_pk)) {
-      problems.push(
-        `table ${r.schema}.${r.name} has no primary key or replica identity; ` +
-          `run ALTER TABLE ${q} REPLICA IDENTITY FULL or add a primary key`,
-      );
-    }
-  }
-  return problems;
-}
-
-/**
- * Makes the publication publish exactly what is configured: all tables, or the listed ones.
- * Returns the tables it had to add (a publication someone trimmed by hand).
- */
-export async function ensurePublication(
-  db: Queryable,
-  name: string,
-  tables: TableRef[] | 'all',
-): Promise<TableRef[]> {
-  const exists = await db.query<{ puballtables: boolean }>(
-    'select puballtables from pg_publication where pubname = $1',
-    [name],
+  return res.rows.map(
+    (r) => `table ${r.schema}.${r.name} does not exist: create it or remove it from BRABANT_CAPTURE_TABLES`,
   );
-  if (exists.rowCount === 0) {
-    const target = tables === 'all' ? 'for all tables' : `for table ${tables.map(qualifiedName).join(', ')}`;
-    await db.query(`create publication ${quoteIdent(name)} ${target}`);
-    return [];
-  }
-  if (tables === 'all') {
-    if (!exists.rows[0]!.puballtables) {
-      throw new BrabantError(
-        'CONFIG_INVALID',
-        `publication ${name} exists but does not publish all tables; drop it (DROP PUBLICATION ${quoteIdent(name)}) ` +
-          'so Brabant creates it, or list the tables in BRABANT_CAPTURE_TABLES',
-      );
-    }
-    return [];
-  }
-  const missing = await publicationMissing(db, name, tables);
-  if (missing.length > 0)
-    await db.query(
-      `alter publication ${quoteIdent(name)} add table ${missing.map(qualifiedName).join(', ')}`,
-    );
-  return missing;
-}
-
-/** Configured tables the publication does not publish. */
-export async function publicationMissing(
-  db: Queryable,
-  name: string,
-  tables: TableRef[],
-): Promise<TableRef[]> {
-  const res = await db.query<TableRef>(
-    'select schemaname as schema, tablename as name from pg_publication_tables where pubname = $1',
-    [name],
-  );
-  const have = new Set(res.rows.map((r) => `${r.schema}.${r.name}`));
-  return tables.filter((t) => !have.has(`${t.schema}.${t.name}`));
 }
 
 export interface SlotState {

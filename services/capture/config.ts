@@ -62,7 +62,8 @@ export const captureConfig = {
   }),
   maxMessageBytes: int({
     env: 'BRABANT_CAPTURE_MAX_MESSAGE_BYTES',
-    description: 'max.message.bytes of the change topic; a larger event stops capture with an error',
+    description:
+      'max.message.bytes of the change topic; a larger event is sent as several Chunk records of at most this size',
     default: CHANGE_TOPIC_DEFAULTS.maxMessageBytes,
     min: 1024,
     max: 1024 * 1024 * 1024,

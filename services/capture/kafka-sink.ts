@@ -11,10 +11,13 @@ import { BrabantError } from '../runtime/errors.ts';
 import { classifyKafkaError, Partitioners } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
 
+/** A record and the topic it goes to: the dead-letter topic, or (no topic) the change topic. */
+export type OutMessage = Message & { topic?: string };
+
 /** What the pipeline needs from Kafka; a fake in unit tests. */
 export interface EventSink {
   /** Sends the messages in one Kafka transaction and commits it, or throws (nothing is then visible). */
-  commitBatch(messages: Message[]): Promise<void>;
+  commitBatch(messages: OutMessage[]): Promise<void>;
 }
 
 /** The partition of a node's stream: Kafka's default (murmur2) partitioner on the node id, as Java clients do. */
@@ -33,6 +36,14 @@ export function partitionOf(nodeId: string, topic: string, partitions: number): 
   });
 }
 
+/** A record's bytes in a batch: value, key, headers and the per-record framing. */
+function recordBytes(m: Message): number {
+  let n = 32 + ((m.value as Buffer | null)?.length ?? 0) + (m.key ? Buffer.byteLength(m.key as string) : 0);
+  for (const [k, v] of Object.entries(m.headers ?? {}))
+    n += 8 + Buffer.byteLength(k) + Buffer.byteLength(String(v));
+  return n;
+}
+
 export class KafkaEventSink implements EventSink {
   private producer: Producer | undefined;
 
@@ -41,7 +52,11 @@ export class KafkaEventSink implements EventSink {
     private readonly opts: {
       transactionalId: string;
       topic: string;
-      /** Messages are sent in chunks of at most this many bytes inside the transaction. */
+      /**
+       * Messages are sent in chunks of at most this many bytes (values, keys and headers) inside
+       * the transaction: one send is one record batch per partition, and the broker refuses a
+       * batch over max.message.bytes, so keep this under it (a larger record goes alone).
+       */
       chunkBytes: number;
       log: Logger;
     },
@@ -68,25 +83,27 @@ export class KafkaEventSink implements EventSink {
     }
   }
 
-  async commitBatch(messages: Message[]): Promise<void> {
+  async commitBatch(messages: OutMessage[]): Promise<void> {
     const producer = this.producer;
     if (producer === undefined) throw new Error('KafkaEventSink used before connect()');
     let tx: Awaited<ReturnType<Producer['transaction']>> | undefined;
     try {
       tx = await producer.transaction();
       let chunk: Message[] = [];
+      let topic = this.opts.topic;
       let bytes = 0;
-      for (const m of messages) {
-        const size = (m.value as Buffer | null)?.length ?? 0;
-        if (chunk.length > 0 && bytes + size > this.opts.chunkBytes) {
-          await tx.send({ topic: this.opts.topic, messages: chunk });
+      for (const { topic: to = this.opts.topic, ...m } of messages) {
+        const size = recordBytes(m);
+        if (chunk.length > 0 && (to !== topic || bytes + size > this.opts.chunkBytes)) {
+          await tx.send({ topic, messages: chunk });
           chunk = [];
           bytes = 0;
         }
+        topic = to;
         chunk.push(m);
         bytes += size;
       }
-      if (chunk.length > 0) await tx.send({ topic: this.opts.topic, messages: chunk });
+      if (chunk.length > 0) await tx.send({ topic, messages: chunk });
       await tx.commit();
     } catch (err) {
       if (tx?.isActive()) await tx.abort().catch(() => {});

@@ -39,6 +39,22 @@ export function captureMetrics(registry = new MetricsRegistry()) {
       'brabant_capture_slot_lag_bytes',
       'WAL bytes between the current WAL position and the slot confirmed position',
     ),
+    deadLetters: registry.counter(
+      'brabant_capture_dead_letters_total',
+      'Changes not sent on but written to the dead-letter topic, by error code',
+    ),
+    pausedTables: registry.gauge(
+      'brabant_capture_table_paused',
+      '1 while a table cannot be captured (its changes go to the dead-letter topic), by table',
+    ),
+    splitEvents: registry.counter(
+      'brabant_capture_split_events_total',
+      'Events over the topic message limit, sent as several Chunk records',
+    ),
+    insertOnlyTables: registry.gauge(
+      'brabant_capture_insert_only_tables',
+      'Tables without replica identity, of which only inserts and truncates are captured',
+    ),
     restarts: registry.counter(
       'brabant_capture_session_restarts_total',
       'Capture sessions restarted after a retriable error',

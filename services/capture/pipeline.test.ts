@@ -1,13 +1,24 @@
-import type { Message } from 'kafkajs';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { ChangeDecoder } from '../protocol/change-decoder.ts';
+import { ChunkReassembler } from '../protocol/chunks.ts';
 import type { Lsn } from '../protocol/lsn.ts';
+import { BrabantError } from '../runtime/errors.ts';
+import type { OutMessage } from './kafka-sink.ts';
 import { captureMetrics } from './metrics.ts';
 import { type BatchLimits, CapturePipeline } from './pipeline.ts';
 import { insert, itemsRelation, itemsSchema, tx } from './test-fixtures.ts';
 
-function setup(limits: Partial<BatchLimits> = {}, opts: { failSends?: number } = {}) {
-  const committed: Message[][] = [];
+const schemas = new Map<number, string>();
+const decoder = () => new ChangeDecoder({ schemaById: async (id) => schemas.get(id)! });
+
+function setup(
+  limits: Partial<BatchLimits> = {},
+  opts: { failSends?: number; register?: (subject: string) => Promise<number> } = {},
+) {
+  const committed: OutMessage[][] = [];
+  const metrics = captureMetrics();
+  const ids = new Map<string, number>();
   const durable: Lsn[] = [];
   let failures = opts.failSends ?? 0;
   let clock = 0;
@@ -24,15 +35,25 @@ function setup(limits: Partial<BatchLimits> = {}, opts: { failSends?: number } =
         committed.push(m);
       },
     },
-    registerSchema: async () => 7,
+    registerSchema: async (subject, schema) => {
+      if (opts.register) await opts.register(subject);
+      const text = JSON.stringify(schema);
+      let id = ids.get(text);
+      if (id === undefined) {
+        id = 7 + ids.size;
+        ids.set(text, id);
+        schemas.set(id, text);
+      }
+      return id;
+    },
     describeRelation: async () => itemsSchema(),
     onDurable: (l) => durable.push(l),
     limits: { maxEvents: 1000, maxBytes: 1 << 20, maxAgeMs: 50, maxMessageBytes: 1 << 20, ...limits },
     log: pino({ level: 'silent' }),
-    metrics: captureMetrics(),
+    metrics,
     now: () => clock,
   });
-  return { p, committed, durable, advance: (ms: number) => (clock += ms) };
+  return { p, committed, durable, metrics, advance: (ms: number) => (clock += ms) };
 }
 
 async function feed(p: CapturePipeline, msgs: Parameters<CapturePipeline['handle']>[0][]) {
@@ -86,14 +107,98 @@ describe('CapturePipeline', () => {
     expect(durable).toEqual([140n]);
   });
 
-  it('refuses an event over the message size limit, naming table and key', async () => {
-    const { p } = setup({ maxMessageBytes: 2048 });
-    const [begin, commit] = tx(100n, []);
-    await feed(p, [itemsRelation, begin!, insert(42, 'x'.repeat(5000))]);
-    // the last event of a transaction is encoded when its commit arrives
-    await expect(p.handle(commit!)).rejects.toThrow(
-      /INSERT of public.items with key \{"id":"42"\} encodes to \d+ bytes/,
+  it('splits an event over the message size limit into parts that join back into it', async () => {
+    const { p, committed } = setup({ maxMessageBytes: 4096 });
+    await feed(p, [itemsRelation, ...tx(100n, [insert(1), insert(42, 'x'.repeat(10000))])]);
+    await p.flush();
+    const sent = committed.flat();
+    // each record leaves room under the limit for its key, headers and batch header
+    expect(sent.every((m) => (m.value as Buffer).length <= 4096 - 1024)).toBe(true);
+    const parts = sent.filter((m) => m.headers?.['brabant.chunk'] !== undefined);
+    expect(parts.length).toBeGreaterThan(2);
+    // every part carries the event's own position (the read-back after a restart sees it)
+    expect(new Set(parts.map((m) => m.headers?.['brabant.index']))).toEqual(new Set(['1']));
+    const r = new ChunkReassembler();
+    const joined = sent.map((m) =>
+      r.push({ value: m.value as Buffer, chunk: m.headers?.['brabant.chunk'] as string | undefined }),
     );
+    const whole = joined.filter((j) => j.kind === 'whole' || j.kind === 'joined');
+    expect(whole).toHaveLength(2);
+    const event = await decoder().decode((whole[1] as { value: Buffer }).value);
+    expect(event).toMatchObject({
+      kind: 'row',
+      op: 'INSERT',
+      key: { id: '42' },
+      after: { payload: 'x'.repeat(10000) },
+    });
+  });
+
+  it('dead-letters a change it cannot encode, with a marker at its position, and goes on', async () => {
+    const { p, committed, metrics } = setup();
+    await feed(p, [
+      itemsRelation,
+      ...tx(100n, [insert(1), { tag: 'insert', relationOid: 16400, after: ['nope', 'x'] }, insert(3)]),
+    ]);
+    await p.flush();
+    const sent = committed.flat();
+    expect(
+      sent.map(
+        (m) => `${m.topic === 'brabant.deadletter' ? m.topic : 'changes'}#${m.headers?.['brabant.index']}`,
+      ),
+    ).toEqual(['changes#0', 'changes#1', 'brabant.deadletter#1', 'changes#2']);
+    const marker = await decoder().decode(sent[1]!.value as Buffer);
+    expect(marker).toMatchObject({ kind: 'control', control: 'MESSAGE', prefix: 'brabant.deadletter' });
+    const letter = JSON.parse((sent[2]!.value as Buffer).toString());
+    expect(letter).toMatchObject({
+      stage: 'capture',
+      table: 'public.items',
+      code: 'VALUE_UNREPRESENTABLE',
+      reason: expect.stringContaining("public.items.id: 'nope' is not a valid bigint"),
+      tx: { commitLsn: '0/64', index: 1 },
+      change: { op: 'INSERT', after: { id: 'nope', payload: 'x' } },
+    });
+    expect(sent[2]!.headers?.['brabant.table']).toBe('public.items');
+    expect(metrics.deadLetters.get({ code: 'VALUE_UNREPRESENTABLE' })).toBe(1);
+  });
+
+  it('pauses a table whose version cannot be registered, and resumes it with its next Relation message', async () => {
+    let refuse = true;
+    const { p, committed, metrics } = setup(
+      {},
+      {
+        register: async (subject) => {
+          if (refuse && subject.includes('public.items'))
+            throw new BrabantError('SCHEMA_INCOMPATIBLE', 'schema registry POST answered 409: incompatible');
+          return 7;
+        },
+      },
+    );
+    await feed(p, [itemsRelation, ...tx(100n, [insert(1)])]);
+    await p.flush();
+    expect(metrics.pausedTables.get({ table: 'public.items' })).toBe(1);
+    expect(committed.flat().map((m) => (m.topic === 'brabant.deadletter' ? m.topic : 'changes'))).toEqual([
+      'changes',
+      'brabant.deadletter',
+    ]);
+    refuse = false;
+    await feed(p, [itemsRelation, ...tx(200n, [insert(2)])]);
+    await p.flush();
+    expect(metrics.pausedTables.get({ table: 'public.items' })).toBe(0);
+    const last = committed.flat().at(-1)!;
+    expect(await decoder().decode(last.value as Buffer)).toMatchObject({ kind: 'row', key: { id: '2' } });
+  });
+
+  it('fails the session (nothing confirmed) when the registry is unreachable, rather than pausing', async () => {
+    const { p, durable } = setup(
+      {},
+      {
+        register: async () => {
+          throw new BrabantError('REGISTRY_ERROR', 'unreachable', { retriable: true });
+        },
+      },
+    );
+    await expect(feed(p, [itemsRelation])).rejects.toMatchObject({ code: 'REGISTRY_ERROR' });
+    expect(durable).toEqual([]);
   });
 
   it('bounds memory by batch size on a large transaction', async () => {

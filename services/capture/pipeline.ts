@@ -3,26 +3,48 @@
  * (Avro, Confluent framing), batches them by count, bytes and age, commits each batch in one
  * Kafka transaction, and only then reports the end LSN of the last source transaction wholly in
  * that batch as durable. It never reports a received but unproduced LSN. Calls are serialized.
+ *
+ * Failures stay with the change or table they belong to: a change that cannot be encoded goes to
+ * the dead-letter topic (in the same Kafka transaction, with a marker at its position in the
+ * change topic, see rejects.ts), a table whose version cannot be built or registered is paused
+ * (its changes dead-lettered) until its next Relation message, and an event over the topic's
+ * message limit is split into Chunk records. Only errors retrying can mend (Kafka, registry or
+ * node unreachable) fail the session, which then resumes from the last durable position.
  */
-import type { Message } from 'kafkajs';
 import { type AvroType, avroType } from '../protocol/avro.ts';
 import { encodeControlRecord, encodeTableRecord } from '../protocol/change-encoder.ts';
+import { chunkSchema, HEADER_CHUNK, splitEvent } from '../protocol/chunks.ts';
 import { controlSchema, ENVELOPE_VERSION, type Origin } from '../protocol/envelope.ts';
 import { decodePosition, encodeHeaders } from '../protocol/headers.ts';
-import type { Lsn, StreamPosition } from '../protocol/lsn.ts';
+import { formatLsn, type Lsn, type StreamPosition } from '../protocol/lsn.ts';
 import type { TableSchema } from '../protocol/table-schema.ts';
-import { BrabantError } from '../runtime/errors.ts';
+import { DEAD_LETTER_TOPIC } from '../protocol/topics.ts';
+import { BrabantError, describeError, type ErrorCode } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
-import { type AssembledEvent, Assembler, type Output } from './assembler.ts';
-import type { EventSink } from './kafka-sink.ts';
+import {
+  type AssembledEvent,
+  Assembler,
+  type Output,
+  type PausedTable,
+  type RejectedEvent,
+  type TableVersion,
+} from './assembler.ts';
+import type { EventSink, OutMessage } from './kafka-sink.ts';
 import type { CaptureMetrics } from './metrics.ts';
 import type { PgoutputMessage, RelationMessage } from './pgoutput/messages.ts';
+import {
+  DEAD_LETTER_PREFIX,
+  deadLetter,
+  markerContent,
+  type RejectedChange,
+  type Rejection,
+} from './rejects.ts';
 
 export interface BatchLimits {
   maxEvents: number;
   maxBytes: number;
   maxAgeMs: number;
-  /** Largest single message the topic accepts (max.message.bytes). */
+  /** Largest single message the topic accepts (max.message.bytes); larger events are split. */
   maxMessageBytes: number;
 }
 
@@ -46,16 +68,17 @@ export interface PipelineDeps {
 
 export const BRABANT_SCHEMA = 'brabant';
 
-/** Kafka's per-record overhead beyond key and value, with a margin. */
-const RECORD_OVERHEAD = 256;
+/** Room for a record's key, headers and framing, and its batch's header, under max.message.bytes. */
+const RECORD_OVERHEAD = 1024;
 
 export class CapturePipeline {
   private readonly assembler: Assembler;
-  private readonly tables = new Map<number, TableSchema>();
+  private readonly tables = new Map<number, TableVersion>();
   private readonly ignored = new Set<number>();
   private readonly schemaIds = new Map<string, number>();
   private control: { id: number; type: AvroType } | undefined;
-  private batch: Message[] = [];
+  private chunkSchemaId: number | undefined;
+  private batch: OutMessage[] = [];
   private batchBytes = 0;
   private batchStartedAt = 0;
   /** End LSN of the last source commit whose events are all in the batch or already in Kafka. */
@@ -103,34 +126,19 @@ export class CapturePipeline {
   }
 
   private async handleNow(msg: PgoutputMessage): Promise<void> {
-    if (msg.tag === 'relation') {
-      // Brabant's own tables (tombstones, conflict log) are per node: never replicated.
-      if (msg.schema === BRABANT_SCHEMA) {
-        this.ignored.add(msg.oid);
-        return;
-      }
-      this.ignored.delete(msg.oid);
-      const table = await this.deps.describeRelation(msg);
-      if (!this.schemaIds.has(table.fingerprint)) {
-        const id = await this.deps.registerSchema(`${this.deps.topic}-${table.fullName}`, table.schema);
-        this.schemaIds.set(table.fingerprint, id);
-        this.deps.log.info(
-          { table: `${msg.schema}.${msg.name}`, schemaId: id, version: table.fingerprint },
-          'table version registered',
-        );
-      }
-      this.tables.set(msg.oid, table);
+    if (msg.tag === 'relation') return this.relation(msg);
+    if (msg.tag === 'undecodable' && msg.kind === 'R' && msg.relationOid !== undefined) {
+      this.pause(msg.relationOid, undefined, undefined, {
+        code: 'UNDECODABLE',
+        reason: `the Relation message of relation oid ${msg.relationOid} is undecodable (${msg.reason})`,
+        fix: 'report it with the log; the table resumes with its next Relation message (after a DDL or a capture restart)',
+      });
       return;
-    }
-    if (msg.tag === 'message' && this.control === undefined) {
-      const schema = controlSchema();
-      const id = await this.deps.registerSchema(`${this.deps.topic}-brabant.v1.Control`, schema);
-      this.control = { id, type: avroType(schema) };
     }
     this.out.length = 0;
     this.assembler.handle(msg, this.out);
     for (const o of this.out) {
-      if (o.type === 'event') this.add(await this.encodeOrFlush(o.event), o.event);
+      if (o.type === 'event') this.add(await this.encode(o.event), o.event);
       else {
         if (o.skipped === 'origin') this.deps.metrics.skippedTransactions.inc({ reason: 'origin' });
         this.deps.metrics.transactions.inc();
@@ -142,12 +150,87 @@ export class CapturePipeline {
     if (this.batch.length >= l.maxEvents || this.batchBytes >= l.maxBytes) await this.flushNow();
   }
 
-  private add(m: Message, e: AssembledEvent): void {
+  /** A new table version: build and register it, or pause the table when that cannot succeed. */
+  private async relation(msg: RelationMessage): Promise<void> {
+    // Brabant's own tables (tombstones, conflict log) are per node: never replicated.
+    if (msg.schema === BRABANT_SCHEMA) {
+      this.ignored.add(msg.oid);
+      return;
+    }
+    this.ignored.delete(msg.oid);
+    const qualified = `${msg.schema}.${msg.name}`;
+    let table: TableSchema;
+    try {
+      table = await this.deps.describeRelation(msg);
+      if (!this.schemaIds.has(table.fingerprint)) {
+        const id = await this.deps.registerSchema(`${this.deps.topic}-${table.fullName}`, table.schema);
+        this.schemaIds.set(table.fingerprint, id);
+        this.deps.log.info(
+          { table: qualified, schemaId: id, version: table.fingerprint },
+          'table version registered',
+        );
+      }
+    } catch (err) {
+      // Retrying can mend an unreachable registry or node: the session restarts, nothing moves.
+      if (err instanceof BrabantError && err.retriable) throw err;
+      if (!(err instanceof BrabantError)) throw err;
+      this.pause(msg.oid, msg, qualified, {
+        code: err.code,
+        reason: `table ${qualified}: ${err.message}`,
+        fix:
+          TABLE_FIXES[err.code] ??
+          'fix the cause named here; the table resumes with its next Relation message',
+      });
+      return;
+    }
+    if (this.paused.delete(msg.oid)) {
+      this.deps.metrics.pausedTables.set(0, { table: qualified });
+      this.deps.log.warn({ table: qualified }, 'table resumed: its changes are captured again');
+    }
+    if (table.keyFields.length === 0)
+      this.deps.log.warn(
+        { table: qualified },
+        `table ${qualified} has no replica identity: only its inserts and truncates are captured; ` +
+          `to capture its updates and deletes too, add a primary key or run ALTER TABLE ${quoteQualified(msg)} REPLICA IDENTITY FULL`,
+      );
+    this.tables.set(msg.oid, table);
+  }
+
+  private readonly paused = new Set<number>();
+
+  private pause(
+    oid: number,
+    msg: RelationMessage | undefined,
+    qualified: string | undefined,
+    r: Rejection,
+  ): void {
+    const table = qualified ?? (msg ? `${msg.schema}.${msg.name}` : `relation ${oid}`);
+    const paused: PausedTable = {
+      paused: true,
+      schema: msg?.schema ?? '',
+      name: msg?.name ?? `relation ${oid}`,
+      columns: msg?.columns.map((c) => c.name),
+      rejection: r,
+    };
+    this.tables.set(oid, paused);
+    this.paused.add(oid);
+    this.deps.metrics.pausedTables.set(1, { table });
+    this.deps.log.error(
+      { table, code: r.code, reason: r.reason, fix: r.fix, deadLetterTopic: DEAD_LETTER_TOPIC },
+      `table ${table} is paused: its changes go to ${DEAD_LETTER_TOPIC} until it can be captured again; ${r.fix}`,
+    );
+  }
+
+  private add(messages: OutMessage[], e: AssembledEvent): void {
     if (this.batch.length === 0) this.batchStartedAt = this.now();
-    this.batch.push(m);
-    const size = (m.value as Buffer).length;
+    let size = 0;
+    for (const m of messages) {
+      this.batch.push(m);
+      size += (m.value as Buffer).length;
+    }
     this.batchBytes += size;
-    const kind = e.kind === 'table' ? e.op.toLowerCase() : e.control.toLowerCase();
+    const kind =
+      e.kind === 'table' ? e.op.toLowerCase() : e.kind === 'control' ? e.control.toLowerCase() : 'rejected';
     this.deps.metrics.events.inc({ kind });
     this.deps.metrics.bytes.inc({}, size);
   }
@@ -173,65 +256,180 @@ export class CapturePipeline {
     if (durable !== undefined) this.deps.onDurable(durable);
   }
 
-  /** On an event that cannot be sent, first commit what is batched before it, so progress stops right before it. */
-  private async encodeOrFlush(e: AssembledEvent): Promise<Message> {
+  /** The records of one event: itself (or its parts), or its marker and dead letter. */
+  private async encode(e: AssembledEvent): Promise<OutMessage[]> {
+    if (e.kind === 'rejected') return this.rejected(e);
+    let value: Buffer;
     try {
-      return this.encode(e);
+      value = e.kind === 'table' ? this.encodeTable(e) : this.encodeControl(e, await this.controlType());
     } catch (err) {
-      await this.flushNow().catch(() => {});
-      throw err;
+      if (err instanceof BrabantError && err.retriable) throw err;
+      const table =
+        e.kind === 'table' ? `${e.table.shape.schema}.${e.table.shape.name}` : 'a logical message';
+      return this.rejected({
+        ...e,
+        kind: 'rejected',
+        rejected: {
+          code: err instanceof BrabantError ? err.code : 'VALUE_UNREPRESENTABLE',
+          reason: `${table}: the change does not encode (${describeError(err)})`,
+          fix: 'repair the row on the peers from the raw change in this dead letter, and report the error',
+          table,
+          raw: { op: e.kind === 'table' ? e.op : 'MESSAGE', columns: undefined, before: null, after: null },
+        },
+      });
     }
+    const headers = encodeHeaders({ commitLsn: e.tx.commitLsn, index: e.index }, ENVELOPE_VERSION);
+    const record = (v: Buffer, extra: Record<string, string> = {}): OutMessage => ({
+      topic: this.deps.topic,
+      key: this.deps.origin.node,
+      value: v,
+      partition: this.deps.partition,
+      headers: { ...headers, ...extra },
+    });
+    const limit = this.deps.limits.maxMessageBytes - RECORD_OVERHEAD;
+    if (value.length <= limit) return [record(value)];
+    const parts = splitEvent(value, {
+      maxValueBytes: limit,
+      chunkSchemaId: await this.chunkId(),
+      origin: this.deps.origin,
+      tx: this.txOf(e),
+    })!;
+    this.deps.metrics.splitEvents.inc();
+    this.deps.log.info(
+      {
+        ...(e.kind === 'table' ? { table: `${e.table.shape.schema}.${e.table.shape.name}` } : {}),
+        bytes: value.length,
+        parts: parts.length,
+      },
+      'event over the topic message limit: split into parts',
+    );
+    return parts.map((p) => record(p.value, { [HEADER_CHUNK]: p.header }));
   }
 
-  private encode(e: AssembledEvent): Message {
-    const tx = {
+  private async rejected(e: RejectedEvent): Promise<OutMessage[]> {
+    const r: RejectedChange = e.rejected;
+    const m = this.deps.metrics;
+    m.deadLetters.inc({ code: r.code });
+    const pausedTable = r.raw.op !== 'MESSAGE' && this.isPausedTable(r.table);
+    // a paused table's changes were announced when it paused: one line per change would flood the log
+    if (!pausedTable)
+      this.deps.log.error(
+        {
+          table: r.table,
+          code: r.code,
+          reason: r.reason,
+          fix: r.fix,
+          commitLsn: formatLsn(e.tx.commitLsn),
+          index: e.index,
+        },
+        `change of ${r.table} sent to ${DEAD_LETTER_TOPIC}: ${r.reason}; ${r.fix}`,
+      );
+    const control = await this.controlType();
+    const marker = this.encodeControl(
+      { ...e, kind: 'control', control: 'MESSAGE', prefix: DEAD_LETTER_PREFIX, content: markerContent(r) },
+      control,
+    );
+    const dl = deadLetter(r, {
+      node: this.deps.origin.node,
+      region: this.deps.origin.region,
+      ...e.tx,
+      index: e.index,
+    });
+    const headers = encodeHeaders({ commitLsn: e.tx.commitLsn, index: e.index }, ENVELOPE_VERSION);
+    const limit = this.deps.limits.maxMessageBytes - RECORD_OVERHEAD;
+    const slices = Math.max(1, Math.ceil(dl.value.length / limit));
+    const letters: OutMessage[] = Array.from({ length: slices }, (_, i) => ({
+      topic: DEAD_LETTER_TOPIC,
+      key: this.deps.origin.node,
+      value: dl.value.subarray(i * limit, (i + 1) * limit),
+      headers: { ...dl.headers, ...(slices > 1 ? { 'brabant.slice': `${i}/${slices}` } : {}) },
+    }));
+    return [
+      {
+        topic: this.deps.topic,
+        key: this.deps.origin.node,
+        value: marker,
+        partition: this.deps.partition,
+        headers,
+      },
+      ...letters,
+    ];
+  }
+
+  private isPausedTable(table: string): boolean {
+    for (const oid of this.paused) {
+      const t = this.tables.get(oid);
+      if (t !== undefined && 'paused' in t && `${t.schema}.${t.name}` === table) return true;
+    }
+    return false;
+  }
+
+  private txOf(e: AssembledEvent) {
+    return {
       xid: e.tx.xid,
       commitLsn: e.tx.commitLsn as bigint,
       commitTs: e.tx.commitTs,
       index: e.index,
       last: e.last,
     };
-    const value =
-      e.kind === 'table'
-        ? encodeTableRecord(this.schemaIds.get(e.table.fingerprint)!, e.table, {
-            origin: this.deps.origin,
-            tx,
-            op: e.op,
-            key: e.key,
-            before: e.before,
-            after: e.after,
-          })
-        : encodeControlRecord(this.control!.id, this.control!.type, {
-            origin: this.deps.origin,
-            tx,
-            kind: e.control,
-            prefix: e.prefix,
-            content: e.content,
-          });
-    const limit = this.deps.limits.maxMessageBytes - RECORD_OVERHEAD;
-    if (value.length > limit) {
-      const what =
-        e.kind === 'table'
-          ? `a ${e.op} of ${e.table.shape.schema}.${e.table.shape.name} with key ${showKey(e.key)}`
-          : `a ${e.control} message`;
-      throw new BrabantError(
-        'MESSAGE_TOO_LARGE',
-        `${what} encodes to ${value.length} bytes, over the limit of ${limit} (topic ${this.deps.topic} max.message.bytes ` +
-          `${this.deps.limits.maxMessageBytes} less overhead); raise max.message.bytes on the topic and the broker's ` +
-          'message.max.bytes, then BRABANT_CAPTURE_MAX_MESSAGE_BYTES, and restart capture (the slot has not moved past it)',
-      );
+  }
+
+  private encodeTable(e: Extract<AssembledEvent, { kind: 'table' }>): Buffer {
+    return encodeTableRecord(this.schemaIds.get(e.table.fingerprint)!, e.table, {
+      origin: this.deps.origin,
+      tx: this.txOf(e),
+      op: e.op,
+      key: e.key,
+      before: e.before,
+      after: e.after,
+    });
+  }
+
+  private encodeControl(
+    e: Extract<AssembledEvent, { kind: 'control' }>,
+    control: { id: number; type: AvroType },
+  ): Buffer {
+    return encodeControlRecord(control.id, control.type, {
+      origin: this.deps.origin,
+      tx: this.txOf(e),
+      kind: e.control,
+      prefix: e.prefix,
+      content: e.content,
+    });
+  }
+
+  private async controlType(): Promise<{ id: number; type: AvroType }> {
+    if (this.control === undefined) {
+      const schema = controlSchema();
+      const id = await this.deps.registerSchema(`${this.deps.topic}-brabant.v1.Control`, schema);
+      this.control = { id, type: avroType(schema) };
     }
-    return {
-      key: this.deps.origin.node,
-      value,
-      partition: this.deps.partition,
-      headers: encodeHeaders({ commitLsn: e.tx.commitLsn, index: e.index }, ENVELOPE_VERSION),
-    };
+    return this.control;
+  }
+
+  private async chunkId(): Promise<number> {
+    this.chunkSchemaId ??= await this.deps.registerSchema(
+      `${this.deps.topic}-brabant.v1.Chunk`,
+      chunkSchema(),
+    );
+    return this.chunkSchemaId;
   }
 }
 
-function showKey(key: Record<string, unknown> | null): string {
-  return JSON.stringify(key, (_k, v) =>
-    typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? v.toString('hex') : v,
-  );
+/** What to do about a table whose version cannot be built or registered, by error code. */
+const TABLE_FIXES: Partial<Record<ErrorCode, string>> = {
+  SCHEMA_INCOMPATIBLE:
+    "the registry's compatibility rule refuses the table's new version: make the change compatible (e.g. int to bigint, " +
+    'not int to text; the table resumes with that DDL), or relax the rule of its subject and restart capture; its ' +
+    'changes meanwhile are in the dead-letter topic',
+  CATALOG_MISMATCH:
+    'the catalog no longer holds what the table version refers to (e.g. a type dropped since): its changes meanwhile are ' +
+    'in the dead-letter topic; repair the table on the peers from them',
+  VALUE_UNREPRESENTABLE:
+    'a column type cannot be mapped: report it with the log; its changes are in the dead-letter topic',
+};
+
+function quoteQualified(msg: RelationMessage): string {
+  const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
+  return `${q(msg.schema)}.${q(msg.name)}`;
 }

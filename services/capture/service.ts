@@ -13,7 +13,13 @@ export async function runCapture(
   const deps = { ...d, registry: new SchemaRegistryClient({ url: d.config.registryUrl }) };
   await superviseSessions({
     name: 'capture',
-    session: () => runSession(deps),
+    session: async () => {
+      // 'restart': the session reached the inserts publication's creation; from there on, both
+      if ((await runSession(deps)) === 'restart') {
+        deps.log.info('capture session starting again with both publications');
+        await runSession(deps, { passedInsertsCreation: true });
+      }
+    },
     stopRequested: deps.stopRequested,
     backoff: deps.backoff ?? { initialMs: 500, maxMs: 30_000 },
     log: deps.log,

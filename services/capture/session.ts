@@ -12,7 +12,13 @@ import { captureTransactionalId, publicationName, slotName } from '../protocol/n
 import type { PgTypeInfo } from '../protocol/pg-types.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { buildTableSchema, type TableSchema } from '../protocol/table-schema.ts';
-import { changeTopic, changeTopicSettings, ensureTopic } from '../protocol/topics.ts';
+import {
+  changeTopic,
+  changeTopicSettings,
+  DEAD_LETTER_TOPIC,
+  ensureTopic,
+  sideTopicSettings,
+} from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { failpoint } from '../runtime/failpoints.ts';
@@ -20,11 +26,10 @@ import { classifyKafkaError } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
 import { HEARTBEAT_PREFIX } from './assembler.ts';
 import {
-  ensurePublication,
   ensureSlot,
+  missingTables,
   parseTableName,
-  publicationMissing,
-  replicaIdentityProblems,
+  quoteIdent,
   resolveTypes,
   serverProblems,
   slotState,
@@ -37,6 +42,7 @@ import { KafkaEventSink, partitionOf, readLastPosition } from './kafka-sink.ts';
 import type { CaptureMetrics } from './metrics.ts';
 import type { RelationMessage } from './pgoutput/messages.ts';
 import { CapturePipeline } from './pipeline.ts';
+import { ensurePublications, type PublicationState, publicationTables, reconcile } from './publications.ts';
 import { ReplicationStream } from './stream.ts';
 
 export type CaptureConfig = ConfigOf<typeof captureConfig>;
@@ -67,32 +73,57 @@ export interface SessionDeps {
   stopRequested: Promise<void>;
 }
 
-/** Checks the node and prepares publication and slot; throws one error listing every problem. */
+/** Checks the node and prepares the publications; throws one error listing every problem. */
 export async function prepareNode(
   db: pg.Client,
   c: CaptureConfig,
   names: Names,
   log: Logger,
-): Promise<TableRef[]> {
+  metrics: CaptureMetrics,
+): Promise<{ tables: TableRef[]; publications: PublicationState }> {
   const problems = await serverProblems(db);
-  const tables = c.tables.length === 0 ? await userTables(db) : c.tables.map(parseTableName);
-  problems.push(...(await replicaIdentityProblems(db, tables)));
-  if (problems.length > 0) {
-    const code = problems.some((p) => p.includes('replica identity'))
-      ? 'REPLICA_IDENTITY_MISSING'
-      : 'CONFIG_INVALID';
-    throw new BrabantError(code, `node ${c.nodeId} cannot be captured:\n  - ${problems.join('\n  - ')}`);
-  }
-  const added = await ensurePublication(db, names.publication, c.tables.length === 0 ? 'all' : tables);
-  for (const t of added)
-    log.warn(
-      { table: `${t.schema}.${t.name}`, publication: names.publication },
-      'publication lacked a configured table; added it',
+  const configured: TableRef[] | 'all' = c.tables.length === 0 ? 'all' : c.tables.map(parseTableName);
+  if (configured !== 'all') problems.push(...(await missingTables(db, configured)));
+  if (problems.length > 0)
+    throw new BrabantError(
+      'CONFIG_INVALID',
+      `node ${c.nodeId} cannot be captured:\n  - ${problems.join('\n  - ')}`,
     );
-  return tables;
+  const published = async () => {
+    const both = await Promise.all(
+      [names.publication, `${names.publication}_inserts`].map((p) => publicationTables(db, p)),
+    );
+    return new Set(both.flat().map((t) => `${t.schema}.${t.name}`));
+  };
+  const before = configured === 'all' ? undefined : await published();
+  const publications = await ensurePublications(db, names.publication, configured);
+  if (before !== undefined && configured !== 'all')
+    for (const t of configured)
+      if (!before.has(`${t.schema}.${t.name}`))
+        log.warn(
+          { table: `${t.schema}.${t.name}`, publication: names.publication },
+          'publication lacked a configured table; added it',
+        );
+  for (const t of publications.insertOnly)
+    log.warn(
+      { table: `${t.schema}.${t.name}`, publication: publications.inserts },
+      `table ${t.schema}.${t.name} has no replica identity: only its inserts and truncates are captured (its updates and ` +
+        `deletes stay on this node); add a primary key or run ALTER TABLE ${quoteIdent(t.schema)}.${quoteIdent(t.name)} ` +
+        'REPLICA IDENTITY FULL to capture them too',
+    );
+  metrics.insertOnlyTables.set(publications.insertOnly.length);
+  const tables = configured === 'all' ? await userTables(db) : configured;
+  return { tables, publications };
 }
 
-export async function runSession(deps: SessionDeps): Promise<void> {
+/**
+ * Runs one session; resolves 'restart' when it stopped on purpose to stream with both
+ * publications (see publications.ts, usableFrom), and the caller should start the next one now.
+ */
+export async function runSession(
+  deps: SessionDeps,
+  opts: { passedInsertsCreation?: boolean } = {},
+): Promise<'done' | 'restart'> {
   const { config: c, log, metrics } = deps;
   const names = namesFor(c);
   const origin = { region: c.region, node: c.nodeId };
@@ -112,7 +143,7 @@ export async function runSession(deps: SessionDeps): Promise<void> {
       );
     }
     db.on('error', (err) => log.warn({ err }, 'catalog connection error'));
-    const tables = await prepareNode(db, c, names, log);
+    const { tables, publications } = await prepareNode(db, c, names, log, metrics);
     // DDL travels in the stream too: the node's event triggers emit it in the DDL's transaction
     await ensureDdlCapture(db);
     await placeSequences(db, c, log);
@@ -123,6 +154,11 @@ export async function runSession(deps: SessionDeps): Promise<void> {
     } catch (err) {
       throw classifyKafkaError(err, `connecting to Kafka ${c.kafkaBrokers.join(',')}`);
     }
+    for (const side of sideTopicSettings())
+      if (side.topic === DEAD_LETTER_TOPIC)
+        await ensureTopic(admin, side, log).catch((err) => {
+          throw classifyKafkaError(err, `creating topic ${side.topic}`);
+        });
     const partitions = await ensureTopic(
       admin,
       changeTopicSettings(names.topic, {
@@ -146,7 +182,8 @@ export async function runSession(deps: SessionDeps): Promise<void> {
     sink = new KafkaEventSink(deps.kafka, {
       transactionalId: names.transactionalId,
       topic: names.topic,
-      chunkBytes: Math.max(c.maxMessageBytes / 2, 64 * 1024),
+      // under the topic's limit per batch (with room for the batch header), at most half a MB per send
+      chunkBytes: Math.min(c.maxMessageBytes - 512, Math.max(c.maxMessageBytes / 2, 64 * 1024)),
       log,
     });
     await sink.connect();
@@ -231,18 +268,44 @@ export async function runSession(deps: SessionDeps): Promise<void> {
       log,
       metrics,
     });
+    // Status updates (keepalive answers) need a position from the start: the slot's own.
+    const start = await slotState(db, names.slot);
+    const startLsn = start.confirmedFlush ? parseLsn(start.confirmedFlush) : undefined;
+    // A slot with changes from before the inserts publication existed streams without it until
+    // it reaches that point, then the session starts again with both (see publications.ts).
+    // (the slot stays before that point when nothing was written in between: the session that
+    // reached it says so)
+    const both =
+      opts.passedInsertsCreation === true ||
+      (startLsn !== undefined && startLsn >= publications.insertsUsableFrom);
+    let restart = false;
+    if (!both)
+      log.info(
+        { slot: names.slot, until: formatLsn(publications.insertsUsableFrom) },
+        `slot holds changes from before publication ${publications.inserts} existed: streaming without it until then`,
+      );
+    const encoding = await db.query<{ e: string }>(
+      'select pg_encoding_to_char(encoding) as e from pg_database where datname = current_database()',
+    );
     stream = new ReplicationStream({
       url: c.pgUrl,
       slot: names.slot,
-      publication: names.publication,
+      rawBytes: encoding.rows[0]?.e === 'SQL_ASCII',
+      publications: both ? [publications.main, publications.inserts] : [publications.main],
       statusIntervalMs: 5000,
       log,
-      onMessage: (msg) => pipeline.handle(msg),
+      onMessage: async (msg) => {
+        if (!both && !restart && msg.tag === 'begin' && msg.finalLsn >= publications.insertsUsableFrom) {
+          restart = true;
+          await pipeline.flush();
+          void stream?.stop();
+          return;
+        }
+        if (!restart) await pipeline.handle(msg);
+      },
     });
     streamRef = stream;
-    // Status updates (keepalive answers) need a position from the start: the slot's own.
-    const start = await slotState(db, names.slot);
-    if (start.confirmedFlush) stream.confirm(parseLsn(start.confirmedFlush));
+    if (startLsn !== undefined) stream.confirm(startLsn);
 
     const running = stream.run();
     timers.push(
@@ -266,22 +329,22 @@ export async function runSession(deps: SessionDeps): Promise<void> {
         )
           .then((r) => metrics.slotLagBytes.set(Number(r.rows[0]?.lag ?? 0)))
           .catch(() => {});
-        if (c.tables.length > 0) {
-          publicationMissing(db, names.publication, tables)
-            .then((missing) => {
-              for (const t of missing)
-                log.error(
-                  { table: `${t.schema}.${t.name}`, publication: names.publication },
-                  'a configured table was removed from the publication: its changes are not captured; run ALTER PUBLICATION … ADD TABLE and restart capture',
-                );
-            })
-            .catch(() => {});
-        }
       }, 5000),
+    );
+    // The event trigger sorts tables at every DDL; this catches what it cannot see (a trigger
+    // disabled, a publication edited by hand).
+    timers.push(
+      setInterval(() => {
+        reconcile(db, names.publication, c.tables.length === 0 ? 'all' : tables)
+          .then(() => publicationTables(db, publications.inserts))
+          .then((t) => metrics.insertOnlyTables.set(t.length))
+          .catch((err) => log.warn({ err: (err as Error).message }, 'reconciling the publications failed'));
+      }, 60_000),
     );
 
     const stopped = deps.stopRequested.then(() => 'stop' as const);
     const outcome = await Promise.race([running.then(() => 'ended' as const), stopped]);
+    if (restart) return 'restart';
     if (outcome === 'stop') {
       log.info({ pending: pipeline.pendingEvents }, 'stopping: finishing the current batch');
       for (const t of timers) clearInterval(t);
@@ -290,6 +353,7 @@ export async function runSession(deps: SessionDeps): Promise<void> {
       await stream.stop();
       await running.catch(() => {});
     }
+    return 'done';
   } finally {
     for (const t of timers) clearInterval(t);
     await stream?.stop().catch(() => {});

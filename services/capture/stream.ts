@@ -11,20 +11,40 @@ import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { DecodeError } from './pgoutput/binary-reader.ts';
-import { decodePgoutput } from './pgoutput/decoder.ts';
+import { decodePgoutput, undecodable } from './pgoutput/decoder.ts';
 import type { PgoutputMessage } from './pgoutput/messages.ts';
-
-type Parsed = PgoutputMessage | { tag: 'decode-error'; error: unknown; bytes: Buffer };
 
 /** The library's pgoutput plugin with Brabant's decoder (raw text values, unchanged-TOAST markers, typed errors). */
 class BrabantPgoutputPlugin extends PgoutputPlugin {
+  constructor(
+    options: ConstructorParameters<typeof PgoutputPlugin>[0],
+    private readonly rawBytes: boolean,
+  ) {
+    super(options);
+  }
+
+  /**
+   * node-pg asks for client_encoding UTF8 at startup. A SQL_ASCII database stores any bytes, and
+   * PostgreSQL then checks each value sent as UTF-8 and fails the whole stream on one that is not
+   * ("invalid byte sequence for encoding UTF8"). In such a database capture takes the bytes as
+   * stored (SQL_ASCII: no conversion) and judges each value itself: a value that is not UTF-8 is
+   * dead-lettered, the rest of the stream goes on.
+   */
+  override async start(...args: Parameters<PgoutputPlugin['start']>): ReturnType<PgoutputPlugin['start']> {
+    if (this.rawBytes) await args[0].query("set client_encoding to 'SQL_ASCII'");
+    return super.start(...args);
+  }
+
   // The base class types parse() with its own message shape; ours reaches our own 'data' handler.
   override parse(buffer: Buffer): ReturnType<PgoutputPlugin['parse']> {
-    let parsed: Parsed;
+    let parsed: PgoutputMessage;
     try {
       parsed = decodePgoutput(buffer);
     } catch (error) {
-      parsed = { tag: 'decode-error', error, bytes: Buffer.from(buffer) };
+      // Not fatal here: the pipeline dead-letters an undecodable change and goes on, and stops
+      // only where the stream's structure (Begin, Commit) is at stake.
+      const where = error instanceof DecodeError ? error.message : String(error);
+      parsed = undecodable(buffer, where);
     }
     return parsed as unknown as ReturnType<PgoutputPlugin['parse']>;
   }
@@ -40,7 +60,9 @@ export const REPLICATION_SESSION_OPTIONS =
 export interface StreamOptions {
   url: string;
   slot: string;
-  publication: string;
+  publications: string[];
+  /** The database's encoding is SQL_ASCII: take values as stored bytes (see BrabantPgoutputPlugin.start). */
+  rawBytes?: boolean;
   /** Status update period, well under the server's wal_sender_timeout. */
   statusIntervalMs: number;
   log: Logger;
@@ -91,23 +113,13 @@ export class ReplicationStream {
       failed(this.failure);
       void s.stop().catch(() => {});
     };
-    s.on('data', async (_lsn: string, msg: Parsed) => {
+    s.on('data', async (_lsn: string, msg: PgoutputMessage) => {
       // Once draining, later messages are not handled; unconfirmed, they come again next session.
       if (this.failure !== undefined || this.stopping || this.draining) return;
-      if (msg.tag === 'decode-error') {
-        const where = msg.error instanceof DecodeError ? msg.error.message : String(msg.error);
-        fail(
-          new BrabantError(
-            'CATALOG_MISMATCH',
-            `undecodable pgoutput message (${where}): ${msg.bytes.subarray(0, 64).toString('hex')}`,
-          ),
-        );
-        return;
-      }
       try {
         await this.opts.onMessage(msg);
       } catch (err) {
-        fail(err);
+        fail(classifyPipelineError(err));
       }
     });
     s.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
@@ -118,11 +130,10 @@ export class ReplicationStream {
     s.on('error', (err: Error) => fail(err));
     this.statusTimer = setInterval(() => this.sendStatus(), this.opts.statusIntervalMs);
     try {
-      const plugin = new BrabantPgoutputPlugin({
-        protoVersion: 1,
-        publicationNames: [this.opts.publication],
-        messages: true,
-      });
+      const plugin = new BrabantPgoutputPlugin(
+        { protoVersion: 1, publicationNames: this.opts.publications, messages: true },
+        this.opts.rawBytes ?? false,
+      );
       // 0/0: start where the slot's confirmed position is.
       await Promise.race([s.subscribe(plugin, this.opts.slot, '0/0'), failedPromise]);
       if (this.failure !== undefined) throw this.failure;
@@ -157,6 +168,30 @@ export class ReplicationStream {
   }
 }
 
+/** SQLSTATE classes and socket errors that mean the node went away (retrying can help). */
+const CONNECTION_SQLSTATE = /^(08|57P0[1-3]|53)/;
+const SOCKET_ERRORS = ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'];
+
+/**
+ * An error from handling one message (the pipeline: catalog look-ups, registry, Kafka). Typed
+ * errors keep their class; a lost node connection is retriable; anything else is a bug in
+ * Brabant that a retry would only repeat, so it stops capture instead of looping forever.
+ */
+export function classifyPipelineError(err: unknown): BrabantError {
+  if (err instanceof BrabantError) return err;
+  const e = err as { code?: string; message?: string };
+  const message = e?.message ?? String(err);
+  if (typeof e?.code === 'string' && (CONNECTION_SQLSTATE.test(e.code) || SOCKET_ERRORS.includes(e.code)))
+    return new BrabantError('SOURCE_UNAVAILABLE', `node connection failed: ${message}`, { cause: err });
+  if (/Connection terminated|connection is closed|Client has encountered a connection error/i.test(message))
+    return new BrabantError('SOURCE_UNAVAILABLE', `node connection failed: ${message}`, { cause: err });
+  return new BrabantError(
+    'INTERNAL_ERROR',
+    `capture failed on an unexpected error (${message}); this is a bug in Brabant: report it with the log, then restart capture`,
+    { cause: err },
+  );
+}
+
 function classifyStreamError(err: unknown, slot: string): BrabantError {
   if (err instanceof BrabantError) return err;
   const e = err as { code?: string; message?: string };
@@ -172,6 +207,16 @@ function classifyStreamError(err: unknown, slot: string): BrabantError {
     return new BrabantError(
       'SLOT_IN_USE',
       `replication slot ${slot} is in use by another process (${message}): another capture for this node is running; stop it first`,
+    );
+  }
+  if (typeof e?.code === 'string' && e.code.startsWith('22')) {
+    // A data error raised by the walsender itself (e.g. a value its encoding conversion refuses):
+    // the same transaction fails again on every retry, so retrying forever would only hide it.
+    return new BrabantError(
+      'VALUE_UNREPRESENTABLE',
+      `PostgreSQL cannot send a change of slot ${slot} (${message}, SQLSTATE ${e.code}); fix or remove the value ` +
+        'on the node (its log names the transaction), then restart capture',
+      { cause: err },
     );
   }
   return new BrabantError('SOURCE_UNAVAILABLE', `replication connection failed: ${message}`, { cause: err });

@@ -30,7 +30,11 @@ export interface RowChange {
   op: Operation;
   schema: string;
   table: string;
-  /** Replica identity columns (null for TRUNCATE). */
+  /**
+   * Replica identity columns (null for TRUNCATE; empty for a table without replica identity). A
+   * key column whose value is NULL is left out: that happens only in a REPLICA IDENTITY FULL
+   * table, whose key is the whole row (`before`, or `after` of an insert, holds it with the NULLs).
+   */
   key: Record<string, string> | null;
   before: Row | null;
   after: Row | null;
@@ -220,8 +224,8 @@ function readKey(fields: FieldReader[], rec: Record<string, unknown>): Record<st
   const out: Record<string, string> = {};
   for (const f of fields) {
     const v = readValue(f, rec[f.field]);
-    if (typeof v !== 'string') throw new BrabantError('UNDECODABLE', `key column ${f.column} has no value`);
-    out[f.column] = v;
+    if (v === UNCHANGED) throw new BrabantError('UNDECODABLE', `key column ${f.column} is marked unchanged`);
+    if (v !== null) out[f.column] = v;
   }
   return out;
 }

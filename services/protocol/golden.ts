@@ -5,6 +5,10 @@
  * (`npm run fixtures:write` adds missing files; it never overwrites one). golden.test.ts decodes
  * every checked-in record, so a reader change that breaks what an earlier build wrote fails, and
  * re-encodes these, so a writer change shows (write it under a new fixture name and keep the old).
+ *
+ * Writer revisions (a fixture name's suffix): none, the first build; `-r2`, since key fields are
+ * nullable with null defaults, Row fields have null defaults, and dates, times and timestamps a
+ * standard client cannot hold travel as text (pg-datetime.ts).
  */
 import { avroType } from './avro.ts';
 import { encodeControlRecord, encodeTableRecord } from './change-encoder.ts';
@@ -34,6 +38,7 @@ const base = (name: string, extra: Partial<PgTypeInfo> = {}): PgTypeInfo => ({
   ...extra,
 });
 const text = base('text', { varlena: true });
+const REVISION = '-r2';
 
 const ORDERS: TableShape = {
   schema: 'shop',
@@ -96,7 +101,7 @@ function tableRecords(): GoldenRecord[] {
   moved[1] = '2';
   return [
     {
-      name: 'table-insert',
+      name: `table-insert${REVISION}`,
       schemaId: id,
       schema: t.schema,
       bytes: encodeTableRecord(id, t, {
@@ -110,7 +115,7 @@ function tableRecords(): GoldenRecord[] {
       decoded: rowChange('INSERT', 0, false, { id: '42', line: '1' }, null, FULL_ROW),
     },
     {
-      name: 'table-update-unchanged-toast',
+      name: `table-update-unchanged-toast${REVISION}`,
       schemaId: id,
       schema: t.schema,
       bytes: encodeTableRecord(id, t, {
@@ -124,7 +129,7 @@ function tableRecords(): GoldenRecord[] {
       decoded: rowChange('UPDATE', 1, false, { id: '42', line: '1' }, null, changed),
     },
     {
-      name: 'table-update-full-old-row',
+      name: `table-update-full-old-row${REVISION}`,
       schemaId: id,
       schema: t.schema,
       bytes: encodeTableRecord(id, t, {
@@ -138,7 +143,7 @@ function tableRecords(): GoldenRecord[] {
       decoded: rowChange('UPDATE', 2, false, { id: '42', line: '1' }, FULL_ROW, moved),
     },
     {
-      name: 'table-delete',
+      name: `table-delete${REVISION}`,
       schemaId: id,
       schema: t.schema,
       bytes: encodeTableRecord(id, t, {
@@ -152,7 +157,7 @@ function tableRecords(): GoldenRecord[] {
       decoded: rowChange('DELETE', 3, false, { id: '42', line: '2' }, null, null),
     },
     {
-      name: 'table-truncate',
+      name: `table-truncate${REVISION}`,
       schemaId: id,
       schema: t.schema,
       bytes: encodeTableRecord(id, t, {
@@ -228,8 +233,102 @@ function controlRecords(): GoldenRecord[] {
   ];
 }
 
+/**
+ * A REPLICA IDENTITY FULL table (every column is key) with the values standard clients cannot
+ * hold in a logical type, NULLs in the key, -0, and an array of box (delimiter `;`); and the
+ * insert of a table without replica identity (an empty Key).
+ */
+const EDGES: TableShape = {
+  schema: 'public',
+  name: 'edges',
+  columns: [
+    { name: 'd', type: base('date'), typeMod: -1, isKey: true },
+    { name: 'bc', type: base('date'), typeMod: -1, isKey: true },
+    { name: 't', type: base('time'), typeMod: -1, isKey: true },
+    { name: 'late', type: base('timestamp'), typeMod: -1, isKey: true },
+    { name: 'tz', type: base('timestamptz'), typeMod: -1, isKey: true },
+    { name: 'z', type: base('float8'), typeMod: -1, isKey: true },
+    {
+      name: 'zs',
+      type: base('_float4', { category: 'A', varlena: true, elem: base('float4') }),
+      typeMod: -1,
+      isKey: true,
+    },
+    {
+      name: 'boxes',
+      type: base('_box', { category: 'A', varlena: true, elem: base('box', { delimiter: ';' }) }),
+      typeMod: -1,
+      isKey: true,
+    },
+    { name: 'note', type: text, typeMod: -1, isKey: true },
+  ],
+};
+
+const EDGE_ROW: TextValue[] = [
+  'infinity',
+  '0044-03-15 BC',
+  '24:00:00',
+  '294276-12-31 23:59:59.999999',
+  '-infinity',
+  '-0',
+  '{-0,1.1,NULL}',
+  '{(1,1),(0,0);(2,2),(1,1)}',
+  null,
+];
+
+function edgeRecords(): GoldenRecord[] {
+  const t = buildTableSchema(EDGES);
+  const keyless = buildTableSchema({
+    ...EDGES,
+    name: 'keyless',
+    columns: EDGES.columns.map((c) => ({ ...c, isKey: false })),
+  });
+  const decoded = (table: TableShape, key: Record<string, string> | null) => {
+    const row = Object.fromEntries(table.columns.map((c, i) => [c.name, EDGE_ROW[i]]));
+    return {
+      ...rowChange('INSERT', 0, true, key, null, null),
+      schema: table.schema,
+      table: table.name,
+      after: row,
+    };
+  };
+  const fullKey = Object.fromEntries(
+    EDGES.columns.flatMap((c, i) => (EDGE_ROW[i] === null ? [] : [[c.name, EDGE_ROW[i] as string]])),
+  );
+  // what a reader gives back for the float4 array: each element as it reads back from a float
+  const readBack = { ...fullKey, zs: '{"-0","1.1",NULL}', boxes: '{"(1,1),(0,0)";"(2,2),(1,1)"}' };
+  const edge = decoded(EDGES, readBack);
+  const keylessDecoded = decoded({ ...EDGES, name: 'keyless' }, {});
+  for (const d of [edge, keylessDecoded]) Object.assign(d.after, { zs: readBack.zs, boxes: readBack.boxes });
+  const insert = (table: typeof t, id: number): Buffer =>
+    encodeTableRecord(id, table, {
+      origin: ORIGIN,
+      tx: tx(0, true),
+      op: 'INSERT',
+      key: table.key(EDGE_ROW),
+      before: null,
+      after: table.row(EDGE_ROW),
+    });
+  return [
+    {
+      name: `table-insert-edge-values${REVISION}`,
+      schemaId: 102,
+      schema: t.schema,
+      bytes: insert(t, 102),
+      decoded: edge,
+    },
+    {
+      name: `table-insert-no-replica-identity${REVISION}`,
+      schemaId: 103,
+      schema: keyless.schema,
+      bytes: insert(keyless, 103),
+      decoded: keylessDecoded,
+    },
+  ];
+}
+
 export function goldenRecords(): GoldenRecord[] {
-  return [...tableRecords(), ...controlRecords()];
+  return [...tableRecords(), ...edgeRecords(), ...controlRecords()];
 }
 
 /** A decoded change as the JSON the fixture files hold. */

@@ -83,6 +83,32 @@ describe('table schemas', () => {
     const ts = buildTableSchema(items);
     expect(() => ts.row(['1'])).toThrow(/public.items: tuple has 1 column/);
     expect(() => ts.row(['x', '1', null, null, null])).toThrow(/public.items.id: 'x' is not a valid bigint/);
-    expect(() => ts.key([null, '1', null, null, null])).toThrow(/key column id has no value/);
+    expect(() => ts.key([UNCHANGED, '1', null, null, null])).toThrow(/key column id has no value/);
+  });
+
+  it('keeps NULLs in the key (a REPLICA IDENTITY FULL key is the whole row) and reads them back', () => {
+    const full = buildTableSchema({ ...items, columns: items.columns.map((c) => ({ ...c, isKey: true })) });
+    const key = full.key(['1', null, 'x', null, 'infinity']);
+    expect(key).toEqual({
+      id: { long: 1n },
+      qty: null,
+      payload: { string: 'x' },
+      price: null,
+      updated_at: { string: 'infinity' },
+    });
+    const keyType = (full.schema.fields as { name: string; type: unknown[] }[]).find(
+      (f) => f.name === 'key',
+    )!;
+    const keyRecord = keyType.type[1] as { fields: { type: unknown; default: unknown }[] };
+    // every key field nullable with a null default: FULL keys hold NULLs, and a key added later stays compatible
+    expect(
+      keyRecord.fields.every((f) => Array.isArray(f.type) && f.type[0] === 'null' && f.default === null),
+    ).toBe(true);
+  });
+
+  it('gives a table without replica identity an empty Key record', () => {
+    const none = buildTableSchema({ ...items, columns: items.columns.map((c) => ({ ...c, isKey: false })) });
+    expect(none.key(['1', '2', 'x', null, null])).toEqual({});
+    expect(() => avroType(JSON.parse(JSON.stringify(none.schema)))).not.toThrow();
   });
 });

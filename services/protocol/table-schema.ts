@@ -103,16 +103,22 @@ export function buildTableSchema(shape: TableShape): TableSchema {
     return {
       name: f.field,
       type: branches,
+      // a column added later reads as null from older events (BACKWARD-compatible versions)
+      default: null,
       'brabant.column': f.column.name,
       'brabant.pgType': `${f.column.type.schema}.${f.column.type.name}`,
     };
   });
+  // Key fields are nullable with a null default: a REPLICA IDENTITY FULL key is the whole old
+  // row, NULLs included, and a key added to a table later (insert-only rows before it) keeps the
+  // new version compatible with the old one under the registry's BACKWARD rule.
   const keyRecord = {
     type: 'record',
     name: 'Key',
     fields: keyFields.map((k) => ({
       name: k.field,
-      type: k.codec.textFallback ? [k.codec.avro, 'string'] : k.codec.avro,
+      type: ['null', k.codec.avro, ...(k.codec.textFallback ? ['string'] : [])],
+      default: null,
       'brabant.column': shape.columns[k.index]!.name,
     })),
   };
@@ -182,14 +188,14 @@ export function buildTableSchema(shape: TableShape): TableSchema {
       const out: Record<string, unknown> = {};
       for (const k of keyFields) {
         const v = values[k.index];
-        if (v === null || v === undefined || v === UNCHANGED) {
+        if (v === undefined || v === UNCHANGED) {
           throw new BrabantError(
             'VALUE_UNREPRESENTABLE',
-            `${qualified}: key column ${shape.columns[k.index]!.name} has no value`,
+            `${qualified}: key column ${shape.columns[k.index]!.name} has no value in the change`,
           );
         }
-        const wrapped = encodeValue(fields[k.index]!, v) as Record<string, unknown>;
-        out[k.field] = k.codec.textFallback ? wrapped : Object.values(wrapped)[0];
+        // NULL is a legitimate key value of a REPLICA IDENTITY FULL table.
+        out[k.field] = encodeValue(fields[k.index]!, v);
       }
       return out;
     },

@@ -53,6 +53,10 @@ export const ERROR_CODES = {
     summary: 'the role a service connects as lacks a privilege it needs',
   },
   PROTOCOL_ERROR: { retriable: false, summary: 'a peer broke the PostgreSQL wire protocol' },
+  INTERNAL_ERROR: {
+    retriable: false,
+    summary: 'an unexpected error in Brabant itself (a bug): retrying would repeat it',
+  },
   SERVER_REFUSED: {
     retriable: false,
     summary: 'a PostgreSQL node refused a connection (authentication, database, connection limit)',

@@ -6,11 +6,11 @@
  * statements. The orchestration (open-transaction.ts) sends them; this says what they are.
  */
 import type { RowChange } from '../../protocol/change-decoder.ts';
+import { plainRow } from '../outcome/conflict-log.ts';
 import type { TargetTable } from '../target-catalog.ts';
 import type { Decided } from './decide.ts';
 import { literal, type StatementNamer, textArrayLiteral, untyped } from './script.ts';
 import { presentColumns, textOf } from './source-transactions.ts';
-import { plainRow } from '../outcome/conflict-log.ts';
 import { customSql, keepVersionsSql, mergeUpdateSql, touchColumnsSql } from './sql-policy.ts';
 import { deleteSql, insertNewSql, insertSql, lookupSql, tombstoneSql, updateSql } from './sql-rows.ts';
 

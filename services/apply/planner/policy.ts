@@ -79,7 +79,12 @@ export function applyPolicy(
   localNode: string,
 ): PolicyDecision {
   const kinded = byKind(d, c, policy) ?? { ...d, policy: 'row_lww' };
-  if (policy.custom !== null && d.conflict !== undefined && local.found && CUSTOM_KINDS.includes(d.conflict.kind)) {
+  if (
+    policy.custom !== null &&
+    d.conflict !== undefined &&
+    local.found &&
+    CUSTOM_KINDS.includes(d.conflict.kind)
+  ) {
     return {
       action: 'custom',
       conflict: { kind: d.conflict.kind, resolution: 'custom' },
@@ -105,7 +110,9 @@ export function applyPolicy(
   const increments = policy.delta.filter((x) => {
     const before = valueOf(c.before, x);
     const after = valueOf(c.after, x);
-    return before !== undefined && after !== undefined && before !== null && after !== null && before !== after;
+    return (
+      before !== undefined && after !== undefined && before !== null && after !== null && before !== after
+    );
   });
   let columns: string[];
   let touch: string[] | undefined;
@@ -122,20 +129,32 @@ export function applyPolicy(
     });
     touch = columns;
   } else {
-    columns = kinded.action === 'update' ? others(Object.keys(c.after ?? {}).filter((x) => valueOf(c.after, x) !== undefined)) : [];
+    columns =
+      kinded.action === 'update'
+        ? others(Object.keys(c.after ?? {}).filter((x) => valueOf(c.after, x) !== undefined))
+        : [];
   }
   if (columns.length === 0 && increments.length === 0) {
     return kinded.action === 'update' ? { ...kinded, action: 'skip' } : kinded;
   }
   const keepVersion =
-    policy.rows === 'row_lww' && kinded.action !== 'update' ? (rowVersion(local, localNode) ?? undefined) : undefined;
+    policy.rows === 'row_lww' && kinded.action !== 'update'
+      ? (rowVersion(local, localNode) ?? undefined)
+      : undefined;
   return {
     action: 'update',
     columns,
     increments,
     ...(touch === undefined ? {} : { touch }),
     ...(keepVersion === undefined ? {} : { keepVersion }),
-    ...(kinded.conflict === undefined ? {} : { conflict: { kind: kinded.conflict.kind, resolution: 'merge' } }),
-    policy: policy.rows === 'column_lww' ? (increments.length > 0 ? 'column_lww+delta' : 'column_lww') : 'row_lww+delta',
+    ...(kinded.conflict === undefined
+      ? {}
+      : { conflict: { kind: kinded.conflict.kind, resolution: 'merge' } }),
+    policy:
+      policy.rows === 'column_lww'
+        ? increments.length > 0
+          ? 'column_lww+delta'
+          : 'column_lww'
+        : 'row_lww+delta',
   };
 }

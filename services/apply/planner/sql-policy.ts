@@ -12,7 +12,12 @@ import { cast, keyMatch, tombstoneKey, unnestOf } from './sql-rows.ts';
  * $1..$k key columns, then one parameter per set column, then per delta column its new and its
  * old value (the increment is new − old, added to whatever the row holds here).
  */
-export function mergeUpdateSql(t: TargetTable, keyCols: string[], setCols: string[], incCols: string[]): string {
+export function mergeUpdateSql(
+  t: TargetTable,
+  keyCols: string[],
+  setCols: string[],
+  incCols: string[],
+): string {
   const names = [
     ...keyCols.map((_, i) => `k${i}`),
     ...setCols.map((_, i) => `v${i}`),
@@ -21,7 +26,10 @@ export function mergeUpdateSql(t: TargetTable, keyCols: string[], setCols: strin
   ];
   const sets = [
     ...setCols.map((c, i) => `${quoteIdent(c)} = ${cast(t, c, `u.v${i}`)}`),
-    ...incCols.map((c, i) => `${quoteIdent(c)} = t.${quoteIdent(c)} + (${cast(t, c, `u.n${i}`)} - ${cast(t, c, `u.o${i}`)})`),
+    ...incCols.map(
+      (c, i) =>
+        `${quoteIdent(c)} = t.${quoteIdent(c)} + (${cast(t, c, `u.n${i}`)} - ${cast(t, c, `u.o${i}`)})`,
+    ),
   ];
   return `update ${t.sql} t set ${sets.join(', ')} from ${unnestOf(names)} where ${keyMatch(t, keyCols, 't', 'u')}`;
 }

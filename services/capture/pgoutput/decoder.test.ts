@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DecodeError } from './binary-reader.ts';
-import { decodePgoutput } from './decoder.ts';
-import { UNCHANGED_TOAST } from './messages.ts';
+import { decodePgoutput, undecodable } from './decoder.ts';
+import { RawValue, UNCHANGED_TOAST } from './messages.ts';
 
 /** Builds pgoutput bytes the way the server lays them out (test fixture writer). */
 class W {
@@ -186,5 +186,33 @@ describe('decodePgoutput', () => {
     expect(() =>
       decodePgoutput(new W().u8(ch('R')).u32(1).str('s').str('t').u8(ch('q')).i16(0).done()),
     ).toThrow(/unknown replica identity/);
+  });
+
+  it('keeps a value that is not UTF-8 as its bytes, never as replaced characters', () => {
+    const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9]);
+    const insert = Buffer.concat([
+      new W().u8(ch('I')).u32(7).u8(ch('N')).i16(2).text('ok').u8(0x74).i32(latin1.length).done(),
+      latin1,
+    ]);
+    const msg = decodePgoutput(insert);
+    expect(msg.tag === 'insert' && msg.after[0]).toBe('ok');
+    const raw = msg.tag === 'insert' ? msg.after[1] : undefined;
+    expect(raw).toBeInstanceOf(RawValue);
+    expect(raw instanceof RawValue && [raw.bytes.equals(latin1), raw.reason]).toEqual([
+      true,
+      'not valid UTF-8',
+    ]);
+  });
+
+  it('describes a refused message by its kind and relation oid, for the dead letter', () => {
+    const truncated = new W().u8(ch('U')).u32(16400).u8(ch('N')).done();
+    expect(() => decodePgoutput(truncated)).toThrow(DecodeError);
+    expect(undecodable(truncated, 'truncated')).toMatchObject({
+      tag: 'undecodable',
+      kind: 'U',
+      relationOid: 16400,
+      reason: 'truncated',
+    });
+    expect(undecodable(Buffer.from('B'), 'short')).toMatchObject({ kind: 'B', relationOid: undefined });
   });
 });

@@ -3,15 +3,20 @@
  * https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.html (protocol
  * version 1: no streamed transactions, so no xid field before Relation/Insert/… messages).
  */
+import { constants, isUtf8 } from 'node:buffer';
 import { lsn } from '../../protocol/lsn.ts';
 import { BinaryReader, DecodeError } from './binary-reader.ts';
 import {
   type PgoutputMessage,
+  RawValue,
   type ReplicaIdentity,
   type Tuple,
   UNCHANGED_TOAST,
+  type UndecodableMessage,
   type UpdateMessage,
 } from './messages.ts';
+
+const MAX_STRING_LENGTH = constants.MAX_STRING_LENGTH;
 
 export function decodePgoutput(buf: Buffer): PgoutputMessage {
   const r = new BinaryReader(buf);
@@ -166,6 +171,24 @@ function replicaIdentityOf(b: number, offset: number): ReplicaIdentity {
   }
 }
 
+/** A value's text, or its bytes when they cannot be a string (never a silently replaced character). */
+function columnText(bytes: Buffer): string | RawValue {
+  if (bytes.length > MAX_STRING_LENGTH)
+    return new RawValue(Buffer.from(bytes), 'longer than a JavaScript string can be');
+  if (!isUtf8(bytes)) return new RawValue(Buffer.from(bytes), 'not valid UTF-8');
+  return bytes.toString('utf8');
+}
+
+/**
+ * The message a buffer was meant to be, for one the decoder refused: its kind and, where the
+ * layout puts one first, its relation oid.
+ */
+export function undecodable(buf: Buffer, reason: string): UndecodableMessage {
+  const kind = buf.length > 0 ? String.fromCharCode(buf[0]!) : '?';
+  const relationOid = 'RIUD'.includes(kind) && buf.length >= 5 ? buf.readUInt32BE(1) : undefined;
+  return { tag: 'undecodable', kind, relationOid, reason, bytes: Buffer.from(buf) };
+}
+
 /** TupleData: Int16 ncols, then per column 'n' (null), 'u' (unchanged TOAST), 't' Int32 len + text. */
 function tuple(r: BinaryReader): Tuple {
   const n = r.int16('tuple column count');
@@ -182,7 +205,7 @@ function tuple(r: BinaryReader): Tuple {
         break;
       case 0x74: {
         const len = r.int32('column length');
-        out[i] = r.bytes(len, 'column text').toString('utf8');
+        out[i] = columnText(r.bytes(len, 'column text'));
         break;
       }
       case 0x62:

@@ -7,7 +7,18 @@ import type { Lsn } from '../../protocol/lsn.ts';
 
 /** A column whose TOASTed value did not change: pgoutput sends 'u' instead of the value. */
 export const UNCHANGED_TOAST: unique symbol = Symbol('unchanged-toast');
-export type ColumnValue = string | null | typeof UNCHANGED_TOAST;
+/**
+ * A column value whose bytes cannot become a JavaScript string: not valid UTF-8 (a SQL_ASCII
+ * database stores any bytes), or longer than V8's string limit. Kept as bytes so the change can
+ * be dead-lettered whole instead of silently altered.
+ */
+export class RawValue {
+  constructor(
+    readonly bytes: Buffer,
+    readonly reason: 'not valid UTF-8' | 'longer than a JavaScript string can be',
+  ) {}
+}
+export type ColumnValue = string | null | typeof UNCHANGED_TOAST | RawValue;
 export type Tuple = ColumnValue[];
 
 export type ReplicaIdentity = 'default' | 'nothing' | 'full' | 'index';
@@ -86,7 +97,19 @@ export interface LogicalMessage {
   content: Buffer;
 }
 
+/** A message the decoder could not read (kept raw, so its change can be dead-lettered). */
+export interface UndecodableMessage {
+  tag: 'undecodable';
+  /** The message's first byte: which kind it was meant to be. */
+  kind: string;
+  /** The relation oid for Relation/Insert/Update/Delete messages, when the bytes hold one. */
+  relationOid: number | undefined;
+  reason: string;
+  bytes: Buffer;
+}
+
 export type PgoutputMessage =
+  | UndecodableMessage
   | BeginMessage
   | CommitMessage
   | OriginMessage
