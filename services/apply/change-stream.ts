@@ -13,6 +13,7 @@
  */
 import type { Consumer, EachBatchPayload } from 'kafkajs';
 import type { ChangeDecoder, DecodedChange } from '../protocol/change-decoder.ts';
+import { ChunkReassembler, HEADER_CHUNK } from '../protocol/chunks.ts';
 import { isBrabantError } from '../runtime/errors.ts';
 import { failpoint } from '../runtime/failpoints.ts';
 import type { Logger } from '../runtime/log.ts';
@@ -55,6 +56,18 @@ export class ChangeStream {
   }
 
   private failed = false;
+  /** Per topic, partition and source: the split event whose parts are arriving, and its first part's offset. */
+  private readonly reassemblers = new Map<string, ChunkReassembler>();
+  private readonly chunkStart = new Map<string, string>();
+
+  private reassembler(key: string): ChunkReassembler {
+    let r = this.reassemblers.get(key);
+    if (r === undefined) {
+      r = new ChunkReassembler();
+      this.reassemblers.set(key, r);
+    }
+    return r;
+  }
 
   readonly eachBatch = async (payload: EachBatchPayload): Promise<void> => {
     if (this.failed) return;
@@ -74,10 +87,12 @@ export class ChangeStream {
       resolveOffset(offset);
       d.tracker.handled(topic, partition, BigInt(offset));
     };
-    let run: { source: string; changes: DecodedChange[]; offsets: string[] } | undefined;
+    // offsets: each change's position for the tracker (a split event's first part); last: the
+    // highest offset the run consumed
+    let run: { source: string; changes: DecodedChange[]; offsets: string[]; last: string } | undefined;
     const flush = async (): Promise<'done' | 'paused'> => {
       if (run === undefined) return 'done';
-      const { source, changes, offsets } = run;
+      const { source, changes, offsets, last: consumed } = run;
       run = undefined;
       const applier = await d.applierFor(source);
       const outcomes = await applier.handleMany(changes);
@@ -109,7 +124,7 @@ export class ChangeStream {
         this.resumed(topic, partition); // the DDL it waited at went through
       const openLsn = applier.openCommitLsn;
       const first = openLsn === undefined ? -1 : changes.findIndex((x) => x.tx.commitLsn === openLsn);
-      const last = offsets[offsets.length - 1]!;
+      const last = consumed;
       d.tracker.afterRun(
         topic,
         partition,
@@ -119,7 +134,7 @@ export class ChangeStream {
           ? undefined
           : { commitLsn: openLsn, firstOffsetInRun: BigInt(offsets[Math.max(first, 0)]!) },
       );
-      resolveOffset(last);
+      resolveOffset(consumed);
       await heartbeat();
       return 'done';
     };
@@ -131,9 +146,42 @@ export class ChangeStream {
         done(m.offset);
         continue;
       }
+      // a split event (services/protocol/chunks.ts): its parts are joined before decoding, and
+      // its position is its first part's, so no offset past that is committed before it applies
+      const key = `${topic}/${partition}/${source}`;
+      let value = m.value;
+      let position = m.offset;
+      try {
+        const parts = this.reassembler(key).push({ value, chunk: m.headers?.[HEADER_CHUNK]?.toString() });
+        if (parts.kind === 'pending') {
+          if (!this.chunkStart.has(key)) this.chunkStart.set(key, m.offset);
+          resolveOffset(m.offset);
+          continue;
+        }
+        if (parts.kind === 'duplicate') {
+          done(m.offset);
+          continue;
+        }
+        value = parts.value;
+        if (parts.kind === 'joined') {
+          position = this.chunkStart.get(key) ?? m.offset;
+          this.chunkStart.delete(key);
+        }
+      } catch (err) {
+        if (!isBrabantError(err, 'UNDECODABLE')) throw err;
+        this.chunkStart.delete(key);
+        if ((await flush()) === 'paused') return;
+        d.log.error(
+          { source, topic, partition, offset: m.offset, reason: err.message },
+          'a split event cannot be joined: sent to the dead-letter topic',
+        );
+        await d.sideTopics.poison(source, { topic, partition, offset: m.offset }, m.value, err.message);
+        done(m.offset);
+        continue;
+      }
       let change: DecodedChange;
       try {
-        change = await d.decoder.decode(m.value);
+        change = await d.decoder.decode(value);
       } catch (err) {
         if ((await flush()) === 'paused') return;
         const at = `${topic}/${partition}@${m.offset}`;
@@ -165,9 +213,10 @@ export class ChangeStream {
       }
       if (this.paused.get(`${topic}/${partition}`)?.reason !== 'DDL_FAILED') this.resumed(topic, partition);
       if (run !== undefined && run.source !== source && (await flush()) === 'paused') return;
-      if (run === undefined) run = { source, changes: [], offsets: [] };
+      if (run === undefined) run = { source, changes: [], offsets: [], last: m.offset };
       run.changes.push(change);
-      run.offsets.push(m.offset);
+      run.offsets.push(position);
+      run.last = m.offset;
     }
     if ((await flush()) === 'paused') return;
     await this.commit(topic, partition, false);

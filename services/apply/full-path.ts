@@ -31,6 +31,7 @@ import {
   keyColumns,
   lookupStep,
   oneRow,
+  plainInserts,
   type RowWrite,
   writesFor,
 } from './planner/full.ts';
@@ -38,7 +39,7 @@ import type { ConflictKind, Resolution } from './planner/resolve.ts';
 import { addAction, literal, TAKE_XID, XACT_SETUP } from './planner/script.ts';
 import { expandKeyChanges, withRenames } from './planner/source-transactions.ts';
 import { applySchemaChange } from './schema-change.ts';
-import { quoteIdent, type TargetCatalog, type TargetTable } from './target-catalog.ts';
+import { byWholeRow, quoteIdent, type TargetCatalog, type TargetTable } from './target-catalog.ts';
 
 /** What the strategies of one origin share: its progress, and what is known of the target. */
 export interface OriginState {
@@ -319,6 +320,23 @@ export class FullPath {
     this.reportDrift(tx, t, first);
     const statements = this.exec.statements;
     const isolated = this.isolating === tx.commitLsn;
+    if (keyCols.length === 0 || byWholeRow(t, keyCols)) {
+      // no key (a table that replicates its inserts only), or found by the whole old row:
+      // an insert is a row of its own (identical rows are legitimate), never a conflict
+      const inserts = batch.filter((c) => c.op === 'INSERT');
+      for (const w of plainInserts(t, inserts)) await this.write(tx, t, w, isolated);
+      addAction(tx.actions, 'insert', inserts.length);
+      batch = batch.filter((c) => c.op !== 'INSERT');
+      if (batch.length === 0) return;
+      if (keyCols.length === 0) {
+        for (const c of batch)
+          tx.deadLetters.push({
+            reason: `${t.schema}.${t.name} has no key to find the row of this ${c.op} by`,
+            change: c,
+          });
+        return;
+      }
+    }
     const insertNew = isolated ? undefined : insertNewStep(t, keyCols, batch, statements);
     if (insertNew !== undefined) {
       const res = await this.send<{ ord: number }>(tx, insertNew);
@@ -342,16 +360,27 @@ export class FullPath {
       looked = a.result.rows as LookupRow[];
     }
     const { decisions, conflicts } = decide(batch, looked, this.ctx.localNode, t, keyCols);
-    tx.conflicts.push(...conflicts);
-    for (const w of writesFor(t, keyCols, decisions)) {
-      if (!t.otherUniqueKeys && !isolated && !w.custom) {
-        tx.deferred.push(executeWrite(t, w, statements));
-        continue;
+    if (byWholeRow(t, keyCols))
+      for (const x of decisions) {
+        // an updated row that is not here may be here changed: not inserted; nothing to tombstone
+        if (x.d.action === 'insert' || x.d.action === 'tombstone') x.d = { ...x.d, action: 'skip' };
       }
-      if (tx.deferred.length > 0) await this.send(tx, 'select 1');
-      await this.writeGuarded(tx, t, w, isolated);
-    }
+    tx.conflicts.push(...conflicts);
+    for (const w of writesFor(t, keyCols, decisions)) await this.write(tx, t, w, isolated);
     for (const x of decisions) addAction(tx.actions, x.d.action, 1);
+  }
+
+  /**
+   * A write: with the next statement that answers, or, when it may fail on a row (another unique
+   * key, a custom resolver, a transaction in isolation), under a savepoint in its own round trip.
+   */
+  private async write(tx: OpenTx, t: TargetTable, w: RowWrite, isolated: boolean): Promise<void> {
+    if (!t.otherUniqueKeys && !isolated && !w.custom) {
+      tx.deferred.push(executeWrite(t, w, this.exec.statements));
+      return;
+    }
+    if (tx.deferred.length > 0) await this.send(tx, 'select 1');
+    await this.writeGuarded(tx, t, w, isolated);
   }
 
   /** Rows that cannot be applied: dead letters with the error policy's reason. */

@@ -30,6 +30,17 @@ export interface TargetTable {
   renames: Map<string, string>;
   /** Its conflict policy (brabant.policies; row_lww when it has none). */
   policy: TablePolicy;
+  /** relreplident: d default (the primary key), n nothing, f full (the whole old row), i an index. */
+  replicaIdentity: string;
+}
+
+/**
+ * Rows of this table are found by the whole old row (REPLICA IDENTITY FULL, no primary key):
+ * identical rows may exist (each a row of its own), and values are compared as text (some
+ * types, json or point, have no equality).
+ */
+export function byWholeRow(t: TargetTable, keyCols: string[]): boolean {
+  return keyCols !== t.primaryKey && t.replicaIdentity === 'f';
 }
 
 /** A table's conflict policy, as brabant.set_conflict_policy declared it. */
@@ -102,9 +113,11 @@ export class TargetCatalog {
         order by k.ord`,
       [schema, name],
     );
-    const unique = await this.db.query<{ n: number; pk: string | null }>(
+    const unique = await this.db.query<{ n: number; pk: string | null; ident: string }>(
       `select (count(*) filter (where not i.indisprimary))::int as n,
-              max(ic.relname::text) filter (where i.indisprimary) as pk
+              max(ic.relname::text) filter (where i.indisprimary) as pk,
+              (select relreplident::text from pg_class r join pg_namespace rn on rn.oid = r.relnamespace
+                where rn.nspname = $1 and r.relname = $2) as ident
          from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
          join pg_class ic on ic.oid = i.indexrelid
         where n.nspname = $1 and c.relname = $2 and i.indisunique`,
@@ -120,6 +133,7 @@ export class TargetCatalog {
     );
     return {
       policy: policy.rows[0] ?? DEFAULT_POLICY,
+      replicaIdentity: unique.rows[0]?.ident ?? 'd',
       renames: new Map(renames.rows.map((r) => [r.old_name, r.new_name])),
       primaryKey: pk.rows.map((r) => r.name),
       otherUniqueKeys: (unique.rows[0]?.n ?? 0) > 0,

@@ -156,6 +156,7 @@ begin
       continue when r.schema_name is not null
         and (r.schema_name in ${NOT_REPLICATED} or r.schema_name like 'pg\\_temp%' or r.schema_name like 'pg\\_toast%');
       continue when r.is_temporary or not r.original;
+      continue when r.object_type in ('publication', 'publication relation', 'publication namespace', 'subscription', 'event trigger');
       dropped := dropped || jsonb_build_object('type', r.object_type, 'identity', r.object_identity);
     end loop;
     perform set_config('brabant.ddl_dropped', dropped::text, true);
@@ -164,6 +165,9 @@ begin
   perform set_config('brabant.ddl_dropped', '', true);
   for r in select * from pg_event_trigger_ddl_commands() loop
     continue when r.in_extension;
+    -- a node's publications, subscriptions and event triggers are its own (Brabant sorts tables
+    -- into its publications from an event trigger, inside the user's DDL)
+    continue when r.object_type in ('publication', 'publication relation', 'publication namespace', 'subscription', 'event trigger');
     continue when r.schema_name is not null
       and (r.schema_name in ${NOT_REPLICATED} or r.schema_name like 'pg\\_temp%');
     relid := case

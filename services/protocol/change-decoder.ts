@@ -32,10 +32,9 @@ export interface RowChange {
   table: string;
   /**
    * Replica identity columns (null for TRUNCATE; empty for a table without replica identity). A
-   * key column whose value is NULL is left out: that happens only in a REPLICA IDENTITY FULL
-   * table, whose key is the whole row (`before`, or `after` of an insert, holds it with the NULLs).
+   * key column may be NULL only in a REPLICA IDENTITY FULL table, whose key is the whole row.
    */
-  key: Record<string, string> | null;
+  key: Record<string, string | null> | null;
   before: Row | null;
   after: Row | null;
 }
@@ -220,12 +219,13 @@ function readRow(fields: FieldReader[], rec: Record<string, unknown> | null): Ro
   return out;
 }
 
-function readKey(fields: FieldReader[], rec: Record<string, unknown>): Record<string, string> {
-  const out: Record<string, string> = {};
+function readKey(fields: FieldReader[], rec: Record<string, unknown>): Record<string, string | null> {
+  const out: Record<string, string | null> = {};
   for (const f of fields) {
     const v = readValue(f, rec[f.field]);
     if (v === UNCHANGED) throw new BrabantError('UNDECODABLE', `key column ${f.column} is marked unchanged`);
-    if (v !== null) out[f.column] = v;
+    // NULL is a legitimate key value of a REPLICA IDENTITY FULL table
+    out[f.column] = v;
   }
   return out;
 }

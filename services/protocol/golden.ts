@@ -177,7 +177,7 @@ function rowChange(
   op: string,
   index: number,
   last: boolean,
-  key: Record<string, string> | null,
+  key: Record<string, string | null> | null,
   before: TextValue[] | null,
   after: TextValue[] | null,
 ) {
@@ -283,7 +283,7 @@ function edgeRecords(): GoldenRecord[] {
     name: 'keyless',
     columns: EDGES.columns.map((c) => ({ ...c, isKey: false })),
   });
-  const decoded = (table: TableShape, key: Record<string, string> | null) => {
+  const decoded = (table: TableShape, key: Record<string, string | null> | null) => {
     const row = Object.fromEntries(table.columns.map((c, i) => [c.name, EDGE_ROW[i]]));
     return {
       ...rowChange('INSERT', 0, true, key, null, null),

@@ -90,7 +90,9 @@ export function directiveFor(err: unknown, ctx: PolicyContext): Directive {
   if (COLLISIONS.has(state)) return { kind: 'reapply', reason: `${detail} (SQLSTATE ${state})` };
   if (state === SQLSTATE.UNIQUE_VIOLATION && ctx.ownKeyViolation?.(e.constraint))
     return { kind: 'reapply', reason: `${detail} (SQLSTATE ${state})` };
-  if (DATA.has(state) || DATA_CLASSES.includes(cls)) {
+  // a value of a type that takes no input at all (pg_node_tree): no node can store it as sent
+  const noInput = state === SQLSTATE.FEATURE_NOT_SUPPORTED && /cannot accept a value of type/.test(detail);
+  if (noInput || DATA.has(state) || DATA_CLASSES.includes(cls)) {
     const on = e.constraint ? ` (constraint ${e.constraint})` : e.column ? ` (column ${e.column})` : '';
     return { kind: 'deadletter', reason: `${detail}${on} (SQLSTATE ${state})` };
   }

@@ -24,6 +24,8 @@ export interface LookupRow {
   col_versions?: Record<string, { ts: string | null; origin: string | null }> | null;
   /** delta tables under row_lww: the version the row kept for its other columns (brabant.row_versions). */
   row_floor?: { ts: string; node: string } | null;
+  /** The row's ctid (rows found by the whole old row are written by it: identical rows are each their own). */
+  row_ctid?: string | null;
 }
 
 /** A version from (unix micros text, origin name): no origin = this node; no time = unknown. */

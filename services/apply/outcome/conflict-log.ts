@@ -14,7 +14,7 @@ export interface ConflictRecord {
   kind: ConflictKind;
   resolution: Resolution;
   table: string;
-  key: Record<string, string> | null;
+  key: Record<string, string | null> | null;
   localRow: unknown;
   localTs: bigint | null;
   localNode: string | null;

@@ -7,12 +7,21 @@
  */
 import type { RowChange } from '../../protocol/change-decoder.ts';
 import { plainRow } from '../outcome/conflict-log.ts';
-import type { TargetTable } from '../target-catalog.ts';
+import { byWholeRow, type TargetTable } from '../target-catalog.ts';
 import type { Decided } from './decide.ts';
 import { literal, type StatementNamer, textArrayLiteral, untyped } from './script.ts';
 import { presentColumns, textOf } from './source-transactions.ts';
 import { customSql, keepVersionsSql, mergeUpdateSql, touchColumnsSql } from './sql-policy.ts';
-import { deleteSql, insertNewSql, insertSql, lookupSql, tombstoneSql, updateSql } from './sql-rows.ts';
+import {
+  deleteByCtidSql,
+  deleteSql,
+  insertNewSql,
+  insertSql,
+  lookupSql,
+  tombstoneSql,
+  updateByCtidSql,
+  updateSql,
+} from './sql-rows.ts';
 
 /** A set-based write: its SQL, one parameter per `$n` (arrays of text forms, or scalars), the changes it writes. */
 export interface RowWrite {
@@ -103,6 +112,7 @@ export function writesFor(t: TargetTable, keyCols: string[], decisions: Decided[
   const changes = (ds: Decided[]) => ds.map((x) => x.c);
   const keys = (cs: RowChange[]) => keyCols.map((k) => cs.map((c) => c.key![k]!));
   const out: RowWrite[] = [];
+  if (byWholeRow(t, keyCols)) return wholeRowWrites(t, decisions);
   const deletes = changes(of('delete'));
   if (deletes.length > 0) out.push({ sql: deleteSql(t, keyCols), params: keys(deletes), changes: deletes });
   const tombs = [...deletes, ...changes(of('tombstone'))];
@@ -181,6 +191,56 @@ export function writesFor(t: TargetTable, keyCols: string[], decisions: Decided[
     });
   }
   return out;
+}
+
+/**
+ * The writes of a table whose rows are found by the whole old row (REPLICA IDENTITY FULL, no
+ * primary key): updates and deletes of the one row each lookup locked (by its ctid: identical rows
+ * are each their own), no tombstones (there is no key to remember a delete by).
+ */
+function wholeRowWrites(t: TargetTable, decisions: Decided[]): RowWrite[] {
+  const out: RowWrite[] = [];
+  const deletes = decisions.filter((x) => x.d.action === 'delete');
+  if (deletes.length > 0)
+    out.push({
+      sql: deleteByCtidSql(t),
+      params: [deletes.map((x) => x.local.row_ctid!)],
+      changes: deletes.map((x) => x.c),
+    });
+  const groups = new Map<string, Decided[]>();
+  for (const x of decisions.filter((d) => d.d.action === 'update')) {
+    const sig = presentColumns(t, x.c.after!).join('\u0000');
+    groups.set(sig, [...(groups.get(sig) ?? []), x]);
+  }
+  for (const [sig, xs] of groups) {
+    const cols = sig.split('\u0000');
+    out.push({
+      sql: updateByCtidSql(t, cols),
+      params: [
+        xs.map((x) => x.local.row_ctid!),
+        ...cols.map((col) => xs.map((x) => textOf(x.c.after![col]))),
+      ],
+      changes: xs.map((x) => x.c),
+    });
+  }
+  return out;
+}
+
+/** Inserts of whole rows, one statement per set of columns present (a row of its own each). */
+export function plainInserts(t: TargetTable, rows: RowChange[]): RowWrite[] {
+  const groups = new Map<string, RowChange[]>();
+  for (const c of rows) {
+    const sig = presentColumns(t, c.after!).join('\u0000');
+    groups.set(sig, [...(groups.get(sig) ?? []), c]);
+  }
+  return [...groups].map(([sig, cs]) => {
+    const cols = sig.split('\u0000');
+    return {
+      sql: insertSql(t, cols),
+      params: cols.map((col) => cs.map((c) => textOf(c.after![col]))),
+      changes: cs,
+    };
+  });
 }
 
 /**

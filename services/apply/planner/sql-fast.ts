@@ -8,11 +8,7 @@
  */
 import { quoteIdent, type TargetTable } from '../target-catalog.ts';
 import { literal, type Statement } from './script.ts';
-import { overriding, setList } from './sql-rows.ts';
-
-function cast(t: TargetTable, col: string, expr: string): string {
-  return `${expr}::${t.columns.get(col)!.type}`;
-}
+import { cast, overriding, setList } from './sql-rows.ts';
 
 function unnestOf(names: string[], from = 1): string {
   return `unnest(${names.map((_, i) => `$${i + from}`).join(', ')}) with ordinality as u(${[...names, 'ord'].join(', ')})`;

@@ -4,14 +4,36 @@
  * null) and casts server-side to the target column's type, so a batch of rows is one round trip
  * whatever its size. They cast their parameters themselves, so they are prepared untyped.
  */
-import { quoteIdent, type TargetTable } from '../target-catalog.ts';
+import { byWholeRow, quoteIdent, type TargetTable } from '../target-catalog.ts';
+
+/** Object identifier types whose text cast refuses what their output prints (`-` for the zero oid). */
+const REG_TYPES = new Set([
+  'regclass',
+  'regproc',
+  'regprocedure',
+  'regoper',
+  'regoperator',
+  'regtype',
+  'regconfig',
+  'regdictionary',
+  'regnamespace',
+  'regrole',
+  'regcollation',
+]);
 
 export function cast(t: TargetTable, col: string, expr: string): string {
-  return `${expr}::${t.columns.get(col)!.type}`;
+  const type = t.columns.get(col)!.type;
+  // the type's own input function, as PostgreSQL itself reads its output
+  if (REG_TYPES.has(type)) return `${type}in(${expr}::cstring)`;
+  return `${expr}::${type}`;
 }
 
 /** `t.k = u.k::type` (or IS NOT DISTINCT FROM for nullable key columns, REPLICA IDENTITY FULL). */
 export function keyMatch(t: TargetTable, keyCols: string[], left: string, right: string): string {
+  if (byWholeRow(t, keyCols))
+    return keyCols
+      .map((c, i) => `${left}.${quoteIdent(c)}::text is not distinct from ${right}.k${i}`)
+      .join(' and ');
   return keyCols
     .map((c, i) => {
       const op = t.columns.get(c)!.notNull ? '=' : 'is not distinct from';
@@ -66,9 +88,10 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
            case when r.x is not null then ${differs} end as differs,
            r.x::text as row_xmin, tb.xmin::text as tomb_xmin,
            case when r.x is not null then ${colVersions} end as col_versions,
-           case when r.x is not null then ${rowFloor} end as row_floor
+           case when r.x is not null then ${rowFloor} end as row_floor,
+           r.ctid::text as row_ctid
       from unnest(${[...ks, ...bs].map((_, i) => `$${i < ks.length ? i + 1 : i + 2}::text[]`).join(', ')}) with ordinality as u(${[...ks, ...bs, 'ord'].join(', ')})
-      left join lateral (select to_jsonb(t) as row, t.xmin as x from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')} for update) r on true
+      left join lateral (select to_jsonb(t) as row, t.xmin as x, t.ctid from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')}${byWholeRow(t, keyCols) ? ' limit 1' : ''} for update) r on true
       left join lateral pg_xact_commit_timestamp_origin(r.x) ro on true
       left join pg_replication_origin rn on rn.roident = ro.roident
       left join brabant.tombstones tb on tb.tbl = ${table} and tb.key = ${tomb}
@@ -160,4 +183,16 @@ export function setList(t: TargetTable, keyCols: string[], cols: string[], prefi
     .map(({ c, i }) => `${quoteIdent(c)} = ${cast(t, c, `u.${prefix}${i}`)}`);
   if (set.length === 0) return `${quoteIdent(keyCols[0]!)} = t.${quoteIdent(keyCols[0]!)}`;
   return set.join(', ');
+}
+
+/** Delete rows by their ctid (found by the whole old row, one each): $1 the ctids. */
+export function deleteByCtidSql(t: TargetTable): string {
+  return `delete from ${t.sql} t where t.ctid = any($1::text[]::tid[])`;
+}
+
+/** Update rows by their ctid: $1 the ctids, then one parameter per updated column. */
+export function updateByCtidSql(t: TargetTable, cols: string[]): string {
+  const names = ['ctid', ...cols.map((_, i) => `v${i}`)];
+  return `update ${t.sql} t set ${cols.map((c, i) => `${quoteIdent(c)} = ${cast(t, c, `u.v${i}`)}`).join(', ')}
+      from ${unnestOf(names)} where t.ctid = u.ctid::tid`;
 }
