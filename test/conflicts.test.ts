@@ -199,7 +199,7 @@ describe('conflicts', () => {
       mine.map((x) => [x.table, (x.headers as Record<string, string>)['brabant.reason']!.split(':')[0]]),
     ).toEqual([
       ['u', 'unique violation'],
-      ['only_vl', 'table public.only_vl does not exist on ' + wa.names.nodeId],
+      ['only_vl', `table public.only_vl does not exist on ${wa.names.nodeId}`],
     ]);
     expect(mine[0]).toMatchObject({
       op: 'INSERT',

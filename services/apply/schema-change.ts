@@ -74,12 +74,12 @@ export async function applySchemaChange(
     case 'concurrently': {
       if (plan.index !== undefined && (await validIndexExists(exec, plan.index))) return;
       const done = await exec.outsideTransaction(plan.statement);
-      if (!done.ok) throw await failed(exec, ctx, change, ev, done.error);
+      if (!done.ok) throw await failed(ctx, change, ev, done.error);
       break;
     }
     case 'in-transaction': {
       const done = await exec.underSavepoint(DDL_SAVEPOINT, plan.script);
-      if (!done.ok) throw await failed(exec, ctx, change, ev, done.error);
+      if (!done.ok) throw await failed(ctx, change, ev, done.error);
       break;
     }
     default:
@@ -151,7 +151,6 @@ async function validIndexExists(exec: Executor, identity: string): Promise<boole
  * is, to be applied again; any other pauses the stream, recorded once as a ddl_failed conflict.
  */
 async function failed(
-  exec: Executor,
   ctx: SchemaChangeContext,
   change: ControlChange,
   ev: DdlEvent,

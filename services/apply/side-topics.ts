@@ -51,7 +51,9 @@ export class SideTopics {
         },
       })),
     });
-    for (const d of deadLetters) this.metrics.deadLetters.inc({ reason: d.reason.split(':')[0]! });
+    // by table, not by the reason's text (which names values and constraints: unbounded)
+    for (const d of deadLetters)
+      this.metrics.deadLetters.inc({ reason: 'row', table: `${d.change.schema}.${d.change.table}` });
   }
 
   /** A DDL that failed on this node (its stream is paused at it): the event, and why. */

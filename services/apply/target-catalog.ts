@@ -10,6 +10,11 @@ export interface TargetColumn {
   notNull: boolean;
   /** attidentity: '' none, 'a' GENERATED ALWAYS AS IDENTITY, 'd' BY DEFAULT. */
   identity: string;
+  /**
+   * Base type when the column is a domain (over domains): the object identifier types read
+   * their text through their input function, not a text cast (which refuses `-`).
+   */
+  baseType: string;
 }
 
 export interface TargetTable {
@@ -93,9 +98,19 @@ export class TargetCatalog {
 
   private async load(schema: string, name: string): Promise<TargetTable | undefined> {
     // generated columns are computed here from the others; the source does not send them
-    const res = await this.db.query<{ name: string; type: string; not_null: boolean; identity: string }>(
+    const res = await this.db.query<{
+      name: string;
+      type: string;
+      not_null: boolean;
+      identity: string;
+      base_type: string;
+    }>(
       `select a.attname as name, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull as not_null,
-              a.attidentity::text as identity
+              a.attidentity::text as identity,
+              (with recursive d(oid, base) as (
+                 select t.oid, t.typbasetype from pg_type t where t.oid = a.atttypid
+                 union all select t.oid, t.typbasetype from pg_type t join d on t.oid = d.base where d.base <> 0)
+               select format_type(oid, null) from d where base = 0) as base_type
          from pg_attribute a
          join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
@@ -144,7 +159,13 @@ export class TargetCatalog {
       columns: new Map(
         res.rows.map((r) => [
           r.name,
-          { name: r.name, type: r.type, notNull: r.not_null, identity: r.identity },
+          {
+            name: r.name,
+            type: r.type,
+            notNull: r.not_null,
+            identity: r.identity,
+            baseType: r.base_type,
+          },
         ]),
       ),
       identityAlways: res.rows.some((r) => r.identity === 'a'),

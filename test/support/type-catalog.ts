@@ -21,6 +21,8 @@ export interface TypeCase {
   btree: boolean;
   /** A column of the type can be compared with = (REPLICA IDENTITY FULL lookups need that). */
   equality: boolean;
+  /** The type's input refuses its own output (pg_node_tree): its values are copies from the catalog, no node takes them as sent. */
+  noInput: boolean;
 }
 
 /** Edge values by typname: the ends of each range, specials, and what text forms make hard. */
@@ -210,7 +212,8 @@ export async function typeCases(
           }
         }
       }
-      values.push(...(await catalogValues(db, t.oid, t.sql)));
+      const copied = await catalogValues(db, t.oid, t.sql);
+      values.push(...copied.values);
       if (values.length === 0) noValue.push(t.sql);
       cases.push({
         sql: t.sql,
@@ -220,6 +223,7 @@ export async function typeCases(
         arraySql: t.arr ?? undefined,
         btree: await accepts(db, `create temp table probe_key (c ${t.sql} primary key) `),
         equality: await accepts(db, `select null::${t.sql} = null::${t.sql}`),
+        noInput: copied.noInput,
       });
     }
   } finally {
@@ -242,7 +246,11 @@ async function accepts(db: pg.Client, sql: string): Promise<boolean> {
 }
 
 /** One value of the type from a system catalog column of that type, as its text form, if any (and if it reads back). */
-async function catalogValues(db: pg.Client, oid: number, sql: string): Promise<string[]> {
+async function catalogValues(
+  db: pg.Client,
+  oid: number,
+  sql: string,
+): Promise<{ values: string[]; noInput: boolean }> {
   const cols = await db.query<{ rel: string; att: string }>(
     `select format('%I.%I', n.nspname, c.relname) as rel, quote_ident(a.attname) as att
        from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
@@ -257,9 +265,12 @@ async function catalogValues(db: pg.Client, oid: number, sql: string): Promise<s
     const text = v.rows[0]?.t;
     if (text === undefined) continue;
     const expr = `${literal(text)}::${sql}`;
-    if (await accepts(db, `select ${expr}`)) return [expr];
+    if (await accepts(db, `select ${expr}`)) return { values: [expr], noInput: false };
     // A type whose input refuses every text (pg_node_tree, …): its values exist only as copies.
-    return [`(select ${c.att} from ${c.rel} where ${c.att} is not null limit 1)`];
+    return {
+      values: [`(select ${c.att} from ${c.rel} where ${c.att} is not null limit 1)`],
+      noInput: true,
+    };
   }
-  return [];
+  return { values: [], noInput: false };
 }

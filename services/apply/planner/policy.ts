@@ -30,7 +30,7 @@ export interface PolicyDecision extends Decision {
 const CUSTOM_KINDS: ConflictKind[] = ['insert_exists', 'update_origin_change', 'update_differing'];
 
 /** The value of a row's column as text, or undefined when it was not sent (unchanged TOAST) or is absent. */
-function valueOf(row: RowChange['after'], col: string): string | null | undefined {
+function sentValue(row: RowChange['after'], col: string): string | null | undefined {
   if (row === null || !(col in row)) return undefined;
   const v = row[col];
   return v === UNCHANGED ? undefined : (v as string | null);
@@ -98,18 +98,18 @@ export function applyPolicy(
   const others = (cols: string[]) => cols.filter((x) => !keyCols.includes(x) && !policy.delta.includes(x));
   if (c.op === 'INSERT' && kinded.action === 'update' && policy.rows === 'column_lww') {
     // a newer insert over a row: every column is the insert's now
-    const cols = others(Object.keys(c.after ?? {}).filter((x) => valueOf(c.after, x) !== undefined));
+    const cols = others(Object.keys(c.after ?? {}).filter((x) => sentValue(c.after, x) !== undefined));
     return { ...kinded, touch: cols, policy: 'column_lww' };
   }
   if (c.op === 'INSERT' && kinded.action === 'insert' && policy.rows === 'column_lww') {
-    const cols = others(Object.keys(c.after ?? {}).filter((x) => valueOf(c.after, x) !== undefined));
+    const cols = others(Object.keys(c.after ?? {}).filter((x) => sentValue(c.after, x) !== undefined));
     return { ...kinded, touch: cols };
   }
   // an update of a row that is here, with its old row (REPLICA IDENTITY FULL): merge it
   if (c.op !== 'UPDATE' || !local.found || c.before === null || kinded.action === 'delete') return kinded;
   const increments = policy.delta.filter((x) => {
-    const before = valueOf(c.before, x);
-    const after = valueOf(c.after, x);
+    const before = sentValue(c.before, x);
+    const after = sentValue(c.after, x);
     return (
       before !== undefined && after !== undefined && before !== null && after !== null && before !== after
     );
@@ -119,8 +119,8 @@ export function applyPolicy(
   if (policy.rows === 'column_lww') {
     // each column the update changed, where its writer is newer than the column's local version
     const changed = others(Object.keys(c.after ?? {})).filter((x) => {
-      const after = valueOf(c.after, x);
-      return after !== undefined && after !== valueOf(c.before, x);
+      const after = sentValue(c.after, x);
+      return after !== undefined && after !== sentValue(c.before, x);
     });
     const versions = local.col_versions ?? {};
     columns = changed.filter((x) => {
@@ -131,7 +131,7 @@ export function applyPolicy(
   } else {
     columns =
       kinded.action === 'update'
-        ? others(Object.keys(c.after ?? {}).filter((x) => valueOf(c.after, x) !== undefined))
+        ? others(Object.keys(c.after ?? {}).filter((x) => sentValue(c.after, x) !== undefined))
         : [];
   }
   if (columns.length === 0 && increments.length === 0) {

@@ -22,18 +22,26 @@ const REG_TYPES = new Set([
 ]);
 
 export function cast(t: TargetTable, col: string, expr: string): string {
-  const type = t.columns.get(col)!.type;
+  const { type, baseType } = t.columns.get(col)!;
   // the type's own input function, as PostgreSQL itself reads its output
-  if (REG_TYPES.has(type)) return `${type}in(${expr}::cstring)`;
+  if (REG_TYPES.has(baseType))
+    return baseType === type ? `${type}in(${expr}::cstring)` : `${baseType}in(${expr}::cstring)::${type}`;
   return `${expr}::${type}`;
 }
 
 /** `t.k = u.k::type` (or IS NOT DISTINCT FROM for nullable key columns, REPLICA IDENTITY FULL). */
 export function keyMatch(t: TargetTable, keyCols: string[], left: string, right: string): string {
   if (byWholeRow(t, keyCols))
-    return keyCols
-      .map((c, i) => `${left}.${quoteIdent(c)}::text is not distinct from ${right}.k${i}`)
-      .join(' and ');
+    return (
+      keyCols
+        // both sides through the type's text output: the sent text is normalised the same way
+        // (a char(n)'s padding, a boolean's `t`), and types without equality compare at all
+        .map(
+          (c, i) =>
+            `${left}.${quoteIdent(c)}::text is not distinct from (${cast(t, c, `${right}.k${i}`)})::text`,
+        )
+        .join(' and ')
+    );
   return keyCols
     .map((c, i) => {
       const op = t.columns.get(c)!.notNull ? '=' : 'is not distinct from';
@@ -48,13 +56,18 @@ export function unnestOf(names: string[], from = 1): string {
 
 /** jsonb key of a tombstone, built from typed values (same as the delete trigger's to_jsonb). */
 export function tombstoneKey(t: TargetTable, keyCols: string[], alias: string): string {
-  return `jsonb_build_object(${keyCols.map((c, i) => `'${c.replace(/'/g, "''")}', ${cast(t, c, `${alias}.k${i}`)}`).join(', ')})`;
+  const pairs = keyCols
+    .map((c, i) => `'${c.replace(/'/g, "''")}', ${cast(t, c, `${alias}.k${i}`)}`)
+    .join(', ');
+  // a whole row may hold json jsonb cannot (\u0000): brabant.key_jsonb, as the delete trigger
+  if (byWholeRow(t, keyCols)) return `brabant.key_jsonb(json_build_object(${pairs}))`;
+  return `jsonb_build_object(${pairs})`;
 }
 
 /**
  * Local state of each key, locking the rows: $1..$k key columns, $k+1 the table name for
  * tombstones, then (when `beforeCols` is given, REPLICA IDENTITY FULL) one parameter per old-row
- * column. Answers ord, the local row as jsonb, the version (unix micros and origin name) of the
+ * column. Answers ord, the local row as json (not jsonb: it may hold what jsonb cannot), the version (unix micros and origin name) of the
  * row or of the key's tombstone, and whether the local row differs from the old row sent.
  */
 export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[] = []): string {
@@ -74,24 +87,24 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
       : 'null::jsonb';
   const ks = keyCols.map((_, i) => `k${i}`);
   const bs = beforeCols.map((_, i) => `b${i}`);
+  // column by column through the types' text output (types without equality compare too)
   const differs =
     beforeCols.length === 0
       ? 'null::boolean'
-      : `(select jsonb_object_agg(e.key, e.value) from jsonb_each(r.row) e where e.key = any(array[${beforeCols
-          .map((c) => `'${c.replace(/'/g, "''")}'`)
-          .join(', ')}]))
-         is distinct from jsonb_build_object(${beforeCols.map((c, i) => `'${c.replace(/'/g, "''")}', ${cast(t, c, `u.b${i}`)}`).join(', ')})`;
+      : `not (${beforeCols
+          .map((c, i) => `t.${quoteIdent(c)}::text is not distinct from (${cast(t, c, `u.b${i}`)})::text`)
+          .join(' and ')})`;
   return `
     select u.ord::int as ord, r.row as local_row,
            (extract(epoch from ro."timestamp") * 1000000)::int8::text as row_ts, rn.roname as row_origin, r.x is not null as found,
            (extract(epoch from tbo."timestamp") * 1000000)::int8::text as tomb_ts, tn.roname as tomb_origin, tb.tbl is not null as tombstone,
-           case when r.x is not null then ${differs} end as differs,
+           r.differs,
            r.x::text as row_xmin, tb.xmin::text as tomb_xmin,
            case when r.x is not null then ${colVersions} end as col_versions,
            case when r.x is not null then ${rowFloor} end as row_floor,
            r.ctid::text as row_ctid
       from unnest(${[...ks, ...bs].map((_, i) => `$${i < ks.length ? i + 1 : i + 2}::text[]`).join(', ')}) with ordinality as u(${[...ks, ...bs, 'ord'].join(', ')})
-      left join lateral (select to_jsonb(t) as row, t.xmin as x, t.ctid from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')}${byWholeRow(t, keyCols) ? ' limit 1' : ''} for update) r on true
+      left join lateral (select row_to_json(t) as row, t.xmin as x, t.ctid, ${differs} as differs from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')}${byWholeRow(t, keyCols) ? ' limit 1' : ''} for update) r on true
       left join lateral pg_xact_commit_timestamp_origin(r.x) ro on true
       left join pg_replication_origin rn on rn.roident = ro.roident
       left join brabant.tombstones tb on tb.tbl = ${table} and tb.key = ${tomb}
