@@ -121,7 +121,8 @@ describe('registry-gated DDL rollout', () => {
     while ((await failed()) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     const none = await ddl(pair, ['resolve', '--node', 'vl-1', '--retry']);
     expect(none.out).toMatch(/no failed DDL waits on vl-1/);
-    await wa.client.query('drop table clash');
+    // the obstacle goes on wa-1 alone (its drop must not replicate to vl-1)
+    await wa.client.query('begin; set local brabant.ddl_replication = off; drop table clash; commit');
     const retried = await ddl(pair, ['resolve', '--node', 'wa-1', '--retry']);
     expect(retried.out).toMatch(
       /retrying on wa-1: .*'s DDL at .* \(create table clash \(id int primary key\); it failed with: relation "clash" already exists/,

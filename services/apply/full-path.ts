@@ -38,8 +38,8 @@ import {
 import type { ConflictKind, Resolution } from './planner/resolve.ts';
 import { addAction, literal, TAKE_XID, XACT_SETUP } from './planner/script.ts';
 import { expandKeyChanges, withRenames } from './planner/source-transactions.ts';
-import { applySchemaChange } from './schema-change.ts';
-import { byWholeRow, quoteIdent, type TargetCatalog, type TargetTable } from './target-catalog.ts';
+import { applySchemaChange, runsOutsideTransaction } from './schema-change.ts';
+import { byWholeRow, quoteIdent, TargetCatalog, type TargetTable } from './target-catalog.ts';
 
 /** What the strategies of one origin share: its progress, and what is known of the target. */
 export interface OriginState {
@@ -74,6 +74,11 @@ interface OpenTx {
   deadLetters: DeadLetter[];
   rows: number;
   actions: Map<string, number>;
+  /**
+   * After a DDL in this transaction: the catalog as this session sees it (the tables the DDL
+   * made or changed are not committed, so not visible to the shared catalog's connection).
+   */
+  catalog: TargetCatalog | undefined;
 }
 
 const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros' });
@@ -203,10 +208,17 @@ export class FullPath {
     } else if (change.control === 'DDL') {
       // at its place: the rows before it first, then it, in this same local transaction
       if (tx.pending.length > 0) await this.applyPending(tx);
-      this.begin(tx);
-      if (tx.deferred.length > 0) await this.send(tx, 'select 1');
+      // CONCURRENTLY runs before the local transaction begins (its source transaction has nothing else)
+      if (!runsOutsideTransaction(change) || tx.begun) {
+        this.begin(tx);
+        if (tx.deferred.length > 0) await this.send(tx, 'select 1');
+      }
       await applySchemaChange(this.exec, { ...this.ctx, source: this.state.source }, change);
+      this.begin(tx);
       this.state.schemaChanges++;
+      tx.catalog = new TargetCatalog({
+        query: (sql, values) => this.exec.maintain((db) => db.query(sql, values)),
+      });
     } else if (change.control === 'HEARTBEAT') {
       this.ctx.metrics.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - change.tx.commitTs) / 1e6, {
         origin: this.state.source,
@@ -226,6 +238,8 @@ export class FullPath {
     await this.send(tx, 'commit');
     this.tx = undefined;
     this.state.applied = commitLsn;
+    // what the shared catalog may have read meanwhile is the schema before this DDL
+    if (tx.catalog !== undefined) this.ctx.catalog.invalidate();
     for (const [action, n] of tx.actions) this.ctx.metrics.rows.inc({ origin: this.state.source, action }, n);
     for (const x of tx.conflicts) this.ctx.metrics.conflicts.inc({ kind: x.kind, resolution: x.resolution });
     const m = this.ctx.metrics;
@@ -283,7 +297,7 @@ export class FullPath {
   }
 
   private async truncate(tx: OpenTx, c: RowChange): Promise<void> {
-    const t = await this.ctx.catalog.table(c.schema, c.table);
+    const t = await (tx.catalog ?? this.ctx.catalog).table(c.schema, c.table);
     if (t === undefined) {
       this.conflict(tx, c, 'target_table_missing', 'skip', null);
       return;
@@ -295,7 +309,7 @@ export class FullPath {
   private async applyBatch(tx: OpenTx, rows: RowChange[]): Promise<void> {
     let batch = rows;
     const first = batch[0]!;
-    const t = await this.ctx.catalog.table(first.schema, first.table);
+    const t = await (tx.catalog ?? this.ctx.catalog).table(first.schema, first.table);
     if (t === undefined) {
       for (const c of batch) {
         this.conflict(tx, c, 'target_table_missing', 'skip', null);
@@ -471,5 +485,6 @@ function newOpenTx(commitLsn: Lsn, commitTs: bigint): OpenTx {
     deadLetters: [],
     rows: 0,
     actions: new Map(),
+    catalog: undefined,
   };
 }

@@ -53,6 +53,14 @@ export interface SchemaChangeContext {
   metrics: ApplyMetrics;
 }
 
+/**
+ * A DDL that runs outside any transaction block (CREATE INDEX CONCURRENTLY and the like): the
+ * local transaction that records its origin's progress begins only after it.
+ */
+export function runsOutsideTransaction(change: ControlChange): boolean {
+  return decodeDdlEvent(change.content).concurrently;
+}
+
 /** Applies the DDL event `change` (of the open source transaction) in the open local transaction. */
 export async function applySchemaChange(
   exec: Executor,
@@ -73,7 +81,12 @@ export async function applySchemaChange(
       return;
     case 'concurrently': {
       if (plan.index !== undefined && (await validIndexExists(exec, plan.index))) return;
+      // its names resolve as they did on its node
+      await exec.maintain((db) =>
+        db.query(`set search_path to ${ev.searchPath === '' ? "''" : ev.searchPath}`),
+      );
       const done = await exec.outsideTransaction(plan.statement);
+      await exec.maintain((db) => db.query('reset search_path'));
       if (!done.ok) throw await failed(ctx, change, ev, done.error);
       break;
     }
@@ -136,14 +149,21 @@ async function roleToRunAs(exec: Executor, role: string, log: Logger): Promise<s
   return null;
 }
 
+/**
+ * Whether the index a CONCURRENTLY statement builds is there and valid (it ran before, and the
+ * progress after it was lost). An invalid one (a build that failed half-way) is dropped, to be
+ * built again.
+ */
 async function validIndexExists(exec: Executor, identity: string): Promise<boolean> {
   const res = await exec.maintain((db) =>
-    db.query<{ ok: boolean }>(
-      `select coalesce((select indisvalid from pg_index where indexrelid = to_regclass($1)), false) as ok`,
+    db.query<{ valid: boolean | null }>(
+      'select (select indisvalid from pg_index where indexrelid = to_regclass($1)) as valid',
       [identity],
     ),
   );
-  return res.rows[0]?.ok === true;
+  const valid = res.rows[0]?.valid ?? null;
+  if (valid === false) await exec.outsideTransaction(`drop index concurrently if exists ${identity}`);
+  return valid === true;
 }
 
 /**

@@ -1,7 +1,13 @@
 /** The target node's view of a replicated table: its columns and their types, cached. */
 import type pg from 'pg';
 
-type Queryable = Pick<pg.Client, 'query'>;
+/** The connection the catalog reads through (the control connection, or an applier's session). */
+export interface CatalogReader {
+  query<R extends pg.QueryResultRow>(
+    sql: string,
+    values?: unknown[],
+  ): Promise<{ rows: R[]; rowCount: number | null }>;
+}
 
 export interface TargetColumn {
   name: string;
@@ -78,7 +84,7 @@ export function quoteIdent(s: string): string {
 
 export class TargetCatalog {
   private readonly tables = new Map<string, Promise<TargetTable | undefined>>();
-  constructor(private readonly db: Queryable) {}
+  constructor(private readonly db: CatalogReader) {}
 
   table(schema: string, name: string): Promise<TargetTable | undefined> {
     const k = `${schema}.${name}`;
@@ -86,7 +92,11 @@ export class TargetCatalog {
     if (t === undefined) {
       t = this.load(schema, name);
       this.tables.set(k, t);
-      t.catch(() => this.tables.delete(k));
+      // a table that is not there is looked for again next time (it may be created here by hand)
+      t.then(
+        (found) => found === undefined && this.tables.delete(k),
+        () => this.tables.delete(k),
+      );
     }
     return t;
   }

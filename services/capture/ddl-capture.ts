@@ -151,6 +151,8 @@ begin
   if pg_replication_origin_session_is_setup() then return; end if;
   -- Brabant's own upkeep below (its triggers on new tables) is this node's, not replicated
   if current_setting('brabant.upkeep', true) = 'on' then return; end if;
+  -- the operator's local-only DDL (SET brabant.ddl_replication = off): this node's alone
+  if current_setting('brabant.ddl_replication', true) = 'off' then return; end if;
   if tg_event = 'sql_drop' then
     for r in select * from pg_event_trigger_dropped_objects() loop
       continue when r.schema_name is not null
@@ -277,19 +279,40 @@ declare
   reason int := pg_event_trigger_table_rewrite_reason();
 begin
   if pg_replication_origin_session_is_setup() then return; end if;
+  if current_setting('brabant.ddl_replication', true) = 'off' then return; end if;
   if exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
               where c.oid = rel and (c.relpersistence <> 'p' or n.nspname in ${NOT_REPLICATED} or n.nspname like 'pg\\_temp%')) then
     return;
   end if;
-  if reason & 2 <> 0 then
+  -- A rewrite gives every row a new xmin: each row's version (its commit timestamp and origin,
+  -- what last-writer-wins compares) becomes this DDL's, on each node, and a peer's concurrent
+  -- change to the row would then lose to it. So no rewrite is let through.
+  if reason & 2 <> 0 and exists (
+       -- a new column (one Brabant has not noted yet, see brabant.known_columns) with a default
+       -- each node computes for itself
+       select 1 from pg_attribute a join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+        where a.attrelid = rel and a.attnum > 0 and not a.attisdropped
+          and a.attnum > coalesce((select max(k.attnum) from brabant.known_columns k where k.relid = rel), 0)
+          and brabant.node_dependent_expr(pg_get_expr(d.adbin, d.adrelid))) then
     raise exception using
       message = format('Brabant refuses to rewrite %s for a volatile default: each node would compute its own values', rel::regclass),
       hint = 'add the column without a default, then SET DEFAULT for new rows and backfill the existing ones with an UPDATE (it replicates as rows)',
+      errcode = 'feature_not_supported';
+  elsif reason & 2 <> 0 then
+    raise exception using
+      message = format('Brabant refuses to rewrite %s (a new column of a domain with constraints, or a default PostgreSQL cannot store once): a rewrite makes every row look just written on each node, and conflict resolution would then drop the other regions'' concurrent changes', rel::regclass),
+      hint = 'add the column as the base type with a CHECK constraint (ADD COLUMN n integer CHECK (n > 0)), or with a constant default',
       errcode = 'feature_not_supported';
   elsif reason & 4 <> 0 then
     raise exception using
       message = format('Brabant refuses ALTER COLUMN … TYPE on %s: it rewrites every row on each node separately, under an exclusive lock', rel::regclass),
       hint = 'expand and contract: add a column of the new type, backfill it with an UPDATE (replicated), move readers and writers to it, then drop the old column; binary-coercible changes (e.g. varchar(10) to varchar(20)) are allowed',
+      errcode = 'feature_not_supported';
+  elsif reason <> 0 then
+    -- SET LOGGED / UNLOGGED, SET ACCESS METHOD
+    raise exception using
+      message = format('Brabant refuses to rewrite %s: a rewrite makes every row look just written on each node, and conflict resolution would then drop the other regions'' concurrent changes', rel::regclass),
+      hint = 'make a new table the way you want it, copy the rows with INSERT … SELECT (replicated), and switch to it; or run it on this node alone with SET LOCAL brabant.ddl_replication = off while no region writes the table',
       errcode = 'feature_not_supported';
   end if;
 end $fn$`;

@@ -15,15 +15,17 @@
  * can create a table or change its replica identity, inside that DDL's own transaction: a table
  * created and written in one transaction is captured from its first row, as FOR ALL TABLES did,
  * and a key added later moves its table to the first publication before any update can run.
+ * The trigger fires ALWAYS, under apply's session_replication_role = replica too: a table a
+ * peer's DDL creates here is published in that DDL's transaction as well.
  */
+import type pg from 'pg';
 import { type Lsn, parseLsn } from '../protocol/lsn.ts';
+import { ensureNodeObjects } from '../protocol/node-schema.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { TableRef } from './catalog.ts';
 import { quoteIdent } from './catalog.ts';
 
-type Queryable = {
-  query<R = unknown>(sql: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }>;
-};
+type Queryable = Pick<pg.Client, 'query'>;
 
 export function insertsPublication(main: string): string {
   return `${main}_inserts`.slice(0, 63);
@@ -105,8 +107,8 @@ export async function ensurePublications(
   tables: TableRef[] | 'all',
 ): Promise<PublicationState> {
   const inserts = insertsPublication(main);
-  await db.query('create schema if not exists brabant');
-  await db.query(RECONCILE_FUNCTION);
+  // the node's schema first, under the set-up lock (apply may be setting it up at the same time)
+  await ensureNodeObjects(db);
   const existing = await db.query<{ pubname: string; puballtables: boolean }>(
     'select pubname, puballtables from pg_publication where pubname = any($1)',
     [[main, inserts]],
@@ -114,6 +116,8 @@ export async function ensurePublications(
   const has = new Map(existing.rows.map((r) => [r.pubname, r]));
   await db.query('begin');
   try {
+    await db.query(`select pg_advisory_xact_lock(hashtext('brabant.setup'))`);
+    await db.query(RECONCILE_FUNCTION);
     if (has.get(main)?.puballtables) await db.query(`drop publication ${quoteIdent(main)}`);
     if (!has.has(main) || has.get(main)?.puballtables)
       await db.query(`create publication ${quoteIdent(main)}`);
@@ -136,6 +140,9 @@ export async function ensurePublications(
       `create event trigger ${quoteIdent(triggerName(main))} on ddl_command_end
          when tag in (${DDL_TAGS.map(literal).join(', ')}) execute function ${fn}()`,
     );
+    // also under session_replication_role = replica: a table that apply creates from a peer's
+    // DDL is published in the same transaction, before this node's applications write to it
+    await db.query(`alter event trigger ${quoteIdent(triggerName(main))} enable always`);
     await reconcile(db, main, tables);
     await db.query('commit');
   } catch (err) {
