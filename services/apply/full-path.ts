@@ -419,9 +419,13 @@ export class FullPath {
     const otherKey = (err: unknown) =>
       sqlstateOf(err) === SQLSTATE.UNIQUE_VIOLATION &&
       (err as { constraint?: string }).constraint !== t.primaryKeyIndex;
-    const dataError = (err: unknown) =>
-      isolated &&
-      directiveFor(err, { doing: 'applying', ownKeyViolation: () => !otherKey(err) }).kind === 'deadletter';
+    const dataError = (err: unknown) => {
+      const kind = directiveFor(err, { doing: 'applying', ownKeyViolation: () => !otherKey(err) }).kind;
+      // a custom resolver's own error (it raised, it returned what is not a row) is its change's
+      // dead letter whatever its SQLSTATE; what may go through on a retry is not
+      if (w.custom === true && sqlstateOf(err) !== undefined) return kind === 'deadletter' || kind === 'stop';
+      return isolated && kind === 'deadletter';
+    };
     const whole = await this.exec.underSavepoint('brabant_stmt', namedQuery(w.sql, w.params));
     if (whole.ok) return;
     if (!(otherKey(whole.error) || dataError(whole.error)) || w.changes.length === 0) throw whole.error;

@@ -4,9 +4,6 @@
  * (BRABANT_HOME) by id, in the database given.
  */
 import { readFileSync } from 'node:fs';
-import pg from 'pg';
-import { withDatabase } from '../../infra/postgres/postgres.ts';
-import { readState } from '../../infra/stack-state.ts';
 import { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { changeTopic } from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
@@ -21,6 +18,7 @@ import {
   runChange,
   splitStatements,
 } from './ddl-rollout.ts';
+import { connected, pickNode, say, stackNodes } from './nodes.ts';
 
 type Compatibility = 'BACKWARD' | 'FORWARD' | 'FULL' | 'NONE' | 'BACKWARD_TRANSITIVE' | 'FULL_TRANSITIVE';
 const COMPATIBILITY: Compatibility[] = [
@@ -48,51 +46,6 @@ export interface DdlOptions {
   retry: boolean;
 }
 
-const say = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
-
-interface Target {
-  id: string;
-  region: string;
-  url: string;
-}
-
-/** The nodes of the local stack, each in `database`. */
-function stackNodes(o: DdlOptions): { nodes: Target[]; registryUrl: string } {
-  const state = readState(o.config.home);
-  if (state === undefined)
-    throw new BrabantError(
-      'STACK_NOT_RUNNING',
-      `no local stack in ${o.config.home} to find nodes in; start one (brabant up) or set BRABANT_HOME`,
-    );
-  return {
-    nodes: state.regions.flatMap((r) =>
-      r.nodes.map((n) => ({ id: n.id, region: r.name, url: withDatabase(n.url, o.database) })),
-    ),
-    registryUrl: state.registryUrl,
-  };
-}
-
-function pick(nodes: Target[], id: string | undefined): Target {
-  if (id === undefined) throw new BrabantError('CONFIG_INVALID', 'say which node: --node <id>');
-  const n = nodes.find((x) => x.id === id);
-  if (n === undefined)
-    throw new BrabantError(
-      'CONFIG_INVALID',
-      `no node ${id} in the stack (nodes: ${nodes.map((x) => x.id).join(', ')})`,
-    );
-  return n;
-}
-
-async function connected<T>(url: string, fn: (db: pg.Client) => Promise<T>): Promise<T> {
-  const db = new pg.Client({ connectionString: url });
-  await db.connect();
-  try {
-    return await fn(db);
-  } finally {
-    await db.end().catch(() => {});
-  }
-}
-
 export async function ddl(o: DdlOptions): Promise<number> {
   switch (o.action) {
     case 'apply':
@@ -118,8 +71,8 @@ async function rollout(o: DdlOptions, action: 'apply' | 'check'): Promise<number
   const compatibility = o.compatibility?.toUpperCase() as Compatibility | undefined;
   if (compatibility !== undefined && !COMPATIBILITY.includes(compatibility))
     throw new BrabantError('CONFIG_INVALID', `--compatibility must be one of ${COMPATIBILITY.join(', ')}`);
-  const { nodes, registryUrl } = stackNodes(o);
-  const node = pick(nodes, o.node);
+  const { nodes, registryUrl } = stackNodes(o.config.home, o.database);
+  const node = pickNode(nodes, o.node);
   const registry = new SchemaRegistryClient({ url: o.registry ?? registryUrl, retries: 2 });
   const topic = o.topic ?? changeTopic(node.region);
   return connected(node.url, async (db) => {
@@ -162,8 +115,8 @@ async function rollout(o: DdlOptions, action: 'apply' | 'check'): Promise<number
 async function resolve(o: DdlOptions): Promise<number> {
   if (o.skip === o.retry)
     throw new BrabantError('CONFIG_INVALID', 'say --skip (you changed the schema yourself) or --retry');
-  const { nodes } = stackNodes(o);
-  const node = pick(nodes, o.node);
+  const { nodes } = stackNodes(o.config.home, o.database);
+  const node = pickNode(nodes, o.node);
   return connected(node.url, async (db) => {
     const res = await db.query<{
       source: string;

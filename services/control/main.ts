@@ -8,6 +8,7 @@ import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
 import { ddl } from './ddl-commands.ts';
 import { demo } from './demo.ts';
+import { policy } from './policy-commands.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
 
@@ -47,6 +48,10 @@ commands:
   ddl check --node NODE (--file F | "SQL")   only the registry check, nothing changes
   ddl resolve --node NODE --skip|--retry     answer the DDLs that failed on NODE and pause their
          streams: --skip (you changed NODE's schema yourself) or --retry (after fixing what was in the way)
+  policy set --node NODE TABLE POLICY [--columns a,b]   a table's conflict policy (row_lww,
+         column_lww, delta, no_delta, <kind>:<resolver>, custom:<function>), set on NODE and
+         waited for until every node has it (--timeout S, default 60; --database DB)
+  policy show --node NODE [TABLE]   the policies in force on NODE's tables
   config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
@@ -78,6 +83,7 @@ async function main(argv: string[]): Promise<number> {
       timeout: { type: 'string' },
       skip: { type: 'boolean', default: false },
       retry: { type: 'boolean', default: false },
+      columns: { type: 'string' },
     },
     strict: true,
   });
@@ -123,6 +129,21 @@ async function main(argv: string[]): Promise<number> {
         timeoutSeconds: timeout,
         skip: values.skip,
         retry: values.retry,
+      });
+    }
+    case 'policy': {
+      const timeout = Number(values.timeout ?? 60);
+      if (!Number.isInteger(timeout) || timeout < 1)
+        throw new Error(`--timeout must be a whole number of seconds, not '${values.timeout}'`);
+      return policy({
+        config,
+        action: positionals[0],
+        node: values.node,
+        database: values.database ?? 'postgres',
+        table: positionals[1],
+        policy: positionals[2],
+        columns: values.columns,
+        timeoutSeconds: timeout,
       });
     }
     case 'config-docs':

@@ -134,7 +134,10 @@ begin
     if (select prorettype from pg_proc where oid = fn) <> 'jsonb'::regtype then
       raise exception 'custom resolver % of % must return jsonb (the row to keep, or null to keep the local one)', fn, q;
     end if;
-    insert into brabant.policies (tbl, custom) values (q, fn::text)
+    -- schema-qualified, the same text on every node whatever its search_path
+    insert into brabant.policies (tbl, custom)
+      values (q, (select format('%I.%I(text,jsonb,jsonb,jsonb,jsonb)', n.nspname, p.proname)
+                    from pg_proc p join pg_namespace n on n.oid = p.pronamespace where p.oid = fn))
       on conflict on constraint policies_pkey do update set custom = excluded.custom, set_at = now();
   elsif policy like '%:%' then
     kind := split_part(policy, ':', 1);

@@ -48,6 +48,10 @@ export const ERROR_CODES = {
     summary: 'a replicated DDL failed on this node; its origin’s stream is paused there until resolved',
   },
   SCHEMA_INCOMPATIBLE: { retriable: false, summary: 'a schema change breaks the compatibility rules' },
+  POLICY_INVALID: {
+    retriable: false,
+    summary: 'a conflict policy names a table, column, kind or function it cannot apply to',
+  },
   PERMISSION_DENIED: {
     retriable: false,
     summary: 'the role a service connects as lacks a privilege it needs',

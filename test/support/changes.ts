@@ -126,3 +126,31 @@ export async function metric(p: ServiceProcess, series: string): Promise<number 
   const hit = text.split('\n').find((l) => l.startsWith(`${series} `));
   return hit === undefined ? undefined : Number(hit.slice(series.length + 1));
 }
+
+export interface ApplyDeadLetter {
+  headers: Record<string, string>;
+  body: { schema: string; table: string; op: string; after: Record<string, unknown> | null };
+}
+
+/** The dead letters apply on node `targetNode` sent, until `done` says enough. */
+export async function readApplyDeadLetters(
+  brokers: string[],
+  targetNode: string,
+  done: (letters: ApplyDeadLetter[]) => boolean,
+  timeoutMs = 60_000,
+): Promise<ApplyDeadLetter[]> {
+  const letters: ApplyDeadLetter[] = [];
+  await consume(
+    brokers,
+    DEAD_LETTER_TOPIC,
+    async (_p, m) => {
+      const headers = Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, String(v)]));
+      if (headers['brabant.target-node'] !== targetNode || headers['brabant.source-topic'] !== undefined)
+        return;
+      letters.push({ headers, body: JSON.parse(m.value!.toString()) });
+    },
+    () => done(letters),
+    timeoutMs,
+  );
+  return letters;
+}
