@@ -1,10 +1,26 @@
 /** Capture's options, declared once (see docs/configuration.md, generated from these). */
 import { CHANGE_TOPIC_DEFAULTS } from '../protocol/topics.ts';
-import { bool, endpointOptions, int, list, nodeServiceOptions, str } from '../runtime/config.ts';
+import {
+  bool,
+  type ConfigOf,
+  endpointOptions,
+  int,
+  list,
+  nodeServiceOptions,
+  str,
+} from '../runtime/config.ts';
+import type { TopologyBinding } from '../runtime/service-config.ts';
+import { nodeOf, regionOf } from '../runtime/topology.ts';
 
 export const captureConfig = {
   ...nodeServiceOptions(),
   region: str({ env: 'BRABANT_REGION', description: 'Region of this node (e.g. vlaanderen)' }),
+  registryPrimaryUrl: str({
+    env: 'BRABANT_REGISTRY_PRIMARY_URL',
+    description:
+      'Registry new schemas are registered in when BRABANT_REGISTRY_URL is a read-only follower (the primary region’s); empty means BRABANT_REGISTRY_URL',
+    default: '',
+  }),
   topic: str({
     env: 'BRABANT_CAPTURE_TOPIC',
     description: 'Change topic of the region; empty means brabant.<region>.changes',
@@ -89,4 +105,22 @@ export const captureConfig = {
     max: 600_000,
   }),
   ...endpointOptions(9401),
+};
+
+/** Capture's options from a topology file: its node, the node's region, cluster and registries. */
+export const captureTopology: TopologyBinding<typeof captureConfig> = {
+  target: 'node',
+  options(t, nodeId): Partial<ConfigOf<typeof captureConfig>> {
+    const n = nodeOf(t, nodeId);
+    const r = regionOf(t, n.region);
+    return {
+      nodeId,
+      region: r.name,
+      pgUrl: n.postgres,
+      kafkaBrokers: r.kafka,
+      registryUrl: r.registry,
+      ...(r.registryPrimary === r.registry ? {} : { registryPrimaryUrl: r.registryPrimary }),
+      ...(n.captureMetricsPort === undefined ? {} : { metricsPort: n.captureMetricsPort }),
+    };
+  },
 };

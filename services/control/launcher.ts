@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { applyConfig } from '../apply/config.ts';
 import { captureConfig } from '../capture/config.ts';
 import { routerConfig } from '../router/config.ts';
-import type { ConfigOf, Spec } from '../runtime/config.ts';
+import { type ConfigOf, envFor } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 
 const SPECS = { capture: captureConfig, apply: applyConfig, router: routerConfig } as const;
@@ -29,16 +29,7 @@ export function serviceEnv<K extends ServiceKind>(
   kind: K,
   options: ServiceOptions<K>,
 ): Record<string, string> {
-  const spec: Spec = SPECS[kind];
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(options)) {
-    if (value === undefined) continue;
-    const opt = spec[key];
-    if (opt === undefined)
-      throw new BrabantError('CONFIG_INVALID', `${kind} has no option '${key}' (see docs/configuration.md)`);
-    env[opt.env] = Array.isArray(value) ? value.join(',') : String(value);
-  }
-  return env;
+  return envFor(SPECS[kind], options, kind);
 }
 
 export interface LaunchOptions {
