@@ -1,4 +1,4 @@
-import { createServer, type Server, connect } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../processes.ts';
 import { Link } from './relay.ts';
