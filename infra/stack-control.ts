@@ -32,9 +32,11 @@ export function canonical(folder: string): string {
 /** Stop order: what depends on others first (the registry needs its database). */
 const STOP_RANK: Record<ComponentRecord['kind'], number> = {
   registry: 0,
-  'registry-db': 1,
-  postgres: 1,
-  kafka: 2,
+  'registry-standby': 1,
+  'registry-db': 2,
+  postgres: 2,
+  link: 2,
+  kafka: 3,
 };
 
 /** What was stopped or removed, for the one message about it. */
