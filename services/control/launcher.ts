@@ -38,6 +38,8 @@ export interface LaunchOptions {
   root?: string;
   /** Raw variables on top (e.g. a test's failpoints, or a deliberately bad value). */
   env?: Record<string, string>;
+  /** Arguments of the service itself, e.g. `--topology FILE --node ID`. */
+  args?: string[];
   /** When set, the process runs with --cpu-prof and writes its profiles into this folder. */
   cpuProfDir?: string;
   /** Which output lines to keep in memory (all by default); the log file gets every line. */
@@ -217,7 +219,7 @@ export function spawnService<K extends ServiceKind>(
   }
   const child = spawn(
     process.execPath,
-    [...nodeArgs, '--import', 'tsx', join(root, 'services', kind, 'main.ts')],
+    [...nodeArgs, '--import', 'tsx', join(root, 'services', kind, 'main.ts'), ...(opts.args ?? [])],
     {
       cwd: root,
       env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1', ...serviceEnv(kind, options), ...opts.env },

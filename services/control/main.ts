@@ -7,8 +7,10 @@ import { describeError } from '../runtime/errors.ts';
 import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
 import { demo } from './demo.ts';
+import { link } from './link-commands.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
+import { start, stop } from './start-commands.ts';
 
 const pick = (v: { router?: string; region?: string }) => ({
   ...(v.router ? { router: v.router } : {}),
@@ -32,6 +34,15 @@ commands:
            --purge          also delete its data and logs
   restart kafka|registry|registry-db|NODE
          stop one part of the running local stack and start it again on the same ports and data
+  start [NODE…]  run capture and apply of the nodes (all by default) and the routers of their
+         regions, from a topology file, supervised (a killed service is started again)
+           --topology FILE  the topology (default BRABANT_TOPOLOGY, else the local stack's)
+           --detach         run in the background; \`brabant stop\` stops them
+           --no-routers     capture and apply only
+  stop   stop what \`brabant start\` runs, and wait until every service has exited
+  link cut|heal|delay MS|status
+         the local stack's link between regions (--kafka per-region): cut every cross-region
+         connection (--mode reset|blackhole), heal it, or slow it down by MS each way
   switchover   move a region's writes to another node (planned; clients wait, none fail)
            --region R --to NODE   (router URL from BRABANT_ROUTER_URLS=R=http://…, or --router URL)
   maintenance start|end NODE   move writes away from a node and bring them back once it caught up
@@ -58,6 +69,10 @@ async function main(argv: string[]): Promise<number> {
       region: { type: 'string' },
       to: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      topology: { type: 'string' },
+      'no-routers': { type: 'boolean', default: false },
+      mode: { type: 'string' },
+      'cut-link': { type: 'string' },
     },
     strict: true,
   });
@@ -82,6 +97,18 @@ async function main(argv: string[]): Promise<number> {
         throw new Error(`--seconds must be an integer from 1 to 3600, not '${values.seconds}'`);
       return demo({ config, seconds, keep: values.keep });
     }
+    case 'start':
+      return start({
+        home: config.home,
+        topology: values.topology,
+        nodes: positionals,
+        routers: !values['no-routers'],
+        detach: values.detach,
+      });
+    case 'stop':
+      return stop({ home: config.home });
+    case 'link':
+      return link({ home: config.home, action: positionals[0], arg: positionals[1], mode: values.mode });
     case 'switchover':
       return switchover({ ...pick(values), to: values.to });
     case 'maintenance':
