@@ -97,6 +97,21 @@ export const captureConfig = {
     min: 60_000,
     max: Number.MAX_SAFE_INTEGER,
   }),
+  walWarnBytes: int({
+    env: 'BRABANT_CAPTURE_WAL_WARN_BYTES',
+    description:
+      'Warn (log SLOT_WAL_RETAINED, brabant_capture_slot_wal_warning=1) once the slot holds back this much WAL, e.g. while Kafka is away; 0 turns it off. Set it well below max_slot_wal_keep_size (docs/capture.md)',
+    default: 1024 * 1024 * 1024,
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+  }),
+  slotWatchMs: int({
+    env: 'BRABANT_CAPTURE_SLOT_WATCH_MS',
+    description: 'How often the WAL the slot retains is read (brabant_capture_slot_retained_wal_bytes)',
+    default: 5000,
+    min: 100,
+    max: 600_000,
+  }),
   retryMaxMs: int({
     env: 'BRABANT_CAPTURE_RETRY_MAX_MS',
     description: 'Longest wait between attempts while Kafka, the registry or the node is unreachable',

@@ -3,6 +3,7 @@ import { serviceMain } from '../runtime/service-main.ts';
 import { captureConfig, captureTopology } from './config.ts';
 import { captureMetrics } from './metrics.ts';
 import { runCapture } from './service.ts';
+import { watchSlot } from './slot-watch.ts';
 
 serviceMain({
   name: 'capture',
@@ -10,5 +11,12 @@ serviceMain({
   topology: captureTopology,
   logContext: (c) => ({ node: c.nodeId, region: c.region }),
   metrics: captureMetrics,
-  run: runCapture,
+  run: async (deps) => {
+    const watch = watchSlot(deps.config, deps.metrics.registry, deps.log);
+    try {
+      await runCapture(deps);
+    } finally {
+      await watch.stop();
+    }
+  },
 }).then((code) => process.exit(code));
