@@ -255,6 +255,25 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
   }
 }
 
+/** Longest a step of joining or leaving a cluster may take before it counts as unreachable. */
+const CLUSTER_STEP_MS = 60_000;
+
+/** `step`, or KAFKA_UNAVAILABLE after CLUSTER_STEP_MS. */
+async function bounded<T>(what: string, step: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new BrabantError('KAFKA_UNAVAILABLE', `${what} took over ${CLUSTER_STEP_MS} ms`)),
+      CLUSTER_STEP_MS,
+    );
+  });
+  try {
+    return await Promise.race([step(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A cluster's name in logs and metric labels: its bootstrap servers. */
 function clusterLabel(brokers: string[]): string {
   return brokers.join(',');
@@ -317,15 +336,18 @@ async function readCluster(o: {
       let problem: unknown;
       const started = Date.now();
       try {
-        const admin = o.kafka.admin();
-        try {
-          await admin.connect();
-          for (const topic of src.topics) await ensureTopic(admin, changeTopicSettings(topic), log);
-        } finally {
-          await admin.disconnect().catch(() => {});
-        }
-        await consumer.connect();
-        await consumer.subscribe({ topics: src.topics, fromBeginning: true });
+        // kafkajs can wait for ever on a broker that went away mid-request: bound each step
+        await bounded(`connecting to Kafka ${cluster}`, async () => {
+          const admin = o.kafka.admin();
+          try {
+            await admin.connect();
+            for (const topic of src.topics) await ensureTopic(admin, changeTopicSettings(topic), log);
+          } finally {
+            await admin.disconnect().catch(() => {});
+          }
+          await consumer.connect();
+          await consumer.subscribe({ topics: src.topics, fromBeginning: true });
+        });
         consumer.on(consumer.events.CRASH, (e) => {
           if (!e.payload.restart) crashed(e.payload.error);
         });
@@ -357,7 +379,7 @@ async function readCluster(o: {
         problem = err;
       } finally {
         stream.stop();
-        await consumer.disconnect().catch(() => {});
+        await bounded(`leaving Kafka ${cluster}`, () => consumer.disconnect()).catch(() => {});
       }
       if (problem === undefined || o.isEnded()) return;
       const e = classifyKafkaError(problem, `reading ${src.topics.join(', ')} from Kafka ${cluster}`);
