@@ -4,6 +4,7 @@
  * part really answers.
  */
 import { ensureKafkaJars, startKafka } from './kafka/kafka.ts';
+import { ensureMirrorJars, startMirror } from './kafka/mirror.ts';
 import { startLink } from './link/process.ts';
 import type { Progress } from './maven.ts';
 import { initNode, isInitialized, startNode } from './postgres/postgres.ts';
@@ -25,6 +26,11 @@ export async function startComponent(c: ComponentSpec, progress: Progress): Prom
       await ensureKafkaJars(progress);
       const k = await startKafka(c.spec);
       return { process: k.process, address: k.bootstrap };
+    }
+    case 'mirror': {
+      await ensureMirrorJars(progress);
+      const m = await startMirror(c.spec);
+      return { process: m, address: c.spec.brokers.join(',') };
     }
     case 'postgres': {
       if (!isInitialized(c.spec.dataDir)) {

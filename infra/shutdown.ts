@@ -14,7 +14,14 @@
 import { basename } from 'node:path';
 import type { ProcessInfo } from './process-table.ts';
 
-export type ComponentKind = 'kafka' | 'postgres' | 'registry-db' | 'registry-standby' | 'registry' | 'link';
+export type ComponentKind =
+  | 'kafka'
+  | 'mirror'
+  | 'postgres'
+  | 'registry-db'
+  | 'registry-standby'
+  | 'registry'
+  | 'link';
 
 export interface ShutdownStep {
   signal: NodeJS.Signals;
@@ -49,6 +56,8 @@ export function shutdownPlan(kind: ComponentKind): ShutdownStep[] {
       return POSTGRES;
     case 'kafka':
       return jvm(30_000);
+    case 'mirror':
+      return jvm(15_000);
     case 'registry':
       return jvm(15_000);
     case 'link':

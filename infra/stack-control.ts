@@ -32,6 +32,7 @@ export function canonical(folder: string): string {
 /** Stop order: what depends on others first (the registry needs its database). */
 const STOP_RANK: Record<ComponentRecord['kind'], number> = {
   registry: 0,
+  mirror: 0,
   'registry-standby': 1,
   'registry-db': 2,
   postgres: 2,

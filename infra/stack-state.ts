@@ -10,6 +10,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KafkaNodeSpec } from './kafka/kafka.ts';
+import type { MirrorSpec } from './kafka/mirror.ts';
 import type { LinkSpec } from './link/main.ts';
 import type { PostgresNodeSpec } from './postgres/postgres.ts';
 import type { ProcessInfo } from './process-table.ts';
@@ -22,6 +23,7 @@ export const STATE_FILE = 'stack.json';
 /** A part of the stack and what it needs to be started again. */
 export type ComponentSpec =
   | { kind: 'kafka'; spec: KafkaNodeSpec }
+  | { kind: 'mirror'; spec: MirrorSpec }
   | { kind: 'postgres'; spec: PostgresNodeSpec }
   | { kind: 'registry-db'; spec: PostgresNodeSpec }
   | { kind: 'registry-standby'; spec: StandbySpec }
@@ -67,6 +69,8 @@ export interface StackInfo {
   registryUrl: string;
   /** Control API of the link between regions (per-region layout), to cut and heal it. */
   linkUrl?: string;
+  /** How apply gets the other regions' streams: across the link, or from a local MirrorMaker 2 copy. */
+  peerStreams?: 'direct' | 'mirror';
   /** The topology file `brabant up` wrote for the stack (every service and command reads it). */
   topologyFile?: string;
   workDir: string;

@@ -18,11 +18,11 @@ export interface ServicePorts {
 }
 
 export function stackTopology(
-  state: Pick<StackState, 'regions'> & { servicePorts?: ServicePorts },
+  state: Pick<StackState, 'regions' | 'peerStreams'> & { servicePorts?: ServicePorts },
 ): Omit<Topology, 'file'> {
   const ports = state.servicePorts;
   return {
-    peerStreams: 'direct',
+    peerStreams: state.peerStreams ?? 'direct',
     regions: state.regions.map((r) => ({
       name: r.name,
       kafka: r.kafkaBrokers,
@@ -51,7 +51,7 @@ export function stackTopology(
 /** Writes the stack's topology file; returns its path. */
 export function writeStackTopology(
   workDir: string,
-  state: Pick<StackState, 'regions'> & { servicePorts?: ServicePorts },
+  state: Pick<StackState, 'regions' | 'peerStreams'> & { servicePorts?: ServicePorts },
   layout: string,
 ): string {
   const file = join(workDir, TOPOLOGY_FILE);

@@ -15,6 +15,7 @@ import { bool, type ConfigOf, list, loadConfig, str } from '../services/runtime/
 import { BrabantError } from '../services/runtime/errors.ts';
 import { type StartedComponent, startComponent } from './components.ts';
 import { ensureKafkaJars, kafkaLibsDir } from './kafka/kafka.ts';
+import { ensureMirrorJars, mirrorLibsDir } from './kafka/mirror.ts';
 import type { RelaySpec } from './link/relay.ts';
 import { postgresOsUser } from './postgres/postgres.ts';
 import { ensureReachable } from './postgres/reach.ts';
@@ -46,6 +47,8 @@ export interface Topology {
   regions: { name: string; nodes: number }[];
   /** One Kafka cluster for all regions, or one per region (as across real datacenters). */
   kafka: 'shared' | 'per-region';
+  /** Per region: apply reads peers' clusters across the link (default), or a MirrorMaker 2 copy. */
+  peerStreams?: 'direct' | 'mirror';
 }
 
 export interface StackOptions {
@@ -321,6 +324,32 @@ async function planLink(
       });
     }
   }
+  if (topology.peerStreams === 'mirror') {
+    const kafkas = planned.filter((p) => p.kind === 'kafka');
+    for (const target of kafkas) {
+      if (target.kind !== 'kafka' || target.spec.peer === undefined) continue;
+      const region = target.id.replace(/^kafka-/, '');
+      planned.push({
+        kind: 'mirror',
+        id: `mirror-${region}`,
+        name: `mirror-${region}`,
+        spec: {
+          region,
+          brokers: [`127.0.0.1:${target.spec.brokerPort}`],
+          sources: kafkas
+            .filter((k) => k !== target)
+            .map((k) => ({
+              region: k.id.replace(/^kafka-/, ''),
+              brokers: [`127.0.0.1:${k.kind === 'kafka' ? k.spec.peer!.advertisedPort : 0}`],
+            })),
+          restPort: await ports.next(),
+          propertiesFile: join(dataDir, `mirror-${region}`, 'mm2.properties'),
+          logFile: logFile(`mirror-${region}`),
+          libsDir: mirrorLibsDir(),
+        },
+      });
+    }
+  }
   if (relays.length === 0) return;
   planned.push({
     kind: 'link',
@@ -344,7 +373,7 @@ async function assertPortsFree(planned: Planned[]): Promise<void> {
     else if (p.kind === 'link')
       for (const port of [p.spec.controlPort, ...p.spec.relays.map((r) => r.listenPort)])
         await assertPortFree('127.0.0.1', port, 'the link between regions');
-    else
+    else if (p.kind !== 'mirror')
       await assertPortFree(
         '127.0.0.1',
         p.spec.port,
@@ -417,10 +446,11 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
 
   try {
     if (planned.some((p) => p.kind === 'kafka')) await ensureKafkaJars(progress);
+    if (planned.some((p) => p.kind === 'mirror')) await ensureMirrorJars(progress);
     // The registry's first build (a minute) runs while the others start.
     const build = planned.some((p) => p.kind === 'registry') ? ensureRegistryBuilt(progress) : undefined;
     // The standby copies its primary through the link; the registries need their databases.
-    const later = new Set(['registry', 'registry-standby']);
+    const later = new Set(['registry', 'registry-standby', 'mirror']);
     await settleAll<unknown>([
       ...planned.filter((p) => !later.has(p.kind)).map(start),
       ...(build ? [build] : []),
@@ -431,6 +461,8 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
     for (const p of planned)
       if (p.kind === 'registry-standby') await waitForRegistryTables(started.get(p.id)!.address);
     await settleAll(planned.filter((p) => p.kind === 'registry' && p.id !== 'registry').map(start));
+    // MirrorMaker needs both clusters and the link.
+    await settleAll(planned.filter((p) => p.kind === 'mirror').map(start));
 
     const address = (id: string) => started.get(id)!.address;
     state.registryUrl = ext.registryUrl !== '' ? ext.registryUrl : address('registry');
@@ -469,6 +501,7 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
       };
     });
     state.servicePorts = servicePorts;
+    if (topology.peerStreams === 'mirror') state.peerStreams = 'mirror';
     state.topologyFile = writeStackTopology(workDir, state, topology.kafka);
     writeState(workDir, state);
   } catch (err) {

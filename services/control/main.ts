@@ -23,10 +23,15 @@ commands:
   demo   start the two-region stack with capture and apply on each node, write in both regions at
          once (with conflicting updates), show progress, and show that both end identical
            --seconds N      how long to write (default 20)
+           --kafka MODE     shared (default) or per-region (a Kafka cluster per region)
+           --cut-link S     per-region: cut the link between the regions for S seconds in the
+                            middle of the writes (both keep writing; they agree after the heal)
            --keep           leave the stack running afterwards
   up     start the local two-region stack (Kafka, PostgreSQL nodes vl-1 and wa-1, schema registry)
            --base-port N    first loopback port (default BRABANT_BASE_PORT or 19090)
            --kafka MODE     shared (one cluster) or per-region (one cluster per region); default shared
+           --peer-streams M per-region: apply reads the other region's cluster across the link
+                            (direct, the default) or a local MirrorMaker 2 copy (mirror)
            --reuse          start again from the data an earlier run left in the stack folder
            --detach         leave the stack running in the background and return
   down   stop the local stack started from this folder (PostgreSQL with a fast shutdown: connected
@@ -73,6 +78,7 @@ async function main(argv: string[]): Promise<number> {
       'no-routers': { type: 'boolean', default: false },
       mode: { type: 'string' },
       'cut-link': { type: 'string' },
+      'peer-streams': { type: 'string' },
     },
     strict: true,
   });
@@ -85,7 +91,14 @@ async function main(argv: string[]): Promise<number> {
       if (kafka !== 'shared' && kafka !== 'per-region') {
         throw new Error(`--kafka must be shared or per-region, not '${kafka}'`);
       }
-      return up({ config, kafka, reuse: values.reuse, detach: values.detach });
+      const peerStreams = values['peer-streams'] ?? 'direct';
+      if (peerStreams !== 'direct' && peerStreams !== 'mirror')
+        throw new Error(`--peer-streams must be direct or mirror, not '${peerStreams}'`);
+      if (peerStreams === 'mirror' && kafka !== 'per-region')
+        throw new Error(
+          '--peer-streams mirror needs --kafka per-region (a cluster per region to mirror between)',
+        );
+      return up({ config, kafka, peerStreams, reuse: values.reuse, detach: values.detach });
     }
     case 'down':
       return down({ config, purge: values.purge });
@@ -95,7 +108,13 @@ async function main(argv: string[]): Promise<number> {
       const seconds = Number(values.seconds ?? 20);
       if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600)
         throw new Error(`--seconds must be an integer from 1 to 3600, not '${values.seconds}'`);
-      return demo({ config, seconds, keep: values.keep });
+      const kafka = values.kafka ?? 'shared';
+      if (kafka !== 'shared' && kafka !== 'per-region')
+        throw new Error(`--kafka must be shared or per-region, not '${kafka}'`);
+      const cutLinkSeconds = Number(values['cut-link'] ?? 0);
+      if (!Number.isInteger(cutLinkSeconds) || cutLinkSeconds < 0 || cutLinkSeconds > 3600)
+        throw new Error(`--cut-link must be a number of seconds, not '${values['cut-link']}'`);
+      return demo({ config, seconds, keep: values.keep, kafka, cutLinkSeconds });
     }
     case 'start':
       return start({

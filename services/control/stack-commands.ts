@@ -19,11 +19,12 @@ const progress = (m: string) => console.log(`[${new Date().toISOString().slice(1
 export async function up(opts: {
   config: ConfigOf<typeof controlConfig>;
   kafka: Topology['kafka'];
+  peerStreams?: Topology['peerStreams'];
   reuse: boolean;
   detach: boolean;
 }): Promise<number> {
   const stack = await startStack(
-    { ...DEMO_TOPOLOGY, kafka: opts.kafka },
+    { ...DEMO_TOPOLOGY, kafka: opts.kafka, ...(opts.peerStreams ? { peerStreams: opts.peerStreams } : {}) },
     { workDir: opts.config.home, basePort: opts.config.basePort, reuse: opts.reuse, onProgress: progress },
   );
   console.log(`\n${describeStack(stack)}`);
