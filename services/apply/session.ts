@@ -255,6 +255,9 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
   }
 }
 
+/** Longest wait between two tries of a cluster that cannot be reached. */
+const CLUSTER_RETRY_MAX_MS = 4_000;
+
 /** Longest a step of joining or leaving a cluster may take before it counts as unreachable. */
 const CLUSTER_STEP_MS = 60_000;
 
@@ -395,7 +398,11 @@ async function readCluster(o: {
       metrics.clusterUp.set(0, { cluster });
       metrics.clusterRestarts.inc({ cluster });
       attempt = Date.now() - started > 60_000 ? 1 : attempt + 1;
-      const wait = backoffDelay(attempt, { initialMs: 500, maxMs: c.retryMaxMs });
+      // at most a few seconds: trying a cluster again is cheap, and a healed link is noticed soon
+      const wait = backoffDelay(attempt, {
+        initialMs: 500,
+        maxMs: Math.min(c.retryMaxMs, CLUSTER_RETRY_MAX_MS),
+      });
       log.warn(
         { code: e.code, cluster, topics: src.topics, attempt, retryInMs: wait, error: e.message },
         `KAFKA_UNAVAILABLE: the change topics ${src.topics.join(', ')} cannot be read from Kafka ${cluster}; ` +
