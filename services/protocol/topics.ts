@@ -76,7 +76,7 @@ export function topicProblems(
 ): TopicProblem[] {
   const out: TopicProblem[] = [];
   const policy = actual.configs['cleanup.policy'];
-  if (policy !== undefined && policy.split(',').includes('compact'))
+  if (policy?.split(',').includes('compact'))
     out.push({
       setting: 'cleanup.policy',
       declared: 'delete',
