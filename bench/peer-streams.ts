@@ -14,7 +14,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
 import { linkControl } from '../infra/link/control.ts';
-import { readState, type Stack, startStack, stopRecorded } from '../infra/stack.ts';
+import { readState, type Stack, startStack, stopRecorded, withoutExternal } from '../infra/stack.ts';
 import { startPart } from '../infra/stack-control.ts';
 import { changeTopic } from '../services/protocol/topics.ts';
 import { createDb, type Db, RowWriters, VisibilityPoller } from './lib/pg.ts';
@@ -35,13 +35,7 @@ const SECONDS = Number(values.seconds);
 const CUT = Number(values['cut-seconds']);
 const RATE = Number(values.rate);
 
-const ENV = {
-  ...process.env,
-  BRABANT_KAFKA_BROKERS: undefined,
-  BRABANT_PG_URLS: undefined,
-  BRABANT_REGISTRY_URL: undefined,
-  BRABANT_REGISTRY_DB_URL: undefined,
-};
+const ENV = withoutExternal(process.env);
 
 async function measure(mode: 'direct' | 'mirror') {
   const workDir = resolve('.cache', `bench-peer-streams-${mode}`);

@@ -15,7 +15,7 @@ import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Link } from '../infra/link/relay.ts';
 import { freePort } from '../infra/processes.ts';
-import { type Stack, startStack, stopRecorded } from '../infra/stack.ts';
+import { type Stack, startStack, stopRecorded, withoutExternal } from '../infra/stack.ts';
 import { brabantNames, type Ctx } from './lib/context.ts';
 import { adminQuery, createDb, type Db, RowWriters, type Server } from './lib/pg.ts';
 import { type Service, startService } from './lib/services.ts';
@@ -85,13 +85,7 @@ async function runW9(ctx: Ctx, system: string, label: string): Promise<RunResult
       {
         workDir,
         basePort: 0,
-        env: {
-          ...process.env,
-          BRABANT_KAFKA_BROKERS: undefined,
-          BRABANT_PG_URLS: undefined,
-          BRABANT_REGISTRY_URL: undefined,
-          BRABANT_REGISTRY_DB_URL: undefined,
-        },
+        env: withoutExternal(process.env),
       },
     );
     const link = stack.linkUrl!;

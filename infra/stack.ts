@@ -99,6 +99,13 @@ export const externalConfig = {
   }),
 };
 
+/** An environment without the external components (a stack of a test's or benchmark's own starts its own). */
+export function withoutExternal(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const out = { ...env };
+  for (const o of Object.values(externalConfig)) if (o.env !== 'BRABANT_KEEP_STACK') delete out[o.env];
+  return out;
+}
+
 /** Node ids: first two letters of the region (vl-1, wa-1), or the whole name when those clash. */
 export function nodeIds(topology: Topology): Map<string, string[]> {
   const prefixes = topology.regions.map((r) => r.name.slice(0, 2).toLowerCase());

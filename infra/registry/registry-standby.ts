@@ -6,15 +6,15 @@
  * capture then registers in the primary registry (services/protocol/schema-registry.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, chownSync, mkdirSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { BrabantError } from '../../services/runtime/errors.ts';
 import {
   isInitialized,
+  makeDataDir,
   type PostgresNodeSpec,
   postgresBinDir,
-  postgresOsUser,
   withDatabase,
 } from '../postgres/postgres.ts';
 import { waitFor } from '../processes.ts';
@@ -29,13 +29,7 @@ export interface StandbySpec extends PostgresNodeSpec {
 /** Copies the primary (pg_basebackup -R: it follows the primary from then on) unless done already. */
 export function ensureStandby(spec: StandbySpec): void {
   if (isInitialized(spec.dataDir)) return;
-  const user = postgresOsUser();
-  mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
-  if (user !== undefined) {
-    const uid = Number(execFileSync('id', ['-u', user]).toString());
-    const gid = Number(execFileSync('id', ['-g', user]).toString());
-    chownSync(spec.dataDir, uid, gid);
-  }
+  const user = makeDataDir(spec.dataDir);
   const bin = join(postgresBinDir(), 'pg_basebackup');
   const args = [
     '-h',

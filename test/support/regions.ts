@@ -7,7 +7,7 @@
 import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { linkControl } from '../../infra/link/control.ts';
-import { type Stack, startStack, stopRecorded } from '../../infra/stack.ts';
+import { type Stack, startStack, stopRecorded, withoutExternal } from '../../infra/stack.ts';
 
 export async function perRegionStack(
   name: string,
@@ -27,13 +27,7 @@ export async function perRegionStack(
     {
       workDir,
       basePort: 0,
-      env: {
-        ...process.env,
-        BRABANT_KAFKA_BROKERS: undefined,
-        BRABANT_PG_URLS: undefined,
-        BRABANT_REGISTRY_URL: undefined,
-        BRABANT_REGISTRY_DB_URL: undefined,
-      },
+      env: withoutExternal(process.env),
     },
   );
   console.log(`[${name}] per-region stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
