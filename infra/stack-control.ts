@@ -225,7 +225,14 @@ export async function startPart(
 ): Promise<Restarted[]> {
   const workDir = canonical(folder);
   const out: Restarted[] = [];
-  for (const record of selectTargets(runningState(workDir).pids, id)) {
+  // not runningState: the part stopped may have been the only one running (an external database)
+  const state = readState(workDir);
+  if (state === undefined)
+    throw new BrabantError(
+      'STACK_NOT_RUNNING',
+      `no stack was found in ${workDir}; start one with \`brabant up\``,
+    );
+  for (const record of selectTargets(state.pids, id)) {
     progress(`starting ${record.name}`);
     const started = await startComponent(record, progress);
     // It must outlive this command, like the rest of the stack.

@@ -49,8 +49,13 @@ interface Planned {
   /** Node id (capture, apply) or region (router). */
   id: string;
   args: string[];
-  /** Where it says it is ready: its /healthz, or a log line. */
-  ready: { metricsPort: number } | { log: RegExp };
+  /**
+   * The log line that says it really streams (capture: its slot is there; apply: every cluster
+   * read) or that it waits for something and says what (Kafka, the node): /healthz answers as
+   * soon as the process runs, before capture has made its slot, so a write right after would
+   * not be captured.
+   */
+  ready: RegExp;
 }
 
 /** What `brabant start NODE…` runs: capture and apply of each node, and the routers of their regions. */
@@ -65,12 +70,14 @@ export function planServices(t: Topology, nodes: string[], withRouters: boolean)
   const out: Planned[] = [];
   for (const n of chosen) {
     for (const kind of ['capture', 'apply'] as const) {
-      const port = kind === 'capture' ? n.captureMetricsPort : n.applyMetricsPort;
       out.push({
         kind,
         id: n.id,
         args: ['--topology', t.file, '--node', n.id],
-        ready: port !== undefined ? { metricsPort: port } : { log: /metrics endpoint listening/ },
+        ready:
+          kind === 'capture'
+            ? /capture session starting|session failed; retrying/
+            : /apply session running|session failed; retrying|KAFKA_UNAVAILABLE: the change topics/,
       });
     }
   }
@@ -82,7 +89,7 @@ export function planServices(t: Topology, nodes: string[], withRouters: boolean)
           kind: 'router',
           id: r.region,
           args: ['--topology', t.file, '--region', r.region],
-          ready: { log: /control API listening/ },
+          ready: /control API listening/,
         });
   }
   return out;
@@ -176,17 +183,13 @@ export async function start(opts: {
   for (const p of plan) {
     const s = launchOne(p);
     watchers.push(supervise(p, s));
-    const ready = p.ready;
     readiness.push(
-      ('metricsPort' in ready
-        ? waitFor(async () => (await fetch(`http://127.0.0.1:${ready.metricsPort}/healthz`)).ok, {
-            what: `${p.kind} of ${p.id}`,
-            timeoutMs: 120_000,
-            intervalMs: 200,
-            abort: () => s.deathReason(),
-          })
-        : s.waitForLog(ready.log, 120_000)
-      ).then(() => say(`${p.kind} of ${p.id} running (pid ${s.pid}, log ${s.logFile})`)),
+      s.waitForLog(p.ready, 120_000).then((line) => {
+        const waiting = /retrying|KAFKA_UNAVAILABLE/.test(line);
+        say(
+          `${p.kind} of ${p.id} ${waiting ? `runs and waits: ${(JSON.parse(line) as { msg?: string }).msg ?? line}` : 'running'} (pid ${s.pid}, log ${s.logFile})`,
+        );
+      }),
     );
   }
   try {
