@@ -4,18 +4,29 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../runtime/config.ts';
 import { describeError } from '../runtime/errors.ts';
+import { readTopology, type Topology } from '../runtime/topology.ts';
 import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
 import { demo } from './demo.ts';
 import { link } from './link-commands.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
-import { start, stop } from './start-commands.ts';
+import { start, stop, topologyFile } from './start-commands.ts';
 
 const pick = (v: { router?: string; region?: string }) => ({
   ...(v.router ? { router: v.router } : {}),
   ...(v.region ? { region: v.region } : {}),
 });
+
+/** The topology whose routers switchover and maintenance may talk to: --topology, BRABANT_TOPOLOGY or the local stack's. */
+function routersOf(flag: string | undefined, home: string): { topology?: Topology } {
+  try {
+    return { topology: readTopology(topologyFile(flag, home)) };
+  } catch (err) {
+    if (flag !== undefined) throw err;
+    return {};
+  }
+}
 
 const USAGE = `usage: brabant <command> [options]
 
@@ -49,7 +60,8 @@ commands:
          the local stack's link between regions (--kafka per-region): cut every cross-region
          connection (--mode reset|blackhole), heal it, or slow it down by MS each way
   switchover   move a region's writes to another node (planned; clients wait, none fail)
-           --region R --to NODE   (router URL from BRABANT_ROUTER_URLS=R=http://…, or --router URL)
+           --region R --to NODE   (router URL from --router URL, BRABANT_ROUTER_URLS=R=http://…,
+                                  or the router of region R in the topology file)
   maintenance start|end NODE   move writes away from a node and bring them back once it caught up
            --region R | --router URL
   config-docs  print docs/configuration.md (every option of every service)
@@ -129,9 +141,14 @@ async function main(argv: string[]): Promise<number> {
     case 'link':
       return link({ home: config.home, action: positionals[0], arg: positionals[1], mode: values.mode });
     case 'switchover':
-      return switchover({ ...pick(values), to: values.to });
+      return switchover({ ...pick(values), ...routersOf(values.topology, config.home), to: values.to });
     case 'maintenance':
-      return maintenance({ ...pick(values), action: positionals[0], node: positionals[1] });
+      return maintenance({
+        ...pick(values),
+        ...routersOf(values.topology, config.home),
+        action: positionals[0],
+        node: positionals[1],
+      });
     case 'config-docs':
       process.stdout.write(configurationDoc());
       return 0;

@@ -8,6 +8,8 @@ import { applySources } from '../apply/session.ts';
 import { captureConfig, captureTopology } from '../capture/config.ts';
 import { routerConfig, routerTopology } from '../router/config.ts';
 import { loadServiceConfig } from '../runtime/service-config.ts';
+import { readTopology } from '../runtime/topology.ts';
+import { routerUrl } from './router-commands.ts';
 
 const TOPOLOGY = (peerStreams: string, waKafka = '127.0.0.1:9201') => `peerStreams: ${peerStreams}
 regions:
@@ -127,5 +129,16 @@ describe('services configured from a topology file', () => {
         {},
       ),
     ).toThrow(/declares no router for region vlaanderen/);
+  });
+
+  it('switchover and maintenance find a region’s router in the topology', () => {
+    const topology = readTopology(file(TOPOLOGY('direct')));
+    expect(routerUrl({ region: 'wallonie', topology }, {})).toBe('http://127.0.0.1:9403');
+    expect(routerUrl({ region: 'wallonie', topology }, { BRABANT_ROUTER_URLS: 'wallonie=http://r:1' })).toBe(
+      'http://r:1',
+    );
+    expect(() => routerUrl({ region: 'vlaanderen', topology }, {})).toThrow(
+      /no router URL for region vlaanderen/,
+    );
   });
 });
