@@ -21,7 +21,7 @@ export function routerUrl(
   throw new BrabantError(
     'CONFIG_INVALID',
     opts.region
-      ? `no router URL for region ${opts.region}: pass --router http://host:port or set BRABANT_ROUTER_URLS=${opts.region}=http://host:port`
+      ? `no router URL for region ${opts.region}: pass --router http://host:port, set BRABANT_ROUTER_URLS=${opts.region}=http://host:port, or declare the region's router in the topology file (--topology FILE)`
       : 'say which router: --region R (with BRABANT_ROUTER_URLS) or --router http://host:port',
   );
 }
