@@ -20,9 +20,10 @@ import { serverVersion } from './lib/pg.ts';
 import { summarizeDir } from './lib/profile.ts';
 import { killAllServices, ROOT, stopAllServices } from './lib/services.ts';
 import { errorText, median, say } from './lib/util.ts';
-import { type RunResult, type Scenario, W1, W2, W3, W4, W7, W8, W9, W10 } from './scenarios.ts';
+import { type RunResult, type Scenario, W1, W2, W3, W4, W7, W8, W10 } from './scenarios.ts';
 import { W5 } from './w5.ts';
 import { killW6, stopW6, W6, W6_CLIENTS, W6_THINK_MS } from './w6.ts';
+import { W9 } from './w9.ts';
 
 const ALL_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6', 'W7', 'W8', 'W9', 'W10'];
 const SYSTEM_NAMES: Record<System, string> = {
@@ -42,6 +43,7 @@ const HELP = `npm run bench [-- [W1 … W10] [options]]
   --w3-rows N       rows of W3's transaction (default 1000000)
   --w4-keys N       hot keys of W4 (default 100); --w4-writers N updating clients per region (2)
   --w5-rows N       rows of W5 (default 400000)
+  --w9-cut-seconds N  how long W9 cuts the link between the regions (default 60; --quick 15)
   --poll-ms N       interval of the visibility poller on the target (default 5)
   --systems a,b     only these systems (brabant,native,pglogical,debezium)
   --stall-seconds N a Brabant run fails once nothing moved for N s (default 120)
@@ -114,6 +116,7 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
     'w4-keys',
     'w4-writers',
     'w5-rows',
+    'w9-cut-seconds',
     'poll-ms',
     'systems',
     'stall-seconds',
@@ -144,6 +147,7 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
       w4Keys: Math.max(1, num('w4-keys', 100)),
       w4Writers: Math.max(1, num('w4-writers', 2)),
       w5Rows: num('w5-rows', quick ? 40_000 : 400_000),
+      w9CutSeconds: Math.max(1, num('w9-cut-seconds', quick ? 15 : 60)),
       pollMs: num('poll-ms', 5),
       systems,
       profile: flags.has('profile'),

@@ -687,9 +687,4 @@ export const W7 = notBuilt(
   'not built yet: needs DDL replication (`brabant ddl apply`)',
 );
 export const W8 = notBuilt('W8', 'node join', 'not built yet: needs `brabant node join`');
-export const W9 = notBuilt(
-  'W9',
-  'partition heal',
-  'not built yet: needs per-region Kafka clusters and a link the bench can cut',
-);
 export const W10 = notBuilt('W10', 'pgbench TPC-B in both regions', 'not built yet');

@@ -4,11 +4,14 @@
  * part really answers.
  */
 import { ensureKafkaJars, startKafka } from './kafka/kafka.ts';
+import { ensureMirrorJars, startMirror } from './kafka/mirror.ts';
+import { startLink } from './link/process.ts';
 import type { Progress } from './maven.ts';
 import { initNode, isInitialized, startNode } from './postgres/postgres.ts';
 import type { ManagedProcess } from './processes.ts';
 import { ensureRegistryBuilt, startRegistry } from './registry/registry.ts';
 import { ensureRegistryDatabase, registryDbSettings } from './registry/registry-db.ts';
+import { ensureStandby } from './registry/registry-standby.ts';
 import type { ComponentSpec } from './stack-state.ts';
 
 export interface StartedComponent {
@@ -23,6 +26,11 @@ export async function startComponent(c: ComponentSpec, progress: Progress): Prom
       await ensureKafkaJars(progress);
       const k = await startKafka(c.spec);
       return { process: k.process, address: k.bootstrap };
+    }
+    case 'mirror': {
+      await ensureMirrorJars(progress);
+      const m = await startMirror(c.spec);
+      return { process: m, address: c.spec.brokers.join(',') };
     }
     case 'postgres': {
       if (!isInitialized(c.spec.dataDir)) {
@@ -45,6 +53,17 @@ export async function startComponent(c: ComponentSpec, progress: Progress): Prom
         throw err;
       }
       return { process: n.process, address: n.url };
+    }
+    case 'registry-standby': {
+      if (!isInitialized(c.spec.dataDir))
+        progress(`copying the registry database into ${c.spec.name} (pg_basebackup)`);
+      ensureStandby(c.spec);
+      const n = await startNode(c.spec);
+      return { process: n.process, address: n.url };
+    }
+    case 'link': {
+      const l = await startLink(c.spec);
+      return { process: l.process, address: l.url };
     }
     case 'registry': {
       const distDir = await ensureRegistryBuilt(progress);

@@ -1,11 +1,14 @@
-/** Fetches the Kafka jars and builds the schema registry ahead of time (infra/setup.sh calls it). */
+/** Fetches the Kafka jars (the brokers' and MirrorMaker 2's) and builds the schema registry ahead of time (infra/setup.sh calls it). */
 import { describeError } from '../services/runtime/errors.ts';
 import { ensureKafkaJars } from './kafka/kafka.ts';
+import { ensureMirrorJars } from './kafka/mirror.ts';
 import { ensureRegistryBuilt } from './registry/registry.ts';
 
 const progress = (m: string) => console.log(`[setup] ${m}`);
 try {
   await ensureKafkaJars(progress);
+  // MirrorMaker 2, for the per-region layout with mirrored peer streams (docs/clusters.md)
+  await ensureMirrorJars(progress);
   await ensureRegistryBuilt(progress);
 } catch (err) {
   console.error(`[setup] ${describeError(err)}`);

@@ -14,7 +14,14 @@
 import { basename } from 'node:path';
 import type { ProcessInfo } from './process-table.ts';
 
-export type ComponentKind = 'kafka' | 'postgres' | 'registry-db' | 'registry';
+export type ComponentKind =
+  | 'kafka'
+  | 'mirror'
+  | 'postgres'
+  | 'registry-db'
+  | 'registry-standby'
+  | 'registry'
+  | 'link';
 
 export interface ShutdownStep {
   signal: NodeJS.Signals;
@@ -45,11 +52,16 @@ export function shutdownPlan(kind: ComponentKind): ShutdownStep[] {
   switch (kind) {
     case 'postgres':
     case 'registry-db':
+    case 'registry-standby':
       return POSTGRES;
     case 'kafka':
       return jvm(30_000);
+    case 'mirror':
+      return jvm(15_000);
     case 'registry':
       return jvm(15_000);
+    case 'link':
+      return defaultPlan(5_000);
     default:
       return kind satisfies never;
   }

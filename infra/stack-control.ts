@@ -32,9 +32,12 @@ export function canonical(folder: string): string {
 /** Stop order: what depends on others first (the registry needs its database). */
 const STOP_RANK: Record<ComponentRecord['kind'], number> = {
   registry: 0,
-  'registry-db': 1,
-  postgres: 1,
-  kafka: 2,
+  mirror: 0,
+  'registry-standby': 1,
+  'registry-db': 2,
+  postgres: 2,
+  link: 2,
+  kafka: 3,
 };
 
 /** What was stopped or removed, for the one message about it. */
@@ -189,17 +192,7 @@ export interface Restarted {
   newPid: number;
 }
 
-/**
- * Restarts parts of a running stack: stops each by its plan, starts it again from its recorded
- * spec (same ports and data), and records the new process in the state file, so that `brabant
- * down` and the owner's stop() stop the new one.
- */
-export async function restartComponent(
-  folder: string,
-  target: string,
-  progress: Progress,
-): Promise<Restarted[]> {
-  const workDir = canonical(folder);
+function runningState(workDir: string) {
   const state = readState(workDir);
   const status = classifyWorkDir(workDir, state, readProcessTable());
   if (state === undefined || status.kind !== 'running') {
@@ -208,15 +201,43 @@ export async function restartComponent(
       `no running stack was found in ${workDir}; start one with \`brabant up --detach\` (or \`brabant up --reuse\`)`,
     );
   }
-  const out: Restarted[] = [];
-  for (const record of selectTargets(state.pids, target)) {
+  return state;
+}
+
+/** Stops one part of a running stack by its plan; its entry stays, for startPart (a fault test's outage). */
+export async function stopPart(folder: string, id: string, progress: Progress = () => {}): Promise<void> {
+  const workDir = canonical(folder);
+  for (const record of selectTargets(runningState(workDir).pids, id)) {
     progress(`stopping ${record.name} (pid ${record.pid})`);
     await stopProcesses(identityOf(record), shutdownPlan(record.kind), record.name);
+  }
+}
+
+/**
+ * Starts parts of a running stack again from their recorded spec (same ports and data), and
+ * records the new processes in the state file, so that `brabant down` and the owner's stop() stop
+ * the new ones.
+ */
+export async function startPart(
+  folder: string,
+  id: string,
+  progress: Progress = () => {},
+): Promise<Restarted[]> {
+  const workDir = canonical(folder);
+  const out: Restarted[] = [];
+  // not runningState: the part stopped may have been the only one running (an external database)
+  const state = readState(workDir);
+  if (state === undefined)
+    throw new BrabantError(
+      'STACK_NOT_RUNNING',
+      `no stack was found in ${workDir}; start one with \`brabant up\``,
+    );
+  for (const record of selectTargets(state.pids, id)) {
     progress(`starting ${record.name}`);
     const started = await startComponent(record, progress);
     // It must outlive this command, like the rest of the stack.
     started.process.unref();
-    const now = readState(workDir) ?? state;
+    const now = readState(workDir)!;
     const updated: ComponentRecord = {
       ...record,
       pid: started.process.pid,
@@ -227,4 +248,14 @@ export async function restartComponent(
     out.push({ name: record.name, oldPid: record.pid, newPid: started.process.pid });
   }
   return out;
+}
+
+/** Restarts parts of a running stack: stops each by its plan and starts it again (startPart). */
+export async function restartComponent(
+  folder: string,
+  target: string,
+  progress: Progress,
+): Promise<Restarted[]> {
+  await stopPart(folder, target, progress);
+  return startPart(folder, target, progress);
 }

@@ -10,9 +10,12 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KafkaNodeSpec } from './kafka/kafka.ts';
+import type { MirrorSpec } from './kafka/mirror.ts';
+import type { LinkSpec } from './link/main.ts';
 import type { PostgresNodeSpec } from './postgres/postgres.ts';
 import type { ProcessInfo } from './process-table.ts';
 import type { RegistrySpec } from './registry/registry.ts';
+import type { StandbySpec } from './registry/registry-standby.ts';
 import { leaderAlive, membersOf, type ProcessIdentity, stackProcesses } from './shutdown.ts';
 
 export const STATE_FILE = 'stack.json';
@@ -20,9 +23,12 @@ export const STATE_FILE = 'stack.json';
 /** A part of the stack and what it needs to be started again. */
 export type ComponentSpec =
   | { kind: 'kafka'; spec: KafkaNodeSpec }
+  | { kind: 'mirror'; spec: MirrorSpec }
   | { kind: 'postgres'; spec: PostgresNodeSpec }
   | { kind: 'registry-db'; spec: PostgresNodeSpec }
-  | { kind: 'registry'; spec: RegistrySpec };
+  | { kind: 'registry-standby'; spec: StandbySpec }
+  | { kind: 'registry'; spec: RegistrySpec }
+  | { kind: 'link'; spec: LinkSpec };
 
 export type ComponentRecord = ComponentSpec & {
   /** What `brabant restart` takes: kafka (or kafka-<region>), a node id, registry, registry-db. */
@@ -47,13 +53,26 @@ export interface NodeInfo {
 export interface RegionInfo {
   name: string;
   kafkaBrokers: string[];
+  /** Where the other regions reach the region's cluster (through the link); kafkaBrokers when shared. */
+  kafkaFromPeers: string[];
+  /** The region's registry (a follower on a standby in every region but the first, per-region layout). */
+  registryUrl: string;
+  /** Where the region registers new schemas: the first region's registry, through the link. */
+  registryPrimaryUrl: string;
   nodes: NodeInfo[];
 }
 
 /** Serializable description of a running stack (what tests and people connect to). */
 export interface StackInfo {
   regions: RegionInfo[];
+  /** The primary (first region's) registry. */
   registryUrl: string;
+  /** Control API of the link between regions (per-region layout), to cut and heal it. */
+  linkUrl?: string;
+  /** How apply gets the other regions' streams: across the link, or from a local MirrorMaker 2 copy. */
+  peerStreams?: 'direct' | 'mirror';
+  /** The topology file `brabant up` wrote for the stack (every service and command reads it). */
+  topologyFile?: string;
   workDir: string;
   pids: { name: string; pid: number; logFile: string }[];
 }
@@ -64,6 +83,8 @@ export interface StackState extends StackInfo {
   owner?: { pid: number; startTime: number };
   /** `brabant up --detach`: the stack outlives its owner on purpose. */
   detached?: boolean;
+  /** Ports of the services the topology file names. */
+  servicePorts?: import('./stack-topology.ts').ServicePorts;
 }
 
 export function readState(workDir: string): StackState | undefined {
@@ -86,7 +107,9 @@ export function writeState(workDir: string, state: StackState): void {
 /** The processes a record stands for (PostgreSQL's include the backends working in its folder). */
 export function identityOf(r: ComponentRecord): ProcessIdentity {
   const base = { pid: r.pid, startTime: r.startTime };
-  return r.kind === 'postgres' || r.kind === 'registry-db' ? { ...base, dataDir: r.spec.dataDir } : base;
+  return r.kind === 'postgres' || r.kind === 'registry-db' || r.kind === 'registry-standby'
+    ? { ...base, dataDir: r.spec.dataDir }
+    : base;
 }
 
 export interface LiveComponent {

@@ -15,12 +15,15 @@ import { bool, type ConfigOf, list, loadConfig, str } from '../services/runtime/
 import { BrabantError } from '../services/runtime/errors.ts';
 import { type StartedComponent, startComponent } from './components.ts';
 import { ensureKafkaJars, kafkaLibsDir } from './kafka/kafka.ts';
+import { ensureMirrorJars, mirrorLibsDir } from './kafka/mirror.ts';
+import type { RelaySpec } from './link/relay.ts';
 import { postgresOsUser } from './postgres/postgres.ts';
 import { ensureReachable } from './postgres/reach.ts';
 import { readProcessInfo, readProcessTable } from './process-table.ts';
 import { assertPortFree, freePort } from './processes.ts';
-import { ensureRegistryBuilt } from './registry/registry.ts';
+import { CCOMPAT_PATH, ensureRegistryBuilt } from './registry/registry.ts';
 import { REGISTRY_DATABASE, type RegistryStorage, registryStorageFromUrl } from './registry/registry-db.ts';
+import { waitForRegistryTables } from './registry/registry-standby.ts';
 import { clearLeftovers, killRecordedNow, stopRecorded } from './stack-control.ts';
 import {
   type ComponentRecord,
@@ -35,6 +38,7 @@ import {
   type WorkDirStatus,
   writeState,
 } from './stack-state.ts';
+import { type ServicePorts, writeStackTopology } from './stack-topology.ts';
 
 export type { NodeInfo, RegionInfo, StackInfo };
 export { readState, STATE_FILE, stopRecorded };
@@ -43,6 +47,8 @@ export interface Topology {
   regions: { name: string; nodes: number }[];
   /** One Kafka cluster for all regions, or one per region (as across real datacenters). */
   kafka: 'shared' | 'per-region';
+  /** Per region: apply reads peers' clusters across the link (default), or a MirrorMaker 2 copy. */
+  peerStreams?: 'direct' | 'mirror';
 }
 
 export interface StackOptions {
@@ -92,6 +98,13 @@ export const externalConfig = {
     default: false,
   }),
 };
+
+/** An environment without the external components (a stack of a test's or benchmark's own starts its own). */
+export function withoutExternal(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const out = { ...env };
+  for (const o of Object.values(externalConfig)) if (o.env !== 'BRABANT_KEEP_STACK') delete out[o.env];
+  return out;
+}
 
 /** Node ids: first two letters of the region (vl-1, wa-1), or the whole name when those clash. */
 export function nodeIds(topology: Topology): Map<string, string[]> {
@@ -217,31 +230,145 @@ async function planParts(
       planned.push({ kind: 'postgres', id, name: `postgres ${id}`, spec });
     }
   }
-  if (ext.registryUrl !== '') return planned;
-  const registryPort = await ports.next();
-  let storage: RegistryStorage;
-  if (ext.registryDbUrl !== '') {
-    storage = registryStorageFromUrl(ext.registryDbUrl);
-  } else {
-    // After the registry's own port, so that the ports of a stack made before it stay the same.
-    const port = await ports.next();
+  if (ext.registryUrl === '') {
+    const registryPort = await ports.next();
+    let storage: RegistryStorage;
+    if (ext.registryDbUrl !== '') {
+      storage = registryStorageFromUrl(ext.registryDbUrl);
+    } else {
+      // After the registry's own port, so that the ports of a stack made before it stay the same.
+      const port = await ports.next();
+      const spec = {
+        name: 'registry-db',
+        port,
+        dataDir: join(dataDir, 'registry-db'),
+        logFile: logFile('registry-db'),
+      };
+      planned.push({ kind: 'registry-db', id: 'registry-db', name: 'registry-db', spec });
+      storage = registryStorageFromUrl(`postgres://postgres@127.0.0.1:${port}/${REGISTRY_DATABASE}`);
+    }
     const spec = {
-      name: 'registry-db',
-      port,
-      dataDir: join(dataDir, 'registry-db'),
-      logFile: logFile('registry-db'),
+      port: registryPort,
+      logFile: logFile('registry'),
+      runDir: join(dataDir, 'registry'),
+      storage,
     };
-    planned.push({ kind: 'registry-db', id: 'registry-db', name: 'registry-db', spec });
-    storage = registryStorageFromUrl(`postgres://postgres@127.0.0.1:${port}/${REGISTRY_DATABASE}`);
+    planned.push({ kind: 'registry', id: 'registry', name: 'schema-registry', spec });
   }
-  const spec = {
-    port: registryPort,
-    logFile: logFile('registry'),
-    runDir: join(dataDir, 'registry'),
-    storage,
-  };
-  planned.push({ kind: 'registry', id: 'registry', name: 'schema-registry', spec });
+  if (topology.kafka === 'per-region') await planLink(topology, ext, planned, workDir, ports);
   return planned;
+}
+
+/**
+ * The per-region layout's parts after the shared ones (so that older stacks keep their ports):
+ * each cluster's listener for the other regions, every region but the first a standby of the
+ * registry database and a follower registry on it, and the link — a relay on every cross-region
+ * connection (a cluster's peer listener, the primary registry, the registry database's
+ * replication) so that tests and the demo can cut it.
+ */
+async function planLink(
+  topology: Topology,
+  ext: ConfigOf<typeof externalConfig>,
+  planned: Planned[],
+  workDir: string,
+  ports: PortPlan,
+): Promise<void> {
+  const dataDir = join(workDir, 'data');
+  const logFile = (name: string) => join(workDir, 'logs', `${name}.log`);
+  const relays: RelaySpec[] = [];
+  for (const p of planned) {
+    if (p.kind !== 'kafka') continue;
+    p.spec.peer = { port: await ports.next(), advertisedPort: await ports.next() };
+    relays.push({
+      name: `${p.name} for the other regions`,
+      listenPort: p.spec.peer.advertisedPort,
+      targetHost: '127.0.0.1',
+      targetPort: p.spec.peer.port,
+    });
+  }
+  const db = planned.find((p) => p.kind === 'registry-db');
+  const registry = planned.find((p) => p.kind === 'registry');
+  if (db?.kind === 'registry-db' && registry?.kind === 'registry' && ext.registryDbUrl === '') {
+    for (const r of topology.regions.slice(1)) {
+      const dbRelay = await ports.next();
+      const registryRelay = await ports.next();
+      relays.push(
+        {
+          name: `registry-db for ${r.name} (replication)`,
+          listenPort: dbRelay,
+          targetHost: '127.0.0.1',
+          targetPort: db.spec.port,
+        },
+        {
+          name: `schema-registry (primary) for ${r.name}`,
+          listenPort: registryRelay,
+          targetHost: '127.0.0.1',
+          targetPort: registry.spec.port,
+        },
+      );
+      const standby = {
+        name: `registry-db-${r.name}`,
+        port: await ports.next(),
+        dataDir: join(dataDir, `registry-db-${r.name}`),
+        logFile: logFile(`registry-db-${r.name}`),
+        primaryHost: '127.0.0.1',
+        primaryPort: dbRelay,
+      };
+      planned.push({ kind: 'registry-standby', id: standby.name, name: standby.name, spec: standby });
+      planned.push({
+        kind: 'registry',
+        id: `registry-${r.name}`,
+        name: `schema-registry-${r.name}`,
+        spec: {
+          port: await ports.next(),
+          logFile: logFile(`registry-${r.name}`),
+          runDir: join(dataDir, `registry-${r.name}`),
+          storage: registryStorageFromUrl(
+            `postgres://postgres@127.0.0.1:${standby.port}/${REGISTRY_DATABASE}`,
+          ),
+          primaryRelayPort: registryRelay,
+        },
+      });
+    }
+  }
+  if (topology.peerStreams === 'mirror') {
+    const kafkas = planned.filter((p) => p.kind === 'kafka');
+    for (const target of kafkas) {
+      if (target.kind !== 'kafka' || target.spec.peer === undefined) continue;
+      const region = target.id.replace(/^kafka-/, '');
+      planned.push({
+        kind: 'mirror',
+        id: `mirror-${region}`,
+        name: `mirror-${region}`,
+        spec: {
+          region,
+          brokers: [`127.0.0.1:${target.spec.brokerPort}`],
+          sources: kafkas
+            .filter((k) => k !== target)
+            .map((k) => ({
+              region: k.id.replace(/^kafka-/, ''),
+              brokers: [`127.0.0.1:${k.kind === 'kafka' ? k.spec.peer!.advertisedPort : 0}`],
+            })),
+          restPort: await ports.next(),
+          propertiesFile: join(dataDir, `mirror-${region}`, 'mm2.properties'),
+          logFile: logFile(`mirror-${region}`),
+          libsDir: mirrorLibsDir(),
+        },
+      });
+    }
+  }
+  if (relays.length === 0) return;
+  planned.push({
+    kind: 'link',
+    id: 'link',
+    name: 'link',
+    spec: {
+      controlPort: await ports.next(),
+      relays,
+      logFile: logFile('link'),
+      specFile: join(dataDir, 'link.json'),
+    },
+  });
 }
 
 async function assertPortsFree(planned: Planned[]): Promise<void> {
@@ -250,7 +377,10 @@ async function assertPortsFree(planned: Planned[]): Promise<void> {
       await assertPortFree('127.0.0.1', p.spec.brokerPort, `${p.name} (broker)`);
       await assertPortFree('127.0.0.1', p.spec.controllerPort, `${p.name} (controller)`);
     } else if (p.kind === 'registry') await assertPortFree('127.0.0.1', p.spec.port, 'the schema registry');
-    else
+    else if (p.kind === 'link')
+      for (const port of [p.spec.controlPort, ...p.spec.relays.map((r) => r.listenPort)])
+        await assertPortFree('127.0.0.1', port, 'the link between regions');
+    else if (p.kind !== 'mirror')
       await assertPortFree(
         '127.0.0.1',
         p.spec.port,
@@ -277,7 +407,9 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
   const ids = nodeIds(topology);
   const externalPg = parsePgUrls(ext.pgUrls);
   // Plan every part and port first, and check the fixed ports before starting anything.
-  const planned = await planParts(topology, ext, workDir, portPlan(options.basePort));
+  const plan = portPlan(options.basePort);
+  const planned = await planParts(topology, ext, workDir, plan);
+  const servicePorts = await planServicePorts(topology, plan);
   if (options.basePort !== 0) await assertPortsFree(planned);
   const pgUser = postgresOsUser();
   if (pgUser !== undefined && planned.some((p) => p.kind === 'postgres' || p.kind === 'registry-db'))
@@ -321,46 +453,75 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
 
   try {
     if (planned.some((p) => p.kind === 'kafka')) await ensureKafkaJars(progress);
+    if (planned.some((p) => p.kind === 'mirror')) await ensureMirrorJars(progress);
     // The registry's first build (a minute) runs while the others start.
     const build = planned.some((p) => p.kind === 'registry') ? ensureRegistryBuilt(progress) : undefined;
+    // The standby copies its primary through the link; the registries need their databases.
+    const later = new Set(['registry', 'registry-standby', 'mirror']);
     await settleAll<unknown>([
-      ...planned.filter((p) => p.kind !== 'registry').map(start),
+      ...planned.filter((p) => !later.has(p.kind)).map(start),
       ...(build ? [build] : []),
     ]);
-    await settleAll(planned.filter((p) => p.kind === 'registry').map(start));
+    await settleAll(planned.filter((p) => p.kind === 'registry-standby').map(start));
+    await settleAll(planned.filter((p) => p.id === 'registry').map(start));
+    // A follower registry needs the tables the primary created, replicated to its standby.
+    for (const p of planned)
+      if (p.kind === 'registry-standby') await waitForRegistryTables(started.get(p.id)!.address);
+    await settleAll(planned.filter((p) => p.kind === 'registry' && p.id !== 'registry').map(start));
+    // MirrorMaker needs both clusters and the link.
+    await settleAll(planned.filter((p) => p.kind === 'mirror').map(start));
 
     const address = (id: string) => started.get(id)!.address;
     state.registryUrl = ext.registryUrl !== '' ? ext.registryUrl : address('registry');
-    state.regions = topology.regions.map((r) => ({
-      name: r.name,
-      kafkaBrokers:
-        ext.kafkaBrokers.length > 0
-          ? ext.kafkaBrokers
-          : [address(topology.kafka === 'shared' ? 'kafka' : `kafka-${r.name}`)],
-      nodes: (ids.get(r.name) ?? []).map((id): NodeInfo => {
-        const extUrl = externalPg.get(id);
-        if (extUrl !== undefined)
-          return {
-            id,
-            region: r.name,
-            url: extUrl,
-            port: Number(new URL(extUrl).port || 5432),
-            external: true,
-          };
-        const url = address(id);
-        return { id, region: r.name, url, port: Number(new URL(url).port), external: false };
-      }),
-    }));
+    const link = planned.find((p) => p.kind === 'link');
+    if (link !== undefined) state.linkUrl = address('link');
+    state.regions = topology.regions.map((r) => {
+      const kafkaId = topology.kafka === 'shared' ? 'kafka' : `kafka-${r.name}`;
+      const kafka = planned.find((p) => p.id === kafkaId);
+      const kafkaBrokers = ext.kafkaBrokers.length > 0 ? ext.kafkaBrokers : [address(kafkaId)];
+      const follower = planned.find((p) => p.id === `registry-${r.name}`);
+      return {
+        name: r.name,
+        kafkaBrokers,
+        kafkaFromPeers:
+          kafka?.kind === 'kafka' && kafka.spec.peer
+            ? [`127.0.0.1:${kafka.spec.peer.advertisedPort}`]
+            : kafkaBrokers,
+        registryUrl: follower ? address(follower.id) : state.registryUrl,
+        registryPrimaryUrl:
+          follower?.kind === 'registry' && follower.spec.primaryRelayPort !== undefined
+            ? `http://127.0.0.1:${follower.spec.primaryRelayPort}${CCOMPAT_PATH}`
+            : state.registryUrl,
+        nodes: (ids.get(r.name) ?? []).map((id): NodeInfo => {
+          const extUrl = externalPg.get(id);
+          if (extUrl !== undefined)
+            return {
+              id,
+              region: r.name,
+              url: extUrl,
+              port: Number(new URL(extUrl).port || 5432),
+              external: true,
+            };
+          const url = address(id);
+          return { id, region: r.name, url, port: Number(new URL(url).port), external: false };
+        }),
+      };
+    });
+    state.servicePorts = servicePorts;
+    if (topology.peerStreams === 'mirror') state.peerStreams = 'mirror';
+    state.topologyFile = writeStackTopology(workDir, state, topology.kafka);
     writeState(workDir, state);
   } catch (err) {
     await stopRecorded(workDir).catch(() => {});
     process.off('exit', onExit);
     throw err;
   }
-  const { regions, registryUrl, pids } = state;
+  const { regions, registryUrl, pids, linkUrl, topologyFile } = state;
   return {
     regions,
     registryUrl,
+    ...(linkUrl === undefined ? {} : { linkUrl }),
+    ...(topologyFile === undefined ? {} : { topologyFile }),
     workDir,
     pids,
     async stop() {
@@ -375,6 +536,16 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
       if (now !== undefined) writeState(workDir, { ...now, detached: true });
     },
   };
+}
+
+/** Ports of the services the stack's topology file names, after every part's (brabant start uses them). */
+async function planServicePorts(topology: Topology, ports: PortPlan): Promise<ServicePorts> {
+  const out: ServicePorts = { node: {}, router: {} };
+  for (const [, nodes] of nodeIds(topology))
+    for (const id of nodes) out.node[id] = { capture: await ports.next(), apply: await ports.next() };
+  for (const r of topology.regions)
+    out.router[r.name] = { port: await ports.next(), controlPort: await ports.next() };
+  return out;
 }
 
 /** Like Promise.all, but waits for every job so that none is left starting when one fails. */

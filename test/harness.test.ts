@@ -71,7 +71,8 @@ describe('harness', () => {
       const [north, south] = s.regions;
       expect(north!.kafkaBrokers).not.toEqual(south!.kafkaBrokers);
       expect(north!.nodes[0]).toMatchObject({ id: 'no-1', external: true, url: vl.url });
-      expect(s.pids.map((p) => p.name).sort()).toEqual(['kafka-north', 'kafka-south']);
+      // the per-region layout brings the link between the regions (infra/link)
+      expect(s.pids.map((p) => p.name).sort()).toEqual(['kafka-north', 'kafka-south', 'link']);
       const topic = uniqueName('only_north');
       const adminNorth = kafka(north!.kafkaBrokers).admin();
       const adminSouth = kafka(south!.kafkaBrokers).admin();

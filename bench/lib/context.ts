@@ -23,6 +23,8 @@ export interface BenchOptions {
   /** Updating clients per region in W4. */
   w4Writers: number;
   w5Rows: number;
+  /** How long W9 cuts the link between the regions. */
+  w9CutSeconds: number;
   pollMs: number;
   systems: Set<System>;
   profile: boolean;

@@ -62,6 +62,11 @@ export interface KafkaNodeSpec {
   dataDir: string;
   logFile: string;
   libsDir: string;
+  /**
+   * A second listener for the other regions (per-region layout): its port, and the port it is
+   * advertised at — the relay of the link between regions that forwards to it.
+   */
+  peer?: { port: number; advertisedPort: number };
 }
 
 export interface RunningKafka {
@@ -90,6 +95,8 @@ function writeServerProperties(spec: KafkaNodeSpec): string {
     BROKER_PORT: String(spec.brokerPort),
     CONTROLLER_PORT: String(spec.controllerPort),
     LOG_DIR: join(spec.dataDir, 'logs'),
+    PEER_LISTENER: spec.peer ? `,PEER://127.0.0.1:${spec.peer.port}` : '',
+    PEER_ADVERTISED: spec.peer ? `,PEER://127.0.0.1:${spec.peer.advertisedPort}` : '',
   };
   const text = template.replace(/\$\{([A-Z_]+)\}/g, (_, k: string) => {
     const v = values[k];

@@ -96,18 +96,27 @@ export function isInitialized(dataDir: string): boolean {
 }
 
 /**
+ * A new data folder (mode 0700) owned by the OS user PostgreSQL runs as; returns that user
+ * (undefined: ourselves). For initdb and for pg_basebackup of a standby.
+ */
+export function makeDataDir(dataDir: string): string | undefined {
+  const user = postgresOsUser();
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (user !== undefined) {
+    const uid = Number(execFileSync('id', ['-u', user]).toString());
+    const gid = Number(execFileSync('id', ['-g', user]).toString());
+    chownSync(dataDir, uid, gid);
+  }
+  return user;
+}
+
+/**
  * initdb a new cluster; the folder must not hold one already (the caller decides about reuse).
  * `settings` default to a Brabant node's; the registry's own cluster passes smaller ones.
  */
 export function initNode(spec: PostgresNodeSpec, settings = nodeSettings(spec.port)): void {
   const bin = postgresBinDir();
-  const user = postgresOsUser();
-  mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
-  if (user !== undefined) {
-    const uid = Number(execFileSync('id', ['-u', user]).toString());
-    const gid = Number(execFileSync('id', ['-g', user]).toString());
-    chownSync(spec.dataDir, uid, gid);
-  }
+  const user = makeDataDir(spec.dataDir);
   const args = ['-D', spec.dataDir, '--auth=trust', '--username=postgres', '--encoding=UTF8', '--no-sync'];
   try {
     const cmd = user === undefined ? join(bin, 'initdb') : 'runuser';

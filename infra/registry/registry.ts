@@ -35,6 +35,8 @@ export interface RegistrySpec {
   /** Working folder: ./config/application.properties and the JVM's temporary files. */
   runDir: string;
   storage: RegistryStorage;
+  /** A follower registry (on a standby): the relay port its region reaches the primary registry at. */
+  primaryRelayPort?: number;
 }
 
 export interface RunningRegistry {

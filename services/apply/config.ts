@@ -1,5 +1,8 @@
 /** Apply's options, declared once (docs/configuration.md is generated from them). */
-import { endpointOptions, int, list, nodeServiceOptions, str } from '../runtime/config.ts';
+import { changeTopic } from '../protocol/topics.ts';
+import { type ConfigOf, endpointOptions, int, list, nodeServiceOptions, str } from '../runtime/config.ts';
+import type { TopologyBinding } from '../runtime/service-config.ts';
+import { nodeOf, regionOf, sameCluster } from '../runtime/topology.ts';
 
 export const applyConfig = {
   ...nodeServiceOptions(),
@@ -12,6 +15,12 @@ export const applyConfig = {
   topics: list({
     env: 'BRABANT_APPLY_TOPICS',
     description: 'Change topics to apply, instead of deriving them from BRABANT_APPLY_REGIONS',
+    default: [],
+  }),
+  sources: list({
+    env: 'BRABANT_APPLY_SOURCES',
+    description:
+      'Change topics read from another Kafka cluster than BRABANT_KAFKA_BROKERS (a peer region’s, across the link), as topic=host:port|host:port entries; each cluster gets a consumer of its own',
     default: [],
   }),
   groupId: str({
@@ -71,4 +80,33 @@ export const applyConfig = {
     max: 600_000,
   }),
   ...endpointOptions(9402),
+};
+
+/**
+ * Apply's options from a topology file. The change topics on its own region's cluster (its own
+ * region's, every region's in the shared layout, and the mirrored ones with `peerStreams: mirror`)
+ * are read there; with `peerStreams: direct` each peer region's topic is read from that region's
+ * cluster, at the address it gives other regions (kafkaFromPeers).
+ */
+export const applyTopology: TopologyBinding<typeof applyConfig> = {
+  target: 'node',
+  options(t, nodeId): Partial<ConfigOf<typeof applyConfig>> {
+    const n = nodeOf(t, nodeId);
+    const own = regionOf(t, n.region);
+    const local: string[] = [];
+    const sources: string[] = [];
+    for (const r of t.regions) {
+      if (r === own || sameCluster(r, own) || t.peerStreams === 'mirror') local.push(r.name);
+      else sources.push(`${changeTopic(r.name)}=${r.kafkaFromPeers.join('|')}`);
+    }
+    return {
+      nodeId,
+      pgUrl: n.postgres,
+      kafkaBrokers: own.kafka,
+      registryUrl: own.registry,
+      regions: local,
+      sources,
+      ...(n.applyMetricsPort === undefined ? {} : { metricsPort: n.applyMetricsPort }),
+    };
+  },
 };

@@ -54,6 +54,18 @@ export function applyMetrics(registry = new MetricsRegistry()) {
       'brabant_apply_tombstones_pruned_total',
       'Tombstones removed once every peer applied past them',
     ),
+    clusterUp: registry.gauge(
+      'brabant_apply_cluster_up',
+      'Whether the consumer of a Kafka cluster apply reads change topics from is running (1) or waiting for the cluster to be reachable again (0), by cluster',
+    ),
+    clusterSilentSeconds: registry.gauge(
+      'brabant_apply_cluster_silent_seconds',
+      'Seconds since a batch last came from a cluster (heartbeats keep it near their period while its streams flow; it grows while the cluster or the link to it is away), by cluster',
+    ),
+    clusterRestarts: registry.counter(
+      'brabant_apply_cluster_restarts_total',
+      'Times the consumer of one cluster was started again after that cluster could not be reached (the other clusters went on), by cluster',
+    ),
     restarts: registry.counter(
       'brabant_apply_session_restarts_total',
       'Apply sessions restarted after a retriable error',

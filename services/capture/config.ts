@@ -1,10 +1,26 @@
 /** Capture's options, declared once (see docs/configuration.md, generated from these). */
 import { CHANGE_TOPIC_DEFAULTS } from '../protocol/topics.ts';
-import { bool, endpointOptions, int, list, nodeServiceOptions, str } from '../runtime/config.ts';
+import {
+  bool,
+  type ConfigOf,
+  endpointOptions,
+  int,
+  list,
+  nodeServiceOptions,
+  str,
+} from '../runtime/config.ts';
+import type { TopologyBinding } from '../runtime/service-config.ts';
+import { nodeOf, regionOf } from '../runtime/topology.ts';
 
 export const captureConfig = {
   ...nodeServiceOptions(),
   region: str({ env: 'BRABANT_REGION', description: 'Region of this node (e.g. vlaanderen)' }),
+  registryPrimaryUrl: str({
+    env: 'BRABANT_REGISTRY_PRIMARY_URL',
+    description:
+      'Registry new schemas are registered in when BRABANT_REGISTRY_URL is a read-only follower (the primary region’s); empty means BRABANT_REGISTRY_URL',
+    default: '',
+  }),
   topic: str({
     env: 'BRABANT_CAPTURE_TOPIC',
     description: 'Change topic of the region; empty means brabant.<region>.changes',
@@ -98,6 +114,21 @@ export const captureConfig = {
     min: 1,
     max: 1024,
   }),
+  walWarnBytes: int({
+    env: 'BRABANT_CAPTURE_WAL_WARN_BYTES',
+    description:
+      'Warn (log SLOT_WAL_RETAINED, brabant_capture_slot_wal_warning=1) once the slot holds back this much WAL, e.g. while Kafka is away; 0 turns it off. Set it well below max_slot_wal_keep_size (docs/capture.md)',
+    default: 1024 * 1024 * 1024,
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+  }),
+  slotWatchMs: int({
+    env: 'BRABANT_CAPTURE_SLOT_WATCH_MS',
+    description: 'How often the WAL the slot retains is read (brabant_capture_slot_retained_wal_bytes)',
+    default: 5000,
+    min: 100,
+    max: 600_000,
+  }),
   retryMaxMs: int({
     env: 'BRABANT_CAPTURE_RETRY_MAX_MS',
     description: 'Longest wait between attempts while Kafka, the registry or the node is unreachable',
@@ -106,4 +137,22 @@ export const captureConfig = {
     max: 600_000,
   }),
   ...endpointOptions(9401),
+};
+
+/** Capture's options from a topology file: its node, the node's region, cluster and registries. */
+export const captureTopology: TopologyBinding<typeof captureConfig> = {
+  target: 'node',
+  options(t, nodeId): Partial<ConfigOf<typeof captureConfig>> {
+    const n = nodeOf(t, nodeId);
+    const r = regionOf(t, n.region);
+    return {
+      nodeId,
+      region: r.name,
+      pgUrl: n.postgres,
+      kafkaBrokers: r.kafka,
+      registryUrl: r.registry,
+      ...(r.registryPrimary === r.registry ? {} : { registryPrimaryUrl: r.registryPrimary }),
+      ...(n.captureMetricsPort === undefined ? {} : { metricsPort: n.captureMetricsPort }),
+    };
+  },
 };

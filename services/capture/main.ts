@@ -1,13 +1,22 @@
-/** Capture service entry point (wiring only: see runtime/service-main.ts). */
+/** Capture service entry point (wiring only: see runtime/service-main.ts); `--topology FILE --node ID`. */
 import { serviceMain } from '../runtime/service-main.ts';
-import { captureConfig } from './config.ts';
+import { captureConfig, captureTopology } from './config.ts';
 import { captureMetrics } from './metrics.ts';
 import { runCapture } from './service.ts';
+import { watchSlot } from './slot-watch.ts';
 
 serviceMain({
   name: 'capture',
   spec: captureConfig,
+  topology: captureTopology,
   logContext: (c) => ({ node: c.nodeId, region: c.region }),
   metrics: captureMetrics,
-  run: runCapture,
+  run: async (deps) => {
+    const watch = watchSlot(deps.config, deps.metrics.registry, deps.log);
+    try {
+      await runCapture(deps);
+    } finally {
+      await watch.stop();
+    }
+  },
 }).then((code) => process.exit(code));

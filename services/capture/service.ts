@@ -10,7 +10,13 @@ import { runSession, type SessionDeps } from './session.ts';
 export async function runCapture(
   d: Omit<SessionDeps, 'registry'> & { backoff?: BackoffPolicy },
 ): Promise<void> {
-  const deps = { ...d, registry: new SchemaRegistryClient({ url: d.config.registryUrl }) };
+  const deps = {
+    ...d,
+    registry: new SchemaRegistryClient({
+      url: d.config.registryUrl,
+      primaryUrl: d.config.registryPrimaryUrl,
+    }),
+  };
   await superviseSessions({
     name: 'capture',
     session: async () => {

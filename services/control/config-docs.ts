@@ -5,6 +5,7 @@ import { applyConfig } from '../apply/config.ts';
 import { captureConfig } from '../capture/config.ts';
 import { routerConfig } from '../router/config.ts';
 import { describeConfig } from '../runtime/config.ts';
+import { describeTopologyFields } from '../runtime/topology.ts';
 import { controlConfig } from './config.ts';
 
 export function configurationDoc(): string {
@@ -13,6 +14,13 @@ export function configurationDoc(): string {
     '',
     'Generated from the option declarations (`brabant config-docs > docs/configuration.md`); a test',
     'checks that this file matches the code.',
+    '',
+    '## the topology file',
+    '',
+    'Every service and command takes `--topology FILE` (or `BRABANT_TOPOLOGY`), and a service the node',
+    'it runs for (`--node ID`; a router `--region R`); the variables below override what the file says.',
+    '',
+    describeTopologyFields(),
     '',
     '## capture',
     '',

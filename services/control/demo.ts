@@ -2,14 +2,19 @@
  * `brabant demo`: the local two-region stack, capture and apply for each node, a sample table,
  * writes in both regions at once (including conflicting updates of the same rows), progress while
  * it runs, and at the end the proof that both regions hold identical data.
+ *
+ * The services run from the stack's topology file (`--topology FILE --node ID`, the demo's
+ * database as an override), as `brabant start` runs them. `--kafka per-region` puts a cluster in
+ * each region, and `--cut-link SECONDS` cuts the link between the regions in the middle of the
+ * writes: both go on writing, and agree again after the heal.
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
+import { linkControl } from '../../infra/link/control.ts';
 import { withDatabase } from '../../infra/postgres/postgres.ts';
 import { freePort, waitFor } from '../../infra/processes.ts';
-import { type NodeInfo, startStack, stopRecorded } from '../../infra/stack.ts';
-import { changeTopic } from '../protocol/topics.ts';
+import { type NodeInfo, startStack, stopRecorded, type Topology } from '../../infra/stack.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import type { controlConfig } from './config.ts';
 import { type LaunchedService, launch, type ServiceOptions } from './launcher.ts';
@@ -28,14 +33,25 @@ export async function demo(opts: {
   config: ConfigOf<typeof controlConfig>;
   seconds: number;
   keep: boolean;
+  kafka: Topology['kafka'];
+  /** Cut the link between the regions this long in the middle of the writes (per-region only). */
+  cutLinkSeconds: number;
 }): Promise<number> {
+  if (opts.cutLinkSeconds > 0 && opts.kafka !== 'per-region')
+    throw new Error(
+      '--cut-link needs --kafka per-region: with one shared cluster there is no link between regions to cut',
+    );
+  if (opts.cutLinkSeconds >= opts.seconds)
+    throw new Error(`--cut-link ${opts.cutLinkSeconds} must be shorter than --seconds ${opts.seconds}`);
   const workDir = resolve(opts.config.home, 'demo');
   // The demo's data is disposable: clear what an earlier demo left.
   await stopRecorded(workDir);
   rmSync(workDir, { recursive: true, force: true });
-  say(`starting the two-region stack in ${workDir} (ports from ${opts.config.basePort + 100})`);
+  say(
+    `starting the two-region stack in ${workDir} (Kafka: ${opts.kafka === 'shared' ? 'one shared cluster' : 'a cluster per region'}; ports from ${opts.config.basePort + 100})`,
+  );
   const stack = await startStack(
-    { ...DEMO_TOPOLOGY, kafka: 'shared' },
+    { ...DEMO_TOPOLOGY, kafka: opts.kafka },
     { workDir, basePort: opts.config.basePort + 100, onProgress: say },
   );
   const services: Service[] = [];
@@ -72,25 +88,15 @@ export async function demo(opts: {
     say('sample table public.items created on both nodes');
     const logDir = join(workDir, 'logs');
     mkdirSync(logDir, { recursive: true });
-    const regionsList = stack.regions.map((r) => r.name);
+    const topology = stack.topologyFile!;
     for (const n of nodes) {
-      const brokers = stack.regions.find((r) => r.name === n.region)!.kafkaBrokers;
-      const common = {
-        nodeId: n.id,
-        pgUrl: withDatabase(n.url, 'demo'),
-        kafkaBrokers: brokers,
-        registryUrl: stack.registryUrl,
-      };
-      services.push(
-        await startService('capture', n, logDir, {
-          ...common,
-          region: n.region,
-          topic: changeTopic(n.region),
-        }),
-      );
-      services.push(await startService('apply', n, logDir, { ...common, regions: regionsList }));
+      const pgUrl = withDatabase(n.url, 'demo');
+      services.push(await startService('capture', n, logDir, topology, { pgUrl }));
+      services.push(await startService('apply', n, logDir, topology, { pgUrl }));
     }
-    say(`capture and apply running for ${nodes.map((n) => n.id).join(' and ')} (logs in ${logDir})`);
+    say(
+      `capture and apply running for ${nodes.map((n) => n.id).join(' and ')} from ${topology} (logs in ${logDir})`,
+    );
 
     // Hot rows both regions will fight over, written once in Vlaanderen and replicated.
     const [first, second] = nodes as [NodeInfo, NodeInfo];
@@ -139,7 +145,24 @@ export async function demo(opts: {
       void report(nodes, dbs, services).then((line) => say(line));
     }, 2000);
     const deadline = Date.now() + opts.seconds * 1000;
-    while (writing && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const link = stack.linkUrl === undefined ? undefined : linkControl(stack.linkUrl);
+    const cutAt = Date.now() + ((opts.seconds - opts.cutLinkSeconds) / 2) * 1000;
+    let cutState: 'before' | 'cut' | 'healed' = opts.cutLinkSeconds > 0 ? 'before' : 'healed';
+    while (writing && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (cutState === 'before' && Date.now() >= cutAt && link) {
+        await link.cut('reset');
+        cutState = 'cut';
+        say(
+          `LINK CUT between ${first.region} and ${second.region} for ${opts.cutLinkSeconds} s: both regions keep writing into their own cluster`,
+        );
+      } else if (cutState === 'cut' && Date.now() >= cutAt + opts.cutLinkSeconds * 1000 && link) {
+        await link.heal();
+        cutState = 'healed';
+        say('LINK HEALED: each apply catches up with the other region from its cluster');
+      }
+    }
+    if (cutState === 'cut') await link?.heal();
     writing = false;
     const counts = await writers;
     clearInterval(progress);
@@ -190,18 +213,25 @@ export async function demo(opts: {
   }
 }
 
-async function startService<K extends 'capture' | 'apply'>(
-  kind: K,
+async function startService(
+  kind: 'capture' | 'apply',
   n: NodeInfo,
   logDir: string,
-  options: ServiceOptions<K>,
+  topology: string,
+  overrides: ServiceOptions<'capture' | 'apply'>,
 ): Promise<Service> {
   const metricsPort = await freePort();
   const logFile = join(logDir, `${kind}-${n.id}.log`);
-  const proc = launch(kind, n.id, { ...options, metricsPort } as ServiceOptions<K>, {
-    logFile,
-    keepLine: (l) => !l.startsWith('{'),
-  });
+  const proc = launch(
+    kind,
+    n.id,
+    { ...overrides, metricsPort },
+    {
+      logFile,
+      args: ['--topology', topology, '--node', n.id],
+      keepLine: (l) => !l.startsWith('{'),
+    },
+  );
   void proc.exited.then((code) => {
     if (code !== 0 && code !== null) console.error(`${kind} of ${n.id} exited with ${code}; see ${logFile}`);
   });

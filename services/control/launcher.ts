@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { applyConfig } from '../apply/config.ts';
 import { captureConfig } from '../capture/config.ts';
 import { routerConfig } from '../router/config.ts';
-import type { ConfigOf, Spec } from '../runtime/config.ts';
+import { type ConfigOf, envFor } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 
 const SPECS = { capture: captureConfig, apply: applyConfig, router: routerConfig } as const;
@@ -29,16 +29,7 @@ export function serviceEnv<K extends ServiceKind>(
   kind: K,
   options: ServiceOptions<K>,
 ): Record<string, string> {
-  const spec: Spec = SPECS[kind];
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(options)) {
-    if (value === undefined) continue;
-    const opt = spec[key];
-    if (opt === undefined)
-      throw new BrabantError('CONFIG_INVALID', `${kind} has no option '${key}' (see docs/configuration.md)`);
-    env[opt.env] = Array.isArray(value) ? value.join(',') : String(value);
-  }
-  return env;
+  return envFor(SPECS[kind], options, kind);
 }
 
 export interface LaunchOptions {
@@ -47,6 +38,8 @@ export interface LaunchOptions {
   root?: string;
   /** Raw variables on top (e.g. a test's failpoints, or a deliberately bad value). */
   env?: Record<string, string>;
+  /** Arguments of the service itself, e.g. `--topology FILE --node ID`. */
+  args?: string[];
   /** When set, the process runs with --cpu-prof and writes its profiles into this folder. */
   cpuProfDir?: string;
   /** Which output lines to keep in memory (all by default); the log file gets every line. */
@@ -226,7 +219,7 @@ export function spawnService<K extends ServiceKind>(
   }
   const child = spawn(
     process.execPath,
-    [...nodeArgs, '--import', 'tsx', join(root, 'services', kind, 'main.ts')],
+    [...nodeArgs, '--import', 'tsx', join(root, 'services', kind, 'main.ts'), ...(opts.args ?? [])],
     {
       cwd: root,
       env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1', ...serviceEnv(kind, options), ...opts.env },

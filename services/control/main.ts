@@ -4,18 +4,31 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../runtime/config.ts';
 import { describeError } from '../runtime/errors.ts';
+import { readTopology, type Topology } from '../runtime/topology.ts';
 import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
 import { ddl } from './ddl-commands.ts';
 import { demo } from './demo.ts';
+import { link } from './link-commands.ts';
 import { policy } from './policy-commands.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
+import { start, stop, topologyFile } from './start-commands.ts';
 
 const pick = (v: { router?: string; region?: string }) => ({
   ...(v.router ? { router: v.router } : {}),
   ...(v.region ? { region: v.region } : {}),
 });
+
+/** The topology whose routers switchover and maintenance may talk to: --topology, BRABANT_TOPOLOGY or the local stack's. */
+function routersOf(flag: string | undefined, home: string): { topology?: Topology } {
+  try {
+    return { topology: readTopology(topologyFile(flag, home)) };
+  } catch (err) {
+    if (flag !== undefined) throw err;
+    return {};
+  }
+}
 
 const USAGE = `usage: brabant <command> [options]
 
@@ -23,10 +36,15 @@ commands:
   demo   start the two-region stack with capture and apply on each node, write in both regions at
          once (with conflicting updates), show progress, and show that both end identical
            --seconds N      how long to write (default 20)
+           --kafka MODE     shared (default) or per-region (a Kafka cluster per region)
+           --cut-link S     per-region: cut the link between the regions for S seconds in the
+                            middle of the writes (both keep writing; they agree after the heal)
            --keep           leave the stack running afterwards
   up     start the local two-region stack (Kafka, PostgreSQL nodes vl-1 and wa-1, schema registry)
            --base-port N    first loopback port (default BRABANT_BASE_PORT or 19090)
            --kafka MODE     shared (one cluster) or per-region (one cluster per region); default shared
+           --peer-streams M per-region: apply reads the other region's cluster across the link
+                            (direct, the default) or a local MirrorMaker 2 copy (mirror)
            --reuse          start again from the data an earlier run left in the stack folder
            --detach         leave the stack running in the background and return
   down   stop the local stack started from this folder (PostgreSQL with a fast shutdown: connected
@@ -34,8 +52,18 @@ commands:
            --purge          also delete its data and logs
   restart kafka|registry|registry-db|NODE
          stop one part of the running local stack and start it again on the same ports and data
+  start [NODE…]  run capture and apply of the nodes (all by default) and the routers of their
+         regions, from a topology file, supervised (a killed service is started again)
+           --topology FILE  the topology (default BRABANT_TOPOLOGY, else the local stack's)
+           --detach         run in the background; \`brabant stop\` stops them
+           --no-routers     capture and apply only
+  stop   stop what \`brabant start\` runs, and wait until every service has exited
+  link cut|heal|delay MS|status
+         the local stack's link between regions (--kafka per-region): cut every cross-region
+         connection (--mode reset|blackhole), heal it, or slow it down by MS each way
   switchover   move a region's writes to another node (planned; clients wait, none fail)
-           --region R --to NODE   (router URL from BRABANT_ROUTER_URLS=R=http://…, or --router URL)
+           --region R --to NODE   (router URL from --router URL, BRABANT_ROUTER_URLS=R=http://…,
+                                  or the router of region R in the topology file)
   maintenance start|end NODE   move writes away from a node and bring them back once it caught up
            --region R | --router URL
   ddl apply --node NODE (--file F | "SQL")   a schema change, checked against the schema registry
@@ -84,6 +112,11 @@ async function main(argv: string[]): Promise<number> {
       skip: { type: 'boolean', default: false },
       retry: { type: 'boolean', default: false },
       columns: { type: 'string' },
+      topology: { type: 'string' },
+      'no-routers': { type: 'boolean', default: false },
+      mode: { type: 'string' },
+      'cut-link': { type: 'string' },
+      'peer-streams': { type: 'string' },
     },
     strict: true,
   });
@@ -96,7 +129,14 @@ async function main(argv: string[]): Promise<number> {
       if (kafka !== 'shared' && kafka !== 'per-region') {
         throw new Error(`--kafka must be shared or per-region, not '${kafka}'`);
       }
-      return up({ config, kafka, reuse: values.reuse, detach: values.detach });
+      const peerStreams = values['peer-streams'] ?? 'direct';
+      if (peerStreams !== 'direct' && peerStreams !== 'mirror')
+        throw new Error(`--peer-streams must be direct or mirror, not '${peerStreams}'`);
+      if (peerStreams === 'mirror' && kafka !== 'per-region')
+        throw new Error(
+          '--peer-streams mirror needs --kafka per-region (a cluster per region to mirror between)',
+        );
+      return up({ config, kafka, peerStreams, reuse: values.reuse, detach: values.detach });
     }
     case 'down':
       return down({ config, purge: values.purge });
@@ -106,12 +146,35 @@ async function main(argv: string[]): Promise<number> {
       const seconds = Number(values.seconds ?? 20);
       if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600)
         throw new Error(`--seconds must be an integer from 1 to 3600, not '${values.seconds}'`);
-      return demo({ config, seconds, keep: values.keep });
+      const kafka = values.kafka ?? 'shared';
+      if (kafka !== 'shared' && kafka !== 'per-region')
+        throw new Error(`--kafka must be shared or per-region, not '${kafka}'`);
+      const cutLinkSeconds = Number(values['cut-link'] ?? 0);
+      if (!Number.isInteger(cutLinkSeconds) || cutLinkSeconds < 0 || cutLinkSeconds > 3600)
+        throw new Error(`--cut-link must be a number of seconds, not '${values['cut-link']}'`);
+      return demo({ config, seconds, keep: values.keep, kafka, cutLinkSeconds });
     }
+    case 'start':
+      return start({
+        home: config.home,
+        topology: values.topology,
+        nodes: positionals,
+        routers: !values['no-routers'],
+        detach: values.detach,
+      });
+    case 'stop':
+      return stop({ home: config.home });
+    case 'link':
+      return link({ home: config.home, action: positionals[0], arg: positionals[1], mode: values.mode });
     case 'switchover':
-      return switchover({ ...pick(values), to: values.to });
+      return switchover({ ...pick(values), ...routersOf(values.topology, config.home), to: values.to });
     case 'maintenance':
-      return maintenance({ ...pick(values), action: positionals[0], node: positionals[1] });
+      return maintenance({
+        ...pick(values),
+        ...routersOf(values.topology, config.home),
+        action: positionals[0],
+        node: positionals[1],
+      });
     case 'ddl': {
       const timeout = Number(values.timeout ?? 60);
       if (!Number.isInteger(timeout) || timeout < 1)

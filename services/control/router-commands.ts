@@ -1,18 +1,27 @@
 /** `brabant switchover` and `brabant maintenance`: calls to a region's router control API. */
 import { BrabantError } from '../runtime/errors.ts';
+import type { Topology } from '../runtime/topology.ts';
 
-/** The router URL of a region from --router, or BRABANT_ROUTER_URLS (region=url,…). */
-export function routerUrl(opts: { router?: string; region?: string }, env = process.env): string {
+/**
+ * The router URL of a region from --router, BRABANT_ROUTER_URLS (region=url,…), or the topology's
+ * router of the region (its control API listens on the router's host, 127.0.0.1 here).
+ */
+export function routerUrl(
+  opts: { router?: string; region?: string; topology?: Topology },
+  env = process.env,
+): string {
   if (opts.router) return opts.router.replace(/\/$/, '');
   const pairs = (env.BRABANT_ROUTER_URLS ?? '').split(',').filter(Boolean);
   for (const p of pairs) {
     const [r, u] = p.split('=');
     if (r === opts.region && u) return u.replace(/\/$/, '');
   }
+  const fromTopology = opts.topology?.routers.find((r) => r.region === opts.region);
+  if (fromTopology !== undefined) return `http://127.0.0.1:${fromTopology.controlPort}`;
   throw new BrabantError(
     'CONFIG_INVALID',
     opts.region
-      ? `no router URL for region ${opts.region}: pass --router http://host:port or set BRABANT_ROUTER_URLS=${opts.region}=http://host:port`
+      ? `no router URL for region ${opts.region}: pass --router http://host:port, set BRABANT_ROUTER_URLS=${opts.region}=http://host:port, or declare the region's router in the topology file (--topology FILE)`
       : 'say which router: --region R (with BRABANT_ROUTER_URLS) or --router http://host:port',
   );
 }
@@ -32,7 +41,12 @@ async function call(url: string): Promise<unknown> {
   return body;
 }
 
-export async function switchover(opts: { router?: string; region?: string; to?: string }): Promise<number> {
+export async function switchover(opts: {
+  router?: string;
+  region?: string;
+  to?: string;
+  topology?: Topology;
+}): Promise<number> {
   if (!opts.to) throw new BrabantError('CONFIG_INVALID', 'switchover needs --to <node id>');
   const move = (await call(`${routerUrl(opts)}/switchover?to=${encodeURIComponent(opts.to)}`)) as {
     from: string;
@@ -46,6 +60,7 @@ export async function switchover(opts: { router?: string; region?: string; to?: 
 export async function maintenance(opts: {
   router?: string;
   region?: string;
+  topology?: Topology;
   action?: string;
   node?: string;
 }): Promise<number> {

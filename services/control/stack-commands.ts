@@ -19,11 +19,12 @@ const progress = (m: string) => console.log(`[${new Date().toISOString().slice(1
 export async function up(opts: {
   config: ConfigOf<typeof controlConfig>;
   kafka: Topology['kafka'];
+  peerStreams?: Topology['peerStreams'];
   reuse: boolean;
   detach: boolean;
 }): Promise<number> {
   const stack = await startStack(
-    { ...DEMO_TOPOLOGY, kafka: opts.kafka },
+    { ...DEMO_TOPOLOGY, kafka: opts.kafka, ...(opts.peerStreams ? { peerStreams: opts.peerStreams } : {}) },
     { workDir: opts.config.home, basePort: opts.config.basePort, reuse: opts.reuse, onProgress: progress },
   );
   console.log(`\n${describeStack(stack)}`);
@@ -91,9 +92,19 @@ export function describeStack(stack: StackInfo): string {
   for (const r of stack.regions) {
     lines.push(`region ${r.name}`);
     lines.push(`  kafka brokers: ${r.kafkaBrokers.join(',')}`);
+    if (r.kafkaFromPeers.join() !== r.kafkaBrokers.join())
+      lines.push(`  kafka for the other regions (through the link): ${r.kafkaFromPeers.join(',')}`);
+    if (r.registryUrl !== stack.registryUrl)
+      lines.push(`  schema registry (follower, on a standby of registry-db): ${r.registryUrl}`);
     for (const n of r.nodes) lines.push(`  node ${n.id}: psql '${n.url}'`);
   }
   lines.push(`schema registry: ${stack.registryUrl}`);
+  if (stack.linkUrl !== undefined)
+    lines.push(
+      `link between the regions: ${stack.linkUrl}/status (\`brabant link cut\`, \`brabant link heal\`)`,
+    );
+  if (stack.topologyFile !== undefined)
+    lines.push(`topology: ${stack.topologyFile} (\`brabant start\` runs capture and apply of every node)`);
   lines.push(`logs: ${stack.workDir}/logs`);
   return lines.join('\n');
 }

@@ -11,6 +11,13 @@ export interface RegistryClientOptions {
   timeoutMs?: number;
   /** Tries per request when the registry is unreachable or answers 5xx. */
   retries?: number;
+  /**
+   * The primary region's registry, when `url` is a read-only follower (a registry on a hot
+   * standby of the primary's database, docs/registry.md): ids are looked up at `url`, and only a
+   * schema it does not know yet is registered here. Ids agree because only the primary hands
+   * them out; none is ever made up locally.
+   */
+  primaryUrl?: string;
 }
 
 const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
@@ -18,7 +25,8 @@ const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
 export class SchemaRegistryClient {
   private readonly byId = new Map<number, string>();
   private readonly registered = new Map<string, number>();
-  private readonly url: string;
+  readonly url: string;
+  private readonly primary: SchemaRegistryClient | undefined;
   private readonly timeoutMs: number;
   private readonly retries: number;
 
@@ -26,6 +34,11 @@ export class SchemaRegistryClient {
     this.url = opts.url.replace(/\/$/, '');
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.retries = opts.retries ?? 5;
+    const primary = opts.primaryUrl?.replace(/\/$/, '');
+    this.primary =
+      primary === undefined || primary === '' || primary === this.url
+        ? undefined
+        : new SchemaRegistryClient({ ...opts, url: primary, primaryUrl: undefined, retries: 2 });
   }
 
   /** Registers (or finds) an Avro schema under a subject and returns its global id. */
@@ -34,6 +47,12 @@ export class SchemaRegistryClient {
     const cacheKey = `${subject}\u0000${text}`;
     const cached = this.registered.get(cacheKey);
     if (cached !== undefined) return cached;
+    if (this.primary !== undefined) {
+      const id = await this.registerThroughPrimary(subject, text, schema);
+      this.registered.set(cacheKey, id);
+      this.byId.set(id, text);
+      return id;
+    }
     const path = `/subjects/${encodeURIComponent(subject)}/versions`;
     const body = { schemaType: 'AVRO', schema: text };
     let id: number;
@@ -52,6 +71,25 @@ export class SchemaRegistryClient {
     this.registered.set(cacheKey, id);
     this.byId.set(id, text);
     return id;
+  }
+
+  /** A follower: the local id if the schema is known here, else the id the primary registers it under. */
+  private async registerThroughPrimary(subject: string, text: string, schema: object): Promise<number> {
+    const primary = this.primary!;
+    const local = await this.lookup(subject, text).catch(() => undefined);
+    if (local !== undefined) return local;
+    try {
+      return await primary.register(subject, schema);
+    } catch (err) {
+      if (err instanceof RegistryHttpError && err.status < 500) throw err;
+      throw new BrabantError(
+        'SCHEMA_REGISTRATION_WAITING',
+        `the new schema of ${subject} is not in this region's registry ${this.url} (a read-only follower) and the primary ` +
+          `registry ${primary.url} cannot be reached (${(err as Error).message}); capture waits and retries until the ` +
+          'primary answers (the link to the primary region may be cut); no id is made up meanwhile, and the slot keeps the WAL',
+        { cause: err },
+      );
+    }
   }
 
   /** The id of a schema already registered under a subject, or undefined. */

@@ -1,5 +1,8 @@
 /** The router's options, declared once. */
 import { type ConfigOf, int, list, logLevelOption, oneOf, str } from '../runtime/config.ts';
+import { BrabantError } from '../runtime/errors.ts';
+import type { TopologyBinding } from '../runtime/service-config.ts';
+import { regionOf } from '../runtime/topology.ts';
 
 /**
  * What the router asks of its clients: TLS, authentication, limits. Their defaults keep a router
@@ -166,4 +169,29 @@ export const routerConfig = {
   }),
   ...clientAccessConfig,
   logLevel: logLevelOption,
+};
+
+/** A router's options from a topology file: its region's router entry, and every node, its region's first. */
+export const routerTopology: TopologyBinding<typeof routerConfig> = {
+  target: 'region',
+  options(t, region): Partial<ConfigOf<typeof routerConfig>> {
+    regionOf(t, region);
+    const r = t.routers.find((x) => x.region === region);
+    if (r === undefined)
+      throw new BrabantError(
+        'CONFIG_INVALID',
+        `topology ${t.file} declares no router for region ${region}; add \`routers: [{ region: ${region}, port: 6432 }]\``,
+      );
+    const nodes = [
+      ...t.nodes.filter((n) => n.region === region),
+      ...t.nodes.filter((n) => n.region !== region),
+    ];
+    return {
+      region,
+      nodes: nodes.map((n) => `${n.id}@${n.region}=${n.postgres}`),
+      port: r.port,
+      controlPort: r.controlPort,
+      database: r.database,
+    };
+  },
 };

@@ -1,8 +1,9 @@
-/** Router entry point: config, logger, router, control API, signals. Wiring only. */
-import { type ConfigOf, loadConfig } from '../runtime/config.ts';
+/** Router entry point (`--topology FILE --region R`, or the environment): config, logger, router, control API, signals. Wiring only. */
+import type { ConfigOf } from '../runtime/config.ts';
 import { describeError } from '../runtime/errors.ts';
 import { createLogger } from '../runtime/log.ts';
-import { routerConfig } from './config.ts';
+import { loadServiceConfig } from '../runtime/service-config.ts';
+import { routerConfig, routerTopology } from './config.ts';
 import { serveControl } from './control-api.ts';
 import { parseNodes, Router } from './router.ts';
 
@@ -11,7 +12,7 @@ async function main(): Promise<number> {
   let router: Router;
   const log = createLogger('router');
   try {
-    config = loadConfig(routerConfig);
+    config = loadServiceConfig('router', routerConfig, routerTopology);
     router = new Router(config, parseNodes(config.nodes), log.child({ region: config.region }));
   } catch (err) {
     console.error(`brabant router: ${describeError(err)}`);

@@ -146,6 +146,23 @@ export function loadConfig<S extends Spec>(
   return out as ConfigOf<S>;
 }
 
+/**
+ * The environment variables that give these options (the reverse of loadConfig): how the launcher
+ * starts a service with options, and how a topology file's values become a service's defaults.
+ * An option the spec does not declare is an error, not a variable silently ignored.
+ */
+export function envFor(spec: Spec, options: Record<string, unknown>, what: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (value === undefined) continue;
+    const opt = spec[key];
+    if (opt === undefined)
+      throw new BrabantError('CONFIG_INVALID', `${what} has no option '${key}' (see docs/configuration.md)`);
+    env[opt.env] = Array.isArray(value) ? value.join(',') : String(value);
+  }
+  return env;
+}
+
 /** A Markdown table of the options, for docs and `--help`. */
 export function describeConfig(spec: Spec): string {
   const rows = Object.values(spec).map(

@@ -21,6 +21,11 @@ export const ERROR_CODES = {
   REGISTRY_ERROR: { retriable: true, summary: 'the schema registry refused or failed a request' },
   VALUE_UNREPRESENTABLE: { retriable: false, summary: 'a column value cannot be carried in its Avro type' },
   UNDECODABLE: { retriable: false, summary: 'a message cannot be decoded (framing, schema id or body)' },
+  SCHEMA_REGISTRATION_WAITING: {
+    retriable: true,
+    summary:
+      'a new schema must be registered in the primary region’s registry, which cannot be reached; nothing is made up meanwhile',
+  },
   SCHEMA_UNAVAILABLE: {
     retriable: true,
     summary: 'the schema registry does not have (or cannot give) the schema a record was written with',

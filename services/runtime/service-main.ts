@@ -1,15 +1,16 @@
 /**
- * The entry point shared by capture and apply (wiring only): configuration (exit 2 on bad
- * configuration, with the message), logger, metrics endpoint, SIGTERM/SIGINT → a graceful stop,
+ * The entry point shared by capture and apply (wiring only): configuration from a topology file
+ * and the environment (service-config.ts; exit 2 on bad configuration, with the message), logger, metrics endpoint, SIGTERM/SIGINT → a graceful stop,
  * the Kafka client, and the exit code (0 stopped, 1 stopped on an error). The runtime is the
  * floor every service stands on: it knows nothing of the wire contract (services/protocol).
  */
 import type { Kafka } from 'kafkajs';
-import { type ConfigOf, loadConfig, type Spec } from './config.ts';
+import type { ConfigOf, Spec } from './config.ts';
 import { describeError, isBrabantError } from './errors.ts';
 import { createKafka } from './kafka.ts';
 import { createLogger, type Logger } from './log.ts';
 import { type MetricsRegistry, serveMetrics } from './metrics.ts';
+import { loadServiceConfig, type TopologyBinding } from './service-config.ts';
 import type { BackoffPolicy } from './supervise.ts';
 
 /** What every service's configuration has. */
@@ -34,6 +35,8 @@ export interface ServiceDeps<C, M> {
 export async function serviceMain<S extends Spec, M extends { registry: MetricsRegistry }>(opts: {
   name: 'capture' | 'apply';
   spec: S;
+  /** How its options follow from a topology file (--topology FILE --node ID). */
+  topology: TopologyBinding<S>;
   /** Fields every log line of the service carries. */
   logContext: (config: ConfigOf<S>) => Record<string, unknown>;
   metrics: () => M;
@@ -42,7 +45,7 @@ export async function serviceMain<S extends Spec, M extends { registry: MetricsR
   const { name } = opts;
   let config: ConfigOf<S> & CommonConfig;
   try {
-    config = loadConfig(opts.spec) as ConfigOf<S> & CommonConfig;
+    config = loadServiceConfig(name, opts.spec, opts.topology) as ConfigOf<S> & CommonConfig;
   } catch (err) {
     console.error(`brabant ${name}: ${describeError(err)}`);
     return 2;

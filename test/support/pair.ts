@@ -4,7 +4,7 @@
  * kill capture and apply for each side.
  */
 import pg from 'pg';
-import type { NodeInfo } from '../../infra/stack.ts';
+import type { NodeInfo, StackInfo } from '../../infra/stack.ts';
 import {
   type CaptureNames,
   captureNames,
@@ -12,7 +12,7 @@ import {
   startCapture,
   startService,
 } from './services.ts';
-import { createDatabase, node, region, stack, uniqueName } from './stack.ts';
+import { createDatabase, node, region, regionOf, stack, uniqueName } from './stack.ts';
 
 export interface Side {
   node: NodeInfo;
@@ -32,13 +32,18 @@ export interface Pair {
   cleanup(): Promise<void>;
 }
 
-export async function replicationPair(schemaSql: string): Promise<Pair> {
+/**
+ * On the test stack (one shared cluster), or `on`: a stack of the test's own — with a cluster per
+ * region each apply reads its own region's topics locally and the other region's from that
+ * region's cluster across the link (kafkaFromPeers), as a topology with direct peer streams says.
+ */
+export async function replicationPair(schemaSql: string, on: StackInfo = stack()): Promise<Pair> {
   const sides: Side[] = [];
   const drops: (() => Promise<void>)[] = [];
   // the same database name on both nodes (other servers), as in production
   const name = uniqueName('t');
   for (const id of ['vl-1', 'wa-1']) {
-    const n = node(id);
+    const n = node(id, on);
     const db = await createDatabase(n, 't', name);
     drops.push(db.drop);
     const client = new pg.Client({ connectionString: db.url });
@@ -47,7 +52,23 @@ export async function replicationPair(schemaSql: string): Promise<Pair> {
     sides.push({ node: n, names: captureNames(n, db.url), client, url: db.url });
   }
   const processes: ServiceProcess[] = [];
-  const topics = sides.map((s) => s.names.topic).join(',');
+  /** Where `side`'s apply reads each side's topic: on its own cluster, or across the link. */
+  const readFrom = (side: Side) => {
+    const own = regionOf(on, side.node.region);
+    const local: string[] = [];
+    const sources: string[] = [];
+    for (const s of sides) {
+      const r = regionOf(on, s.node.region);
+      if (r.kafkaBrokers.join() === own.kafkaBrokers.join()) local.push(s.names.topic);
+      else sources.push(`${s.names.topic}=${r.kafkaFromPeers.join('|')}`);
+    }
+    return {
+      BRABANT_KAFKA_BROKERS: own.kafkaBrokers.join(','),
+      BRABANT_REGISTRY_URL: own.registryUrl,
+      BRABANT_APPLY_TOPICS: local.join(','),
+      ...(sources.length > 0 ? { BRABANT_APPLY_SOURCES: sources.join(',') } : {}),
+    };
+  };
   return {
     vl: sides[0]!,
     wa: sides[1]!,
@@ -59,6 +80,7 @@ export async function replicationPair(schemaSql: string): Promise<Pair> {
         side.names,
         { BRABANT_CAPTURE_BATCH_MS: '5', BRABANT_SEQUENCE_INDEX: place, ...env },
         root,
+        on,
       );
       processes.push(p);
       return p;
@@ -70,9 +92,7 @@ export async function replicationPair(schemaSql: string): Promise<Pair> {
         {
           BRABANT_NODE_ID: side.names.nodeId,
           BRABANT_PG_URL: side.url,
-          BRABANT_KAFKA_BROKERS: region(side.node.region).kafkaBrokers.join(','),
-          BRABANT_REGISTRY_URL: stack().registryUrl,
-          BRABANT_APPLY_TOPICS: topics,
+          ...readFrom(side),
           BRABANT_APPLY_RETRY_MAX_MS: '1000',
           ...env,
         },

@@ -1,8 +1,8 @@
 /** Runs the services as real child processes (so tests can kill -9 it) on a test's own names. */
 import { join, resolve } from 'node:path';
-import type { NodeInfo } from '../../infra/stack.ts';
+import type { NodeInfo, StackInfo } from '../../infra/stack.ts';
 import { type LaunchedService, launch } from '../../services/control/launcher.ts';
-import { region, stack, uniqueName } from './stack.ts';
+import { regionOf, stack, uniqueName } from './stack.ts';
 
 /** A running service process (started through the launcher every user of Brabant's services shares). */
 export type ServiceProcess = LaunchedService;
@@ -29,11 +29,14 @@ export function captureNames(node: NodeInfo, dbUrl: string): CaptureNames {
   };
 }
 
+/** Capture of a test's node, on the test stack (or `on`: a stack of the test's own, e.g. per-region). */
 export function startCapture(
   names: CaptureNames,
   env: Record<string, string> = {},
   root?: string,
+  on: StackInfo = stack(),
 ): ServiceProcess {
+  const r = regionOf(on, names.region);
   return launch(
     'capture',
     names.nodeId,
@@ -41,8 +44,11 @@ export function startCapture(
       nodeId: names.nodeId,
       region: names.region,
       pgUrl: names.dbUrl,
-      kafkaBrokers: region(names.region).kafkaBrokers,
-      registryUrl: stack().registryUrl,
+      kafkaBrokers: r.kafkaBrokers,
+      registryUrl: r.registryUrl ?? on.registryUrl,
+      ...(r.registryPrimaryUrl && r.registryPrimaryUrl !== r.registryUrl
+        ? { registryPrimaryUrl: r.registryPrimaryUrl }
+        : {}),
       topic: names.topic,
       slot: names.slot,
       publication: names.publication,

@@ -11,13 +11,17 @@ export function stack(): StackInfo {
 }
 
 export function region(name: string): RegionInfo {
-  const r = stack().regions.find((x) => x.name === name);
+  return regionOf(stack(), name);
+}
+
+export function regionOf(on: StackInfo, name: string): RegionInfo {
+  const r = on.regions.find((x) => x.name === name);
   if (r === undefined) throw new Error(`test stack has no region ${name}`);
   return r;
 }
 
-export function node(id: string): NodeInfo {
-  for (const r of stack().regions) for (const n of r.nodes) if (n.id === id) return n;
+export function node(id: string, on: StackInfo = stack()): NodeInfo {
+  for (const r of on.regions) for (const n of r.nodes) if (n.id === id) return n;
   throw new Error(`test stack has no node ${id}`);
 }
 
