@@ -12,7 +12,7 @@ import {
   startCapture,
   startService,
 } from './services.ts';
-import { createDatabase, node, region, regionOf, stack, uniqueName } from './stack.ts';
+import { createDatabase, node, regionOf, stack, uniqueName } from './stack.ts';
 
 export interface Side {
   node: NodeInfo;
