@@ -24,7 +24,7 @@ import {
   type DeadLetter,
 } from './outcome/conflict-log.ts';
 import type { TxOutcome } from './outcome/outcome.ts';
-import { columnDrift, conflictRecord, decide, driftId } from './planner/decide.ts';
+import { columnDrift, conflictRecord, decide, driftId, withAddedColumns } from './planner/decide.ts';
 import {
   executeWrite,
   insertNewStep,
@@ -320,7 +320,12 @@ export class FullPath {
       }
       return;
     }
-    batch = batch.map((c) => withRenames(t.renames, c));
+    // a row of an older shape, as its writer will hold it (under column_lww its absent columns
+    // are simply not written by it)
+    batch = batch.map((c) => {
+      const renamed = withRenames(t.renames, c);
+      return t.policy.rows === 'row_lww' ? withAddedColumns(t, renamed) : renamed;
+    });
     const keyCols = keyColumns(t, batch[0]!);
     const missingKey = keyCols.filter((k) => !t.columns.has(k));
     if (missingKey.length > 0) {
@@ -450,7 +455,7 @@ export class FullPath {
         { table: `${t.schema}.${t.name}`, column: d.column },
         d.kind === 'target_column_missing'
           ? 'a column of the source is missing on the target; its values are ignored'
-          : 'a column of the target is missing in the source; inserts leave it to its default, updates keep it',
+          : 'a column of the target is missing in the source (a shape before the column was added): its rows get the value rows had when it was added',
       );
       this.conflict(tx, c, d.kind, 'skip', null);
     }
