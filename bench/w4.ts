@@ -241,7 +241,7 @@ export const W4: Scenario = {
             .s,
         );
         details.qtySum = qty;
-        incrementsKept = qty / (hotA.updates + hotB.updates);
+        incrementsKept = Math.round((qty / (hotA.updates + hotB.updates)) * 10_000) / 10_000;
       } catch (err) {
         const [x, y] = [await checksum(p.a.client), await checksum(p.b.client)];
         details.diverged = { a: x, b: y, error: String(err) };
