@@ -4,9 +4,11 @@
  * the old shape; refused statements never run; a DDL that fails on the peer pauses only its
  * origin's stream until the operator resolves it.
  */
+import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Pair, replicationPair, type Side, waitConverged } from './support/pair.ts';
 import { schemaDump } from './support/schema.ts';
+import { region, stack } from './support/stack.ts';
 
 let pair: Pair | undefined;
 afterEach(async () => {
@@ -124,6 +126,25 @@ describe('DDL replication', () => {
     expect(rows.filter((x) => x.includes('wa old shape'))).toHaveLength(written);
     expect(rows.find((x) => x.includes('"id":1,'))).toMatch(/"qty":7/);
     await waitConverged(pair.sides, 'audit');
+    // Kafka tools see each DDL between the rows, as a record of its own schema (DdlEvent)
+    const python = execFileSync('bash', ['infra/python-client.sh'], { encoding: 'utf8' }).trim();
+    const decoded = JSON.parse(
+      execFileSync(
+        python,
+        [
+          'test/support/python-decode.py',
+          region('vlaanderen').kafkaBrokers.join(','),
+          stack().registryUrl,
+          vl.names.topic,
+        ],
+        { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+      ),
+    ) as { records: number; decoded: number; failures: unknown[]; statements: string[] };
+    expect(decoded.failures).toEqual([]);
+    expect(decoded.decoded).toBe(decoded.records);
+    expect(decoded.statements).toEqual(
+      expect.arrayContaining(['alter table orders add column qty int', 'drop table base']),
+    );
   });
 
   it('refuses statements whose result depends on the node, before they commit, and replicates nothing of them', async () => {

@@ -12,9 +12,10 @@
  * node unreachable) fail the session, which then resumes from the last durable position.
  */
 import { type AvroType, avroType } from '../protocol/avro.ts';
-import { encodeControlRecord, encodeTableRecord } from '../protocol/change-encoder.ts';
+import { encodeControlRecord, encodeDdlRecord, encodeTableRecord } from '../protocol/change-encoder.ts';
 import { chunkSchema, HEADER_CHUNK, splitEvent } from '../protocol/chunks.ts';
-import { controlSchema, ENVELOPE_VERSION, type Origin } from '../protocol/envelope.ts';
+import { type DdlEvent, decodeDdlEvent } from '../protocol/ddl.ts';
+import { controlSchema, ddlEventSchema, ENVELOPE_VERSION, type Origin } from '../protocol/envelope.ts';
 import { decodePosition, encodeHeaders } from '../protocol/headers.ts';
 import { formatLsn, type Lsn, type StreamPosition } from '../protocol/lsn.ts';
 import type { TableSchema } from '../protocol/table-schema.ts';
@@ -77,6 +78,7 @@ export class CapturePipeline {
   private readonly ignored = new Set<number>();
   private readonly schemaIds = new Map<string, number>();
   private control: { id: number; type: AvroType } | undefined;
+  private ddl: { id: number; type: AvroType } | undefined;
   private chunkSchemaId: number | undefined;
   private batch: OutMessage[] = [];
   private batchBytes = 0;
@@ -261,7 +263,12 @@ export class CapturePipeline {
     if (e.kind === 'rejected') return this.rejected(e);
     let value: Buffer;
     try {
-      value = e.kind === 'table' ? this.encodeTable(e) : this.encodeControl(e, await this.controlType());
+      value =
+        e.kind === 'table'
+          ? this.encodeTable(e)
+          : e.control === 'DDL'
+            ? await this.encodeDdl(e)
+            : this.encodeControl(e, await this.controlType());
     } catch (err) {
       if (err instanceof BrabantError && err.retriable) throw err;
       const table =
@@ -396,6 +403,25 @@ export class CapturePipeline {
       prefix: e.prefix,
       content: e.content,
     });
+  }
+
+  /**
+   * A DDL event as a DdlEvent record (its fields readable by any Avro reader); content that is
+   * not a DDL event this build knows stays a Control record, as it came.
+   */
+  private async encodeDdl(e: Extract<AssembledEvent, { kind: 'control' }>): Promise<Buffer> {
+    let event: DdlEvent;
+    try {
+      event = decodeDdlEvent(e.content);
+    } catch {
+      return this.encodeControl(e, await this.controlType());
+    }
+    if (this.ddl === undefined) {
+      const schema = ddlEventSchema();
+      const id = await this.deps.registerSchema(`${this.deps.topic}-brabant.v1.DdlEvent`, schema);
+      this.ddl = { id, type: avroType(schema) };
+    }
+    return encodeDdlRecord(this.ddl.id, this.ddl.type, { origin: this.deps.origin, tx: this.txOf(e), event });
   }
 
   private async controlType(): Promise<{ id: number; type: AvroType }> {

@@ -5,6 +5,7 @@
  */
 import { BrabantError } from '../runtime/errors.ts';
 import { type AvroType, avroType } from './avro.ts';
+import { DDL_MESSAGE_PREFIX } from './ddl.ts';
 import type { ControlKind, Operation, Origin } from './envelope.ts';
 import { ENVELOPE_VERSION, unframe } from './envelope.ts';
 import { type Lsn, lsn } from './lsn.ts';
@@ -58,7 +59,7 @@ interface FieldReader {
 
 interface Reader {
   type: AvroType;
-  kind: 'table' | 'control';
+  kind: 'table' | 'control' | 'ddl';
   key: FieldReader[];
   row: FieldReader[];
 }
@@ -102,6 +103,23 @@ export class ChangeDecoder {
       last: t.last,
     };
     const origin = v.origin as Origin;
+    if (reader.kind === 'ddl') {
+      // the DDL event as apply reads it (protocol/ddl.ts): its fields, as the JSON content
+      const { envelope: _e, origin: _o, tx: _t, ...event } = v;
+      const tables = event.tables as { columns: { default: { string: string } | null }[] }[];
+      event.tables = tables.map((t) => ({
+        ...t,
+        columns: t.columns.map((c) => ({ ...c, default: c.default === null ? null : c.default.string })),
+      }));
+      return {
+        kind: 'control',
+        origin,
+        tx,
+        control: 'DDL',
+        prefix: DDL_MESSAGE_PREFIX,
+        content: Buffer.from(JSON.stringify(event)),
+      };
+    }
     if (reader.kind === 'control') {
       return {
         kind: 'control',
@@ -155,6 +173,7 @@ export class ChangeDecoder {
     const schema = JSON.parse(text) as { name: string; fields: { name: string; type: unknown }[] };
     const type = avroType(schema);
     if (schema.name === 'Control') return { type, kind: 'control', key: [], row: [] };
+    if (schema.name === 'DdlEvent') return { type, kind: 'ddl', key: [], row: [] };
     const recordOf = (fieldName: string) => {
       const f = schema.fields.find((x) => x.name === fieldName);
       const branches = (f?.type ?? []) as unknown[];

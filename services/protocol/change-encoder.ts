@@ -1,9 +1,10 @@
 /**
  * Writer side of the wire contract: a change event as the Avro body of its table version (or of
- * the Control schema) in the Confluent framing. Capture encodes with it; the golden fixtures
+ * the Control or DdlEvent schema) in the Confluent framing. Capture encodes with it; the golden fixtures
  * (schemas/v1/fixtures) are made with it, so what the writer produces is pinned by a test.
  */
 import type { AvroType } from './avro.ts';
+import type { DdlEvent } from './ddl.ts';
 import { type ControlKind, ENVELOPE_VERSION, frame, type Operation, type Origin } from './envelope.ts';
 import type { TableSchema } from './table-schema.ts';
 
@@ -59,6 +60,36 @@ export function encodeControlRecord(schemaId: number, control: AvroType, r: Cont
     kind: r.kind,
     prefix: r.prefix,
     content: r.content,
+  });
+  return frame(schemaId, body);
+}
+
+/** A DDL event framed with the DdlEvent schema's id: its fields readable by any Avro reader. */
+export function encodeDdlRecord(
+  schemaId: number,
+  type: AvroType,
+  r: { origin: Origin; tx: EncodedTx; event: DdlEvent },
+): Buffer {
+  const e = r.event;
+  const body = type.toBuffer({
+    envelope: ENVELOPE_VERSION,
+    origin: r.origin,
+    tx: r.tx,
+    version: e.version,
+    statement: e.statement,
+    searchPath: e.searchPath,
+    role: e.role,
+    tags: e.tags,
+    seq: e.seq,
+    concurrently: e.concurrently,
+    objects: e.objects,
+    dropped: e.dropped,
+    // unions are wrapped (protocol/avro.ts)
+    tables: e.tables.map((t) => ({
+      ...t,
+      columns: t.columns.map((c) => ({ ...c, default: c.default === null ? null : { string: c.default } })),
+    })),
+    renames: e.renames,
   });
   return frame(schemaId, body);
 }

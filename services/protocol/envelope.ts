@@ -36,7 +36,7 @@ export interface ControlEvent {
 const SCHEMA_DIR = new URL('../../schemas/v1/', import.meta.url);
 
 export function contractSchema(
-  name: 'Origin' | 'Transaction' | 'Control' | 'TableChange',
+  name: 'Origin' | 'Transaction' | 'Control' | 'DdlEvent' | 'TableChange',
 ): Record<string, unknown> {
   return JSON.parse(readFileSync(new URL(`${name}.avsc`, SCHEMA_DIR), 'utf8')) as Record<string, unknown>;
 }
@@ -44,6 +44,11 @@ export function contractSchema(
 /** The Control schema with its named types inlined, as registered. */
 export function controlSchema(): Record<string, unknown> {
   return inlineShared(contractSchema('Control'));
+}
+
+/** The DdlEvent schema (a DDL with its own fields, in order among the rows), as registered. */
+export function ddlEventSchema(): Record<string, unknown> {
+  return inlineShared(contractSchema('DdlEvent'));
 }
 
 /** Replace the first reference to each shared named type by its definition (the registry needs self-contained schemas). */

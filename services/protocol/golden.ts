@@ -11,8 +11,9 @@
  * standard client cannot hold travel as text (pg-datetime.ts).
  */
 import { avroType } from './avro.ts';
-import { encodeControlRecord, encodeTableRecord } from './change-encoder.ts';
-import { controlSchema } from './envelope.ts';
+import { encodeControlRecord, encodeDdlRecord, encodeTableRecord } from './change-encoder.ts';
+import { DDL_MESSAGE_PREFIX, type DdlEvent } from './ddl.ts';
+import { controlSchema, ddlEventSchema } from './envelope.ts';
 import type { PgTypeInfo } from './pg-types.ts';
 import { buildTableSchema, type TableShape, type TextValue, UNCHANGED } from './table-schema.ts';
 
@@ -204,6 +205,54 @@ function jsonTx(t: ReturnType<typeof tx>) {
   return { ...t, xid: String(t.xid), commitLsn: String(t.commitLsn), commitTs: String(t.commitTs) };
 }
 
+/** An ADD COLUMN as the DdlEvent record carries it (fields in the schema's order). */
+function ddlRecords(): GoldenRecord[] {
+  const schema = ddlEventSchema();
+  const type = avroType(schema);
+  const id = 8;
+  const event: DdlEvent = {
+    version: 1,
+    statement: "alter table orders add column note text default ''",
+    searchPath: '"$user", public',
+    role: 'app',
+    tags: ['ALTER TABLE'],
+    seq: 0,
+    concurrently: false,
+    objects: [{ type: 'table', identity: 'public.orders' }],
+    dropped: [],
+    tables: [
+      {
+        schema: 'public',
+        name: 'orders',
+        columns: [
+          { name: 'id', type: 'bigint', notNull: true, default: null, identity: '', generated: '' },
+          { name: 'note', type: 'text', notNull: false, default: "''::text", identity: '', generated: '' },
+        ],
+        primaryKey: ['id'],
+        replicaIdentity: 'd',
+        fingerprint: '5c2b0d0a6f0e4f7c9a1e2d3b4c5a6978',
+      },
+    ],
+    renames: [],
+  };
+  return [
+    {
+      name: 'ddl-event',
+      schemaId: id,
+      schema,
+      bytes: encodeDdlRecord(id, type, { origin: ORIGIN, tx: tx(0, true), event }),
+      decoded: {
+        kind: 'control',
+        origin: ORIGIN,
+        tx: jsonTx(tx(0, true)),
+        control: 'DDL',
+        prefix: DDL_MESSAGE_PREFIX,
+        content: Buffer.from(JSON.stringify(event)).toString('base64'),
+      },
+    },
+  ];
+}
+
 function controlRecords(): GoldenRecord[] {
   const schema = controlSchema();
   const type = avroType(schema);
@@ -327,7 +376,7 @@ function edgeRecords(): GoldenRecord[] {
 }
 
 export function goldenRecords(): GoldenRecord[] {
-  return [...tableRecords(), ...edgeRecords(), ...controlRecords()];
+  return [...tableRecords(), ...edgeRecords(), ...controlRecords(), ...ddlRecords()];
 }
 
 /** A decoded change as the JSON the fixture files hold. */

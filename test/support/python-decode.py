@@ -6,7 +6,8 @@ uuids); records split into Chunk parts are also joined and the whole record deco
 
 Usage: python python-decode.py BOOTSTRAP REGISTRY_URL TOPIC
 Prints one JSON line: {"records": n, "decoded": n, "joined": n, "failures": [...], "schemas": n,
-"prefixes": [logical message prefixes seen]}
+"prefixes": [logical message prefixes seen], "statements": [DDL statements of DdlEvent records, in
+topic order per partition]}
 """
 import json
 import sys
@@ -39,6 +40,7 @@ consumer.assign([TopicPartition(topic, p, 0) for p in ends])
 
 records = decoded = joined = 0
 prefixes = set()
+statements = []
 failures = []
 schema_ids = set()
 parts = {}
@@ -72,6 +74,8 @@ while ends:
         continue
     if isinstance(record, dict) and "prefix" in record:
         prefixes.add(record["prefix"])
+    if isinstance(record, dict) and "statement" in record and "tables" in record:
+        statements.append(record["statement"])
     chunk = headers.get("brabant.chunk")
     if chunk is not None:
         part, count = (int(x) for x in chunk.split("/"))
@@ -93,6 +97,7 @@ print(
             "failures": failures,
             "schemas": len(schema_ids),
             "prefixes": sorted(prefixes),
+            "statements": statements,
         }
     )
 )
