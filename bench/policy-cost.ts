@@ -4,7 +4,7 @@
  *
  *   npx tsx bench/policy-cost.ts [--rows N]      (default 100000 rows of four non-key columns)
  */
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,6 +19,8 @@ if (!Number.isInteger(rows) || rows < 1)
   throw new Error(`--rows must be a positive integer, not ${values.rows}`);
 
 const dir = mkdtempSync(join(tmpdir(), 'brabant-policy-cost-'));
+// PostgreSQL runs as the postgres OS user when we are root: it must enter the folder
+chmodSync(dir, 0o755);
 const spec = {
   name: 'policy-cost',
   port: await freePort(),
