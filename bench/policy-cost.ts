@@ -4,7 +4,7 @@
  *
  *   npx tsx bench/policy-cost.ts [--rows N]      (default 100000 rows of four non-key columns)
  */
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -63,4 +63,5 @@ try {
 } finally {
   await db.end();
   await node.process.stop();
+  rmSync(dir, { recursive: true, force: true });
 }
