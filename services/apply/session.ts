@@ -23,6 +23,7 @@ import { directiveFor } from '../runtime/error-policy.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { classifyKafkaError, createKafka } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
+import type { Readiness } from '../runtime/readiness.ts';
 import { redactUrl } from '../runtime/redact.ts';
 import { backoffDelay } from '../runtime/supervise.ts';
 import { ChangeStream } from './change-stream.ts';
@@ -43,6 +44,8 @@ export interface ApplySessionDeps {
   log: Logger;
   metrics: ApplyMetrics;
   stopRequested: Promise<void>;
+  /** Set ready while every cluster's consumer runs. */
+  readiness?: Readiness;
 }
 
 /** The change topics apply reads from one Kafka cluster. */
@@ -235,11 +238,16 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
           isEnded: () => ended,
           onRunning: () => {
             running++;
-            if (running === sources.length)
+            if (running === sources.length) {
+              deps.readiness?.set(
+                true,
+                `reading ${sources.flatMap((x) => x.topics).join(', ')} from ${sources.length} cluster(s)`,
+              );
               log.info(
                 { topics: sources.flatMap((x) => x.topics), clusters: sources.length, group: groupId },
                 'apply session running',
               );
+            }
           },
           failed,
         }),
@@ -247,6 +255,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     }
     await Promise.race([deps.stopRequested, failure]);
   } finally {
+    deps.readiness?.set(false, 'apply session not running (starting or restarting; see the log)');
     endSession();
     for (const t of timers) clearInterval(t);
     await Promise.allSettled(clusters);
