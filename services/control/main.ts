@@ -14,6 +14,7 @@ import { policy } from './policy-commands.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
 import { start, stop, topologyFile } from './start-commands.ts';
+import { status } from './status-commands.ts';
 
 const pick = (v: { router?: string; region?: string }) => ({
   ...(v.router ? { router: v.router } : {}),
@@ -28,6 +29,14 @@ function routersOf(flag: string | undefined, home: string): { topology?: Topolog
     if (flag !== undefined) throw err;
     return {};
   }
+}
+
+/** A flag that is a number of seconds, or undefined when not given. */
+function seconds(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${flag} must be a number of seconds, not '${v}'`);
+  return n;
 }
 
 const USAGE = `usage: brabant <command> [options]
@@ -80,6 +89,10 @@ commands:
          column_lww, delta, no_delta, <kind>:<resolver>, custom:<function>), set on NODE and
          waited for until every node has it (--timeout S, default 60; --database DB)
   policy show --node NODE [TABLE]   the policies in force on NODE's tables
+  status [--json] [--watch]   the state of every node, service, cluster, registry and router of
+         the topology, the verdict first; exit 0 healthy, 1 degraded, 2 down, 3 could not run
+           --topology FILE  (default BRABANT_TOPOLOGY, the local stack's, or the demo's left by --keep)
+           --max-lag S      lag over S seconds is degraded (default 30)
   config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
@@ -117,6 +130,9 @@ async function main(argv: string[]): Promise<number> {
       mode: { type: 'string' },
       'cut-link': { type: 'string' },
       'peer-streams': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      watch: { type: 'boolean', default: false },
+      'max-lag': { type: 'string' },
     },
     strict: true,
   });
@@ -209,6 +225,14 @@ async function main(argv: string[]): Promise<number> {
         timeoutSeconds: timeout,
       });
     }
+    case 'status':
+      return status({
+        home: config.home,
+        topology: values.topology,
+        json: values.json,
+        watch: values.watch,
+        maxLagSeconds: seconds(values['max-lag'], '--max-lag'),
+      });
     case 'config-docs':
       process.stdout.write(configurationDoc());
       return 0;
