@@ -34,6 +34,10 @@ export function applyMetrics(registry = new MetricsRegistry()) {
       'brabant_apply_dead_letters_total',
       'Events sent to the dead-letter topic, by reason',
     ),
+    reapplied: registry.counter(
+      'brabant_apply_dead_letters_reapplied_total',
+      'Dead letters re-applied on request (brabant deadletters reapply), by origin',
+    ),
     pausedStreams: registry.gauge(
       'brabant_apply_stream_paused',
       'Partitions of change topics paused (1) because the registry could not give a record’s schema, by topic, partition and reason',

@@ -31,6 +31,7 @@ import type { applyConfig } from './config.ts';
 import type { ApplyMetrics } from './metrics.ts';
 import { OffsetTracker } from './offset-tracker.ts';
 import { APPLY_SESSION_OPTIONS, OriginApplier } from './origin-applier.ts';
+import { serveReplays } from './replay.ts';
 import { SideTopics } from './side-topics.ts';
 import { TargetCatalog } from './target-catalog.ts';
 import { pruneTombstones } from './tombstones.ts';
@@ -205,6 +206,19 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
       }, c.pruneIntervalMs),
     );
 
+    // dead letters the operator asked to re-apply (brabant deadletters reapply)
+    timers.push(
+      serveReplays({
+        control,
+        applierFor,
+        catalog,
+        decoder: new ChangeDecoder(deps.registry),
+        sideTopics,
+        metrics,
+        log,
+        periodMs: 1000,
+      }),
+    );
     let running = 0;
     for (const src of sources) {
       const local = src.brokers === c.kafkaBrokers;

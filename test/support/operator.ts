@@ -10,9 +10,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { Link } from '../../infra/link/relay.ts';
 import { withDatabase } from '../../infra/postgres/postgres.ts';
-import { freePort } from '../../infra/processes.ts';
 import { formatTopology, readTopology, type Topology } from '../../services/runtime/topology.ts';
-import { brabant, newHome } from './cli.ts';
+import { brabant, freeBasePort, newHome, waitUntil } from './cli.ts';
 import { createDatabase, node, stack, uniqueName } from './stack.ts';
 
 export interface Deployment {
@@ -48,10 +47,13 @@ export async function deploy(prefix: string, opts: { relayFirst?: boolean } = {}
   const regions = [`vl${tag}`, `wa${tag}`] as const;
   const ids: [string, string] = [`vl-${tag}`, `wa-${tag}`];
   const dbs = await Promise.all([createDatabase(node('vl-1')), createDatabase(node('wa-1'))]);
+  // fixed ports below the ephemeral range (a client connection there may take one between check and start)
+  let next = await freeBasePort(12);
+  const port = async () => next++;
   let link: Link | undefined;
   if (opts.relayFirst) {
     const direct = new URL(dbs[0]!.url);
-    const listenPort = await freePort();
+    const listenPort = await port();
     link = new Link([
       {
         name: `${ids[0]} postgres`,
@@ -66,7 +68,6 @@ export async function deploy(prefix: string, opts: { relayFirst?: boolean } = {}
   }
   const urls = new Map(ids.map((id, i) => [id, dbs[i]!.url]));
   const shared = s.regions[0]!;
-  const port = () => freePort();
   const t: Omit<Topology, 'file'> = {
     peerStreams: 'direct',
     regions: regions.map((name) => ({
@@ -136,8 +137,20 @@ export async function deploy(prefix: string, opts: { relayFirst?: boolean } = {}
   };
 }
 
-/** Runs the deployment's services (`brabant start --detach`), returning once every one streams. */
+/**
+ * Runs the deployment's services (`brabant start --detach`), returning once every capture and
+ * apply says ready on /healthz (capture's slot streams, apply reads its clusters): `brabant
+ * start` returns as soon as each service runs, also when its first session failed and retries,
+ * and a DDL run before capture's slot exists would never be captured.
+ */
 export async function startServices(d: Deployment): Promise<void> {
   const r = await d.cli(['start', '--detach'], 240_000);
   if (r.code !== 0) throw new Error(`brabant start failed:\n${r.out}`);
+  for (const n of d.topology.nodes)
+    for (const port of [n.captureMetricsPort, n.applyMetricsPort])
+      await waitUntil(
+        `the service on port ${port} of ${n.id} ready`,
+        async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true,
+        120_000,
+      );
 }
