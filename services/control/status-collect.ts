@@ -14,7 +14,7 @@ import { DEAD_LETTER_TOPIC } from '../protocol/topics.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { createLogger } from '../runtime/log.ts';
 import { redactUrl } from '../runtime/redact.ts';
-import type { Topology, TopologyNode, TopologyRegion } from '../runtime/topology.ts';
+import { sameCluster, type Topology, type TopologyNode, type TopologyRegion } from '../runtime/topology.ts';
 import { type DeadLetterAction, isOpen, parseDeadLetter } from './deadletter-model.ts';
 import { readDeadLetterRecords } from './deadletter-read.ts';
 import { oneValue, parseMetrics, type Sample, samplesOf, sumOf } from './prometheus-text.ts';
@@ -297,7 +297,19 @@ async function nodeStatus(
       cluster: s.labels.cluster ?? '?',
       up: s.value > 0,
     })),
-    ...(apply.ok ? { deadLetters: sumOf(samples, 'brabant_apply_dead_letters_total') } : {}),
+    ...(apply.ok
+      ? {
+          deadLetters: sumOf(samples, 'brabant_apply_dead_letters_total'),
+          rowsApplied: sumOf(samples, 'brabant_apply_rows_total'),
+          conflictsResolved: samplesOf(samples, 'brabant_apply_conflicts_total').reduce<
+            Record<string, number>
+          >((acc, x) => {
+            const kind = x.labels.kind;
+            if (kind !== undefined) acc[kind] = (acc[kind] ?? 0) + x.value;
+            return acc;
+          }, {}),
+        }
+      : {}),
   };
   return {
     status: {
@@ -344,43 +356,47 @@ function lsnBytes(text: string): bigint {
 export async function collectStatus(t: Topology, o: CollectOptions = {}): Promise<StatusReport> {
   const now = (o.now ?? Date.now)();
   const nodeIds = t.nodes.map((n) => n.id);
-  const regions = await Promise.all(
-    t.regions.map(async (r): Promise<RegionStatus & { actions: DeadLetterAction[] }> => {
+  // a cluster's dead letters are read once, and shown with the first region on it
+  const readsDeadLetters = (r: TopologyRegion) =>
+    o.deadLetters !== false && t.regions.find((x) => sameCluster(x, r)) === r;
+  const parts = await Promise.all(
+    t.regions.map(async (r) => {
       const router = t.routers.find((x) => x.region === r.name);
       const [kafka, registry, routerStatus, nodes, records] = await Promise.all([
         readKafka(r),
         readRegistry(r.registry),
         router === undefined ? Promise.resolve(undefined) : readRouter(router.controlPort),
         Promise.all(t.nodes.filter((n) => n.region === r.name).map((n) => nodeStatus(t, n, now))),
-        o.deadLetters === false
-          ? Promise.resolve(undefined)
-          : within(20_000, `reading ${DEAD_LETTER_TOPIC}`, () => readDeadLetterRecords(r)).catch(
+        readsDeadLetters(r)
+          ? within(20_000, `reading ${DEAD_LETTER_TOPIC}`, () => readDeadLetterRecords(r)).catch(
               () => undefined,
-            ),
+            )
+          : Promise.resolve(undefined),
       ]);
-      return {
+      const region: RegionStatus = {
         name: r.name,
         kafka: { brokers: r.kafka, ...kafka },
         registry: { url: r.registry, ...registry },
         ...(routerStatus === undefined ? {} : { router: routerStatus }),
         nodes: nodes.map((x) => x.status),
-        actions: nodes.flatMap((x) => x.actions),
-        ...(records === undefined ? {} : { records: records.map((x) => parseDeadLetter(x, nodeIds)) }),
-      } as RegionStatus & { actions: DeadLetterAction[] };
+      };
+      // only this topology's: a shared cluster holds other deployments' too
+      const letters = records
+        ?.map((x) => parseDeadLetter(x, nodeIds))
+        .filter((d) => nodeIds.includes(d.source) || d.targets.some((x) => nodeIds.includes(x)));
+      return { region, letters, actions: nodes.flatMap((x) => x.actions) };
     }),
   );
   // a dead letter is open while one of its targets (in any region) has not handled it
-  const actions = regions.flatMap((r) => r.actions);
-  const out: RegionStatus[] = regions.map(({ actions: _a, ...r }) => {
-    const records = (r as { records?: ReturnType<typeof parseDeadLetter>[] }).records;
-    const { records: _r, ...rest } = r as RegionStatus & { records?: unknown };
-    return records === undefined
-      ? rest
+  const actions = parts.flatMap((p) => p.actions);
+  const regions = parts.map(({ region, letters }) =>
+    letters === undefined
+      ? region
       : {
-          ...rest,
-          deadLetters: { total: records.length, open: records.filter((d) => isOpen(d, actions)).length },
-        };
-  });
-  const base = { at: new Date(now).toISOString(), topology: t.file, regions: out };
+          ...region,
+          deadLetters: { total: letters.length, open: letters.filter((d) => isOpen(d, actions)).length },
+        },
+  );
+  const base = { at: new Date(now).toISOString(), topology: t.file, regions };
   return { ...base, verdict: verdictOf(base, o.thresholds ?? DEFAULT_THRESHOLDS) };
 }

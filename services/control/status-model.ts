@@ -68,6 +68,9 @@ export interface ApplyStatus extends ServiceHealth {
   pausedStreams: PausedStream[];
   clusters: { cluster: string; up: boolean }[];
   deadLetters?: number;
+  /** Counters since apply started (rates are their differences): rows applied, conflicts resolved by kind. */
+  rowsApplied?: number;
+  conflictsResolved?: Record<string, number>;
 }
 
 export interface PendingDdl {
