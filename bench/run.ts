@@ -20,9 +20,11 @@ import { serverVersion } from './lib/pg.ts';
 import { summarizeDir } from './lib/profile.ts';
 import { killAllServices, ROOT, stopAllServices } from './lib/services.ts';
 import { errorText, median, say } from './lib/util.ts';
-import { type RunResult, type Scenario, W1, W2, W3, W4, W7, W8, W10 } from './scenarios.ts';
+import { type RunResult, type Scenario, W1, W2, W3, W8, W10 } from './scenarios.ts';
+import { W4 } from './w4.ts';
 import { W5 } from './w5.ts';
 import { killW6, stopW6, W6, W6_CLIENTS, W6_THINK_MS } from './w6.ts';
+import { W7 } from './w7.ts';
 import { W9 } from './w9.ts';
 
 const ALL_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6', 'W7', 'W8', 'W9', 'W10'];
@@ -42,6 +44,8 @@ const HELP = `npm run bench [-- [W1 … W10] [options]]
   --w2-clients N    inserting clients of W2 (default 8); --w2-rate N total rows/s cap (0 = none)
   --w3-rows N       rows of W3's transaction (default 1000000)
   --w4-keys N       hot keys of W4 (default 100); --w4-writers N updating clients per region (2)
+  --w4-delta        W4 with qty a delta column for Brabant (increments kept, docs/policies.md)
+  --w7-seconds N    W7's W2 load before and after the schema change (default 15; --quick 5)
   --w5-rows N       rows of W5 (default 400000)
   --w9-cut-seconds N  how long W9 cuts the link between the regions (default 60; --quick 15)
   --poll-ms N       interval of the visibility poller on the target (default 5)
@@ -63,12 +67,12 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
   const debeziumSettings: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (/^W\d$/i.test(a)) ids.push(a.toUpperCase());
+    if (/^W\d+$/i.test(a)) ids.push(a.toUpperCase());
     else if (a.startsWith('--')) {
       const eq = a.indexOf('=');
       const k = eq < 0 ? a.slice(2) : a.slice(2, eq);
       const v = eq < 0 ? undefined : a.slice(eq + 1);
-      const value = v ?? (['quick', 'profile', 'help'].includes(k) ? undefined : argv[++i]);
+      const value = v ?? (['quick', 'profile', 'help', 'w4-delta'].includes(k) ? undefined : argv[++i]);
       if (k === 'service-env') {
         const at = (value ?? '').indexOf('=');
         const ek = at < 0 ? '' : value!.slice(0, at);
@@ -83,7 +87,7 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
         debeziumSettings[value!.slice(0, at)] = value!.slice(at + 1);
       }
       if (v !== undefined) flags.set(k, v);
-      else if (['quick', 'profile', 'help'].includes(k)) flags.set(k, true);
+      else if (['quick', 'profile', 'help', 'w4-delta'].includes(k)) flags.set(k, true);
       else flags.set(k, value ?? '');
     } else throw new Error(`unknown argument '${a}'\n${HELP}`);
   }
@@ -115,6 +119,8 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
     'w3-rows',
     'w4-keys',
     'w4-writers',
+    'w4-delta',
+    'w7-seconds',
     'w5-rows',
     'w9-cut-seconds',
     'poll-ms',
@@ -146,6 +152,8 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
       w4Seconds: num('w4-seconds', seconds),
       w4Keys: Math.max(1, num('w4-keys', 100)),
       w4Writers: Math.max(1, num('w4-writers', 2)),
+      w4Delta: flags.has('w4-delta'),
+      w7Seconds: Math.max(2, num('w7-seconds', quick ? 5 : 15)),
       w5Rows: num('w5-rows', quick ? 40_000 : 400_000),
       w9CutSeconds: Math.max(1, num('w9-cut-seconds', quick ? 15 : 60)),
       pollMs: num('poll-ms', 5),

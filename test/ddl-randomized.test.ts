@@ -156,7 +156,17 @@ describe('DDL replication, randomized', () => {
           expect(a).toBe(b);
           return;
         }
-        last = `schemas equal, rows differ: ${JSON.stringify(rows[0]).slice(0, 300)} vs ${JSON.stringify(rows[1]).slice(0, 300)}`;
+        const diff = tables.flatMap((t, i) => {
+          const [x, y] = [new Set(rows[0]![i]), new Set(rows[1]![i])];
+          const only = (m: Set<string>, n: Set<string>) => [...m].filter((r) => !n.has(r)).slice(0, 5);
+          const [ox, oy] = [only(x, y), only(y, x)];
+          return ox.length + oy.length === 0
+            ? []
+            : [
+                `${t}: only on ${p.vl.names.nodeId} ${ox.join(' ')}; only on ${p.wa.names.nodeId} ${oy.join(' ')}`,
+              ];
+        });
+        last = `schemas equal, rows differ:\n${diff.join('\n')}`;
       } else last = `schemas differ:\n${a}\n---\n${b}`;
       if (Date.now() > deadline) throw new Error(`seed ${seed}: did not converge: ${last}`);
       await new Promise((r) => setTimeout(r, 500));

@@ -127,7 +127,10 @@ describe('registry-gated DDL rollout', () => {
     expect(retried.out).toMatch(
       /retrying on wa-1: .*'s DDL at .* \(create table clash \(id int primary key\); it failed with: relation "clash" already exists/,
     );
-    while (!schemaDump(wa.url).includes('id integer NOT NULL') && Date.now() < deadline)
+    while (
+      !schemaDump(wa.url).includes('CREATE TABLE public.clash (\n    id integer NOT NULL') &&
+      Date.now() < deadline
+    )
       await new Promise((r) => setTimeout(r, 200));
     expect(schemaDump(wa.url)).toBe(schemaDump(vl.url));
   });

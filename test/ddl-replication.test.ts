@@ -77,7 +77,7 @@ describe('DDL replication', () => {
     const w = writer(wa, (i) => `insert into orders (id, note) values (${100_000 + i}, 'wa old shape')`);
     await vl.client.query('alter table orders add column qty int');
     await vl.client.query(`insert into orders select g, 'vl new', g from generate_series(51, 100) g`);
-    // an update from the old shape keeps the new column's value (a missing field means keep)
+    // an update of the new column, seen by Wallonie before it writes that row again
     await vl.client.query('update orders set qty = 7 where id = 1');
     await waitConverged([wa], 'orders', (r) => r.some((x) => x.includes('"qty":7')));
     await wa.client.query(`update orders set note = 'wa touched' where id = 1`);
@@ -216,6 +216,28 @@ describe('DDL replication while the other region writes the old shape', () => {
         JSON.stringify({ b: 'also a', id: 2 }),
         JSON.stringify({ b: 'written as b', id: 3 }),
       ].sort(),
+    );
+  });
+
+  it('ends the same on both nodes when an old-shape update is newer than a write of the new column', async () => {
+    pair = await replicationPair(`create table t (id int primary key, v text);
+      insert into t values (1, 'seed'), (2, 'seed')`);
+    const { vl, wa } = pair;
+    await Promise.all([
+      pair.capture(vl).waitForLog(/capture session starting/),
+      pair.capture(wa).waitForLog(/capture session starting/),
+      pair.apply(vl).waitForLog(/apply session running/),
+    ]);
+    await vl.client.query(`alter table t add column n int default 0`);
+    await vl.client.query(`update t set n = 5 where id in (1, 2)`);
+    // Wallonie has not seen the column: its newer update of row 1 is in the old shape
+    await wa.client.query(`update t set v = 'wa, newer' where id = 1`);
+    await pair.apply(wa).waitForLog(/apply session running/);
+    // row 1: the newest row wins whole, as Wallonie holds it (n as rows had it when added);
+    // row 2: Vlaanderen's write of the new column, the only one
+    const rows = await waitConverged(pair.sides, 't', (r) => r.some((x) => x.includes('wa, newer')));
+    expect(rows).toEqual(
+      [JSON.stringify({ n: 0, v: 'wa, newer', id: 1 }), JSON.stringify({ n: 5, v: 'seed', id: 2 })].sort(),
     );
   });
 });

@@ -69,13 +69,16 @@ export class PglogicalPair {
     }
   }
 
-  /** Subscribes `to` to `from` (changes of `from` applied on `to`), no initial copy, no forwarding. */
-  async subscribe(from: Db, to: Db): Promise<string> {
+  /**
+   * Subscribes `to` to `from` (changes of `from` applied on `to`), no initial copy, no forwarding;
+   * `sets` with 'ddl_sql' also takes what `pglogical.replicate_ddl_command` queues (W7).
+   */
+  async subscribe(from: Db, to: Db, sets: string[] = ['default']): Promise<string> {
     const name = `bench_sub_${to === this.a ? 'a' : 'b'}_${this.t}`;
     await to.client.query(
-      `select pglogical.create_subscription(subscription_name := $1, provider_dsn := $2, replication_sets := array['default'],
+      `select pglogical.create_subscription(subscription_name := $1, provider_dsn := $2, replication_sets := $3::text[],
         synchronize_structure := false, synchronize_data := false, forward_origins := '{}')`,
-      [name, dsn(from)],
+      [name, dsn(from), sets],
     );
     this.subs.push({ on: to, name });
     return name;

@@ -22,6 +22,10 @@ export interface BenchOptions {
   w4Keys: number;
   /** Updating clients per region in W4. */
   w4Writers: number;
+  /** W4 with qty a `delta` column for Brabant (docs/policies.md). */
+  w4Delta: boolean;
+  /** Seconds of W7's load before and after its schema change. */
+  w7Seconds: number;
   w5Rows: number;
   /** How long W9 cuts the link between the regions. */
   w9CutSeconds: number;

@@ -158,10 +158,20 @@ export class RowWriters {
 
   constructor(
     private readonly url: string,
-    private readonly opts: { clients: number; firstId: number; region: string; ratePerSec?: number },
+    private readonly opts: {
+      clients: number;
+      firstId: number;
+      region: string;
+      ratePerSec?: number;
+      /** Count a failed insert (failed) and go on, instead of stopping every writer (W7). */
+      keepGoing?: boolean;
+    },
   ) {
     this.next = opts.firstId;
   }
+
+  /** Inserts that failed (with keepGoing). */
+  failed = 0;
 
   start(): void {
     this.started = nowMs();
@@ -176,8 +186,13 @@ export class RowWriters {
         let due = nowMs();
         while (this.running) {
           const id = this.next++;
-          await c.query({ name: 'row', text: sql, values: [id, this.opts.region] });
-          this.commits.set(id, nowMs());
+          try {
+            await c.query({ name: 'row', text: sql, values: [id, this.opts.region] });
+            this.commits.set(id, nowMs());
+          } catch (err) {
+            if (!this.opts.keepGoing) throw err;
+            this.failed++;
+          }
           if (perClientGapMs > 0) {
             due += perClientGapMs;
             const wait = due - nowMs();

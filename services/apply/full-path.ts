@@ -13,24 +13,19 @@ import { formatLsn, type Lsn } from '../protocol/lsn.ts';
 import { codecFromAvro } from '../protocol/pg-types.ts';
 import { directiveFor } from '../runtime/error-policy.ts';
 import type { Logger } from '../runtime/log.ts';
-import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
-import { type Executor, namedQuery } from './executor/executor.ts';
+import type { Executor } from './executor/executor.ts';
+import { writeGuarded } from './guarded-writes.ts';
 import type { ApplyMetrics } from './metrics.ts';
+import { newOpenTx, type OpenTx } from './open-tx.ts';
 import type { LookupRow } from './outcome/answers.ts';
-import {
-  CONFLICTS_INSERT,
-  type ConflictRecord,
-  conflictLogRows,
-  type DeadLetter,
-} from './outcome/conflict-log.ts';
+import { CONFLICTS_INSERT, type ConflictRecord, conflictLogRows } from './outcome/conflict-log.ts';
 import type { TxOutcome } from './outcome/outcome.ts';
-import { columnDrift, conflictRecord, decide, driftId } from './planner/decide.ts';
+import { columnDrift, conflictRecord, decide, driftId, withAddedColumns } from './planner/decide.ts';
 import {
   executeWrite,
   insertNewStep,
   keyColumns,
   lookupStep,
-  oneRow,
   plainInserts,
   type RowWrite,
   writesFor,
@@ -39,7 +34,7 @@ import type { ConflictKind, Resolution } from './planner/resolve.ts';
 import { addAction, literal, TAKE_XID, XACT_SETUP } from './planner/script.ts';
 import { expandKeyChanges, withRenames } from './planner/source-transactions.ts';
 import { applySchemaChange, runsOutsideTransaction } from './schema-change.ts';
-import { byWholeRow, quoteIdent, TargetCatalog, type TargetTable } from './target-catalog.ts';
+import { byWholeRow, TargetCatalog, type TargetTable } from './target-catalog.ts';
 
 /** What the strategies of one origin share: its progress, and what is known of the target. */
 export interface OriginState {
@@ -60,25 +55,6 @@ export interface FullPathContext {
   log: Logger;
   metrics: ApplyMetrics;
   chunkRows: number;
-}
-
-interface OpenTx {
-  commitLsn: Lsn;
-  commitTs: bigint;
-  lastIndex: number;
-  begun: boolean;
-  /** Statements of this local transaction not sent yet: they go with the next one that answers. */
-  deferred: string[];
-  pending: RowChange[];
-  conflicts: ConflictRecord[];
-  deadLetters: DeadLetter[];
-  rows: number;
-  actions: Map<string, number>;
-  /**
-   * After a DDL in this transaction: the catalog as this session sees it (the tables the DDL
-   * made or changed are not committed, so not visible to the shared catalog's connection).
-   */
-  catalog: TargetCatalog | undefined;
 }
 
 const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros' });
@@ -320,7 +296,12 @@ export class FullPath {
       }
       return;
     }
-    batch = batch.map((c) => withRenames(t.renames, c));
+    // a row of an older shape, as its writer will hold it (under column_lww its absent columns
+    // are simply not written by it)
+    batch = batch.map((c) => {
+      const renamed = withRenames(t.renames, c);
+      return t.policy.rows === 'row_lww' ? withAddedColumns(t, renamed) : renamed;
+    });
     const keyCols = keyColumns(t, batch[0]!);
     const missingKey = keyCols.filter((k) => !t.columns.has(k));
     if (missingKey.length > 0) {
@@ -394,52 +375,24 @@ export class FullPath {
       return;
     }
     if (tx.deferred.length > 0) await this.send(tx, 'select 1');
-    await this.writeGuarded(tx, t, w, isolated);
-  }
-
-  /** Rows that cannot be applied: dead letters with the error policy's reason. */
-  private setAsideRows(tx: OpenTx, rows: RowChange[], err: Error, custom = false): void {
-    const d = directiveFor(err, { doing: 'applying' });
-    if (!custom && d.kind !== 'deadletter') throw err;
-    const reason = custom
-      ? `the custom conflict resolver failed: ${err.message}`
-      : (d as { reason: string }).reason;
-    for (const c of rows) tx.deadLetters.push({ reason, change: c });
-    addAction(tx.actions, 'dead_letter', rows.length);
-  }
-
-  /**
-   * A write under a savepoint (tables with other unique keys, or a transaction in isolation): a
-   * unique violation on another key (multiple_unique_conflicts) sends that row to the
-   * dead-letter topic and the others apply; in isolation, so does any row the error policy calls
-   * a dead letter (its values do not fit the target).
-   */
-  private async writeGuarded(tx: OpenTx, t: TargetTable, w: RowWrite, isolated: boolean): Promise<void> {
-    // a violation of the key itself is a concurrent local insert (a collision), not another key
-    const otherKey = (err: unknown) =>
-      sqlstateOf(err) === SQLSTATE.UNIQUE_VIOLATION &&
-      (err as { constraint?: string }).constraint !== t.primaryKeyIndex;
-    const dataError = (err: unknown) => {
-      const kind = directiveFor(err, { doing: 'applying', ownKeyViolation: () => !otherKey(err) }).kind;
-      // a custom resolver's own error (it raised, it returned what is not a row) is its change's
-      // dead letter whatever its SQLSTATE; what may go through on a retry is not
-      if (w.custom === true && sqlstateOf(err) !== undefined) return kind === 'deadletter' || kind === 'stop';
-      return isolated && kind === 'deadletter';
-    };
-    const whole = await this.exec.underSavepoint('brabant_stmt', namedQuery(w.sql, w.params));
-    if (whole.ok) return;
-    if (!(otherKey(whole.error) || dataError(whole.error)) || w.changes.length === 0) throw whole.error;
-    // one row at a time, to find the row(s) at fault
-    for (let i = 0; i < w.changes.length; i++) {
-      const one = await this.exec.underSavepoint('brabant_row', { text: w.sql, values: oneRow(w, i) });
-      if (one.ok) continue;
-      const c = w.changes[i]!;
-      if (otherKey(one.error)) {
+    await writeGuarded(this.exec, t, w, isolated, {
+      otherKey: (c, message) => {
         this.conflict(tx, c, 'multiple_unique_conflicts', 'skip', null);
-        tx.deadLetters.push({ reason: `unique violation: ${one.error.message}`, change: c });
-      } else if (dataError(one.error)) this.setAsideRows(tx, [c], one.error, w.custom === true);
-      else throw one.error;
-    }
+        tx.deadLetters.push({ reason: `unique violation: ${message}`, change: c });
+      },
+      setAside: (c, reason) => {
+        tx.deadLetters.push({ reason, change: c });
+        addAction(tx.actions, 'dead_letter', 1);
+      },
+    });
+  }
+
+  /** Rows whose keys the target refuses: dead letters with the error policy's reason, or the error thrown. */
+  private setAsideRows(tx: OpenTx, rows: RowChange[], err: Error): void {
+    const d = directiveFor(err, { doing: 'applying' });
+    if (d.kind !== 'deadletter') throw err;
+    for (const c of rows) tx.deadLetters.push({ reason: d.reason, change: c });
+    addAction(tx.actions, 'dead_letter', rows.length);
   }
 
   /** Column drift between this row and the target, logged and recorded once per column. */
@@ -450,7 +403,7 @@ export class FullPath {
         { table: `${t.schema}.${t.name}`, column: d.column },
         d.kind === 'target_column_missing'
           ? 'a column of the source is missing on the target; its values are ignored'
-          : 'a column of the target is missing in the source; inserts leave it to its default, updates keep it',
+          : 'a column of the target is missing in the source (a shape before the column was added): its rows get the value rows had when it was added',
       );
       this.conflict(tx, c, d.kind, 'skip', null);
     }
@@ -465,30 +418,4 @@ export class FullPath {
   ): void {
     tx.conflicts.push(conflictRecord(c, kind, resolution, local, this.ctx.localNode));
   }
-}
-
-/** The tables a source transaction's events write, quoted (what a collision retry locks). */
-export function tablesOf(changes: DecodedChange[], start: number, end: number): string[] {
-  const tables = new Set<string>();
-  for (let j = start; j < end; j++) {
-    const c = changes[j]!;
-    if (c.kind === 'row') tables.add(`${quoteIdent(c.schema)}.${quoteIdent(c.table)}`);
-  }
-  return [...tables];
-}
-
-function newOpenTx(commitLsn: Lsn, commitTs: bigint): OpenTx {
-  return {
-    commitLsn,
-    commitTs,
-    lastIndex: -1,
-    begun: false,
-    deferred: [],
-    pending: [],
-    conflicts: [],
-    deadLetters: [],
-    rows: 0,
-    actions: new Map(),
-    catalog: undefined,
-  };
 }

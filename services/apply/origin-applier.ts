@@ -16,11 +16,12 @@ import type { Logger } from '../runtime/log.ts';
 import { Executor } from './executor/executor.ts';
 import { takeOrigin } from './executor/origin-session.ts';
 import { PreparedStatements } from './executor/prepared-statements.ts';
-import { FullPath, type OriginState, tablesOf } from './full-path.ts';
+import { FullPath, type OriginState } from './full-path.ts';
 import type { ApplyMetrics } from './metrics.ts';
+import { tablesOf } from './open-tx.ts';
 import type { LookupRow } from './outcome/answers.ts';
 import { outcomeOf, readScript, type ScriptOutcome, type TxOutcome } from './outcome/outcome.ts';
-import { columnDrift } from './planner/decide.ts';
+import { columnDrift, missingFromShape } from './planner/decide.ts';
 import { planFast } from './planner/fast.ts';
 import { type AheadTx, planAheadGroup, planAheadTransactions, planLookups } from './planner/resolve-ahead.ts';
 import type { TxPlan } from './planner/script.ts';
@@ -470,6 +471,8 @@ export class OriginApplier {
         if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0 || !hasDefaultPolicy(t))
           return undefined;
         if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
+        // a row of an older shape goes through the full path (planner/decide.ts withAddedColumns)
+        if (missingFromShape(t, c).length > 0) return undefined;
         return columnDrift(t, c, this.state.reportedDrift).length > 0 ? undefined : t;
       },
     };

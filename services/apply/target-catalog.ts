@@ -21,6 +21,12 @@ export interface TargetColumn {
    * their text through their input function, not a text cast (which refuses `-`).
    */
   baseType: string;
+  /**
+   * The value rows that were there when the column was added hold (its constant default, or
+   * NULL): what a row written in a shape without the column holds on its writer's node once the
+   * column reaches it.
+   */
+  addedValue: string | null;
 }
 
 export interface TargetTable {
@@ -114,13 +120,15 @@ export class TargetCatalog {
       not_null: boolean;
       identity: string;
       base_type: string;
+      added_value: string | null;
     }>(
       `select a.attname as name, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull as not_null,
               a.attidentity::text as identity,
               (with recursive d(oid, base) as (
                  select t.oid, t.typbasetype from pg_type t where t.oid = a.atttypid
                  union all select t.oid, t.typbasetype from pg_type t join d on t.oid = d.base where d.base <> 0)
-               select format_type(oid, null) from d where base = 0) as base_type
+               select format_type(oid, null) from d where base = 0) as base_type,
+              case when a.atthasmissing then (a.attmissingval::text::text[])[1] end as added_value
          from pg_attribute a
          join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
@@ -175,6 +183,7 @@ export class TargetCatalog {
             notNull: r.not_null,
             identity: r.identity,
             baseType: r.base_type,
+            addedValue: r.added_value,
           },
         ]),
       ),

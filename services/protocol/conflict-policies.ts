@@ -67,6 +67,24 @@ create or replace view brabant.conflict_policies as
     left join brabant.policies p on p.tbl = format('%I.%I', n.nspname, c.relname)
    where c.relkind in ('r', 'p') and not c.relispartition and c.relpersistence = 'p'
      and n.nspname not in ('pg_catalog', 'information_schema', 'brabant') and n.nspname not like 'pg\\\\_%';
+-- Versions apply reads after it locked the row: volatile plpgsql takes a new snapshot for its
+-- query, so a local write that held the row's lock until it committed is seen (the lookup
+-- statement's own snapshot is older than that commit)
+create or replace function brabant.column_versions_of(t text, k jsonb) returns jsonb
+language plpgsql volatile as $fn$
+begin
+  return (select jsonb_object_agg(cv.col, jsonb_build_object('ts', (extract(epoch from cvo."timestamp") * 1000000)::int8::text, 'origin', cvn.roname))
+            from brabant.column_versions cv left join lateral pg_xact_commit_timestamp_origin(cv.xmin) cvo on true
+            left join pg_replication_origin cvn on cvn.roident = cvo.roident
+           where cv.tbl = t and cv.key = k);
+end
+$fn$;
+create or replace function brabant.row_version_of(t text, k jsonb) returns jsonb
+language plpgsql volatile as $fn$
+begin
+  return (select jsonb_build_object('ts', rv.ts::text, 'node', rv.node) from brabant.row_versions rv where rv.tbl = t and rv.key = k);
+end
+$fn$;
 create or replace function brabant.record_column_versions() returns trigger
 language plpgsql as $fn$
 declare

@@ -292,9 +292,8 @@ function edgeRecords(): GoldenRecord[] {
       after: row,
     };
   };
-  const fullKey = Object.fromEntries(
-    EDGES.columns.flatMap((c, i) => (EDGE_ROW[i] === null ? [] : [[c.name, EDGE_ROW[i] as string]])),
-  );
+  // every column is key, its NULLs too (a whole-row key matches NULL to NULL)
+  const fullKey = Object.fromEntries(EDGES.columns.map((c, i) => [c.name, EDGE_ROW[i] ?? null]));
   // what a reader gives back for the float4 array: each element as it reads back from a float
   const readBack = { ...fullKey, zs: '{"-0","1.1",NULL}', boxes: '{"(1,1),(0,0)";"(2,2),(1,1)"}' };
   const edge = decoded(EDGES, readBack);

@@ -164,11 +164,15 @@ begin
 end
 $fn$;
 create or replace function brabant.note_all_columns() returns void
-language sql as $fn$
-  select brabant.note_columns(c.oid) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+language plpgsql as $fn$
+begin
+  -- capture and apply may start together: one of them notes the tables not noted yet
+  perform pg_advisory_xact_lock(hashtext('brabant.setup'));
+  perform brabant.note_columns(c.oid) from pg_class c join pg_namespace n on n.oid = c.relnamespace
    where c.relkind in ('r', 'p') and not c.relispartition and c.relpersistence = 'p'
      and n.nspname not in ('pg_catalog', 'information_schema', 'brabant') and n.nspname not like 'pg\\_%'
-     and not exists (select 1 from brabant.known_columns k where k.relid = c.oid)
+     and not exists (select 1 from brabant.known_columns k where k.relid = c.oid);
+end
 $fn$;
 -- A tombstone's key: the key columns' JSON, as jsonb; a json value jsonb cannot hold (a \\u0000
 -- escape) has that escape written as plain text, so that no delete fails for it (apply builds
@@ -182,6 +186,21 @@ begin
     return replace(j::text, '\\u0000', '\\\\u0000')::jsonb;
   end if;
   return j::jsonb;
+end
+$fn$;
+-- A key's tombstone as apply reads it right after locking the key's row: volatile plpgsql takes
+-- a new snapshot, so a local delete the lock waited for is seen (the lookup statement's own
+-- snapshot is older than that delete's commit). \`after_lock\` only orders it after the lock.
+create or replace function brabant.tombstone_of(t text, k jsonb, after_lock xid)
+returns table (tomb_xmin text, tomb_ts text, tomb_origin text)
+language plpgsql volatile as $fn$
+begin
+  return query
+    select tb.xmin::text, (extract(epoch from o."timestamp") * 1000000)::int8::text, n.roname::text
+      from brabant.tombstones tb
+      left join lateral pg_xact_commit_timestamp_origin(tb.xmin) o on true
+      left join pg_replication_origin n on n.roident = o.roident
+     where tb.tbl = t and tb.key = k;
 end
 $fn$;
 create or replace function brabant.record_delete() returns trigger

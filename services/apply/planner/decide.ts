@@ -99,6 +99,29 @@ export function columnDrift(t: TargetTable, c: RowChange, reported: ReadonlySet<
   return out;
 }
 
+/** Columns of the target that the change's shape does not have (its writer's node had not added them yet). */
+export function missingFromShape(t: TargetTable, c: RowChange): string[] {
+  const row = c.after ?? c.before;
+  if (row === null) return [];
+  return [...t.columns.keys()].filter((col) => !(col in row));
+}
+
+/**
+ * A row written in a shape without some of the target's columns, as its writer's node holds it
+ * once those columns reach it: each such column with the value rows had when it was added (its
+ * constant default, or NULL). Under last-writer-wins per row, the newest row wins whole; keeping
+ * this node's value instead would leave the nodes apart (the writer keeps its own).
+ */
+export function withAddedColumns(t: TargetTable, c: RowChange): RowChange {
+  if (c.after === null || (c.op !== 'INSERT' && c.op !== 'UPDATE')) return c;
+  const missing = missingFromShape(t, c);
+  if (missing.length === 0) return c;
+  return {
+    ...c,
+    after: { ...c.after, ...Object.fromEntries(missing.map((col) => [col, t.columns.get(col)!.addedValue])) },
+  };
+}
+
 export function driftId(t: TargetTable, column: string): string {
   return `${t.schema}.${t.name}.${column}`;
 }

@@ -74,16 +74,13 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
   const tomb = tombstoneKey(t, keyCols, 'u');
   const table = `$${keyCols.length + 1}`;
   // a table's policy may need more of what is known of each row (planner/policy.ts)
+  // read after the row is locked, through volatile functions (a new snapshot: a local write
+  // the lock waited for is seen)
   const colVersions =
-    t.policy.rows === 'column_lww'
-      ? `(select jsonb_object_agg(cv.col, jsonb_build_object('ts', (extract(epoch from cvo."timestamp") * 1000000)::int8::text, 'origin', cvn.roname))
-            from brabant.column_versions cv left join lateral pg_xact_commit_timestamp_origin(cv.xmin) cvo on true
-            left join pg_replication_origin cvn on cvn.roident = cvo.roident
-           where cv.tbl = ${table} and cv.key = ${tomb})`
-      : 'null::jsonb';
+    t.policy.rows === 'column_lww' ? `brabant.column_versions_of(${table}, ${tomb})` : 'null::jsonb';
   const rowFloor =
     t.policy.rows === 'row_lww' && t.policy.delta.length > 0
-      ? `(select jsonb_build_object('ts', rv.ts::text, 'node', rv.node) from brabant.row_versions rv where rv.tbl = ${table} and rv.key = ${tomb})`
+      ? `brabant.row_version_of(${table}, ${tomb})`
       : 'null::jsonb';
   const ks = keyCols.map((_, i) => `k${i}`);
   const bs = beforeCols.map((_, i) => `b${i}`);
@@ -97,9 +94,9 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
   return `
     select u.ord::int as ord, r.row as local_row,
            (extract(epoch from ro."timestamp") * 1000000)::int8::text as row_ts, rn.roname as row_origin, r.x is not null as found,
-           (extract(epoch from tbo."timestamp") * 1000000)::int8::text as tomb_ts, tn.roname as tomb_origin, tb.tbl is not null as tombstone,
+           tb.tomb_ts, tb.tomb_origin, tb.tomb_xmin is not null as tombstone,
            r.differs,
-           r.x::text as row_xmin, tb.xmin::text as tomb_xmin,
+           r.x::text as row_xmin, tb.tomb_xmin,
            case when r.x is not null then ${colVersions} end as col_versions,
            case when r.x is not null then ${rowFloor} end as row_floor,
            r.ctid::text as row_ctid
@@ -107,9 +104,7 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
       left join lateral (select row_to_json(t) as row, t.xmin as x, t.ctid, ${differs} as differs from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')}${byWholeRow(t, keyCols) ? ' limit 1' : ''} for update) r on true
       left join lateral pg_xact_commit_timestamp_origin(r.x) ro on true
       left join pg_replication_origin rn on rn.roident = ro.roident
-      left join brabant.tombstones tb on tb.tbl = ${table} and tb.key = ${tomb}
-      left join lateral pg_xact_commit_timestamp_origin(tb.xmin) tbo on true
-      left join pg_replication_origin tn on tn.roident = tbo.roident
+      left join lateral brabant.tombstone_of(${table}, ${tomb}, r.x) tb on true
      order by u.ord`;
 }
 
