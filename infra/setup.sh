@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Brabant's local stack and tests need on a fresh Debian machine, and nothing that
 # is already there: PostgreSQL 15 (Debian), the npm packages (npm ci), the Apache
-# Kafka broker jars and the schema registry (Maven Central). Safe to run again.
+# Kafka broker jars and the schema registry (Maven Central), and for the dashboard's browser test
+# Debian's chromium (BRABANT_SKIP_CHROMIUM=1 leaves it out). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,10 @@ missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+# the dashboard's test drives a real headless Chromium (playwright-core pointed at Debian's)
+if [ "${BRABANT_SKIP_CHROMIUM:-}" != 1 ]; then
+  command -v chromium >/dev/null || missing+=(chromium)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   need_root "${missing[*]}"
   say "apt-get install ${missing[*]}"

@@ -12,9 +12,10 @@ export function applyMetrics(registry = new MetricsRegistry()) {
       'brabant_apply_transactions_total',
       'Source transactions applied, by origin',
     ),
-    lagSeconds: registry.gauge(
+    // grows by itself while nothing arrives: a stalled stream shows as lag, not as its last value
+    lagSeconds: registry.ageGauge(
       'brabant_apply_lag_seconds',
-      'Now minus the source commit time of the last transaction or heartbeat applied, by origin',
+      'Now minus the source commit time of the newest transaction or heartbeat applied, by origin (grows while nothing arrives)',
     ),
     appliedLsn: registry.gauge(
       'brabant_apply_applied_lsn',
@@ -32,6 +33,10 @@ export function applyMetrics(registry = new MetricsRegistry()) {
     deadLetters: registry.counter(
       'brabant_apply_dead_letters_total',
       'Events sent to the dead-letter topic, by reason',
+    ),
+    reapplied: registry.counter(
+      'brabant_apply_dead_letters_reapplied_total',
+      'Dead letters re-applied on request (brabant deadletters reapply), by origin',
     ),
     pausedStreams: registry.gauge(
       'brabant_apply_stream_paused',

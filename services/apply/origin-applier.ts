@@ -34,6 +34,7 @@ import {
   type StrategyEvent,
   type StrategyState,
 } from './planner/strategy.ts';
+import { type ReplayResult, replayTransaction } from './replay.ts';
 import { DdlFailed } from './schema-change.ts';
 import { hasDefaultPolicy, type TargetCatalog, type TargetTable } from './target-catalog.ts';
 
@@ -111,11 +112,39 @@ export class OriginApplier {
    */
   pausedAt: { commitLsn: Lsn; reason: string } | undefined;
 
+  /** The stream's runs and the operator's replays take this source's connection one at a time. */
+  private busy: Promise<unknown> = Promise.resolve();
+  private exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(f, f);
+    this.busy = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Applies a dead-lettered change again (replay.ts) between two of this source's transactions;
+   * 'busy' while one is open (a large transaction spanning runs): the caller tries again later.
+   */
+  replay(changes: RowChange[], finish: string): Promise<ReplayResult | 'busy'> {
+    return this.exclusive(async () =>
+      this.inTransaction
+        ? 'busy'
+        : replayTransaction(
+            { db: this.db, statements: this.exec.statements, ctx: this.ctx, source: this.source },
+            changes,
+            finish,
+          ),
+    );
+  }
+
   /**
    * Feeds a run of this source's events, in stream order; resolves with the outcome of every
    * source transaction the run ended (committed).
    */
-  async handleMany(run: DecodedChange[]): Promise<TxOutcome[]> {
+  handleMany(run: DecodedChange[]): Promise<TxOutcome[]> {
+    return this.exclusive(() => this.handleRun(run));
+  }
+
+  private async handleRun(run: DecodedChange[]): Promise<TxOutcome[]> {
     let changes = run;
     const outcomes: TxOutcome[] = [];
     this.pausedAt = undefined;

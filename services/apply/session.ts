@@ -23,6 +23,7 @@ import { directiveFor } from '../runtime/error-policy.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { classifyKafkaError, createKafka } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
+import type { Readiness } from '../runtime/readiness.ts';
 import { redactUrl } from '../runtime/redact.ts';
 import { backoffDelay } from '../runtime/supervise.ts';
 import { ChangeStream } from './change-stream.ts';
@@ -30,6 +31,7 @@ import type { applyConfig } from './config.ts';
 import type { ApplyMetrics } from './metrics.ts';
 import { OffsetTracker } from './offset-tracker.ts';
 import { APPLY_SESSION_OPTIONS, OriginApplier } from './origin-applier.ts';
+import { serveReplays } from './replay.ts';
 import { SideTopics } from './side-topics.ts';
 import { TargetCatalog } from './target-catalog.ts';
 import { pruneTombstones } from './tombstones.ts';
@@ -43,6 +45,8 @@ export interface ApplySessionDeps {
   log: Logger;
   metrics: ApplyMetrics;
   stopRequested: Promise<void>;
+  /** Set ready while every cluster's consumer runs. */
+  readiness?: Readiness;
 }
 
 /** The change topics apply reads from one Kafka cluster. */
@@ -202,6 +206,19 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
       }, c.pruneIntervalMs),
     );
 
+    // dead letters the operator asked to re-apply (brabant deadletters reapply)
+    timers.push(
+      serveReplays({
+        control,
+        applierFor,
+        catalog,
+        decoder: new ChangeDecoder(deps.registry),
+        sideTopics,
+        metrics,
+        log,
+        periodMs: 1000,
+      }),
+    );
     let running = 0;
     for (const src of sources) {
       const local = src.brokers === c.kafkaBrokers;
@@ -235,11 +252,16 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
           isEnded: () => ended,
           onRunning: () => {
             running++;
-            if (running === sources.length)
+            if (running === sources.length) {
+              deps.readiness?.set(
+                true,
+                `reading ${sources.flatMap((x) => x.topics).join(', ')} from ${sources.length} cluster(s)`,
+              );
               log.info(
                 { topics: sources.flatMap((x) => x.topics), clusters: sources.length, group: groupId },
                 'apply session running',
               );
+            }
           },
           failed,
         }),
@@ -247,6 +269,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     }
     await Promise.race([deps.stopRequested, failure]);
   } finally {
+    deps.readiness?.set(false, 'apply session not running (starting or restarting; see the log)');
     endSession();
     for (const t of timers) clearInterval(t);
     await Promise.allSettled(clusters);

@@ -12,7 +12,7 @@ serviceMain({
   logContext: (c) => ({ node: c.nodeId, region: c.region }),
   metrics: captureMetrics,
   run: async (deps) => {
-    const watch = watchSlot(deps.config, deps.metrics.registry, deps.log);
+    const watch = watchSlot(deps.config, deps.metrics, deps.log);
     try {
       await runCapture(deps);
     } finally {

@@ -59,6 +59,18 @@ export function captureMetrics(registry = new MetricsRegistry()) {
       'brabant_capture_session_restarts_total',
       'Capture sessions restarted after a retriable error',
     ),
+    lastCommitTime: registry.gauge(
+      'brabant_capture_last_commit_timestamp_seconds',
+      'Unix time of the last Kafka transaction capture committed (heartbeats make one every BRABANT_CAPTURE_HEARTBEAT_MS)',
+    ),
+    retainedWal: registry.gauge(
+      'brabant_capture_slot_retained_wal_bytes',
+      'WAL bytes the node keeps for the capture slot (current WAL position minus its restart_lsn), read apart from the sessions so it keeps coming while Kafka is away',
+    ),
+    walWarning: registry.gauge(
+      'brabant_capture_slot_wal_warning',
+      'Whether the slot retains WAL past BRABANT_CAPTURE_WAL_WARN_BYTES, or past max_slot_wal_keep_size (1), or not (0)',
+    ),
   };
 }
 

@@ -24,6 +24,7 @@ import { BrabantError } from '../runtime/errors.ts';
 import { failpoint } from '../runtime/failpoints.ts';
 import { classifyKafkaError } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
+import type { Readiness } from '../runtime/readiness.ts';
 import { HEARTBEAT_PREFIX } from './assembler.ts';
 import {
   ensureSlot,
@@ -71,6 +72,8 @@ export interface SessionDeps {
   metrics: CaptureMetrics;
   /** Resolves when the service is asked to stop. */
   stopRequested: Promise<void>;
+  /** Set ready while the slot streams. */
+  readiness?: Readiness;
 }
 
 /** Checks the node and prepares the publications; throws one error listing every problem. */
@@ -249,6 +252,7 @@ export async function runSession(
         commitBatch: async (messages) => {
           failpoint('capture.before-produce');
           await sink!.commitBatch(messages);
+          metrics.lastCommitTime.set(Date.now() / 1000);
           failpoint('capture.after-commit');
         },
       },
@@ -308,6 +312,7 @@ export async function runSession(
     if (startLsn !== undefined) stream.confirm(startLsn);
 
     const running = stream.run();
+    deps.readiness?.set(true, `streaming slot ${names.slot} into ${names.topic}`);
     timers.push(
       setInterval(() => void pipeline.tick().catch(() => {}), Math.max(1, Math.floor(c.batchMs / 2))),
     );
@@ -355,6 +360,7 @@ export async function runSession(
     }
     return 'done';
   } finally {
+    deps.readiness?.set(false, 'capture session not streaming (starting or restarting; see the log)');
     for (const t of timers) clearInterval(t);
     await stream?.stop().catch(() => {});
     await sink?.disconnect();

@@ -9,7 +9,7 @@
 import pg from 'pg';
 import { slotName } from '../protocol/names.ts';
 import type { Logger } from '../runtime/log.ts';
-import type { MetricsRegistry } from '../runtime/metrics.ts';
+import type { CaptureMetrics } from './metrics.ts';
 import type { CaptureConfig } from './session.ts';
 
 export interface SlotWatch {
@@ -34,15 +34,9 @@ export function slotWarning(s: SlotSample, warnBytes: number): string | undefine
   return undefined;
 }
 
-export function watchSlot(c: CaptureConfig, registry: MetricsRegistry, log: Logger): SlotWatch {
-  const retained = registry.gauge(
-    'brabant_capture_slot_retained_wal_bytes',
-    'WAL bytes the node keeps for the capture slot (current WAL position minus its restart_lsn), read apart from the sessions so it keeps coming while Kafka is away',
-  );
-  const over = registry.gauge(
-    'brabant_capture_slot_wal_warning',
-    'Whether the slot retains WAL past BRABANT_CAPTURE_WAL_WARN_BYTES, or past max_slot_wal_keep_size (1), or not (0)',
-  );
+export function watchSlot(c: CaptureConfig, metrics: CaptureMetrics, log: Logger): SlotWatch {
+  const retained = metrics.retainedWal;
+  const over = metrics.walWarning;
   const slot = c.slot || slotName(c.nodeId);
   let db: pg.Client | undefined;
   let lastWarned = 0;

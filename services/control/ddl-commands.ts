@@ -8,6 +8,7 @@ import { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { changeTopic } from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
+import { behind } from './catch-up.ts';
 import type { controlConfig } from './config.ts';
 import {
   appliedOn,
@@ -103,8 +104,16 @@ async function rollout(o: DdlOptions, action: 'apply' | 'check'): Promise<number
         );
         return 1;
       }
+      // how far each is behind the node the change ran on: the catch-up it waits for
+      const far = await Promise.all(
+        waiting.map((w) =>
+          behind(node, peers.find((p) => p.id === w.id)!).then((b) =>
+            b ? `, ${b.replace(`${w.id} is `, '')}` : '',
+          ),
+        ),
+      );
       say(
-        `waiting for ${waiting.map((w) => `${w.id} (${w.why})`).join(', ')}${applied.length > 0 ? `; applied on ${applied.join(', ')}` : ''}`,
+        `waiting for ${waiting.map((w, i) => `${w.id} (${w.why}${far[i]})`).join(', ')}${applied.length > 0 ? `; applied on ${applied.join(', ')}` : ''}`,
       );
       await new Promise((r) => setTimeout(r, 1000));
     }

@@ -1,32 +1,73 @@
 /**
- * `brabant demo`: the local two-region stack, capture and apply for each node, a sample table,
- * writes in both regions at once (including conflicting updates of the same rows), progress while
- * it runs, and at the end the proof that both regions hold identical data.
+ * `brabant demo`: the whole system on the local two-region stack. Capture, apply and each
+ * region's router run from the stack's topology file (as `brabant start` runs them); the sample
+ * table is created in Vlaanderen only and reaches Wallonie by DDL replication, with a `delta`
+ * counter column; one writer per region writes through its region's router, both fighting over
+ * the same hot rows. Halfway Wallonie adds a column while both write (it reaches Vlaanderen), and
+ * Vlaanderen's leader is switched over to another node and back, with no failed write and how
+ * long writes waited. At the end: both regions identical, the counter's sum equal to the
+ * increments made, the conflicts resolved — and, with --keep, `brabant status` and
+ * `brabant dashboard` to look at it all.
  *
- * The services run from the stack's topology file (`--topology FILE --node ID`, the demo's
- * database as an override), as `brabant start` runs them. `--kafka per-region` puts a cluster in
- * each region, and `--cut-link SECONDS` cuts the link between the regions in the middle of the
- * writes: both go on writing, and agree again after the heal.
+ * `--kafka per-region` puts a cluster in each region, and `--cut-link SECONDS` cuts the link
+ * between the regions in the middle of the writes: both go on writing, and agree again after the heal.
  */
-import { mkdirSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import pg from 'pg';
 import { linkControl } from '../../infra/link/control.ts';
-import { withDatabase } from '../../infra/postgres/postgres.ts';
-import { freePort, waitFor } from '../../infra/processes.ts';
-import { type NodeInfo, startStack, stopRecorded, type Topology } from '../../infra/stack.ts';
+import { waitFor } from '../../infra/processes.ts';
+import { startStack, stopRecorded, type Topology } from '../../infra/stack.ts';
 import type { ConfigOf } from '../runtime/config.ts';
+import { readTopology, type Topology as TopologyFile, type TopologyNode } from '../runtime/topology.ts';
+import { behind } from './catch-up.ts';
 import type { controlConfig } from './config.ts';
-import { type LaunchedService, launch, type ServiceOptions } from './launcher.ts';
+import { Writer } from './demo-writers.ts';
+import { parseMetrics, samplesOf } from './prometheus-text.ts';
 import { DEMO_TOPOLOGY, describeStack } from './stack-commands.ts';
+import { start, stop } from './start-commands.ts';
 
 const HOT_KEYS = 20;
 const say = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
 
-interface Service {
-  name: string;
-  proc: LaunchedService;
-  metricsPort: number;
+async function query<R extends pg.QueryResultRow>(
+  url: string,
+  sql: string,
+  values?: unknown[],
+): Promise<R[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query<R>(sql, values)).rows;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** Until every capture and apply of the topology says ready (capture's slot streams, apply reads). */
+async function servicesReady(t: TopologyFile): Promise<void> {
+  for (const n of t.nodes)
+    for (const [kind, port] of [
+      ['capture', n.captureMetricsPort],
+      ['apply', n.applyMetricsPort],
+    ] as const)
+      await waitFor(
+        async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok || undefined,
+        { what: `${kind} of ${n.id} streaming`, timeoutMs: 120_000, intervalMs: 200 },
+      );
+}
+
+async function switchover(
+  controlPort: number,
+  to: string,
+): Promise<{ from: string; to: string; blockedMs: number }> {
+  const res = await fetch(`http://127.0.0.1:${controlPort}/switchover?to=${encodeURIComponent(to)}`, {
+    method: 'POST',
+    signal: AbortSignal.timeout(120_000),
+  });
+  const body = (await res.json()) as { from: string; to: string; blockedMs: number; error?: string };
+  if (!res.ok) throw new Error(`switchover to ${to}: ${body.error}`);
+  return body;
 }
 
 export async function demo(opts: {
@@ -45,6 +86,7 @@ export async function demo(opts: {
     throw new Error(`--cut-link ${opts.cutLinkSeconds} must be shorter than --seconds ${opts.seconds}`);
   const workDir = resolve(opts.config.home, 'demo');
   // The demo's data is disposable: clear what an earlier demo left.
+  await stop({ home: workDir }).catch(() => 0);
   await stopRecorded(workDir);
   rmSync(workDir, { recursive: true, force: true });
   say(
@@ -54,13 +96,17 @@ export async function demo(opts: {
     { ...DEMO_TOPOLOGY, kafka: opts.kafka },
     { workDir, basePort: opts.config.basePort + 100, onProgress: say },
   );
-  const services: Service[] = [];
-  const clients: pg.Client[] = [];
+  const writers: Writer[] = [];
+  let servicesStarted = false;
+  let progress: NodeJS.Timeout | undefined;
   const stopAll = async () => {
-    await Promise.all(services.map((s) => s.proc.stop()));
-    for (const c of clients) await c.end().catch(() => {});
-    if (!opts.keep) await stack.stop();
-    else stack.release();
+    await Promise.all(writers.map((w) => w.stop()));
+    if (opts.keep) {
+      stack.release();
+      return;
+    }
+    if (servicesStarted) await stop({ home: workDir }).catch(() => 0);
+    await stack.stop();
   };
   const onSignal = () => {
     say('interrupted: stopping');
@@ -69,195 +115,222 @@ export async function demo(opts: {
   process.once('SIGINT', onSignal);
   try {
     console.log(`\n${describeStack(stack)}\n`);
-    const nodes = stack.regions.flatMap((r) => r.nodes);
-    const dbs = new Map<string, pg.Client>();
-    for (const n of nodes) {
-      const admin = new pg.Client({ connectionString: n.url });
-      await admin.connect();
-      await admin.query('create database demo');
-      await admin.end();
-      const c = new pg.Client({ connectionString: withDatabase(n.url, 'demo') });
-      await c.connect();
-      clients.push(c);
-      // The same schema on every node (DDL replication is a later step of Brabant).
-      await c.query(
-        'create table items (id bigint primary key, region text not null, qty int not null, payload text, updated_at timestamptz not null default now())',
-      );
-      dbs.set(n.id, c);
-    }
-    say('sample table public.items created on both nodes');
-    const logDir = join(workDir, 'logs');
-    mkdirSync(logDir, { recursive: true });
-    const topology = stack.topologyFile!;
-    for (const n of nodes) {
-      const pgUrl = withDatabase(n.url, 'demo');
-      services.push(await startService('capture', n, logDir, topology, { pgUrl }));
-      services.push(await startService('apply', n, logDir, topology, { pgUrl }));
-    }
-    say(
-      `capture and apply running for ${nodes.map((n) => n.id).join(' and ')} from ${topology} (logs in ${logDir})`,
-    );
+    const file = stack.topologyFile!;
+    const t = readTopology(file);
+    const [first, second] = t.nodes as [TopologyNode, TopologyNode];
+    const router = (region: string) => t.routers.find((r) => r.region === region)!;
+    const viaRouter = (region: string) =>
+      `postgres://postgres@127.0.0.1:${router(region).port}/${router(region).database}`;
+    await start({ home: workDir, topology: file, nodes: [], routers: true, detach: true });
+    servicesStarted = true;
+    await servicesReady(t);
+    say(`capture and apply of ${first.id} and ${second.id}, and a router per region, streaming from ${file}`);
 
-    // Hot rows both regions will fight over, written once in Vlaanderen and replicated.
-    const [first, second] = nodes as [NodeInfo, NodeInfo];
-    const a = dbs.get(first.id)!;
-    const b = dbs.get(second.id)!;
-    await a.query(`insert into items select g, $1, 0, 'hot', now() from generate_series(1, ${HOT_KEYS}) g`, [
-      first.region,
-    ]);
+    // The schema is made in Vlaanderen only: DDL replication takes it to Wallonie.
+    await query(
+      first.postgres,
+      `create table items (id bigint primary key, region text not null, qty int not null, counter bigint not null default 0,
+                           payload text, updated_at timestamptz not null default now());
+       select brabant.set_conflict_policy('items', 'delta', array['counter']);`,
+    );
     await waitFor(
-      async () => Number((await b.query('select count(*) from items')).rows[0].count) === HOT_KEYS,
-      { what: 'the hot rows reaching the other region', timeoutMs: 60_000 },
-    );
-    say(
-      `${HOT_KEYS} hot rows replicated; now writing in both regions for ${opts.seconds} s (new rows, and updates of the same hot rows)`,
-    );
-
-    let writing = true;
-    const writer = async (n: NodeInfo, c: pg.Client, base: number) => {
-      let i = 0;
-      while (writing) {
-        i++;
-        await c.query('begin');
-        await c.query(`insert into items values ($1::bigint, $2, $3, md5($1::text), now())`, [
-          base + i,
-          n.region,
-          i,
-        ]);
-        await c.query(`update items set qty = qty + 1, region = $2, updated_at = now() where id = $1`, [
-          1 + (i % HOT_KEYS),
-          n.region,
-        ]);
-        await c.query('commit');
-      }
-      return i;
-    };
-    const started = Date.now();
-    let failure: unknown;
-    const writers = Promise.all([writer(first, a, 1_000_000), writer(second, b, 2_000_000)]).catch(
-      (err: unknown) => {
-        failure = err;
-        writing = false;
-        return [0, 0];
+      async () =>
+        (
+          await query<{ n: number }>(
+            second.postgres,
+            `select count(*)::int as n from brabant.conflict_policies where table_name = 'public.items' and 'counter' = any(delta_columns)`,
+          ).catch(() => [{ n: 0 }])
+        )[0]!.n === 1 || undefined,
+      {
+        what: 'table items and its delta policy reaching the other region',
+        timeoutMs: 60_000,
+        intervalMs: 200,
       },
     );
-    const progress = setInterval(() => {
-      void report(nodes, dbs, services).then((line) => say(line));
-    }, 2000);
-    const deadline = Date.now() + opts.seconds * 1000;
+    say(
+      `table public.items created in ${first.region} and replicated (DDL) to ${second.region}, with counter under the delta policy (concurrent increments add up; qty stays last-writer-wins)`,
+    );
+    await query(
+      viaRouter(first.region),
+      `insert into items select g, $1, 0, 0, 'hot', now() from generate_series(1, ${HOT_KEYS}) g`,
+      [first.region],
+    );
+    await waitFor(
+      async () =>
+        (await query<{ n: number }>(second.postgres, 'select count(*)::int as n from items'))[0]!.n ===
+          HOT_KEYS || undefined,
+      { what: 'the hot rows reaching the other region', timeoutMs: 60_000 },
+    );
+    for (const [i, n] of [first, second].entries())
+      writers.push(new Writer(viaRouter(n.region), n.region, (i + 1) * 1_000_000, HOT_KEYS));
+    say(
+      `${HOT_KEYS} hot rows replicated; writing for ${opts.seconds} s in both regions, each through its router (${writers.map((w, i) => `${w.stats.region} → 127.0.0.1:${router([first, second][i]!.region).port}`).join(', ')}): new rows, and increments of the same hot rows`,
+    );
+    for (const w of writers) w.start();
+    const started = Date.now();
+    progress = setInterval(() => void report(t).then((line) => say(line)), 2000);
+    const at = (fraction: number) => started + opts.seconds * 1000 * fraction;
     const link = stack.linkUrl === undefined ? undefined : linkControl(stack.linkUrl);
-    const cutAt = Date.now() + ((opts.seconds - opts.cutLinkSeconds) / 2) * 1000;
-    let cutState: 'before' | 'cut' | 'healed' = opts.cutLinkSeconds > 0 ? 'before' : 'healed';
-    while (writing && Date.now() < deadline) {
+    const cutAt = started + ((opts.seconds - opts.cutLinkSeconds) / 2) * 1000;
+    const events = {
+      ddl: undefined as { sentAt: number; ms?: number } | undefined,
+      moves: [] as { from: string; to: string; blockedMs: number }[],
+      cut: opts.cutLinkSeconds > 0 ? ('before' as 'before' | 'cut' | 'healed') : ('healed' as const),
+    };
+    const columnOn = async (url: string) =>
+      (await query(url, `select 1 from pg_attribute where attrelid = 'items'::regclass and attname = 'note'`))
+        .length === 1;
+    while (Date.now() < started + opts.seconds * 1000) {
       await new Promise((r) => setTimeout(r, 100));
-      if (cutState === 'before' && Date.now() >= cutAt && link) {
+      if (events.ddl === undefined && Date.now() >= at(0.35)) {
+        events.ddl = { sentAt: Date.now() };
+        await query(viaRouter(second.region), 'alter table items add column note text');
+        say(`${second.region} adds a column while both write: alter table items add column note text`);
+      } else if (
+        events.ddl?.ms === undefined &&
+        events.ddl !== undefined &&
+        (await columnOn(first.postgres))
+      ) {
+        events.ddl.ms = Date.now() - events.ddl.sentAt;
+        await query(viaRouter(second.region), 'update items set note = $1 where id = 1', [
+          `added in ${second.region}`,
+        ]);
+        say(
+          `column note is in ${first.region} ${events.ddl.ms} ms later; ${second.region} writes it, the writers go on`,
+        );
+      }
+      // (a switchover waits until the new leader has applied everything the old one committed: after
+      // a cut, under these writes, the catch-up takes longer than the router waits, so not then)
+      if (events.moves.length === 0 && opts.cutLinkSeconds === 0 && Date.now() >= at(0.5)) {
+        const r = router(first.region);
+        writers[0]!.marking = true;
+        const there = await switchover(r.controlPort, second.id);
+        say(
+          `SWITCHOVER of ${first.region}'s writes ${there.from} → ${there.to}: writes waited ${there.blockedMs} ms, none failed`,
+        );
+        await new Promise((res) => setTimeout(res, 1500));
+        const back = await switchover(r.controlPort, first.id);
+        writers[0]!.marking = false;
+        say(`and back ${back.from} → ${back.to}: writes waited ${back.blockedMs} ms`);
+        events.moves.push(there, back);
+      }
+      if (events.cut === 'before' && Date.now() >= cutAt && link) {
         await link.cut('reset');
-        cutState = 'cut';
+        events.cut = 'cut';
         say(
           `LINK CUT between ${first.region} and ${second.region} for ${opts.cutLinkSeconds} s: both regions keep writing into their own cluster`,
         );
-      } else if (cutState === 'cut' && Date.now() >= cutAt + opts.cutLinkSeconds * 1000 && link) {
+      } else if (events.cut === 'cut' && Date.now() >= cutAt + opts.cutLinkSeconds * 1000 && link) {
         await link.heal();
-        cutState = 'healed';
+        events.cut = 'healed';
         say('LINK HEALED: each apply catches up with the other region from its cluster');
       }
     }
-    if (cutState === 'cut') await link?.heal();
-    writing = false;
-    const counts = await writers;
+    if (events.cut === 'cut') await link?.heal();
+    const stats = await Promise.all(writers.map((w) => w.stop()));
+    writers.length = 0;
     clearInterval(progress);
-    if (failure !== undefined) throw failure;
+    const committed = stats.reduce((s, x) => s + x.committed, 0);
+    const failed = stats.reduce((s, x) => s + x.failed, 0);
     say(
-      `writes done: ${counts[0]} transactions in ${first.region}, ${counts[1]} in ${second.region} (${((counts[0] + counts[1]) / ((Date.now() - started) / 1000)).toFixed(0)}/s); waiting until both regions agree`,
+      `writes done: ${stats.map((s) => `${s.committed} transactions in ${s.region}`).join(', ')} (${(committed / ((Date.now() - started) / 1000)).toFixed(0)}/s), ${failed} failed; waiting until both regions agree`,
     );
 
-    const checksum = async (c: pg.Client) =>
+    const checksum = async (url: string) =>
       (
-        await c.query<{ n: string; h: string }>(
-          `select count(*)::text as n, md5(coalesce(string_agg(t::text, '|' order by id), '')) as h from items t`,
+        await query<{ n: string; h: string; counter: string; qty: string }>(
+          url,
+          `select count(*)::text as n, md5(coalesce(string_agg(t::text, '|' order by id), '')) as h,
+                  (select sum(counter) from items where id <= ${HOT_KEYS})::text as counter,
+                  (select sum(qty) from items where id <= ${HOT_KEYS})::text as qty
+             from items t`,
         )
-      ).rows[0]!;
+      )[0]!;
+    if (events.ddl !== undefined && events.ddl.ms === undefined) {
+      await waitFor(async () => (await columnOn(first.postgres)) || undefined, {
+        what: `the new column reaching ${first.region}`,
+        timeoutMs: 120_000,
+        intervalMs: 200,
+      });
+      events.ddl.ms = Date.now() - events.ddl.sentAt;
+    }
+    if (opts.cutLinkSeconds > 0)
+      say(
+        '(no switchover with --cut-link: the router moves writes only to a node that has caught up, and the catch-up after the cut outlasts the writes)',
+      );
+    // the catch-up, as it goes (after a cut it takes a while)
+    const nodes = [first, second].map((n) => ({ id: n.id, url: n.postgres }));
+    const catchingUp = setInterval(() => {
+      void Promise.all([behind(nodes[0]!, nodes[1]!), behind(nodes[1]!, nodes[0]!)]).then((b) =>
+        say(`catching up: ${b.filter((x) => x !== undefined).join(', ')}`),
+      );
+    }, 3000);
     const converged = await waitFor(
       async () => {
-        const [x, y] = [await checksum(a), await checksum(b)];
+        const [x, y] = [await checksum(first.postgres), await checksum(second.postgres)];
         return x.n === y.n && x.h === y.h ? x : undefined;
       },
-      { what: 'both regions holding identical data', timeoutMs: 120_000, intervalMs: 500 },
-    );
-    say(await report(nodes, dbs, services));
+      { what: 'both regions holding identical data', timeoutMs: 180_000, intervalMs: 500 },
+    ).finally(() => clearInterval(catchingUp));
+    say(await report(t));
     console.log(`\nBoth regions hold identical data: ${converged.n} rows, checksum ${converged.h}`);
-    for (const n of nodes) {
-      const kinds = await dbs
-        .get(n.id)!
-        .query<{ kind: string; resolution: string; n: string }>(
-          'select kind, resolution, count(*)::text as n from brabant.conflicts group by 1, 2 order by 1, 2',
-        );
+    console.log(
+      `  writes through the routers: ${stats.map((s) => `${s.committed} in ${s.region}`).join(', ')}; failed: ${failed}${failed > 0 ? ` (${stats.flatMap((s) => s.errors).join('; ')})` : ''}`,
+    );
+    const [there, back] = events.moves;
+    if (there && back)
       console.log(
-        `  conflicts resolved on ${n.id}: ${kinds.rows.map((k) => `${k.kind}/${k.resolution} ${k.n}`).join(', ') || 'none'}`,
+        `  switchover of ${first.region}: ${there.from} → ${there.to}, writes waited ${there.blockedMs} ms; back ${back.from} → ${back.to}, ${back.blockedMs} ms (the longest a ${first.region} write took meanwhile: ${stats[0]!.longestMarkedMs} ms)`,
+      );
+    if (events.ddl?.ms !== undefined)
+      console.log(
+        `  DDL: column note added in ${second.region} while both wrote, in ${first.region} ${events.ddl.ms} ms later`,
+      );
+    const exact = Number(converged.counter) === committed;
+    console.log(
+      `  counter (delta policy): sum ${converged.counter} ${exact ? '=' : '≠'} ${committed} increments made${exact ? '' : ' (NOT EXACT)'}; qty (last writer wins): ${converged.qty} of the ${committed} increments survived the conflicts`,
+    );
+    for (const n of t.nodes) {
+      const kinds = await query<{ kind: string; resolution: string; n: string }>(
+        n.postgres,
+        'select kind, resolution, count(*)::text as n from brabant.conflicts group by 1, 2 order by 1, 2',
+      );
+      console.log(
+        `  conflicts resolved on ${n.id}: ${kinds.map((k) => `${k.kind}/${k.resolution} ${k.n}`).join(', ') || 'none'}`,
       );
     }
-    const hot = await a.query<{ id: string; qty: number; region: string }>(
-      `select id, qty, region from items where id <= 3 order by id`,
-    );
+    console.log(`  verify yourself: psql '${first.postgres}' -c 'select count(*), sum(counter) from items'`);
+    const home = resolve(opts.config.home) === resolve('.brabant') ? '' : `BRABANT_HOME=${opts.config.home} `;
     console.log(
-      `  e.g. hot rows (same on both): ${hot.rows.map((r) => `#${r.id} qty ${r.qty} last written in ${r.region}`).join('; ')}`,
+      opts.keep
+        ? `\nStill running. Look at it: ${home}brabant status   and   ${home}brabant dashboard   (or --topology ${file});\n` +
+            `${home}brabant conflicts, ${home}brabant deadletters. Stop it: BRABANT_HOME=${workDir} brabant stop && BRABANT_HOME=${workDir} brabant down`
+        : '\nRun `brabant demo --keep` to leave it running and look at it with `brabant status` and `brabant dashboard`.',
     );
-    console.log(
-      `  verify yourself: psql '${withDatabase(first.url, 'demo')}' -c 'select count(*), md5(string_agg(t::text, $$|$$ order by id)) from items t'`,
-    );
-    return 0;
+    return failed === 0 && exact ? 0 : 1;
   } finally {
+    clearInterval(progress);
     process.off('SIGINT', onSignal);
     await stopAll();
-    say(opts.keep ? `left running (stop with BRABANT_HOME=${workDir} brabant down)` : 'stack stopped');
+    say(opts.keep ? `left running (stack in ${workDir})` : 'stack stopped');
   }
 }
 
-async function startService(
-  kind: 'capture' | 'apply',
-  n: NodeInfo,
-  logDir: string,
-  topology: string,
-  overrides: ServiceOptions<'capture' | 'apply'>,
-): Promise<Service> {
-  const metricsPort = await freePort();
-  const logFile = join(logDir, `${kind}-${n.id}.log`);
-  const proc = launch(
-    kind,
-    n.id,
-    { ...overrides, metricsPort },
-    {
-      logFile,
-      args: ['--topology', topology, '--node', n.id],
-      keepLine: (l) => !l.startsWith('{'),
-    },
-  );
-  void proc.exited.then((code) => {
-    if (code !== 0 && code !== null) console.error(`${kind} of ${n.id} exited with ${code}; see ${logFile}`);
-  });
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok, {
-    what: `${kind} of ${n.id}`,
-    timeoutMs: 60_000,
-    abort: () => proc.deathReason(),
-  });
-  return { name: `${kind}-${n.id}`, proc, metricsPort };
-}
-
-async function report(nodes: NodeInfo[], dbs: Map<string, pg.Client>, services: Service[]): Promise<string> {
+/** One progress line: rows, conflicts and apply lag per node. */
+async function report(t: TopologyFile): Promise<string> {
   const parts: string[] = [];
-  for (const n of nodes) {
-    const c = dbs.get(n.id)!;
-    const rows = (await c.query<{ n: string }>('select count(*)::text as n from items')).rows[0]!.n;
-    const conflicts = (await c.query<{ n: string }>('select count(*)::text as n from brabant.conflicts'))
-      .rows[0]!.n;
-    const apply = services.find((s) => s.name === `apply-${n.id}`)!;
-    const metrics = await fetch(`http://127.0.0.1:${apply.metricsPort}/metrics`)
+  for (const n of t.nodes) {
+    const [row] = await query<{ rows: string; conflicts: string }>(
+      n.postgres,
+      'select (select count(*) from items)::text as rows, (select count(*) from brabant.conflicts)::text as conflicts',
+    ).catch(() => [{ rows: '?', conflicts: '?' }]);
+    const metrics = await fetch(`http://127.0.0.1:${n.applyMetricsPort}/metrics`)
       .then((r) => r.text())
       .catch(() => '');
-    const lags = [...metrics.matchAll(/^brabant_apply_lag_seconds\{origin="([^"]+)"\} ([0-9.e+-]+)$/gm)].map(
-      (m) => `${(Number(m[2]) * 1000).toFixed(0)} ms`,
+    const lags = samplesOf(parseMetrics(metrics), 'brabant_apply_lag_seconds').map(
+      (s) => `${(s.value * 1000).toFixed(0)} ms`,
     );
-    parts.push(`${n.id}: ${rows} rows, ${conflicts} conflicts, lag ${lags.join('/') || '-'}`);
+    parts.push(`${n.id}: ${row!.rows} rows, ${row!.conflicts} conflicts, lag ${lags.join('/') || '-'}`);
   }
   return parts.join(' | ');
 }

@@ -7,13 +7,17 @@ import { describeError } from '../runtime/errors.ts';
 import { readTopology, type Topology } from '../runtime/topology.ts';
 import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
+import { conflicts, parseSince } from './conflicts-commands.ts';
+import { dashboard } from './dashboard-commands.ts';
 import { ddl } from './ddl-commands.ts';
+import { deadletters } from './deadletters-commands.ts';
 import { demo } from './demo.ts';
 import { link } from './link-commands.ts';
 import { policy } from './policy-commands.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
 import { start, stop, topologyFile } from './start-commands.ts';
+import { operatorTopology, status } from './status-commands.ts';
 
 const pick = (v: { router?: string; region?: string }) => ({
   ...(v.router ? { router: v.router } : {}),
@@ -28,6 +32,14 @@ function routersOf(flag: string | undefined, home: string): { topology?: Topolog
     if (flag !== undefined) throw err;
     return {};
   }
+}
+
+/** A flag that is a number of seconds, or undefined when not given. */
+function seconds(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${flag} must be a number of seconds, not '${v}'`);
+  return n;
 }
 
 const USAGE = `usage: brabant <command> [options]
@@ -80,6 +92,21 @@ commands:
          column_lww, delta, no_delta, <kind>:<resolver>, custom:<function>), set on NODE and
          waited for until every node has it (--timeout S, default 60; --database DB)
   policy show --node NODE [TABLE]   the policies in force on NODE's tables
+  status [--json] [--watch]   the state of every node, service, cluster, registry and router of
+         the topology, the verdict first; exit 0 healthy, 1 degraded, 2 down, 3 could not run
+           --topology FILE  (default BRABANT_TOPOLOGY, the local stack's, or the demo's left by --keep)
+           --max-lag S      lag over S seconds is degraded (default 30)
+  conflicts [--node N] [--table T] [--kind K] [--since 1h|ISO] [--limit N] [--json]
+         the conflict log of the topology's nodes, newest first: both row versions, the
+         resolution and the policy that decided
+  deadletters [list|show ID|reapply ID|discard ID] [--node N] [--table T] [--open] [--json]
+         dead letters of the topology's nodes and what was done with each; reapply applies one
+         again through apply (at its original commit time, exactly once) once its cause is
+         fixed, waiting for the result (--timeout S, default 60); discard closes it
+  dashboard  a live page on loopback: nodes and routers, lag per origin, rows/s, conflicts/s per
+         kind and retained WAL as plots over the last minutes, recent conflicts, dead letters,
+         paused streams
+           --port N         (default 19480; 0 picks a free one)   --topology FILE
   config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
@@ -117,6 +144,15 @@ async function main(argv: string[]): Promise<number> {
       mode: { type: 'string' },
       'cut-link': { type: 'string' },
       'peer-streams': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      watch: { type: 'boolean', default: false },
+      'max-lag': { type: 'string' },
+      table: { type: 'string' },
+      kind: { type: 'string' },
+      since: { type: 'string' },
+      limit: { type: 'string' },
+      open: { type: 'boolean', default: false },
+      port: { type: 'string' },
     },
     strict: true,
   });
@@ -208,6 +244,47 @@ async function main(argv: string[]): Promise<number> {
         columns: values.columns,
         timeoutSeconds: timeout,
       });
+    }
+    case 'status':
+      return status({
+        home: config.home,
+        topology: values.topology,
+        json: values.json,
+        watch: values.watch,
+        maxLagSeconds: seconds(values['max-lag'], '--max-lag'),
+      });
+    case 'conflicts': {
+      const limit = Number(values.limit ?? 50);
+      if (!Number.isInteger(limit) || limit < 1)
+        throw new Error(`--limit must be a whole number, not '${values.limit}'`);
+      return conflicts({
+        topology: operatorTopology(values.topology, config.home),
+        json: values.json,
+        filter: {
+          limit,
+          ...(values.node === undefined ? {} : { node: values.node }),
+          ...(values.table === undefined ? {} : { table: values.table }),
+          ...(values.kind === undefined ? {} : { kind: values.kind }),
+          ...(values.since === undefined ? {} : { since: parseSince(values.since) }),
+        },
+      });
+    }
+    case 'deadletters':
+      return deadletters({
+        topology: operatorTopology(values.topology, config.home),
+        action: positionals[0],
+        id: positionals[1],
+        node: values.node,
+        table: values.table,
+        open: values.open,
+        json: values.json,
+        timeoutSeconds: seconds(values.timeout, '--timeout') ?? 60,
+      });
+    case 'dashboard': {
+      const port = Number(values.port ?? 19480);
+      if (!Number.isInteger(port) || port < 0 || port > 65535)
+        throw new Error(`--port must be a port, not '${values.port}'`);
+      return dashboard({ topology: operatorTopology(values.topology, config.home), port });
     }
     case 'config-docs':
       process.stdout.write(configurationDoc());

@@ -51,6 +51,19 @@ create table if not exists brabant.ddl_resolutions (
 );
 comment on table brabant.ddl_resolutions is
   'What the operator said of a DDL that failed on this node (brabant ddl resolve): skip it (the schema was changed by hand) or retry it.';
+create table if not exists brabant.dead_letter_actions (
+  id text primary key,
+  action text not null check (action in ('reapply', 'discard')),
+  source text not null,
+  format text,
+  payload jsonb,
+  state text not null check (state in ('requested', 'done', 'failed')),
+  detail text,
+  requested_at timestamptz not null default now(),
+  done_at timestamptz
+);
+comment on table brabant.dead_letter_actions is
+  'What the operator did with a dead letter meant for this node (brabant deadletters reapply|discard; id <region>:<partition>@<offset> of brabant.deadletter). Apply re-applies a requested one through its normal path and marks it done in the same local transaction: exactly once.';
 create table if not exists brabant.node_settings (
   only_one boolean primary key default true check (only_one),
   node_id text not null,

@@ -20,4 +20,16 @@ describe('metrics', () => {
     expect(text).toContain('brabant_batch_events_bucket{le="+Inf"} 2');
     expect(text).toContain('brabant_batch_events_sum 55');
   });
+  it('an age gauge grows with the clock after it was set, until set again', () => {
+    let now = 1_000_000;
+    const r = new MetricsRegistry();
+    const lag = r.ageGauge('brabant_apply_lag_seconds', 'Lag', () => now);
+    lag.set(0.03, { origin: 'vl-1' });
+    expect(lag.get({ origin: 'vl-1' })).toBeCloseTo(0.03);
+    now += 600_000; // ten minutes without a transaction or heartbeat
+    expect(lag.get({ origin: 'vl-1' })).toBeCloseTo(600.03);
+    expect(r.render()).toContain('brabant_apply_lag_seconds{origin="vl-1"} 600.03');
+    lag.set(0.05, { origin: 'vl-1' });
+    expect(lag.get({ origin: 'vl-1' })).toBeCloseTo(0.05);
+  });
 });

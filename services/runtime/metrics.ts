@@ -59,6 +59,35 @@ export class Gauge implements Metric {
   }
 }
 
+/**
+ * A gauge of an age or a lag: each value grows by one per second after it was set, until it is
+ * set again. Apply's lag is one: set to "now − commit time" whenever a transaction or heartbeat
+ * of an origin is applied, it must go on growing while nothing arrives (a stalled stream), not
+ * keep its last value.
+ */
+export class AgeGauge implements Metric {
+  private readonly values = new Map<string, { value: number; at: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+  set(value: number, labels: Labels = {}): void {
+    this.values.set(labelKey(labels), { value, at: this.now() });
+  }
+  get(labels: Labels = {}): number | undefined {
+    const v = this.values.get(labelKey(labels));
+    return v === undefined ? undefined : v.value + (this.now() - v.at) / 1000;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    const now = this.now();
+    for (const [k, v] of this.values)
+      lines.push(`${this.name}${k ? `{${k}}` : ''} ${v.value + (now - v.at) / 1000}`);
+    return lines.join('\n');
+  }
+}
+
 export class Histogram implements Metric {
   private readonly series = new Map<string, { counts: number[]; sum: number; count: number }>();
   constructor(
@@ -99,6 +128,9 @@ export class MetricsRegistry {
   gauge(name: string, help: string): Gauge {
     return this.add(new Gauge(name, help));
   }
+  ageGauge(name: string, help: string, now?: () => number): AgeGauge {
+    return this.add(new AgeGauge(name, help, now));
+  }
   histogram(name: string, help: string, buckets: number[]): Histogram {
     return this.add(new Histogram(name, help, buckets));
   }
@@ -111,19 +143,24 @@ export class MetricsRegistry {
   }
 }
 
+/** What /healthz says: 200 `ready: …` once the service really works, 503 `not ready: …` before. */
+export type HealthProbe = () => { ready: boolean; detail: string };
+
 /** Serves /metrics and /healthz on 127.0.0.1 (or host) — port 0 picks a free port. */
 export async function serveMetrics(
   registry: MetricsRegistry,
   port: number,
   host = '127.0.0.1',
+  health: HealthProbe = () => ({ ready: true, detail: 'running' }),
 ): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       res.end(registry.render());
     } else if (req.url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('ok\n');
+      const h = health();
+      res.writeHead(h.ready ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(`${h.ready ? 'ready' : 'not ready'}: ${h.detail}\n`);
     } else {
       res.writeHead(404);
       res.end();

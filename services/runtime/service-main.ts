@@ -10,6 +10,7 @@ import { describeError, isBrabantError } from './errors.ts';
 import { createKafka } from './kafka.ts';
 import { createLogger, type Logger } from './log.ts';
 import { type MetricsRegistry, serveMetrics } from './metrics.ts';
+import { Readiness } from './readiness.ts';
 import { loadServiceConfig, type TopologyBinding } from './service-config.ts';
 import type { BackoffPolicy } from './supervise.ts';
 
@@ -30,6 +31,8 @@ export interface ServiceDeps<C, M> {
   metrics: M;
   stopRequested: Promise<void>;
   backoff: BackoffPolicy;
+  /** What /healthz says: the service sets it ready once it really streams. */
+  readiness: Readiness;
 }
 
 export async function serviceMain<S extends Spec, M extends { registry: MetricsRegistry }>(opts: {
@@ -52,9 +55,10 @@ export async function serviceMain<S extends Spec, M extends { registry: MetricsR
   }
   const log = createLogger(name, config.logLevel).child(opts.logContext(config));
   const metrics = opts.metrics();
+  const readiness = new Readiness(metrics.registry, name);
   const server =
     config.metricsPort >= 0
-      ? await serveMetrics(metrics.registry, config.metricsPort, config.metricsHost)
+      ? await serveMetrics(metrics.registry, config.metricsPort, config.metricsHost, readiness.probe)
       : undefined;
   if (server) log.info({ address: server.address() }, 'metrics endpoint listening');
   let requestStop: () => void = () => {};
@@ -75,6 +79,7 @@ export async function serviceMain<S extends Spec, M extends { registry: MetricsR
       metrics,
       stopRequested,
       backoff: { initialMs: Math.min(500, config.retryMaxMs), maxMs: config.retryMaxMs },
+      readiness,
     });
     log.info(`${name} stopped`);
     return 0;
