@@ -261,4 +261,34 @@ describe('DDL replication while the other region writes the old shape', () => {
       [JSON.stringify({ n: 0, v: 'wa, newer', id: 1 }), JSON.stringify({ n: 5, v: 'seed', id: 2 })].sort(),
     );
   });
+
+  it('reads a table again when it changes on this node by hand while apply holds its shape', async () => {
+    pair = await replicationPair('create table t (id int primary key, a text, b text)');
+    const { vl, wa } = pair;
+    const vlApply = pair.apply(vl);
+    await Promise.all([
+      vlApply.waitForLog(/apply session running/),
+      pair.apply(wa).waitForLog(/apply session running/),
+      ...pair.sides.map((s) => pair!.capture(s).waitForLog(/capture session starting/)),
+    ]);
+    await wa.client.query(`insert into t values (1, 'a1', 'b1')`);
+    await waitConverged(pair.sides, 't', (r) => r.length === 1);
+    // Vlaanderen's apply has read t; a local-only DDL drops a column it knows of
+    await vl.client.query(
+      'begin; set local brabant.ddl_replication = off; alter table t drop column b; commit',
+    );
+    await vl.client.query(
+      'begin; set local brabant.ddl_replication = off; alter table t add column c text; commit',
+    );
+    await wa.client.query(`insert into t values (2, 'a2', 'b2')`);
+    await wa.client.query(`update t set a = 'a1, newer' where id = 1`);
+    const rows = await waitConverged([vl], 't', (r) => r.length === 2 && r.some((x) => x.includes('newer')));
+    expect(rows).toEqual(
+      [
+        JSON.stringify({ a: 'a1, newer', c: null, id: 1 }),
+        JSON.stringify({ a: 'a2', c: null, id: 2 }),
+      ].sort(),
+    );
+    expect(vlApply.running).toBe(true);
+  });
 });

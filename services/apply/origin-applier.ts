@@ -13,6 +13,7 @@ import { formatLsn, type Lsn, ZERO_LSN } from '../protocol/lsn.ts';
 import { originName } from '../protocol/names.ts';
 import { directiveFor } from '../runtime/error-policy.ts';
 import type { Logger } from '../runtime/log.ts';
+import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
 import { Executor } from './executor/executor.ts';
 import { takeOrigin } from './executor/origin-session.ts';
 import { PreparedStatements } from './executor/prepared-statements.ts';
@@ -234,6 +235,7 @@ export class OriginApplier {
     const commitLsn = first.tx.commitLsn;
     const doing = `applying ${this.source}'s transaction ${formatLsn(commitLsn)}`;
     let isolated = false;
+    let refreshed = false;
     for (let attempt = 1; ; attempt++) {
       if (attempt === COLLISION_ATTEMPTS) {
         this.state.lockTables = { commitLsn, tables: tablesOf(changes, start, end) };
@@ -248,6 +250,14 @@ export class OriginApplier {
         return outcome;
       } catch (err) {
         // handle() rolled the local transaction back
+        if (!refreshed && sqlstateOf(err) === SQLSTATE.UNDEFINED_COLUMN) {
+          // a column dropped or renamed on this node since its table was read (its NOTIFY not
+          // yet seen): the table is read again and the transaction applied again, once
+          refreshed = true;
+          this.ctx.catalog.invalidate();
+          this.state.schemaChanges++;
+          continue;
+        }
         const d = directiveFor(err, {
           doing,
           // tables with other unique keys catch violations of those themselves: one that reaches

@@ -13,6 +13,7 @@
 import type { Admin, Consumer, Kafka, Producer } from 'kafkajs';
 import pg from 'pg';
 import { ChangeDecoder } from '../protocol/change-decoder.ts';
+import { CATALOG_CHANNEL } from '../protocol/ddl.ts';
 import { formatLsn } from '../protocol/lsn.ts';
 import { applyGroupId } from '../protocol/names.ts';
 import { ensureDeleteTriggers, ensureNodeObjects, noteAllColumns } from '../protocol/node-schema.ts';
@@ -160,6 +161,9 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     }
 
     const catalog = new TargetCatalog(control);
+    // DDL made on this node itself (by hand, local-only or not) changes tables the catalog holds
+    control.on('notification', (n) => n.channel === CATALOG_CHANNEL && catalog.invalidate());
+    await control.query(`listen ${CATALOG_CHANNEL}`);
     const appliers = new Map<string, Promise<OriginApplier>>();
     const applierFor = (source: string): Promise<OriginApplier> => {
       let a = appliers.get(source);

@@ -13,6 +13,7 @@
  * ALTER COLUMN TYPE (binary-coercible changes do not rewrite and are allowed).
  */
 import type pg from 'pg';
+import { CATALOG_CHANNEL } from '../protocol/ddl.ts';
 import { ensureNodeObjects, noteAllColumns, setSequencePlace } from '../protocol/node-schema.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
@@ -317,6 +318,18 @@ begin
   end if;
 end $fn$`;
 
+/**
+ * Any DDL on the node, replicated or local-only (`brabant.ddl_replication = off`), tells apply
+ * to read the tables it holds in its catalog again (NOTIFY is sent at commit): a column dropped
+ * or added here by hand must not meet a cached shape. Apply's own DDL invalidates its catalog itself.
+ */
+const CATALOG_CHANGED = `
+create or replace function brabant.catalog_changed() returns event_trigger
+language plpgsql as $fn$
+begin
+  perform pg_notify('${CATALOG_CHANNEL}', tg_tag);
+end $fn$`;
+
 /** Creates (or replaces) the functions and the event triggers; idempotent. Needs a superuser. */
 export async function ensureDdlCapture(db: Queryable): Promise<void> {
   await ensureNodeObjects(db);
@@ -329,12 +342,14 @@ export async function ensureDdlCapture(db: Queryable): Promise<void> {
       REFUSE_NODE_DEPENDENT_DEFAULT,
       CAPTURE_DDL,
       REFUSE_REWRITE,
+      CATALOG_CHANGED,
     ])
       await db.query(sql);
     for (const [name, event, fn] of [
       ['brabant_capture_ddl', 'ddl_command_end', 'brabant.capture_ddl'],
       ['brabant_capture_ddl_drop', 'sql_drop', 'brabant.capture_ddl'],
       ['brabant_refuse_rewrite', 'table_rewrite', 'brabant.refuse_rewrite'],
+      ['brabant_catalog_changed', 'ddl_command_end', 'brabant.catalog_changed'],
     ] as const) {
       await db.query(`drop event trigger if exists ${name}`);
       await db.query(`create event trigger ${name} on ${event} execute function ${fn}()`);

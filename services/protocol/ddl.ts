@@ -8,6 +8,8 @@ import { BrabantError } from '../runtime/errors.ts';
 
 export const DDL_MESSAGE_PREFIX = 'brabant.ddl';
 export const DDL_EVENT_VERSION = 1;
+/** NOTIFY channel on which a node says its catalog changed (any DDL, replicated or local-only). */
+export const CATALOG_CHANNEL = 'brabant_catalog';
 
 /** A table after the change, as the node describes it (to check a peer ends with the same shape). */
 export interface DdlTable {
