@@ -20,12 +20,13 @@ import { serverVersion } from './lib/pg.ts';
 import { summarizeDir } from './lib/profile.ts';
 import { killAllServices, ROOT, stopAllServices } from './lib/services.ts';
 import { errorText, median, say } from './lib/util.ts';
-import { type RunResult, type Scenario, W1, W2, W3, W8, W10 } from './scenarios.ts';
+import { type RunResult, type Scenario, W1, W2, W3, W8 } from './scenarios.ts';
 import { W4 } from './w4.ts';
 import { W5 } from './w5.ts';
 import { killW6, stopW6, W6, W6_CLIENTS, W6_THINK_MS } from './w6.ts';
 import { W7 } from './w7.ts';
 import { W9 } from './w9.ts';
+import { W10 } from './w10.ts';
 
 const ALL_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6', 'W7', 'W8', 'W9', 'W10'];
 const SYSTEM_NAMES: Record<System, string> = {
@@ -48,6 +49,8 @@ const HELP = `npm run bench [-- [W1 … W10] [options]]
   --w7-seconds N    W7's W2 load before and after the schema change (default 15; --quick 5)
   --w5-rows N       rows of W5 (default 400000)
   --w9-cut-seconds N  how long W9 cuts the link between the regions (default 60; --quick 15)
+  --w10-seconds N   W10's pgbench run, without and then with Brabant (default --seconds)
+  --w10-delta       W10 with pgbench's balances declared delta columns (docs/policies.md)
   --poll-ms N       interval of the visibility poller on the target (default 5)
   --systems a,b     only these systems (brabant,native,pglogical,debezium)
   --stall-seconds N a Brabant run fails once nothing moved for N s (default 120)
@@ -72,7 +75,8 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
       const eq = a.indexOf('=');
       const k = eq < 0 ? a.slice(2) : a.slice(2, eq);
       const v = eq < 0 ? undefined : a.slice(eq + 1);
-      const value = v ?? (['quick', 'profile', 'help', 'w4-delta'].includes(k) ? undefined : argv[++i]);
+      const value =
+        v ?? (['quick', 'profile', 'help', 'w4-delta', 'w10-delta'].includes(k) ? undefined : argv[++i]);
       if (k === 'service-env') {
         const at = (value ?? '').indexOf('=');
         const ek = at < 0 ? '' : value!.slice(0, at);
@@ -87,7 +91,7 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
         debeziumSettings[value!.slice(0, at)] = value!.slice(at + 1);
       }
       if (v !== undefined) flags.set(k, v);
-      else if (['quick', 'profile', 'help', 'w4-delta'].includes(k)) flags.set(k, true);
+      else if (['quick', 'profile', 'help', 'w4-delta', 'w10-delta'].includes(k)) flags.set(k, true);
       else flags.set(k, value ?? '');
     } else throw new Error(`unknown argument '${a}'\n${HELP}`);
   }
@@ -123,6 +127,8 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
     'w7-seconds',
     'w5-rows',
     'w9-cut-seconds',
+    'w10-seconds',
+    'w10-delta',
     'poll-ms',
     'systems',
     'stall-seconds',
@@ -156,6 +162,8 @@ function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'o
       w7Seconds: Math.max(2, num('w7-seconds', quick ? 5 : 15)),
       w5Rows: num('w5-rows', quick ? 40_000 : 400_000),
       w9CutSeconds: Math.max(1, num('w9-cut-seconds', quick ? 15 : 60)),
+      w10Seconds: Math.max(2, num('w10-seconds', seconds)),
+      w10Delta: flags.has('w10-delta'),
       pollMs: num('poll-ms', 5),
       systems,
       profile: flags.has('profile'),
@@ -255,7 +263,8 @@ function tableRows(scenarios: Scenario[], outcomes: ScenarioOutcome[]): TableRow
         if (base === undefined && r.target !== undefined) {
           const t = r.target;
           row.baseline = `target ${t.text}`;
-          const met = (v: number) => (t.op === '<' ? v < t.value : v <= t.value);
+          const met = (v: number) =>
+            t.op === '<' ? v < t.value : t.op === '<=' ? v <= t.value : v >= t.value;
           const values = (o.systems.brabant?.results ?? [])
             .filter((x): x is RunResult => 'values' in x)
             .map((x) => x.values[r.key])

@@ -1,5 +1,6 @@
 import { NativeSubscription, PglogicalPair } from './lib/baselines.ts';
 import { BrabantRun, brabantNames, type Ctx, type System } from './lib/context.ts';
+import { CpuMeter, perMillionRows, runParts } from './lib/cpu.ts';
 import { bulkInsert, connect, PAYLOAD_SQL, RowWriters, VisibilityPoller, waitAllVisible } from './lib/pg.ts';
 import {
   assertEmpty,
@@ -26,7 +27,7 @@ export interface RowSpec {
   /** Baselines this row is compared with; none = Brabant only. */
   baselines: System[];
   /** A fixed target instead of a baseline system (W6): shown in the baseline column, met or not. */
-  target?: { value: number; op: '<' | '<='; text: string };
+  target?: { value: number; op: '<' | '<=' | '>='; text: string };
   /** A baseline measured inside the same Brabant run (W6: the same statement sent straight to the node). */
   sameRun?: { key: string; text: string };
 }
@@ -45,6 +46,13 @@ export interface Scenario {
 
 // ---------------------------------------------------------------------------------------------- W1
 
+const CPU_PARTS = 'both PostgreSQL servers; Brabant: + capture, apply, Kafka, registry';
+
+/** Brabant's parts of a run's CPU meter. */
+function brabantCpu(ctx: Ctx, services: { kind: string; pid: number }[]) {
+  return { brokers: ctx.brokers, registryUrl: ctx.registryUrl, services };
+}
+
 export const W1: Scenario = {
   id: 'W1',
   title: 'catch-up',
@@ -55,6 +63,13 @@ export const W1: Scenario = {
       label: 'catch-up rows/s (start → all rows on B)',
       unit: 'rows/s',
       better: 'higher',
+      baselines: ['native', 'pglogical'],
+    },
+    {
+      key: 'cpuPerMillion',
+      label: `CPU s per 1,000,000 rows, first write → all on B (${CPU_PARTS})`,
+      unit: 's',
+      better: 'lower',
       baselines: ['native', 'pglogical'],
     },
   ],
@@ -68,22 +83,26 @@ export const W1: Scenario = {
     const abort = watch.abort;
     const native = new NativeSubscription(p.a, p.b);
     const pgl = new PglogicalPair(p.a, p.b);
+    let cpu: CpuMeter;
     try {
       let start: () => Promise<void>;
       if (system === 'brabant') {
         const names = brabantNames('w1', ctx.regionA);
         const capture = await brabant.capture(p.a, names);
+        cpu = new CpuMeter(runParts({ a: p.a.server, b: p.b.server }, brabantCpu(ctx, [capture]))).start();
         details.writeSeconds = await bulkInsert(p.a.url, 1, n, txRows, ctx.regionA);
         const t = nowMs();
         await waitCaptured(capture, await marker(p.a), abort);
         details.captureDrainSeconds = (nowMs() - t) / 1000;
         start = async () => {
           const svc = await brabant.apply(p.b, [names.topic]);
+          cpu.add({ name: 'apply', pid: svc.pid, tree: false });
           details.applyReadySeconds = (nowMs() - t0) / 1000;
           details.applyPeakRssMB = svc.peakRss() / 2 ** 20;
         };
       } else if (system === 'native') {
         await native.create(false);
+        cpu = new CpuMeter(runParts({ a: p.a.server, b: p.b.server })).start();
         details.writeSeconds = await bulkInsert(p.a.url, 1, n, txRows, ctx.regionA);
         await assertEmpty(p.b);
         start = () => native.enable();
@@ -92,6 +111,7 @@ export const W1: Scenario = {
         const sub = await pgl.subscribe(p.a, p.b);
         await pgl.waitStatus(p.b, sub, 'replicating');
         await pgl.disable(p.b, sub);
+        cpu = new CpuMeter(runParts({ a: p.a.server, b: p.b.server })).start();
         details.writeSeconds = await bulkInsert(p.a.url, 1, n, txRows, ctx.regionA);
         await assertEmpty(p.b);
         start = () => pgl.enable(p.b, sub);
@@ -110,7 +130,9 @@ export const W1: Scenario = {
       details.seconds = seconds;
       details.firstRowSeconds = first > 0 ? (first - t0) / 1000 : null;
       details.steadyRowsPerSec = first > 0 && all > first ? n / ((all - first) / 1000) : null;
-      return { values: { rowsPerSec: n / seconds }, details };
+      const used = perMillionRows(cpu.stop(), n);
+      details.cpuPerMillionRows = used.parts;
+      return { values: { rowsPerSec: n / seconds, cpuPerMillion: used.total }, details };
     } finally {
       watch.stop();
       await bounded('stopping Brabant', () => brabant.cleanup());
@@ -144,6 +166,13 @@ export const W2: Scenario = {
       better: 'higher',
       baselines: ['native'],
     },
+    {
+      key: 'cpuPerMillion',
+      label: `CPU s per 1,000,000 rows, writes and replication (${CPU_PARTS})`,
+      unit: 's',
+      better: 'lower',
+      baselines: ['native'],
+    },
   ],
   async run(ctx, system, label) {
     const p = await freshPair(ctx, system, 'W2');
@@ -160,7 +189,7 @@ export const W2: Scenario = {
     let writers: RowWriters | undefined;
     let poller: VisibilityPoller | undefined;
     try {
-      let services: { peakRss(): number; kind: string }[] = [];
+      let services: { peakRss(): number; kind: string; pid: number }[] = [];
       if (system === 'brabant') {
         const names = brabantNames('w2', ctx.regionA);
         const capture = await brabant.capture(p.a, names);
@@ -182,6 +211,12 @@ export const W2: Scenario = {
         intervalMs: ctx.opts.pollMs,
       });
       await poller.start();
+      const cpu = new CpuMeter(
+        runParts(
+          { a: p.a.server, b: p.b.server },
+          system === 'brabant' ? brabantCpu(ctx, services) : undefined,
+        ),
+      ).start();
       const t0 = nowMs();
       writers.start();
       const deadline = t0 + ctx.opts.w2Seconds * 1000;
@@ -198,6 +233,8 @@ export const W2: Scenario = {
         intervalMs: 100,
         abort: () => abort() ?? (poller!.error ? String(poller!.error) : undefined),
       });
+      const used = perMillionRows(cpu.stop(), w.rows);
+      details.cpuPerMillionRows = used.parts;
       await poller.stop();
       const { lags, lastSeen } = poller.lags();
       const s = lagStats(lags);
@@ -211,6 +248,7 @@ export const W2: Scenario = {
           lagP99: s.p99,
           lagMax: s.max,
           rowsPerSec: w.rows / ((lastSeen - t0) / 1000),
+          cpuPerMillion: used.total,
         },
         details,
       };
@@ -310,4 +348,3 @@ function notBuilt(id: string, title: string, why: string): Scenario {
 }
 
 export const W8 = notBuilt('W8', 'node join', 'not built yet: needs `brabant node join`');
-export const W10 = notBuilt('W10', 'pgbench TPC-B in both regions', 'not built yet');

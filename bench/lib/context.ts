@@ -29,6 +29,10 @@ export interface BenchOptions {
   w5Rows: number;
   /** How long W9 cuts the link between the regions. */
   w9CutSeconds: number;
+  /** W10's pgbench run length, per phase (without and with Brabant). */
+  w10Seconds: number;
+  /** W10 with pgbench's balances declared delta columns. */
+  w10Delta: boolean;
   pollMs: number;
   systems: Set<System>;
   profile: boolean;

@@ -1,0 +1,270 @@
+/**
+ * W10 of docs/benchmarks.md: pgbench's own TPC-B (`pgbench -i -s 2`, `-c 4 -j 2 -T N`) against
+ * both regions at once, a workload nobody here wrote. The same run measures the same two nodes
+ * without Brabant first (each with pgbench's tables of its own), then with capture and apply on
+ * both: pgbench's tps with and without, the lag of probe rows both ways while pgbench runs
+ * (W4's probes), how long the nodes take to agree after it stops, and that they end identical.
+ * Every transaction updates one of the two branch rows in both regions, so most applied
+ * transactions are conflicts: under row last-writer-wins the balances lose concurrent increments
+ * (money not conserved); `--w10-delta` declares them delta columns, which keeps them all.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { postgresBinDir } from '../infra/postgres/postgres.ts';
+import { BrabantRun, brabantNames } from './lib/context.ts';
+import { type Db, RowWriters, VisibilityPoller } from './lib/pg.ts';
+import { dropPair, freshPair, HOUR, warmUp, watchProgress } from './lib/runs.ts';
+import { bounded, lagStats, nowMs, until } from './lib/util.ts';
+import type { Scenario } from './scenarios.ts';
+
+const run = promisify(execFile);
+const PGBENCH_TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
+const SCALE = '2';
+const PROBE_A = 1_000_000_000;
+const PROBE_B = 2_000_000_000;
+
+/** pgbench against one database; its tps (excluding connections) and transactions done. */
+async function pgbench(db: Db, args: string[], seconds = 0): Promise<{ tps: number; tx: number }> {
+  const { stdout } = await run(`${postgresBinDir()}/pgbench`, [...args, db.url], {
+    maxBuffer: 16 * 1024 * 1024,
+    timeout: (seconds + 600) * 1000,
+    env: { ...process.env, PGAPPNAME: 'bench-w10-pgbench' },
+  });
+  const tps = /^tps = ([\d.]+)/m.exec(stdout);
+  const tx = /number of transactions actually processed: (\d+)/.exec(stdout);
+  return { tps: tps ? Number(tps[1]) : 0, tx: tx ? Number(tx[1]) : 0 };
+}
+
+/** Both nodes' TPC-B at once, `seconds` long: summed tps and transactions. */
+async function bothAtOnce(p: { a: Db; b: Db }, seconds: number) {
+  const args = ['-n', '-c', '4', '-j', '2', '-T', String(seconds)];
+  const [a, b] = await Promise.all([pgbench(p.a, args, seconds), pgbench(p.b, args, seconds)]);
+  return { tps: a.tps + b.tps, tpsA: a.tps, tpsB: b.tps, tx: a.tx + b.tx };
+}
+
+/** One text of every pgbench table's rows in order: equal on two nodes when they hold the same data. */
+async function pgbenchChecksum(db: Db): Promise<string> {
+  const parts: string[] = [];
+  for (const t of PGBENCH_TABLES) {
+    const r = await db.client.query<{ n: string; h: string }>(
+      `select count(*)::text as n, md5(coalesce(string_agg(x::text, '|' order by x::text), '')) as h from ${t} x`,
+    );
+    parts.push(`${t}:${r.rows[0]!.n}:${r.rows[0]!.h}`);
+  }
+  return parts.join(' ');
+}
+
+export const W10: Scenario = {
+  id: 'W10',
+  title: 'pgbench TPC-B in both regions',
+  systems: ['brabant'],
+  rows: [
+    {
+      key: 'tps',
+      label: 'pgbench tps, both regions together (-c 4 -j 2 each)',
+      unit: 'tx/s',
+      better: 'higher',
+      baselines: [],
+      sameRun: { key: 'tpsWithout', text: 'same nodes without Brabant' },
+    },
+    {
+      key: 'tpsRatio',
+      label: 'tps with Brabant / without (target ≥ 0.7)',
+      unit: '×',
+      better: 'higher',
+      baselines: [],
+      target: { value: 0.7, op: '>=', text: '≥ 0.7' },
+    },
+    {
+      key: 'lagP99',
+      label: 'lag p99 while pgbench runs (probe rows, both ways; target < 1 s)',
+      unit: 'ms',
+      better: 'lower',
+      baselines: [],
+      target: { value: 1000, op: '<', text: '< 1,000 ms' },
+    },
+    { key: 'lagP50', label: 'lag p50 while pgbench runs', unit: 'ms', better: 'lower', baselines: [] },
+    {
+      key: 'drainSeconds',
+      label: 'seconds from pgbench’s end until both nodes are identical',
+      unit: 's',
+      better: 'lower',
+      baselines: [],
+    },
+    {
+      key: 'converged',
+      label: 'converged exactly (every pgbench table)',
+      unit: '',
+      better: 'yes',
+      baselines: [],
+    },
+  ],
+  async run(ctx, system, label) {
+    const seconds = ctx.opts.w10Seconds;
+    const details: Record<string, unknown> = {
+      seconds,
+      scale: Number(SCALE),
+      clientsPerRegion: 4,
+      threads: 2,
+    };
+
+    // without Brabant: the same two servers, each with pgbench's tables of its own
+    const bare = await freshPair(ctx, system, 'W10n');
+    let without: Awaited<ReturnType<typeof bothAtOnce>>;
+    try {
+      await Promise.all([
+        pgbench(bare.a, ['-i', '-s', SCALE, '-q']),
+        pgbench(bare.b, ['-i', '-s', SCALE, '-q']),
+      ]);
+      without = await bothAtOnce(bare, seconds);
+    } finally {
+      await dropPair(bare);
+    }
+    details.without = without;
+
+    const p = await freshPair(ctx, system, 'W10');
+    const brabant = new BrabantRun(ctx, label);
+    const watch = watchProgress(ctx, system, brabant, p);
+    const abort = watch.abort;
+    const running: { stop(): Promise<unknown> }[] = [];
+    try {
+      const names = [brabantNames('w10a', ctx.regionA), brabantNames('w10b', ctx.regionB)];
+      const topics = names.map((x) => x.topic);
+      await brabant.capture(p.a, names[0]!, { BRABANT_SEQUENCE_INDEX: '0' });
+      await brabant.capture(p.b, names[1]!, { BRABANT_SEQUENCE_INDEX: '1' });
+      await brabant.apply(p.a, topics, names[0]!.nodeId);
+      await brabant.apply(p.b, topics, names[1]!.nodeId);
+      // pgbench's schema and rows made on A, carried to B by DDL replication and the stream
+      await pgbench(p.a, ['-i', '-s', SCALE, '-q']);
+      await until(
+        'pgbench’s tables and rows to reach B',
+        async () =>
+          (await pgbenchChecksum(p.b).catch(() => 'not yet')) === (await pgbenchChecksum(p.a)) || undefined,
+        { timeoutMs: 600_000, intervalMs: 500, abort },
+      );
+      if (ctx.opts.w10Delta) {
+        for (const [table, column] of [
+          ['pgbench_accounts', 'abalance'],
+          ['pgbench_tellers', 'tbalance'],
+          ['pgbench_branches', 'bbalance'],
+        ])
+          await p.a.client.query(`select brabant.set_conflict_policy($1, 'delta', array[$2]::name[])`, [
+            table,
+            column,
+          ]);
+        await until(
+          'the delta policies to reach B',
+          async () =>
+            (
+              await p.b.client.query(
+                'select 1 from brabant.conflict_policies where cardinality(delta_columns) > 0',
+              )
+            ).rowCount === 3,
+          { timeoutMs: 120_000, intervalMs: 50, abort },
+        );
+        details.policy = 'abalance, tbalance, bbalance delta';
+      }
+      await warmUp(p.b, p.a, PROBE_B - 1, ctx.regionB, abort);
+      await warmUp(p.a, p.b, PROBE_A - 1, ctx.regionA, abort);
+
+      const probeA = new RowWriters(p.a.url, {
+        clients: 1,
+        firstId: PROBE_A,
+        region: ctx.regionA,
+        ratePerSec: 20,
+      });
+      const probeB = new RowWriters(p.b.url, {
+        clients: 1,
+        firstId: PROBE_B,
+        region: ctx.regionB,
+        ratePerSec: 20,
+      });
+      const pollB = new VisibilityPoller(p.b.url, probeA.commits, {
+        firstId: PROBE_A,
+        endId: PROBE_B - 1,
+        intervalMs: ctx.opts.pollMs,
+      });
+      const pollA = new VisibilityPoller(p.a.url, probeB.commits, {
+        firstId: PROBE_B,
+        endId: PROBE_B * 2,
+        intervalMs: ctx.opts.pollMs,
+      });
+      running.push(probeA, probeB, pollA, pollB);
+      await pollA.start();
+      await pollB.start();
+      probeA.start();
+      probeB.start();
+      const withBrabant = await bothAtOnce(p, seconds);
+      const stopped = nowMs();
+      await probeA.stop();
+      await probeB.stop();
+      const why = abort() ?? [probeA.error, probeB.error].find((e) => e !== undefined)?.toString();
+      if (why !== undefined) throw new Error(why);
+      details.with = withBrabant;
+      // the probes' lag while pgbench ran: those written before it stopped
+      await until(
+        'probe rows to be visible on the other node',
+        async () => pollA.caughtUp() && pollB.caughtUp(),
+        {
+          timeoutMs: HOUR,
+          intervalMs: 100,
+          abort,
+        },
+      );
+      await pollA.stop();
+      await pollB.stop();
+      let converged = 0;
+      try {
+        details.checksum = await until(
+          'both nodes to hold identical pgbench tables',
+          async () => {
+            const [x, y] = [await pgbenchChecksum(p.a), await pgbenchChecksum(p.b)];
+            return x === y ? x : undefined;
+          },
+          { timeoutMs: HOUR, intervalMs: 500, abort },
+        );
+        converged = 1;
+      } catch (err) {
+        details.diverged = String(err);
+      }
+      const drainSeconds = (nowMs() - stopped) / 1000;
+      const money = (
+        await p.a.client.query<{ a: string; t: string; b: string; h: string }>(
+          `select (select sum(abalance) from pgbench_accounts)::text as a, (select sum(tbalance) from pgbench_tellers)::text as t,
+                  (select sum(bbalance) from pgbench_branches)::text as b, (select coalesce(sum(delta), 0) from pgbench_history)::text as h`,
+        )
+      ).rows[0]!;
+      details.money = money;
+      const moneyConserved = money.a === money.h && money.t === money.h && money.b === money.h ? 1 : 0;
+      const s = lagStats([...pollA.lags().lags, ...pollB.lags().lags]);
+      details.lagMax = s.max;
+      details.probes = s.n;
+      const conflicts = await Promise.all(
+        [p.a, p.b].map(
+          async (db) =>
+            (await db.client.query<{ n: string }>('select count(*)::text as n from brabant.conflicts'))
+              .rows[0]!.n,
+        ),
+      );
+      details.conflicts = conflicts.map(Number);
+      return {
+        values: {
+          tps: withBrabant.tps,
+          tpsWithout: without.tps,
+          tpsRatio: Math.round((withBrabant.tps / without.tps) * 1000) / 1000,
+          lagP50: s.p50,
+          lagP99: s.p99,
+          drainSeconds,
+          converged,
+          moneyConserved,
+        },
+        details,
+      };
+    } finally {
+      for (const r of running) await r.stop().catch(() => {});
+      watch.stop();
+      await bounded('stopping Brabant', () => brabant.cleanup());
+      await dropPair(p);
+    }
+  },
+};
