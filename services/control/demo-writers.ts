@@ -3,7 +3,9 @@
  * transaction a new row and an increment of one of the hot rows both regions fight over —
  * `qty` under last-writer-wins, `counter` under the delta policy. Every failed transaction is
  * counted (the demo promises none), and how long each took, so a switchover shows how long
- * writes waited.
+ * writes waited. Each writes at most `ratePerSec` transactions a second: a steady load that the
+ * demo's two cores apply as it comes, rather than a flood that leaves apply ever further behind
+ * (a switchover waits for the new leader to catch up).
  */
 import pg from 'pg';
 
@@ -29,6 +31,7 @@ export class Writer {
     region: string,
     private readonly base: number,
     private readonly hotKeys: number,
+    private readonly ratePerSec: number,
   ) {
     this.stats = { region, committed: 0, failed: 0, errors: [], longestMs: 0, longestMarkedMs: 0 };
   }
@@ -83,6 +86,8 @@ export class Writer {
       const took = Date.now() - started;
       this.stats.longestMs = Math.max(this.stats.longestMs, took);
       if (marked || this.marking) this.stats.longestMarkedMs = Math.max(this.stats.longestMarkedMs, took);
+      const rest = 1000 / this.ratePerSec - took;
+      if (rest > 0) await new Promise((r) => setTimeout(r, rest));
     }
   }
 }

@@ -28,6 +28,8 @@ import { DEMO_TOPOLOGY, describeStack } from './stack-commands.ts';
 import { start, stop } from './start-commands.ts';
 
 const HOT_KEYS = 20;
+/** Transactions per second each region's writer makes at most (a steady load, not a flood). */
+const WRITES_PER_SECOND = 150;
 const say = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
 
 async function query<R extends pg.QueryResultRow>(
@@ -162,7 +164,9 @@ export async function demo(opts: {
       { what: 'the hot rows reaching the other region', timeoutMs: 60_000 },
     );
     for (const [i, n] of [first, second].entries())
-      writers.push(new Writer(viaRouter(n.region), n.region, (i + 1) * 1_000_000, HOT_KEYS));
+      writers.push(
+        new Writer(viaRouter(n.region), n.region, (i + 1) * 1_000_000, HOT_KEYS, WRITES_PER_SECOND),
+      );
     say(
       `${HOT_KEYS} hot rows replicated; writing for ${opts.seconds} s in both regions, each through its router (${writers.map((w, i) => `${w.stats.region} → 127.0.0.1:${router([first, second][i]!.region).port}`).join(', ')}): new rows, and increments of the same hot rows`,
     );

@@ -17,6 +17,11 @@ import { chooseLeader, isDead, type RouterNode } from './leader.ts';
 import { TransactionProxy } from './proxy.ts';
 import { targetOf } from './server-connection.ts';
 
+/** A catch-up round (mark → reached) this short means the target applies close to live: pause then. */
+const CLOSE_TO_LIVE_MS = 200;
+/** Catch-up rounds before the pause at most (each a mark on the old leader). */
+const MAX_CATCH_UP_ROUNDS = 20;
+
 /**
  * The router's options. Those of its clients' access (TLS, authentication, limits) may be left
  * out by a program that embeds the router (the tests, the benchmarks): their declared defaults apply.
@@ -162,8 +167,16 @@ export class Router {
         throw new BrabantError('CONFIG_INVALID', `${to} is in maintenance; end it first`);
       if (this.health.status.get(to)?.healthy !== true)
         throw new BrabantError('CONFIG_INVALID', `${to} does not answer health checks`);
-      // Catch up first while writes go on, so that the pause only covers the last moments.
-      if (from !== undefined) await this.waitCaughtUp(from, to, this.c.catchUpTimeoutMs);
+      // Catch up first while writes go on, so that the pause only covers the last moments: marks
+      // again until one is reached quickly (the target is close to live), not only the first
+      if (from !== undefined) {
+        const deadline = Date.now() + this.c.catchUpTimeoutMs;
+        for (let round = 1; ; round++) {
+          const t = Date.now();
+          await this.waitCaughtUp(from, to, Math.max(100, deadline - t));
+          if (Date.now() - t <= CLOSE_TO_LIVE_MS || round === MAX_CATCH_UP_ROUNDS) break;
+        }
+      }
       const started = Date.now();
       this.proxy.hold();
       let paused = started;
