@@ -60,7 +60,10 @@ function change(
 }
 
 /** What the lookup answers on the peer (b): a row of version (ts, origin), a tombstone, or nothing. */
-function local(state: { row?: [string | null, string | null]; tomb?: [string, string | null] }): LookupRow {
+function local(state: {
+  row?: readonly [string | null, string | null];
+  tomb?: readonly [string, string | null];
+}): LookupRow {
   return {
     ord: 1,
     row_xmin: state.row ? '77' : null,
@@ -96,7 +99,7 @@ describe('a resync row is decided by its original version, not the resync time',
     ['an unknown version where nothing is', {}, [null, 'a'], 'insert'],
   ] as const)('%s', (_what, state, original, action) => {
     const c = change('INSERT', 500n, [original[0], original[1]]);
-    expect(decideOne(c, local(state as Parameters<typeof local>[0])).action).toBe(action);
+    expect(decideOne(c, local(state)).action).toBe(action);
   });
 
   it.each([
