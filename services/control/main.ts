@@ -3,7 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../runtime/config.ts';
-import { describeError } from '../runtime/errors.ts';
+import { BrabantError, describeError } from '../runtime/errors.ts';
 import { readTopology, type Topology } from '../runtime/topology.ts';
 import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
@@ -11,6 +11,8 @@ import { ddl } from './ddl-commands.ts';
 import { demo } from './demo.ts';
 import { link } from './link-commands.ts';
 import { policy } from './policy-commands.ts';
+import { resync } from './resync.ts';
+import { chunkRowsOf } from './resync-plan.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
 import { start, stop, topologyFile } from './start-commands.ts';
@@ -80,6 +82,15 @@ commands:
          column_lww, delta, no_delta, <kind>:<resolver>, custom:<function>), set on NODE and
          waited for until every node has it (--timeout S, default 60; --database DB)
   policy show --node NODE [TABLE]   the policies in force on NODE's tables
+  resync NODE [--table T…]   re-send NODE's current rows (and the deletes it remembers) into its
+         change stream while it takes writes, chunk by chunk between watermarks, so every peer
+         converges to it (the repair after SLOT_LOST; or to replay tables into a new consumer);
+         stopped, the same command goes on where it was. All replicated tables by default
+           --database DB    the node's database (default postgres)   --chunk-rows N (default 1000)
+           --slot S         the slot of the node's capture, if the database has several
+           --timeout S      how long to wait at the end for capture to have sent it all (default 300;
+                            exit code 3 when it has not by then: it will once capture catches up)
+           --topology FILE  find NODE in a topology file instead of the local stack
   config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
@@ -117,6 +128,9 @@ async function main(argv: string[]): Promise<number> {
       mode: { type: 'string' },
       'cut-link': { type: 'string' },
       'peer-streams': { type: 'string' },
+      table: { type: 'string', multiple: true },
+      'chunk-rows': { type: 'string' },
+      slot: { type: 'string' },
     },
     strict: true,
   });
@@ -206,6 +220,24 @@ async function main(argv: string[]): Promise<number> {
         table: positionals[1],
         policy: positionals[2],
         columns: values.columns,
+        timeoutSeconds: timeout,
+      });
+    }
+    case 'resync': {
+      const timeout = Number(values.timeout ?? 300);
+      if (!Number.isInteger(timeout) || timeout < 0)
+        throw new BrabantError(
+          'CONFIG_INVALID',
+          `--timeout must be a whole number of seconds, not '${values.timeout}'`,
+        );
+      return resync({
+        config,
+        node: positionals[0],
+        database: values.database,
+        tables: values.table ?? [],
+        chunkRows: chunkRowsOf(values['chunk-rows']),
+        topology: values.topology,
+        slot: values.slot,
         timeoutSeconds: timeout,
       });
     }

@@ -71,7 +71,8 @@ describe('the chunk statements', () => {
   it('read rows in key order after the last key, cast back to its type, and write them with the high watermark', () => {
     const first = rowsChunkSql(t, true);
     const next = rowsChunkSql(t, false);
-    expect(first).not.toContain('$1');
+    // the first chunk has no key to start after (its $1 is empty, and typed)
+    expect(first).toContain('cardinality($1::text[]) = 0');
     expect(next).toContain('(t."id") > (($1::text[])[1]::bigint)');
     for (const sql of [first, next]) {
       expect(sql).toContain('order by t."id"');

@@ -151,8 +151,9 @@ export function rowsChunkSql(t: ResyncTable, first: boolean): string {
   const keys = t.keyCols.map((k) => `t.${q(k)}`);
   const keyJson = `jsonb_build_object(${t.keyCols.map((k) => `${lit(k)}, t.${q(k)}`).join(', ')})`;
   const types = new Map(t.columns.map((c) => [c.name, c.sqlType]));
+  // $1 is typed even when unused (an untyped parameter PostgreSQL cannot infer is refused)
   const after = first
-    ? 'true'
+    ? 'cardinality($1::text[]) = 0'
     : `(${keys.join(', ')}) > (${t.keyCols.map((k, i) => `($1::text[])[${i + 1}]::${types.get(k)}`).join(', ')})`;
   const v = versionOf('t.xmin');
   return `with chunk as (
@@ -187,7 +188,7 @@ export function tombstonesChunkSql(t: ResyncTable, first: boolean): string {
       left join brabant.resynced_versions e
         on e.tbl = tb.tbl and e.kind = 'tombstone' and e.key = tb.key and e.row_xmin = tb.xmin
       ${v.joins}
-     where tb.tbl = $3 ${first ? '' : 'and tb.key > ($1::text[])[1]::jsonb'}
+     where tb.tbl = $3 and ${first ? 'cardinality($1::text[]) = 0' : 'tb.key > ($1::text[])[1]::jsonb'}
        and not exists (select 1 from ${table} x where ${t.keyCols.map((k) => `x.${q(k)} = r.${q(k)}`).join(' and ')})
      order by tb.key
      limit $2
