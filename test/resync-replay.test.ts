@@ -124,6 +124,12 @@ describe('brabant resync', () => {
 
     const first = spawnBrabant(args, env());
     await waitUntil('the first chunks written', async () => (await chunks()) >= 2, 60_000);
+    // one command at a time: a second would write every chunk twice
+    const second = await brabant(args, env());
+    expect(second.code).toBe(1);
+    expect(second.out).toContain(
+      'CONFIG_INVALID: another brabant resync of public.items is running on node vl-1',
+    );
     // capture is killed in the middle of the resync (and started again), the command a little later
     await capture.kill('SIGKILL');
     capture = pair.capture(vl);

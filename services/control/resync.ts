@@ -82,6 +82,7 @@ export async function resync(o: ResyncOptions): Promise<number> {
     await ensureNodeObjects(db);
     const slot = await captureSlot(db, node, o.slot);
     const tables = await chooseTables(db, node, o.tables);
+    await exclusive(db, node, tables);
     const run = await startOrResume(db, tables, o.chunkRows);
     if (!slot.active)
       say(
@@ -211,6 +212,23 @@ async function chooseTables(db: pg.Client, node: NodeTarget, named: string[]): P
 }
 
 const nameOf = (t: ResyncTable) => `${t.schema}.${t.name}`;
+
+/**
+ * One command at a time per set of tables (a session advisory lock, released when the command
+ * ends): two would both go on from the same cursor and write every chunk twice.
+ */
+async function exclusive(db: pg.Client, node: NodeTarget, tables: ResyncTable[]): Promise<void> {
+  const r = await db.query<{ ok: boolean }>(
+    `select pg_try_advisory_lock(hashtext('brabant resync'), hashtext(array_to_string($1::text[], ','))) as ok`,
+    [tables.map(nameOf)],
+  );
+  if (!r.rows[0]!.ok)
+    throw new BrabantError(
+      'CONFIG_INVALID',
+      `another brabant resync of ${tables.map(nameOf).join(', ')} is running on node ${node.id}: let it finish, or stop ` +
+        'it and run this command again (it goes on where that one was)',
+    );
+}
 
 /** The unfinished resync of these same tables (it goes on), or a new one. */
 async function startOrResume(db: pg.Client, tables: ResyncTable[], chunkRows: number): Promise<Run> {
