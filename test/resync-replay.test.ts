@@ -161,6 +161,36 @@ describe('brabant resync', () => {
     expect(new Set(ids).size).toBe(3000);
   });
 
+  it('re-sends a partitioned table by its partitions, as pgoutput sends their changes', async () => {
+    pair = await replicationPair(
+      `create table parted (id int primary key, v text) partition by range (id);
+       create table parted_low partition of parted for values from (0) to (100);
+       create table parted_high partition of parted for values from (100) to (200)`,
+    );
+    const { vl } = pair;
+    await pair.capture(vl).waitForLog(/capture session starting/);
+    await vl.client.query(`insert into parted select g, 'row ' || g from generate_series(1, 150) g`);
+    const r = await brabant(['resync', 'vl-1', '--database', dbOf(vl.url), '--timeout', '60'], env());
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/resync rs-\S+: public\.parted_high, public\.parted_low, chunks of 1000 rows/);
+    expect(r.out).not.toMatch(/skipping/);
+    const events = await readTopic(
+      region('vlaanderen').kafkaBrokers,
+      stack().registryUrl,
+      vl.names.topic,
+      (es) => resyncRows(es).length >= 150,
+    );
+    const byTable = new Map<string, number>();
+    for (const e of resyncRows(events))
+      byTable.set(String(e.value.table), (byTable.get(String(e.value.table)) ?? 0) + 1);
+    expect(byTable).toEqual(
+      new Map([
+        ['parted_high', 51],
+        ['parted_low', 99],
+      ]),
+    );
+  });
+
   it('refuses a table it cannot re-send, saying why, before it writes anything', async () => {
     pair = await replicationPair('create table keyless (a int, b text)');
     const { vl } = pair;

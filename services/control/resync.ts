@@ -181,7 +181,10 @@ const facts = (r: FactRow): TableFacts => ({
   policy: r.policy ?? undefined,
 });
 
-/** The tables named (each must be resyncable), or every replicated table that is (the others named once). */
+/**
+ * The tables named (each must be resyncable), or every replicated table that is (the others named
+ * once); a partitioned table by its partitions.
+ */
 async function chooseTables(db: pg.Client, node: NodeTarget, named: string[]): Promise<ResyncTable[]> {
   if (named.length > 0) {
     const out: ResyncTable[] = [];
@@ -196,7 +199,8 @@ async function chooseTables(db: pg.Client, node: NodeTarget, named: string[]): P
     return out;
   }
   const res = await db.query<FactRow>(
-    `${FACTS} where c.relkind in ('r', 'p') and not c.relispartition and c.relpersistence = 'p'
+    // partitions, not their partitioned tables: pgoutput sends a partition's changes as its own
+    `${FACTS} where c.relkind = 'r' and c.relpersistence = 'p'
         and n.nspname not in ('pg_catalog', 'information_schema', 'brabant') and n.nspname not like 'pg\\_%'
       order by 1, 2`,
   );
