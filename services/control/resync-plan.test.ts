@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { BrabantError } from '../runtime/errors.ts';
 import {
   chunkRowsOf,
+  explainFailure,
   highHeader,
   nextCursor,
   progressLine,
@@ -140,5 +142,54 @@ describe('progress', () => {
     expect(chunkRowsOf(undefined)).toBe(1000);
     expect(chunkRowsOf('50')).toBe(50);
     expect(() => chunkRowsOf('0')).toThrow(/--chunk-rows/);
+  });
+});
+
+describe('a failure while resyncing', () => {
+  const pgError = (code: string | undefined, message: string) => Object.assign(new Error(message), { code });
+  it.each([
+    [
+      'the connection lost',
+      pgError(undefined, 'Connection terminated unexpectedly'),
+      'SOURCE_UNAVAILABLE',
+      /lost node vl-1 .*goes on after the last chunk/,
+    ],
+    [
+      'the backend terminated',
+      pgError('57P01', 'terminating connection due to administrator command'),
+      'SOURCE_UNAVAILABLE',
+      /run the same command again/,
+    ],
+    ['a socket error', pgError('ECONNRESET', 'read ECONNRESET'), 'SOURCE_UNAVAILABLE', /lost node vl-1/],
+    [
+      'a privilege missing',
+      pgError('42501', 'permission denied for function pg_logical_emit_message'),
+      'PERMISSION_DENIED',
+      /call pg_logical_emit_message/,
+    ],
+    [
+      'a table dropped meanwhile',
+      pgError('42P01', 'relation "public.items" does not exist'),
+      'CONFIG_INVALID',
+      /changed on node vl-1 while it ran/,
+    ],
+    [
+      'anything else',
+      pgError('XX000', 'cache lookup failed'),
+      'INTERNAL_ERROR',
+      /SQLSTATE XX000: cache lookup failed.*report it/,
+    ],
+    ['a bug', new TypeError('x is undefined'), 'INTERNAL_ERROR', /x is undefined/],
+  ])('names %s, with what to do', (_what, err, code, message) => {
+    const e = explainFailure(err, 'vl-1') as BrabantError;
+    expect(e).toBeInstanceOf(BrabantError);
+    expect(e.code).toBe(code);
+    expect(e.message).toMatch(message);
+    expect(e.cause).toBe(err);
+  });
+
+  it('leaves a Brabant error as it is', () => {
+    const e = new BrabantError('CONFIG_INVALID', 'x');
+    expect(explainFailure(e, 'vl-1')).toBe(e);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * What `brabant resync` sends to the node, and how it reports (pure): the statements that read a
  * chunk and write it into the node's WAL as a high watermark, the low watermark before it, which
- * tables can be resynced, and the progress line. The command (resync.ts) runs them.
+ * tables can be resynced, the progress line, and what a failure of the node means for the
+ * operator. The command (resync.ts) runs them.
  *
  * A chunk is `chunkRows` rows of one table in key order after the last key of the chunk before
  * (its key columns' text forms, cast back to their types), or as many of its remembered deletes
@@ -16,6 +17,7 @@
  */
 import { RESYNC_HIGH_PREFIX, RESYNC_LOW_PREFIX, type ResyncColumn } from '../protocol/resync.ts';
 import { BrabantError } from '../runtime/errors.ts';
+import { SQLSTATE } from '../runtime/sqlstate.ts';
 
 export interface ResyncColumnInfo extends ResyncColumn {
   /** format_type(): what a key's text form is cast back to. */
@@ -252,4 +254,44 @@ export function chunkRowsOf(text: string | undefined): number {
       `--chunk-rows must be a whole number from 1 to 100000, not '${text}'`,
     );
   return n;
+}
+
+/** A failure of the node's connection or statements as a typed error with what to do (a Brabant error as it is). */
+export function explainFailure(err: unknown, node: string): unknown {
+  if (err instanceof BrabantError || !(err instanceof Error)) return err;
+  const code = (err as { code?: unknown }).code;
+  const again = 'run the same command again: it goes on after the last chunk written';
+  if (code === SQLSTATE.INSUFFICIENT_PRIVILEGE)
+    return new BrabantError(
+      'PERMISSION_DENIED',
+      `node ${node} refused the resync: ${err.message}; its role must read the tables, write brabant.resyncs and ` +
+        `call pg_logical_emit_message (connect as the role capture uses), then ${again}`,
+      { cause: err },
+    );
+  if (code === SQLSTATE.UNDEFINED_TABLE || code === SQLSTATE.UNDEFINED_COLUMN)
+    return new BrabantError(
+      'CONFIG_INVALID',
+      `a table of the resync changed on node ${node} while it ran (${err.message}): run brabant resync again for ` +
+        'the tables as they are now',
+      { cause: err },
+    );
+  // a server's connection or operator SQLSTATE, a socket error, or pg's own word for a closed connection
+  const lost =
+    typeof code === 'string'
+      ? code.startsWith('08') || code.startsWith('57') || /^E[A-Z]+$/.test(code)
+      : /Connection terminated|connection is closed/i.test(err.message);
+  if (lost)
+    return new BrabantError(
+      'SOURCE_UNAVAILABLE',
+      `lost node ${node} during the resync (${err.message}): ${again}`,
+      {
+        cause: err,
+      },
+    );
+  return new BrabantError(
+    'INTERNAL_ERROR',
+    `the resync of node ${node} failed (${typeof code === 'string' ? `SQLSTATE ${code}: ` : ''}${err.message}); ` +
+      `report it with this message, or ${again}`,
+    { cause: err },
+  );
 }

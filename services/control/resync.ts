@@ -23,6 +23,7 @@ import type { controlConfig } from './config.ts';
 import { type NodeTarget, pickNode, say, stackNodes } from './nodes.ts';
 import {
   type Cursor,
+  explainFailure,
   highHeader,
   lowContent,
   lowWatermarkSql,
@@ -91,6 +92,8 @@ export async function resync(o: ResyncOptions): Promise<number> {
       );
     const lastLsn = await writeChunks(db, node, run, tables, o);
     return await waitForCapture(db, node, slot.name, lastLsn, o.timeoutSeconds);
+  } catch (err) {
+    throw explainFailure(err, node.id);
   } finally {
     await db.end().catch(() => {});
   }
