@@ -181,7 +181,7 @@ export class ChangeStream {
       }
       let change: DecodedChange;
       try {
-        change = await d.decoder.decode(value);
+        change = await d.decoder.decode(value, m.headers);
       } catch (err) {
         if ((await flush()) === 'paused') return;
         const at = `${topic}/${partition}@${m.offset}`;

@@ -332,7 +332,8 @@ export class FullPath {
         return;
       }
     }
-    const insertNew = isolated ? undefined : insertNewStep(t, keyCols, batch, statements);
+    // resync rows are decided by their own versions, which a blind insert would not record
+    const insertNew = isolated || batch[0]!.resync ? undefined : insertNewStep(t, keyCols, batch, statements);
     if (insertNew !== undefined) {
       const res = await this.send<{ ord: number }>(tx, insertNew);
       const inserted = new Set(res.rows.map((r) => r.ord - 1));

@@ -476,6 +476,8 @@ export class OriginApplier {
         anyRenames ? cs.map((c) => (c.kind === 'row' ? withRenames(of(c)?.renames ?? new Map(), c) : c)) : cs,
       table: (c) => {
         if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) return undefined;
+        // decided by its original version, which only the full path reads (apply/resync.ts)
+        if (c.resync !== undefined) return undefined;
         if (c.op !== 'DELETE' && c.after === null) return undefined;
         const t = of(c);
         if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0 || !hasDefaultPolicy(t))

@@ -33,6 +33,7 @@ import type { ApplyMetrics } from './metrics.ts';
 import { OffsetTracker } from './offset-tracker.ts';
 import { APPLY_SESSION_OPTIONS, OriginApplier } from './origin-applier.ts';
 import { serveReplays } from './replay.ts';
+import { pruneResyncedVersions } from './resync.ts';
 import { SideTopics } from './side-topics.ts';
 import { TargetCatalog } from './target-catalog.ts';
 import { pruneTombstones } from './tombstones.ts';
@@ -207,6 +208,10 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
             }
           })
           .catch((err) => log.warn({ err: (err as Error).message }, 'tombstone pruning failed'));
+        // the original versions resyncs recorded go by the same rule (apply/resync.ts)
+        void pruneResyncedVersions(control, lastCommitTs, c.tombstoneMarginMs).catch((err) =>
+          log.warn({ err: (err as Error).message }, 'pruning resynced versions failed'),
+        );
       }, c.pruneIntervalMs),
     );
 

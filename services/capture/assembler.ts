@@ -12,6 +12,15 @@
  */
 import type { ControlKind, Operation } from '../protocol/envelope.ts';
 import { comparePosition, type Lsn, type StreamPosition } from '../protocol/lsn.ts';
+import {
+  type ChunkEntry,
+  forwardedHighContent,
+  type HighWatermark,
+  parseWatermark,
+  RESYNC_HIGH_PREFIX,
+  RESYNC_LOW_PREFIX,
+  type ResyncMark,
+} from '../protocol/resync.ts';
 import type { TableSchema, TextValue } from '../protocol/table-schema.ts';
 import { UNCHANGED } from '../protocol/table-schema.ts';
 import { BrabantError, type ErrorCode } from '../runtime/errors.ts';
@@ -23,6 +32,7 @@ import {
   UNCHANGED_TOAST,
 } from './pgoutput/messages.ts';
 import { type RawChange, type RejectedChange, type Rejection, rawTuple } from './rejects.ts';
+import { keyText, type ResyncWindows, type WindowKey } from './resync-window.ts';
 
 export const HEARTBEAT_PREFIX = 'brabant.heartbeat';
 export const DDL_PREFIX = 'brabant.ddl';
@@ -47,6 +57,8 @@ export interface TableEvent extends EventBase {
   key: Record<string, unknown> | null;
   before: Record<string, unknown> | null;
   after: Record<string, unknown> | null;
+  /** A row (INSERT) or remembered delete (DELETE) a resync re-emits, with its original version. */
+  resync?: ResyncMark;
 }
 
 export interface ControlEventOut extends EventBase {
@@ -76,8 +88,20 @@ export type TableVersion = TableSchema | PausedTable;
 
 export type Output =
   | { type: 'event'; event: AssembledEvent }
-  /** A source transaction ended; once every event before this is durable, `endLsn` may be confirmed. */
-  | { type: 'commit'; commitLsn: Lsn; endLsn: Lsn; skipped: 'origin' | 'duplicate' | null; events: number };
+  /**
+   * A source transaction ended; once every event before this is durable, `confirmable` may be
+   * confirmed: its `endLsn`, or less while a resync's watermark window is open (resync-window.ts).
+   */
+  | {
+      type: 'commit';
+      commitLsn: Lsn;
+      endLsn: Lsn;
+      confirmable: Lsn;
+      skipped: 'origin' | 'duplicate' | null;
+      events: number;
+      /** Resync windows whose high watermark did not come: no longer waited for. */
+      abandoned: WindowKey[];
+    };
 
 export interface AssemblerOptions {
   /** Table version by relation oid (the caller fills it when a Relation message arrives). */
@@ -86,6 +110,8 @@ export interface AssemblerOptions {
   ignored?: Set<number>;
   /** Everything at or below this position is already committed in Kafka. */
   skipThrough?: StreamPosition;
+  /** The open resync windows (resync-window.ts): what the log changes between a chunk's watermarks. */
+  windows?: ResyncWindows;
 }
 
 export class Assembler {
@@ -96,11 +122,13 @@ export class Assembler {
   private readonly skipThrough: StreamPosition | undefined;
   private readonly tables: Map<number, TableVersion>;
   private readonly ignored: Set<number>;
+  private readonly windows: ResyncWindows | undefined;
 
   constructor(opts: AssemblerOptions) {
     this.tables = opts.tables;
     this.ignored = opts.ignored ?? new Set();
     this.skipThrough = opts.skipThrough;
+    this.windows = opts.windows;
   }
 
   get inTransaction(): boolean {
@@ -142,6 +170,7 @@ export class Assembler {
             this.emit(out, this.reject(oid, t, raw, t?.rejection ?? unknownRelation(oid)));
             continue;
           }
+          this.windows?.noteTruncate(t.shape.schema, t.shape.name);
           this.emit(out, { kind: 'table', table: t, op: 'TRUNCATE', key: null, before: null, after: null });
         }
         return;
@@ -151,6 +180,11 @@ export class Assembler {
       case 'message': {
         // Non-transactional messages have no commit position; Brabant does not carry them.
         if (!msg.transactional) return;
+        if (msg.prefix === RESYNC_LOW_PREFIX && this.windows !== undefined && this.tx !== undefined) {
+          // a malformed one opens no window: its chunk's rows then keep only their versions' guard
+          const w = lowWatermark(msg.content);
+          if (w !== undefined) this.windows.openWindow(w, this.tx.commitTs);
+        }
         const control: ControlKind =
           msg.prefix === HEARTBEAT_PREFIX ? 'HEARTBEAT' : msg.prefix === DDL_PREFIX ? 'DDL' : 'MESSAGE';
         this.emit(out, { kind: 'control', control, prefix: msg.prefix, content: msg.content });
@@ -174,12 +208,15 @@ export class Assembler {
           : this.isDuplicate(this.index - 1) && this.index > 0
             ? 'duplicate'
             : null;
+        const confirmable = this.windows?.confirmable(msg.endLsn) ?? msg.endLsn;
         out.push({
           type: 'commit',
           commitLsn: msg.commitLsn,
           endLsn: msg.endLsn,
+          confirmable,
           skipped: allSkipped,
           events: this.index,
+          abandoned: this.windows?.noteCommit(msg.endLsn, tx.commitTs) ?? [],
         });
         this.tx = undefined;
         this.fromPeer = false;
@@ -216,6 +253,7 @@ export class Assembler {
       const afterText = after === null ? null : toText(t, after);
       // The key of the old row when the key changed ('K'/'O'), else of the new row.
       const keySource = (oldText ?? afterText)!;
+      if (this.windows !== undefined && this.windows.openCount > 0) this.noteKeys(t, oldText, afterText);
       return {
         kind: 'table',
         table: t,
@@ -232,6 +270,102 @@ export class Assembler {
         rejectionOf(err, `${t.shape.schema}.${t.shape.name}`),
       );
     }
+  }
+
+  /** The keys a change touched, for the resync windows of its table (the old key and, if it moved, the new). */
+  private noteKeys(t: TableSchema, oldText: TextValue[] | null, afterText: TextValue[] | null): void {
+    const key = t.shape.columns.flatMap((c, i) => (c.isKey ? [i] : []));
+    const names = key.map((i) => t.shape.columns[i]!.name);
+    const of = (v: TextValue[]) =>
+      keyText(
+        names,
+        key.map((i) => (v[i] === UNCHANGED ? null : (v[i] as string | null))),
+      );
+    const keys = [oldText, afterText].filter((v): v is TextValue[] => v !== null).map(of);
+    this.windows!.noteChange(t.shape.schema, t.shape.name, keys);
+  }
+
+  /**
+   * A resync's high watermark (the pipeline built `table` from its columns, and `mark` gives a
+   * row's version): the watermark itself as a Control MESSAGE, without its rows, then each row or
+   * remembered delete of the chunk that the log did not change since the low watermark, as an
+   * INSERT or DELETE of the table with the row's original version.
+   */
+  resyncHigh(
+    w: HighWatermark,
+    table: TableSchema,
+    mark: (entry: ChunkEntry) => ResyncMark,
+    out: Output[],
+  ): { sent: number; dropped: number } {
+    const window = this.windows?.close(w) ?? { window: 'none' as const };
+    const cols = table.shape.columns;
+    const keyIdx = cols.flatMap((c, i) => (c.isKey ? [i] : []));
+    const names = keyIdx.map((i) => cols[i]!.name);
+    const rows = w.rows.map((entry) => {
+      const given = entry.slice(2) as (string | null)[];
+      let values: (string | null)[] = given;
+      if (w.kind === 'tombstones') {
+        values = cols.map(() => null);
+        keyIdx.forEach((i, j) => {
+          values[i] = given[j]!;
+        });
+      }
+      return { entry, values };
+    });
+    const kept =
+      window.window === 'none'
+        ? rows
+        : rows.filter(
+            (r) =>
+              !window.drop(
+                keyText(
+                  names,
+                  keyIdx.map((i) => r.values[i]!),
+                ),
+              ),
+          );
+    const forwarded = forwardedHighContent(w, kept.length, rows.length - kept.length);
+    this.emit(out, { kind: 'control', control: 'MESSAGE', prefix: RESYNC_HIGH_PREFIX, content: forwarded });
+    for (const { entry, values } of kept) {
+      const op: Operation = w.kind === 'rows' ? 'INSERT' : 'DELETE';
+      let body: EventBody;
+      try {
+        body = {
+          kind: 'table',
+          table,
+          op,
+          key: table.key(values),
+          before: null,
+          after: op === 'INSERT' ? table.row(values) : null,
+          resync: mark(entry),
+        };
+      } catch (err) {
+        const raw: RawChange = {
+          op,
+          columns: cols.map((c) => c.name),
+          before: null,
+          after: Object.fromEntries(cols.map((c, i) => [c.name, values[i] ?? null])),
+        };
+        body = {
+          kind: 'rejected',
+          rejected: { ...rejectionOf(err, `${w.schema}.${w.name}`), table: `${w.schema}.${w.name}`, raw },
+        };
+      }
+      this.emit(out, body);
+    }
+    return { sent: kept.length, dropped: rows.length - kept.length };
+  }
+
+  /** A message that cannot be taken as what its prefix says: rejected at its own position. */
+  rejectMessage(prefix: string, content: Buffer, r: Rejection, out: Output[]): void {
+    const raw: RawChange = {
+      op: 'MESSAGE',
+      columns: undefined,
+      before: null,
+      after: null,
+      messageHex: Buffer.concat([Buffer.from(`${prefix}\u0000`), content.subarray(0, 4096)]).toString('hex'),
+    };
+    this.emit(out, { kind: 'rejected', rejected: { ...r, table: prefix, raw } });
   }
 
   private reject(oid: number, t: TableVersion | undefined, raw: RawChange, r: Rejection): EventBody {
@@ -319,6 +453,16 @@ function rejectionOf(err: unknown, table: string): Rejection {
     reason: reason.includes(table) ? reason : `${table}: ${reason}`,
     fix: FIXES[code] ?? 'repair the row on the peers from the raw change in this dead letter',
   };
+}
+
+/** A low watermark's chunk, or undefined when its content is malformed. */
+function lowWatermark(content: Buffer): WindowKey | undefined {
+  try {
+    const w = parseWatermark(RESYNC_LOW_PREFIX, content);
+    return { resync: w.resync, chunk: w.chunk, schema: w.schema, name: w.name };
+  } catch {
+    return undefined;
+  }
 }
 
 function unknownRelation(oid: number): Rejection {

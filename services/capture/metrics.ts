@@ -47,6 +47,10 @@ export function captureMetrics(registry = new MetricsRegistry()) {
       'brabant_capture_table_paused',
       '1 while a table cannot be captured (its changes go to the dead-letter topic), by table',
     ),
+    resyncRows: registry.counter(
+      'brabant_capture_resync_rows_total',
+      'Rows and remembered deletes of resync chunks, by kind and outcome (sent, or dropped because the log changed them between the watermarks)',
+    ),
     splitEvents: registry.counter(
       'brabant_capture_split_events_total',
       'Events over the topic message limit, sent as several Chunk records',

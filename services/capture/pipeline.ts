@@ -18,6 +18,16 @@ import { type DdlEvent, decodeDdlEvent } from '../protocol/ddl.ts';
 import { controlSchema, ddlEventSchema, ENVELOPE_VERSION, type Origin } from '../protocol/envelope.ts';
 import { decodePosition, encodeHeaders } from '../protocol/headers.ts';
 import { formatLsn, type Lsn, type StreamPosition } from '../protocol/lsn.ts';
+import { nodeOfOrigin } from '../protocol/names.ts';
+import {
+  type ChunkEntry,
+  encodeResyncHeaders,
+  type HighWatermark,
+  parseWatermark,
+  RESYNC_ENVELOPE_VERSION,
+  RESYNC_HIGH_PREFIX,
+  type ResyncMark,
+} from '../protocol/resync.ts';
 import type { TableSchema } from '../protocol/table-schema.ts';
 import { DEAD_LETTER_TOPIC } from '../protocol/topics.ts';
 import { BrabantError, describeError, type ErrorCode } from '../runtime/errors.ts';
@@ -40,6 +50,7 @@ import {
   type RejectedChange,
   type Rejection,
 } from './rejects.ts';
+import { ResyncWindows } from './resync-window.ts';
 
 export interface BatchLimits {
   maxEvents: number;
@@ -72,6 +83,9 @@ export const BRABANT_SCHEMA = 'brabant';
 /** Room for a record's key, headers and framing, and its batch's header, under max.message.bytes. */
 const RECORD_OVERHEAD = 1024;
 
+/** How long (in the stream's commit time) a resync window waits for its high watermark. */
+const RESYNC_WINDOW_MAX_MICROS = 60_000_000n;
+
 export class CapturePipeline {
   private readonly assembler: Assembler;
   private readonly tables = new Map<number, TableVersion>();
@@ -88,12 +102,14 @@ export class CapturePipeline {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly out: Output[] = [];
   private readonly now: () => number;
+  private readonly windows = new ResyncWindows(RESYNC_WINDOW_MAX_MICROS);
 
   constructor(private readonly deps: PipelineDeps) {
     this.now = deps.now ?? Date.now;
     this.assembler = new Assembler({
       tables: this.tables,
       ignored: this.ignored,
+      windows: this.windows,
       ...(deps.skipThrough ? { skipThrough: deps.skipThrough } : {}),
     });
   }
@@ -138,18 +154,82 @@ export class CapturePipeline {
       return;
     }
     this.out.length = 0;
-    this.assembler.handle(msg, this.out);
+    if (msg.tag === 'message' && msg.transactional && msg.prefix === RESYNC_HIGH_PREFIX)
+      await this.resyncHigh(msg.prefix, msg.content);
+    else this.assembler.handle(msg, this.out);
     for (const o of this.out) {
       if (o.type === 'event') this.add(await this.encode(o.event), o.event);
       else {
         if (o.skipped === 'origin') this.deps.metrics.skippedTransactions.inc({ reason: 'origin' });
         this.deps.metrics.transactions.inc();
-        if (this.batch.length === 0) this.deps.onDurable(o.endLsn);
-        else this.batchDurableLsn = o.endLsn;
+        for (const w of o.abandoned)
+          this.deps.log.warn(
+            { resync: w.resync, chunk: w.chunk, table: `${w.schema}.${w.name}` },
+            'a resync chunk’s high watermark did not come within a minute of its low one: no longer waited for (brabant resync goes on from its last chunk)',
+          );
+        // while a resync window is open, not past its low watermark (resync-window.ts)
+        if (this.batch.length === 0) this.deps.onDurable(o.confirmable);
+        else this.batchDurableLsn = o.confirmable;
       }
     }
     const l = this.deps.limits;
     if (this.batch.length >= l.maxEvents || this.batchBytes >= l.maxBytes) await this.flushNow();
+  }
+
+  /**
+   * A resync's high watermark: its rows become events of the table version it read them in
+   * (built and registered like a Relation message's), each with its original version; what the
+   * log changed since the low watermark is dropped (the assembler and resync-window.ts).
+   */
+  private async resyncHigh(prefix: string, content: Buffer): Promise<void> {
+    let w: HighWatermark;
+    let table: TableSchema;
+    try {
+      const parsed = parseWatermark(prefix, content);
+      if (parsed.type !== 'high') throw new BrabantError('UNDECODABLE', 'not a high watermark');
+      w = parsed;
+      table = await this.deps.describeRelation({
+        tag: 'relation',
+        oid: 0,
+        schema: w.schema,
+        name: w.name,
+        replicaIdentity: 'default',
+        columns: w.columns.map((c) => ({
+          name: c.name,
+          isKey: c.key,
+          typeOid: c.typeOid,
+          typeMod: c.typeMod,
+        })),
+      });
+      if (!this.schemaIds.has(table.fingerprint)) {
+        const id = await this.deps.registerSchema(`${this.deps.topic}-${table.fullName}`, table.schema);
+        this.schemaIds.set(table.fingerprint, id);
+      }
+    } catch (err) {
+      if (!(err instanceof BrabantError) || err.retriable) throw err;
+      this.assembler.rejectMessage(
+        prefix,
+        content,
+        {
+          code: err.code,
+          reason: `a resync chunk cannot be sent: ${err.message}`,
+          fix: 'run brabant resync again for the table (it re-reads the chunk); report the error with this dead letter',
+        },
+        this.out,
+      );
+      return;
+    }
+    const node = this.deps.origin.node;
+    const mark = ([ts, origin]: ChunkEntry): ResyncMark => ({
+      id: w.resync,
+      versionTs: ts === null ? null : BigInt(ts),
+      // no origin: the row was written on this node
+      versionNode: origin === null ? node : (nodeOfOrigin(origin) ?? origin),
+    });
+    const { sent, dropped } = this.assembler.resyncHigh(w, table, mark, this.out);
+    const kind = w.kind === 'rows' ? 'row' : 'tombstone';
+    this.deps.metrics.resyncRows.inc({ kind, outcome: 'sent' }, sent);
+    this.deps.metrics.resyncRows.inc({ kind, outcome: 'dropped' }, dropped);
   }
 
   /** A new table version: build and register it, or pause the table when that cannot succeed. */
@@ -285,7 +365,14 @@ export class CapturePipeline {
         },
       });
     }
-    const headers = encodeHeaders({ commitLsn: e.tx.commitLsn, index: e.index }, ENVELOPE_VERSION);
+    const resync = e.kind === 'table' ? e.resync : undefined;
+    const headers = {
+      ...encodeHeaders(
+        { commitLsn: e.tx.commitLsn, index: e.index },
+        resync === undefined ? ENVELOPE_VERSION : RESYNC_ENVELOPE_VERSION,
+      ),
+      ...(resync === undefined ? {} : encodeResyncHeaders(resync)),
+    };
     const record = (v: Buffer, extra: Record<string, string> = {}): OutMessage => ({
       topic: this.deps.topic,
       key: this.deps.origin.node,
@@ -382,14 +469,19 @@ export class CapturePipeline {
   }
 
   private encodeTable(e: Extract<AssembledEvent, { kind: 'table' }>): Buffer {
-    return encodeTableRecord(this.schemaIds.get(e.table.fingerprint)!, e.table, {
-      origin: this.deps.origin,
-      tx: this.txOf(e),
-      op: e.op,
-      key: e.key,
-      before: e.before,
-      after: e.after,
-    });
+    return encodeTableRecord(
+      this.schemaIds.get(e.table.fingerprint)!,
+      e.table,
+      {
+        origin: this.deps.origin,
+        tx: this.txOf(e),
+        op: e.op,
+        key: e.key,
+        before: e.before,
+        after: e.after,
+      },
+      e.resync === undefined ? ENVELOPE_VERSION : RESYNC_ENVELOPE_VERSION,
+    );
   }
 
   private encodeControl(

@@ -207,11 +207,19 @@ export async function runSession(
       throw new BrabantError(
         'SLOT_LOST',
         `replication slot ${names.slot} does not exist, but ${names.topic} already holds events of ${c.nodeId} up to commit ` +
-          `LSN ${formatLsn(last.commitLsn)}: the slot was dropped and changes since then may be missing from Kafka. ` +
-          'To start a new slot from now on anyway, set BRABANT_CAPTURE_RECREATE_SLOT=true',
+          `LSN ${formatLsn(last.commitLsn)}: the slot was dropped and changes since then may be missing from Kafka, and so from ` +
+          `every peer. To repair: start capture with a new slot (BRABANT_CAPTURE_RECREATE_SLOT=true), then re-send the node's ` +
+          `current rows with \`brabant resync ${c.nodeId}\` (peers keep what is newer; docs/capture.md, "Resync")`,
       );
     }
     const created = await ensureSlot(db, names.slot);
+    if (created === 'created' && last !== undefined)
+      log.warn(
+        { code: 'SLOT_LOST', slot: names.slot, lastInKafka: formatLsn(last.commitLsn) },
+        `replication slot ${names.slot} was created anew although ${names.topic} holds events of ${c.nodeId}: changes ` +
+          `committed between the old slot's loss and now are missing from every peer; run \`brabant resync ${c.nodeId}\` ` +
+          'to re-send the current rows (docs/capture.md, "Resync")',
+      );
     log.info(
       {
         topic: names.topic,
@@ -294,6 +302,7 @@ export async function runSession(
     stream = new ReplicationStream({
       url: c.pgUrl,
       slot: names.slot,
+      node: c.nodeId,
       rawBytes: encoding.rows[0]?.e === 'SQL_ASCII',
       publications: both ? [publications.main, publications.inserts] : [publications.main],
       statusIntervalMs: 5000,

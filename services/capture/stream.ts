@@ -60,6 +60,8 @@ export const REPLICATION_SESSION_OPTIONS =
 export interface StreamOptions {
   url: string;
   slot: string;
+  /** The node captured (named in the repair a lost slot needs). */
+  node: string;
   publications: string[];
   /** The database's encoding is SQL_ASCII: take values as stored bytes (see BrabantPgoutputPlugin.start). */
   rawBytes?: boolean;
@@ -109,7 +111,7 @@ export class ReplicationStream {
     });
     const fail = (err: unknown) => {
       if (this.failure !== undefined || this.stopping) return;
-      this.failure = classifyStreamError(err, this.opts.slot);
+      this.failure = classifyStreamError(err, this.opts.slot, this.opts.node);
       failed(this.failure);
       void s.stop().catch(() => {});
     };
@@ -141,7 +143,7 @@ export class ReplicationStream {
         throw new BrabantError('SOURCE_UNAVAILABLE', 'replication stream ended unexpectedly');
     } catch (err) {
       if (this.stopping && this.failure === undefined) return;
-      throw this.failure ?? classifyStreamError(err, this.opts.slot);
+      throw this.failure ?? classifyStreamError(err, this.opts.slot, this.opts.node);
     } finally {
       clearInterval(this.statusTimer);
     }
@@ -192,7 +194,7 @@ export function classifyPipelineError(err: unknown): BrabantError {
   );
 }
 
-function classifyStreamError(err: unknown, slot: string): BrabantError {
+function classifyStreamError(err: unknown, slot: string, node: string): BrabantError {
   if (err instanceof BrabantError) return err;
   const e = err as { code?: string; message?: string };
   const message = e?.message ?? String(err);
@@ -200,7 +202,8 @@ function classifyStreamError(err: unknown, slot: string): BrabantError {
     return new BrabantError(
       'SLOT_LOST',
       `replication slot ${slot} no longer exists (${message}); changes committed since its last confirmed position ` +
-        'may never reach Kafka. Recreate it only knowingly: set BRABANT_CAPTURE_RECREATE_SLOT=true and restart capture',
+        'may never reach Kafka. To repair: set BRABANT_CAPTURE_RECREATE_SLOT=true and restart capture, then re-send the ' +
+        `node's current rows with \`brabant resync ${node}\` (peers keep what is newer; docs/capture.md, "Resync")`,
     );
   }
   if (e?.code === SQLSTATE.OBJECT_IN_USE || /is active for PID/.test(message)) {

@@ -3,7 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../runtime/config.ts';
-import { describeError } from '../runtime/errors.ts';
+import { BrabantError, describeError } from '../runtime/errors.ts';
 import { readTopology, type Topology } from '../runtime/topology.ts';
 import { controlConfig } from './config.ts';
 import { configurationDoc } from './config-docs.ts';
@@ -14,6 +14,8 @@ import { deadletters } from './deadletters-commands.ts';
 import { demo } from './demo.ts';
 import { link } from './link-commands.ts';
 import { policy } from './policy-commands.ts';
+import { resync } from './resync.ts';
+import { chunkRowsOf } from './resync-plan.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
 import { start, stop, topologyFile } from './start-commands.ts';
@@ -107,6 +109,15 @@ commands:
          kind and retained WAL as plots over the last minutes, recent conflicts, dead letters,
          paused streams
            --port N         (default 19480; 0 picks a free one)   --topology FILE
+  resync NODE [--table T…]   re-send NODE's current rows (and the deletes it remembers) into its
+         change stream while it takes writes, chunk by chunk between watermarks, so every peer
+         converges to it (the repair after SLOT_LOST; or to replay tables into a new consumer);
+         stopped, the same command goes on where it was. All replicated tables by default
+           --database DB    the node's database (default postgres)   --chunk-rows N (default 1000)
+           --slot S         the slot of the node's capture, if the database has several
+           --timeout S      how long to wait at the end for capture to have sent it all (default 300;
+                            exit code 3 when it has not by then: it will once capture catches up)
+           --topology FILE  find NODE in a topology file instead of the local stack
   config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
@@ -147,12 +158,14 @@ async function main(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
       watch: { type: 'boolean', default: false },
       'max-lag': { type: 'string' },
-      table: { type: 'string' },
+      table: { type: 'string', multiple: true },
       kind: { type: 'string' },
       since: { type: 'string' },
       limit: { type: 'string' },
       open: { type: 'boolean', default: false },
       port: { type: 'string' },
+      'chunk-rows': { type: 'string' },
+      slot: { type: 'string' },
     },
     strict: true,
   });
@@ -263,7 +276,7 @@ async function main(argv: string[]): Promise<number> {
         filter: {
           limit,
           ...(values.node === undefined ? {} : { node: values.node }),
-          ...(values.table === undefined ? {} : { table: values.table }),
+          ...(values.table === undefined ? {} : { table: oneTable(values.table) }),
           ...(values.kind === undefined ? {} : { kind: values.kind }),
           ...(values.since === undefined ? {} : { since: parseSince(values.since) }),
         },
@@ -275,7 +288,7 @@ async function main(argv: string[]): Promise<number> {
         action: positionals[0],
         id: positionals[1],
         node: values.node,
-        table: values.table,
+        table: values.table === undefined ? undefined : oneTable(values.table),
         open: values.open,
         json: values.json,
         timeoutSeconds: seconds(values.timeout, '--timeout') ?? 60,
@@ -285,6 +298,24 @@ async function main(argv: string[]): Promise<number> {
       if (!Number.isInteger(port) || port < 0 || port > 65535)
         throw new Error(`--port must be a port, not '${values.port}'`);
       return dashboard({ topology: operatorTopology(values.topology, config.home), port });
+    }
+    case 'resync': {
+      const timeout = Number(values.timeout ?? 300);
+      if (!Number.isInteger(timeout) || timeout < 0)
+        throw new BrabantError(
+          'CONFIG_INVALID',
+          `--timeout must be a whole number of seconds, not '${values.timeout}'`,
+        );
+      return resync({
+        config,
+        node: positionals[0],
+        database: values.database,
+        tables: values.table ?? [],
+        chunkRows: chunkRowsOf(values['chunk-rows']),
+        topology: values.topology,
+        slot: values.slot,
+        timeoutSeconds: timeout,
+      });
     }
     case 'config-docs':
       process.stdout.write(configurationDoc());
@@ -298,6 +329,16 @@ async function main(argv: string[]): Promise<number> {
       console.error(`unknown command '${command}'\n\n${USAGE}`);
       return 2;
   }
+}
+
+/** `--table` names one table for conflicts and deadletters (resync takes several). */
+function oneTable(tables: string[]): string {
+  if (tables.length > 1)
+    throw new BrabantError(
+      'CONFIG_INVALID',
+      `--table takes one table here, not ${tables.length}: ${tables.join(', ')}`,
+    );
+  return tables[0]!;
 }
 
 main(process.argv.slice(2)).then(

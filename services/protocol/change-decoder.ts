@@ -7,9 +7,10 @@ import { BrabantError } from '../runtime/errors.ts';
 import { type AvroType, avroType } from './avro.ts';
 import { DDL_MESSAGE_PREFIX } from './ddl.ts';
 import type { ControlKind, Operation, Origin } from './envelope.ts';
-import { ENVELOPE_VERSION, unframe } from './envelope.ts';
+import { NEWEST_READABLE_ENVELOPE, unframe } from './envelope.ts';
 import { type Lsn, lsn } from './lsn.ts';
 import { type AvroSchema, type Codec, codecFromAvro } from './pg-types.ts';
+import { decodeResyncHeaders, RESYNC_ENVELOPE_VERSION, type ResyncMark } from './resync.ts';
 import { RegistryHttpError } from './schema-registry.ts';
 import { type TextValue, UNCHANGED } from './table-schema.ts';
 
@@ -38,6 +39,11 @@ export interface RowChange {
   key: Record<string, string | null> | null;
   before: Row | null;
   after: Row | null;
+  /**
+   * A resync row (envelope 2): a row or tombstone the source re-emitted, whose version is its
+   * original commit's (here), not its transaction's (the time of the resync).
+   */
+  resync?: ResyncMark;
 }
 
 export interface ControlChange {
@@ -73,7 +79,8 @@ export class ChangeDecoder {
 
   constructor(private readonly registry: SchemaSource) {}
 
-  async decode(buf: Buffer): Promise<DecodedChange> {
+  /** `headers`: the Kafka record's, which carry a resync row's version (envelope 2). */
+  async decode(buf: Buffer, headers?: Parameters<typeof decodeResyncHeaders>[0]): Promise<DecodedChange> {
     const { schemaId, body } = unframe(buf);
     const reader = await this.reader(schemaId);
     let v: Record<string, unknown>;
@@ -86,12 +93,12 @@ export class ChangeDecoder {
       );
     }
     const envelope = v.envelope as number;
-    if (envelope > ENVELOPE_VERSION) {
+    if (envelope > NEWEST_READABLE_ENVELOPE) {
       // Not poison: a newer capture wrote it. Guessing its meaning could apply it wrongly.
       throw new BrabantError(
         'ENVELOPE_UNSUPPORTED',
         `a record of ${describeOrigin(v.origin)} (schema id ${schemaId}) has envelope version ${envelope}, ` +
-          `but this build reads versions up to ${ENVELOPE_VERSION}: upgrade apply to a build that reads envelope ${envelope}`,
+          `but this build reads versions up to ${NEWEST_READABLE_ENVELOPE}: upgrade apply to a build that reads envelope ${envelope}`,
       );
     }
     const t = v.tx as { xid: bigint; commitLsn: bigint; commitTs: bigint; index: number; last: boolean };
@@ -133,6 +140,7 @@ export class ChangeDecoder {
     const unwrap = (u: unknown) =>
       u === null ? null : (Object.values(u as Record<string, unknown>)[0] as Record<string, unknown>);
     const keyRec = unwrap(v.key);
+    const resync = envelope === RESYNC_ENVELOPE_VERSION ? resyncMark(headers, v.op, schemaId) : undefined;
     return {
       kind: 'row',
       origin,
@@ -143,6 +151,7 @@ export class ChangeDecoder {
       key: keyRec === null ? null : readKey(reader.key, keyRec),
       before: readRow(reader.row, unwrap(v.before)),
       after: readRow(reader.row, unwrap(v.after)),
+      ...(resync === undefined ? {} : { resync }),
     };
   }
 
@@ -206,6 +215,23 @@ export class ChangeDecoder {
       row: rowRecord.fields.map(fieldReader),
     };
   }
+}
+
+/** A version 2 table record is a resync row: an INSERT or DELETE whose headers carry its version. */
+function resyncMark(
+  headers: Parameters<typeof decodeResyncHeaders>[0],
+  op: unknown,
+  schemaId: number,
+): ResyncMark {
+  const mark = decodeResyncHeaders(headers);
+  if (mark === undefined)
+    throw new BrabantError(
+      'UNDECODABLE',
+      `a table record of envelope version ${RESYNC_ENVELOPE_VERSION} (schema id ${schemaId}) without its resync headers`,
+    );
+  if (op !== 'INSERT' && op !== 'DELETE')
+    throw new BrabantError('UNDECODABLE', `a resync record of operation ${String(op)}`);
+  return mark;
 }
 
 function describeOrigin(o: unknown): string {

@@ -35,10 +35,18 @@ export interface ControlRecord {
   content: Buffer;
 }
 
-/** A table change framed with its registered schema id. */
-export function encodeTableRecord(schemaId: number, table: TableSchema, r: TableRecord): Buffer {
+/**
+ * A table change framed with its registered schema id; `envelope` 2 for a resync row (its
+ * version in the record's headers, protocol/resync.ts), else 1.
+ */
+export function encodeTableRecord(
+  schemaId: number,
+  table: TableSchema,
+  r: TableRecord,
+  envelope = ENVELOPE_VERSION,
+): Buffer {
   const body = table.type.toBuffer({
-    envelope: ENVELOPE_VERSION,
+    envelope,
     origin: r.origin,
     tx: r.tx,
     op: r.op,

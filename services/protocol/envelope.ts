@@ -5,7 +5,13 @@
 import { readFileSync } from 'node:fs';
 import { BrabantError } from '../runtime/errors.ts';
 
+/** The envelope version of ordinary change records (what capture writes, except resync rows). */
 export const ENVELOPE_VERSION = 1;
+/**
+ * The newest envelope version this build reads. Version 2 adds resync rows (protocol/resync.ts):
+ * table records whose row version travels in their headers; every other record stays version 1.
+ */
+export const NEWEST_READABLE_ENVELOPE = 2;
 
 export interface Origin {
   region: string;

@@ -7,6 +7,10 @@ for (const g of goldenRecords()) {
   if (existsSync(file('bin'))) continue;
   writeFileSync(file('bin'), g.bytes);
   writeFileSync(file('avsc'), `${JSON.stringify(g.schema, null, 2)}\n`);
-  writeFileSync(file('json'), `${JSON.stringify({ schemaId: g.schemaId, decoded: g.decoded }, null, 2)}\n`);
+  const headers = g.headers === undefined ? {} : { headers: g.headers };
+  writeFileSync(
+    file('json'),
+    `${JSON.stringify({ schemaId: g.schemaId, ...headers, decoded: g.decoded }, null, 2)}\n`,
+  );
   console.log(`wrote ${g.name}`);
 }

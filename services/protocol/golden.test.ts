@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ChangeDecoder } from './change-decoder.ts';
-import { ENVELOPE_VERSION, frame } from './envelope.ts';
+import { ENVELOPE_VERSION, frame, NEWEST_READABLE_ENVELOPE } from './envelope.ts';
 import { changeAsJson, FIXTURE_DIR, goldenRecords } from './golden.ts';
 
 const read = (name: string, ext: string) => readFileSync(new URL(`${name}.${ext}`, FIXTURE_DIR));
@@ -15,9 +15,10 @@ describe('golden records of the wire contract', () => {
   });
 
   it.each(names)('%s decodes with its writer schema to what it held when written', async (name) => {
-    const { schemaId, decoded } = JSON.parse(read(name, 'json').toString()) as {
+    const { schemaId, decoded, headers } = JSON.parse(read(name, 'json').toString()) as {
       schemaId: number;
       decoded: unknown;
+      headers?: Record<string, string>;
     };
     const schema = read(name, 'avsc').toString();
     const decoder = new ChangeDecoder({
@@ -26,7 +27,7 @@ describe('golden records of the wire contract', () => {
         return JSON.stringify(JSON.parse(schema));
       },
     });
-    expect(changeAsJson(await decoder.decode(read(name, 'bin')))).toEqual(decoded);
+    expect(changeAsJson(await decoder.decode(read(name, 'bin'), headers))).toEqual(decoded);
   });
 
   it.each(goldenRecords().map((g) => [g.name, g] as const))(
@@ -34,6 +35,7 @@ describe('golden records of the wire contract', () => {
     (name, g) => {
       expect(g.bytes.equals(read(name, 'bin'))).toBe(true);
       expect(g.schema).toEqual(JSON.parse(read(name, 'avsc').toString()));
+      expect(g.headers).toEqual((JSON.parse(read(name, 'json').toString()) as { headers?: unknown }).headers);
     },
   );
 
@@ -43,13 +45,13 @@ describe('golden records of the wire contract', () => {
     // the envelope field is the first of the body: a zigzag varint right after the framing
     const body = Buffer.from(bytes.subarray(5));
     expect(body[0]).toBe(ENVELOPE_VERSION * 2);
-    body[0] = (ENVELOPE_VERSION + 1) * 2;
+    body[0] = (NEWEST_READABLE_ENVELOPE + 1) * 2;
     const decoder = new ChangeDecoder({
       schemaById: async () => read('control-heartbeat', 'avsc').toString(),
     });
     await expect(decoder.decode(frame(schemaId, body))).rejects.toMatchObject({
       code: 'ENVELOPE_UNSUPPORTED',
-      message: expect.stringMatching(/node vl-1 \(vlaanderen\).*envelope version 2.*upgrade apply/),
+      message: expect.stringMatching(/node vl-1 \(vlaanderen\).*envelope version 3.*upgrade apply/),
     });
   });
 });

@@ -15,6 +15,7 @@ import { encodeControlRecord, encodeDdlRecord, encodeTableRecord } from './chang
 import { DDL_MESSAGE_PREFIX, type DdlEvent } from './ddl.ts';
 import { controlSchema, ddlEventSchema } from './envelope.ts';
 import type { PgTypeInfo } from './pg-types.ts';
+import { encodeResyncHeaders, RESYNC_ENVELOPE_VERSION, type ResyncMark } from './resync.ts';
 import { buildTableSchema, type TableShape, type TextValue, UNCHANGED } from './table-schema.ts';
 
 export const FIXTURE_DIR = new URL('../../schemas/v1/fixtures/', import.meta.url);
@@ -27,6 +28,8 @@ export interface GoldenRecord {
   bytes: Buffer;
   /** What a reader decodes, as JSON (bigints as strings, the unchanged-TOAST marker as "(unchanged toast)"). */
   decoded: unknown;
+  /** The Kafka record headers the reader is given with it (resync rows carry their version there). */
+  headers?: Record<string, string>;
 }
 
 const base = (name: string, extra: Partial<PgTypeInfo> = {}): PgTypeInfo => ({
@@ -375,8 +378,61 @@ function edgeRecords(): GoldenRecord[] {
   ];
 }
 
+/**
+ * Resync rows (envelope 2, protocol/resync.ts): a row the node re-emitted, with the version of
+ * the commit that wrote it (another node's here), and a remembered delete whose version
+ * PostgreSQL no longer knows (`oldest`).
+ */
+function resyncRecords(): GoldenRecord[] {
+  const t = buildTableSchema(ORDERS);
+  const id = 101;
+  const row: ResyncMark = {
+    id: 'rs-20261126-0400-ab12',
+    versionTs: 1_763_990_000_654_321n,
+    versionNode: 'wa-1',
+  };
+  const tomb: ResyncMark = { id: row.id, versionTs: null, versionNode: 'vl-1' };
+  const json = (m: ResyncMark) => ({ ...m, versionTs: m.versionTs === null ? null : String(m.versionTs) });
+  const key = { id: '42', line: '1' };
+  return [
+    {
+      name: `table-resync-insert${REVISION}`,
+      schemaId: id,
+      schema: t.schema,
+      bytes: encodeTableRecord(
+        id,
+        t,
+        {
+          origin: ORIGIN,
+          tx: tx(1, false),
+          op: 'INSERT',
+          key: t.key(FULL_ROW),
+          before: null,
+          after: t.row(FULL_ROW),
+        },
+        RESYNC_ENVELOPE_VERSION,
+      ),
+      headers: encodeResyncHeaders(row),
+      decoded: { ...rowChange('INSERT', 1, false, key, null, FULL_ROW), resync: json(row) },
+    },
+    {
+      name: `table-resync-delete${REVISION}`,
+      schemaId: id,
+      schema: t.schema,
+      bytes: encodeTableRecord(
+        id,
+        t,
+        { origin: ORIGIN, tx: tx(2, true), op: 'DELETE', key: t.key(FULL_ROW), before: null, after: null },
+        RESYNC_ENVELOPE_VERSION,
+      ),
+      headers: encodeResyncHeaders(tomb),
+      decoded: { ...rowChange('DELETE', 2, true, key, null, null), resync: json(tomb) },
+    },
+  ];
+}
+
 export function goldenRecords(): GoldenRecord[] {
-  return [...tableRecords(), ...edgeRecords(), ...controlRecords(), ...ddlRecords()];
+  return [...tableRecords(), ...edgeRecords(), ...controlRecords(), ...ddlRecords(), ...resyncRecords()];
 }
 
 /** A decoded change as the JSON the fixture files hold. */

@@ -9,6 +9,7 @@
 import type pg from 'pg';
 import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { CONFLICT_POLICIES_SQL } from './conflict-policies.ts';
+import { RESYNC_SQL } from './resync-schema.ts';
 
 type Queryable = Pick<pg.Client, 'query'>;
 
@@ -191,13 +192,18 @@ $fn$;
 -- A key's tombstone as apply reads it right after locking the key's row: volatile plpgsql takes
 -- a new snapshot, so a local delete the lock waited for is seen (the lookup statement's own
 -- snapshot is older than that delete's commit). \`after_lock\` only orders it after the lock.
+-- Its version is its xmin's, or the original one a peer's resync recorded for it (resync-schema.ts).
 create or replace function brabant.tombstone_of(t text, k jsonb, after_lock xid)
 returns table (tomb_xmin text, tomb_ts text, tomb_origin text)
 language plpgsql volatile as $fn$
 begin
   return query
-    select tb.xmin::text, (extract(epoch from o."timestamp") * 1000000)::int8::text, n.roname::text
+    select tb.xmin::text,
+           case when e.tbl is null then (extract(epoch from o."timestamp") * 1000000)::int8::text else e.ts::text end,
+           case when e.tbl is null then n.roname::text else e.origin end
       from brabant.tombstones tb
+      left join brabant.resynced_versions e
+        on e.tbl = tb.tbl and e.key = tb.key and e.kind = 'tombstone' and e.row_xmin = tb.xmin
       left join lateral pg_xact_commit_timestamp_origin(tb.xmin) o on true
       left join pg_replication_origin n on n.roident = o.roident
      where tb.tbl = t and tb.key = k;
@@ -276,6 +282,7 @@ export async function ensureNodeObjects(db: Queryable): Promise<void> {
   try {
     await db.query(`select pg_advisory_xact_lock(hashtext('brabant.setup'))`);
     await db.query(SETUP_SQL);
+    await db.query(RESYNC_SQL);
     await db.query(CONFLICT_POLICIES_SQL);
     await db.query('commit');
   } catch (err) {

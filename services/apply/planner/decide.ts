@@ -7,6 +7,7 @@ import type { RowChange } from '../../protocol/change-decoder.ts';
 import { UNCHANGED } from '../../protocol/table-schema.ts';
 import { type LookupRow, localState, lookedUpVersion } from '../outcome/answers.ts';
 import { type ConflictRecord, plainRow } from '../outcome/conflict-log.ts';
+import { changeVersion } from '../resync.ts';
 import type { TargetTable } from '../target-catalog.ts';
 import { applyPolicy, type PolicyDecision } from './policy.ts';
 import { type ConflictKind, type Resolution, resolve } from './resolve.ts';
@@ -28,6 +29,7 @@ export function conflictRecord(
   policy = 'row_lww',
 ): ConflictRecord {
   const localVersion = local === null ? null : lookedUpVersion(local, localNode);
+  const remote = changeVersion(c);
   return {
     kind,
     resolution,
@@ -37,8 +39,9 @@ export function conflictRecord(
     localTs: localVersion?.ts ?? null,
     localNode: local !== null && (local.found || local.tombstone) ? (localVersion?.node ?? null) : null,
     remoteRow: plainRow(c.after ?? c.before),
-    remoteTs: c.tx.commitTs,
-    remoteNode: c.origin.node,
+    // a resync row's original version (an unknown one: the resync's time)
+    remoteTs: c.resync?.versionTs === null ? c.tx.commitTs : remote.ts,
+    remoteNode: remote.node || c.origin.node,
     remoteCommitLsn: c.tx.commitLsn,
     policy,
   };
@@ -63,11 +66,16 @@ export function decide(
     const after = c.after;
     const row = resolve(localState(local, localNode), {
       op: c.op as 'INSERT' | 'UPDATE' | 'DELETE',
-      version: { ts: c.tx.commitTs, node: c.origin.node },
+      version: changeVersion(c),
       complete: after !== null && Object.values(after).every((v) => v !== UNCHANGED),
       ...(c.before !== null && local.differs !== null ? { beforeMatchesLocal: !local.differs } : {}),
     });
-    const d = applyPolicy(row, c, local, t.policy, keyCols, localNode);
+    // a resync row carries the row's version only: decided by it alone (a table with another
+    // policy is refused by brabant resync; docs/capture.md)
+    const d: PolicyDecision =
+      c.resync === undefined
+        ? applyPolicy(row, c, local, t.policy, keyCols, localNode)
+        : { ...row, policy: 'resync' };
     decisions.push({ c, d, local });
     if (d.conflict)
       conflicts.push(conflictRecord(c, d.conflict.kind, d.conflict.resolution, local, localNode, d.policy));

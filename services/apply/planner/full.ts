@@ -7,6 +7,7 @@
  */
 import type { RowChange } from '../../protocol/change-decoder.ts';
 import { plainRow } from '../outcome/conflict-log.ts';
+import { resyncedVersionWrites } from '../resync.ts';
 import { byWholeRow, type TargetTable } from '../target-catalog.ts';
 import type { Decided } from './decide.ts';
 import { literal, type StatementNamer, textArrayLiteral, untyped } from './script.ts';
@@ -190,6 +191,8 @@ export function writesFor(t: TargetTable, keyCols: string[], decisions: Decided[
       custom: true,
     });
   }
+  // the original versions of what resync rows wrote (apply/resync.ts)
+  out.push(...resyncedVersionWrites(t, keyCols, decisions));
   return out;
 }
 

@@ -68,7 +68,8 @@ export function tombstoneKey(t: TargetTable, keyCols: string[], alias: string): 
  * Local state of each key, locking the rows: $1..$k key columns, $k+1 the table name for
  * tombstones, then (when `beforeCols` is given, REPLICA IDENTITY FULL) one parameter per old-row
  * column. Answers ord, the local row as json (not jsonb: it may hold what jsonb cannot), the version (unix micros and origin name) of the
- * row or of the key's tombstone, and whether the local row differs from the old row sent.
+ * row or of the key's tombstone (its xmin's, or the original version a peer's resync recorded for
+ * it: protocol/resync-schema.ts), and whether the local row differs from the old row sent.
  */
 export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[] = []): string {
   const tomb = tombstoneKey(t, keyCols, 'u');
@@ -93,7 +94,7 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
           .join(' and ')})`;
   return `
     select u.ord::int as ord, r.row as local_row,
-           (extract(epoch from ro."timestamp") * 1000000)::int8::text as row_ts, rn.roname as row_origin, r.x is not null as found,
+           rv.row_ts, rv.row_origin, r.x is not null as found,
            tb.tomb_ts, tb.tomb_origin, tb.tomb_xmin is not null as tombstone,
            r.differs,
            r.x::text as row_xmin, tb.tomb_xmin,
@@ -102,8 +103,7 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
            r.ctid::text as row_ctid
       from unnest(${[...ks, ...bs].map((_, i) => `$${i < ks.length ? i + 1 : i + 2}::text[]`).join(', ')}) with ordinality as u(${[...ks, ...bs, 'ord'].join(', ')})
       left join lateral (select row_to_json(t) as row, t.xmin as x, t.ctid, ${differs} as differs from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')}${byWholeRow(t, keyCols) ? ' limit 1' : ''} for update) r on true
-      left join lateral pg_xact_commit_timestamp_origin(r.x) ro on true
-      left join pg_replication_origin rn on rn.roident = ro.roident
+      left join lateral brabant.row_version_at(${table}, ${tomb}, r.x) rv on true
       left join lateral brabant.tombstone_of(${table}, ${tomb}, r.x) tb on true
      order by u.ord`;
 }
