@@ -24,6 +24,7 @@ import { BrabantError } from '../runtime/errors.ts';
 import { failpoint } from '../runtime/failpoints.ts';
 import { classifyKafkaError } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
+import type { ServiceSecurity } from '../runtime/security.ts';
 import { HEARTBEAT_PREFIX } from './assembler.ts';
 import {
   ensureSlot,
@@ -67,6 +68,8 @@ export interface SessionDeps {
   config: CaptureConfig;
   kafka: Kafka;
   registry: SchemaRegistryClient;
+  /** TLS and credentials of its connections. */
+  security: ServiceSecurity;
   log: Logger;
   metrics: CaptureMetrics;
   /** Resolves when the service is asked to stop. */
