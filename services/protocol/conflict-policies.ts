@@ -68,7 +68,7 @@ create or replace view brabant.conflict_policies as
    where c.relkind in ('r', 'p') and not c.relispartition and c.relpersistence = 'p'
      and n.nspname not in ('pg_catalog', 'information_schema', 'brabant') and n.nspname not like 'pg\\\\_%';
 create or replace function brabant.record_column_versions() returns trigger
-language plpgsql as $fn$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
 declare
   k jsonb;
   r jsonb := case when tg_op = 'UPDATE' then to_jsonb(old) end;
