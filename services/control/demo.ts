@@ -36,6 +36,7 @@ export async function demo(opts: {
   kafka: Topology['kafka'];
   /** Cut the link between the regions this long in the middle of the writes (per-region only). */
   cutLinkSeconds: number;
+  security: 'secured' | 'insecure';
 }): Promise<number> {
   if (opts.cutLinkSeconds > 0 && opts.kafka !== 'per-region')
     throw new Error(
@@ -52,7 +53,7 @@ export async function demo(opts: {
   );
   const stack = await startStack(
     { ...DEMO_TOPOLOGY, kafka: opts.kafka },
-    { workDir, basePort: opts.config.basePort + 100, onProgress: say },
+    { workDir, basePort: opts.config.basePort + 100, onProgress: say, security: opts.security },
   );
   const services: Service[] = [];
   const clients: pg.Client[] = [];
