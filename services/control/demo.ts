@@ -16,9 +16,12 @@ import { withDatabase } from '../../infra/postgres/postgres.ts';
 import { freePort, waitFor } from '../../infra/processes.ts';
 import { type NodeInfo, startStack, stopRecorded, type Topology } from '../../infra/stack.ts';
 import type { ConfigOf } from '../runtime/config.ts';
+import { readSecretFile } from '../runtime/security.ts';
+import { readTopology } from '../runtime/topology.ts';
+import { serviceSecurity } from '../runtime/topology-security.ts';
 import type { controlConfig } from './config.ts';
 import { type LaunchedService, launch, type ServiceOptions } from './launcher.ts';
-import { DEMO_TOPOLOGY, describeStack } from './stack-commands.ts';
+import { DEMO_TOPOLOGY, describeStack, initStackNodes } from './stack-commands.ts';
 
 const HOT_KEYS = 20;
 const say = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
@@ -55,6 +58,9 @@ export async function demo(opts: {
     { ...DEMO_TOPOLOGY, kafka: opts.kafka },
     { workDir, basePort: opts.config.basePort + 100, onProgress: say, security: opts.security },
   );
+  // a secured stack: the demo's own connections log in as the stack's superuser
+  if (stack.security !== undefined)
+    process.env.PGPASSWORD = readSecretFile(stack.security.adminPasswordFile, "the stack's superuser");
   const services: Service[] = [];
   const clients: pg.Client[] = [];
   const stopAll = async () => {
@@ -87,13 +93,20 @@ export async function demo(opts: {
       dbs.set(n.id, c);
     }
     say('sample table public.items created on both nodes');
+    // secured: the demo database set up as brabant node init does, for the services' own roles
+    await initStackNodes(stack, say, 'demo');
     const logDir = join(workDir, 'logs');
     mkdirSync(logDir, { recursive: true });
     const topology = stack.topologyFile!;
+    const security = readTopology(topology).security;
     for (const n of nodes) {
-      const pgUrl = withDatabase(n.url, 'demo');
-      services.push(await startService('capture', n, logDir, topology, { pgUrl }));
-      services.push(await startService('apply', n, logDir, topology, { pgUrl }));
+      const demoDb = { id: n.id, postgres: withDatabase(n.url, 'demo') };
+      for (const kind of ['capture', 'apply'] as const)
+        services.push(
+          await startService(kind, n, logDir, topology, {
+            pgUrl: serviceSecurity(security, kind, demoDb).pgUrl,
+          }),
+        );
     }
     say(
       `capture and apply running for ${nodes.map((n) => n.id).join(' and ')} from ${topology} (logs in ${logDir})`,
