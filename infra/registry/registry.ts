@@ -40,7 +40,13 @@ export const CCOMPAT_PATH = '/apis/ccompat/v7';
  * Quarkus fixes the datasource kind when it builds the application, and Apicurio's jar sets
  * `%prod.…db-kind=h2`; a profiled key outranks an unprofiled one, so ours carries the profile too.
  */
-const BUILD_FLAGS = ['-Dquarkus.package.type=fast-jar', '-D%prod.quarkus.datasource.db-kind=postgresql'];
+const BUILD_FLAGS = [
+  '-Dquarkus.package.type=fast-jar',
+  '-D%prod.quarkus.datasource.db-kind=postgresql',
+  // Quarkus 2.16 fixes client-auth when it builds: HTTPS (the secured stack's) then takes only
+  // clients with a certificate of its truststore; plain HTTP (--insecure) is not affected
+  '-Dquarkus.http.ssl.client-auth=required',
+];
 
 export interface RegistrySpec {
   port: number;
@@ -144,7 +150,6 @@ export async function startRegistry(
             '-Dquarkus.http.insecure-requests=disabled',
             `-Dquarkus.http.ssl.certificate.files=${sec.cert}`,
             `-Dquarkus.http.ssl.certificate.key-files=${sec.key}`,
-            '-Dquarkus.http.ssl.client-auth=required',
             `-Dquarkus.http.ssl.certificate.trust-store-file=${sec.truststore}`,
             '-Dquarkus.http.ssl.certificate.trust-store-file-type=PKCS12',
           ]),

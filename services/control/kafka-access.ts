@@ -165,5 +165,15 @@ export async function createAcls(admin: Admin, rules: AclRule[]): Promise<number
 
 /** Creates the topics a node's services use with their declared settings (the services may not). */
 export async function createTopics(admin: Admin, topics: TopicSettings[], log: Logger): Promise<void> {
-  for (const t of topics) await ensureTopic(admin, t, log);
+  for (const t of topics)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await ensureTopic(admin, t, log);
+        break;
+      } catch (err) {
+        // a topic just created may not be in every answer's metadata yet (UNKNOWN_TOPIC_OR_PARTITION)
+        if ((err as { retriable?: boolean }).retriable !== true || attempt >= 10) throw err;
+        await new Promise((r) => setTimeout(r, 300 * attempt));
+      }
+    }
 }

@@ -7,14 +7,25 @@
 import { BrabantError } from './errors.ts';
 import { tlsFailure } from './tls-errors.ts';
 
-/** kafkajs errors carry a broker error `type` somewhere in their cause chain. */
-function brokerErrorTypes(err: unknown): string[] {
+/**
+ * kafkajs errors carry a broker error `type` somewhere in their cause chain, or in the `errors`
+ * of an aggregate (one per topic of a CreateTopics, say).
+ */
+function brokerErrorTypes(err: unknown, depth = 0): string[] {
   const types: string[] = [];
   let e: unknown = err;
-  for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
-    const o = e as { type?: unknown; name?: unknown; cause?: unknown; originalError?: unknown };
+  for (; e !== undefined && e !== null && depth < 8; depth++) {
+    const o = e as {
+      type?: unknown;
+      name?: unknown;
+      cause?: unknown;
+      originalError?: unknown;
+      errors?: unknown;
+    };
     if (typeof o.type === 'string') types.push(o.type);
     if (typeof o.name === 'string') types.push(o.name);
+    if (Array.isArray(o.errors))
+      for (const inner of o.errors) types.push(...brokerErrorTypes(inner, depth + 1));
     e = o.originalError ?? o.cause;
   }
   return types;
