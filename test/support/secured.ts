@@ -69,12 +69,11 @@ export function pairTopology(stack: SecuredStack, db: string): { topology: Topol
   // the pair's nodes are on vl-1's and wa-1's servers: their roles' passwords are those nodes';
   // their Kafka users are new
   const sec = base.security!;
-  base.regions.forEach((r, i) =>
+  for (const [i, r] of base.regions.entries())
     copyFileSync(
       secretFile(sec, { kafka: sec.kafkaAdmin, region: r.name }),
       secretFile(sec, { kafka: sec.kafkaAdmin, region: regions[i]!.name }),
-    ),
-  );
+    );
   base.nodes.forEach((n, i) => {
     const id = nodes[i]!.id;
     for (const role of [sec.captureRole, sec.applyRole])
