@@ -88,6 +88,16 @@ export function clientAccessDefaults(): ConfigOf<typeof clientAccessConfig> {
   ) as unknown as ConfigOf<typeof clientAccessConfig>;
 }
 
+/** How the router logs in to the nodes beyond what their URLs say (embedders may leave it out). */
+export const nodeAccessConfig = {
+  nodePasswordFile: str({
+    env: 'BRABANT_ROUTER_NODE_PASSWORD_FILE',
+    description:
+      "File holding the password of the router's own role (the user of the node URLs) on every node, read at start, for its health checks, auth query and pool; never put it in the URLs. TLS to the nodes is the URLs' sslmode (verify-full with sslrootcert=FILE)",
+    default: '',
+  }),
+};
+
 export const routerConfig = {
   region: str({ env: 'BRABANT_REGION', description: 'Region whose applications this router serves' }),
   nodes: list({
@@ -168,6 +178,7 @@ export const routerConfig = {
     max: 3_600_000,
   }),
   ...clientAccessConfig,
+  ...nodeAccessConfig,
   logLevel: logLevelOption,
 };
 
