@@ -12,7 +12,12 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BrabantError } from '../../services/runtime/errors.ts';
 import { readSecretFile } from '../../services/runtime/security.ts';
-import { kafkaUser, secretFile, type TopologySecurity } from '../../services/runtime/topology-security.ts';
+import {
+  kafkaUser,
+  routerSecretFile,
+  secretFile,
+  type TopologySecurity,
+} from '../../services/runtime/topology-security.ts';
 import { which } from '../processes.ts';
 
 export const SECRETS_DIR = 'secrets';
@@ -62,6 +67,9 @@ export function stackSecrets(workDir: string): StackSecrets {
       registryKey: f('client.key'),
       captureRole: 'brabant_capture',
       applyRole: 'brabant_apply',
+      routerRole: 'brabant_router',
+      routerCertificate: f('server.pem'),
+      routerKey: f('server.key'),
     },
   };
 }
@@ -82,6 +90,7 @@ export function passwordFiles(s: StackSecrets, regions: { name: string; nodes: s
       );
     }
   }
+  out.push(routerSecretFile(t));
   out.push(registryDbPasswordFile(s, 'postgres'), registryDbPasswordFile(s, REGISTRY_DB_ROLE));
   return out;
 }

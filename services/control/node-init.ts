@@ -29,7 +29,7 @@ import { BrabantError } from '../runtime/errors.ts';
 import { readSecretFile } from '../runtime/security.ts';
 import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
 import { nodeOf, type Topology } from '../runtime/topology.ts';
-import { secretFile } from '../runtime/topology-security.ts';
+import { routerSecretFile, secretFile } from '../runtime/topology-security.ts';
 import { grantNodeKafka } from './node-kafka.ts';
 import { type NodeCatalog, rolePlan } from './node-roles.ts';
 
@@ -222,7 +222,7 @@ async function patiently<T>(say: (m: string) => void, what: string, step: () => 
 async function nodeCatalog(db: pg.Client, database: string): Promise<NodeCatalog> {
   const schemas = await db.query<{ s: string }>(
     `select nspname as s from pg_namespace
-      where nspname not in ('information_schema', 'brabant') and nspname not like 'pg\\_%' order by 1`,
+      where nspname not in ('information_schema', 'brabant', 'brabant_auth') and nspname not like 'pg\\_%' order by 1`,
   );
   const owners = await db.query<{ o: string }>(
     `select distinct r.rolname as o from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -250,9 +250,16 @@ async function grantRoles(db: pg.Client, o: NodeInitOptions, database: string): 
       ? undefined
       : readSecretFile(secretFile(sec, { postgres: role, node: o.nodeId }), `the password of ${role}`);
   const catalog = await nodeCatalog(db, database);
+  // the routers' role, with one password on every node (a router logs in to each)
+  const routerRole = o.topology.routers.length > 0 ? (sec?.routerRole ?? 'brabant_router') : undefined;
+  const routerPassword =
+    routerRole === undefined || sec === undefined
+      ? undefined
+      : readSecretFile(routerSecretFile(sec), `the password of ${routerRole}`);
   const statements = rolePlan({
     capture: { role: captureRole, ...optional(password(captureRole)) },
     apply: { role: applyRole, ...optional(password(applyRole)) },
+    ...(routerRole === undefined ? {} : { router: { role: routerRole, ...optional(routerPassword) } }),
     ddlRoles: o.ddlRoles ?? [],
     catalog,
   });
@@ -280,7 +287,11 @@ async function grantRoles(db: pg.Client, o: NodeInitOptions, database: string): 
     o.say(
       `tables here belong to ${owned.join(', ')}: give --ddl-roles ${owned.join(',')} so that a peer's DDL on them runs as their owner (else it runs as ${applyRole}, which owns nothing and fails)`,
     );
-  return [captureRole, applyRole];
+  if (routerRole !== undefined)
+    o.say(
+      `role ${routerRole} for the routers: login, its auth query (brabant_auth.lookup) and origin progress only`,
+    );
+  return routerRole === undefined ? [captureRole, applyRole] : [captureRole, applyRole, routerRole];
 }
 
 function optional(password: string | undefined): { password?: string } {

@@ -16,6 +16,12 @@
  *   those the table owners create later), the same on schema brabant's tables (conflict log,
  *   tombstones, peers) and USAGE on its sequences; membership of the roles given as DDL roles, so
  *   a replicated DDL runs as the role that ran it on its node.
+ * router (only when the topology has routers): LOGIN, CONNECT, EXECUTE on brabant_auth.lookup
+ *   (a SECURITY DEFINER function of the admin's that gives the SCRAM verifier of a role that may
+ *   log in and is not a superuser: the auth query, without reading pg_authid itself), and EXECUTE
+ *   on pg_replication_origin_progress (a switchover waits until the target applied everything).
+ *   Its health checks need nothing more (pg_current_wal_lsn); clients' transactions run as their
+ *   own roles, never as it.
  */
 import { passwordVerifier } from '../router/scram-server.ts';
 import { BrabantError } from '../runtime/errors.ts';
@@ -47,6 +53,8 @@ export interface NodeCatalog {
 export interface RolePlanInput {
   capture: { role: string; password?: string };
   apply: { role: string; password?: string };
+  /** The routers' role, when the topology has routers. */
+  router?: { role: string; password?: string };
   /** Roles whose DDL apply replays as them (membership). */
   ddlRoles: string[];
   catalog: NodeCatalog;
@@ -115,5 +123,29 @@ export function rolePlan(input: RolePlanInput, salt?: () => Buffer): string[] {
       `alter default privileges for role ${ident(o)} grant usage on schemas to ${ap}`,
     );
   for (const r of input.ddlRoles) out.push(`grant ${ident(r)} to ${ap}`);
+  if (input.router !== undefined) out.push(...routerStatements(input.router, db, salt));
   return out;
+}
+
+function routerStatements(r: { role: string; password?: string }, db: string, salt?: () => Buffer): string[] {
+  const ro = ident(r.role);
+  return [
+    ...roleStatements(
+      r.role,
+      'noreplication',
+      r.password === undefined ? undefined : passwordVerifier(r.password, salt?.()),
+    ),
+    `grant connect on database ${db} to ${ro}`,
+    'create schema if not exists brabant_auth',
+    'revoke all on schema brabant_auth from public',
+    `create or replace function brabant_auth.lookup(role_name text, out rolname text, out rolpassword text)
+       returns setof record language sql security definer set search_path = pg_catalog
+       as $$ select rolname::text, rolpassword from pg_authid
+             where rolname = role_name and rolcanlogin and not rolsuper
+               and (rolvaliduntil is null or rolvaliduntil > now()) $$`,
+    'revoke all on function brabant_auth.lookup(text) from public',
+    `grant usage on schema brabant_auth to ${ro}`,
+    `grant execute on function brabant_auth.lookup(text) to ${ro}`,
+    `grant execute on function pg_catalog.pg_replication_origin_progress(text, boolean) to ${ro}`,
+  ];
 }

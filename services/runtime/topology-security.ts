@@ -31,6 +31,11 @@ export interface TopologySecurity {
   /** The PostgreSQL roles capture and apply log in as (brabant node init creates them). */
   captureRole: string;
   applyRole: string;
+  /** The role routers log in to the nodes as (node init creates it when the topology has routers). */
+  routerRole: string;
+  /** PEM certificate and key routers show their clients (TLS required when given). */
+  routerCertificate?: string;
+  routerKey?: string;
 }
 
 const ROLE = /^[a-z_][a-z0-9_]*$/;
@@ -87,6 +92,26 @@ export const SECURITY_FIELDS = {
     required: false,
     parse: text(ROLE),
   },
+  routerRole: {
+    description:
+      'PostgreSQL role the routers log in to the nodes as (default brabant_router; brabant node init creates it when the topology has routers)',
+    expects: 'a role name',
+    required: false,
+    parse: text(ROLE),
+  },
+  routerCertificate: {
+    description:
+      'PEM certificate the routers show their clients; given, they require TLS and SCRAM passwords of every client',
+    expects: 'a file path',
+    required: false,
+    parse: text(),
+  },
+  routerKey: {
+    description: 'PEM private key of routerCertificate',
+    expects: 'a file path',
+    required: false,
+    parse: text(),
+  },
 } satisfies Record<string, Field>;
 
 /** The section's parsed fields as the topology holds them, paths made absolute against the file. */
@@ -103,6 +128,11 @@ export function topologySecurity(fields: Record<string, unknown>, file: string):
     ...(fields.registryKey === undefined ? {} : { registryKey: at(fields.registryKey as string) }),
     captureRole: (fields.captureRole as string | undefined) ?? 'brabant_capture',
     applyRole: (fields.applyRole as string | undefined) ?? 'brabant_apply',
+    routerRole: (fields.routerRole as string | undefined) ?? 'brabant_router',
+    ...(fields.routerCertificate === undefined
+      ? {}
+      : { routerCertificate: at(fields.routerCertificate as string) }),
+    ...(fields.routerKey === undefined ? {} : { routerKey: at(fields.routerKey as string) }),
   };
 }
 
@@ -119,6 +149,9 @@ export function formatSecurity(s: TopologySecurity, relative: (p: string) => str
     ...(s.registryKey ? [`  registryKey: ${q(relative(s.registryKey))}`] : []),
     `  captureRole: ${s.captureRole}`,
     `  applyRole: ${s.applyRole}`,
+    `  routerRole: ${s.routerRole}`,
+    ...(s.routerCertificate ? [`  routerCertificate: ${q(relative(s.routerCertificate))}`] : []),
+    ...(s.routerKey ? [`  routerKey: ${q(relative(s.routerKey))}`] : []),
   ];
 }
 
@@ -144,6 +177,14 @@ export function secretFile(
         : `kafka-${principal.region}-${principal.kafka}`,
     );
   return join(s.secrets, `postgres-${principal.node}-${principal.postgres}`);
+}
+
+/**
+ * The password of the routers' role: one for every node, since a router logs in to each
+ * (`<secrets>/postgres-routers-<role>`; node init gives the role this password on every node).
+ */
+export function routerSecretFile(s: Pick<TopologySecurity, 'secrets' | 'routerRole'>): string {
+  return join(s.secrets, `postgres-routers-${s.routerRole}`);
 }
 
 /**
