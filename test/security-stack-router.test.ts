@@ -10,18 +10,37 @@ import { resolve } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LaunchedService, launch } from '../services/control/launcher.ts';
-import { readTopology } from '../services/runtime/topology.ts';
+import { readTopology, type Topology } from '../services/runtime/topology.ts';
 import { routerSecretFile } from '../services/runtime/topology-security.ts';
 import { type SecuredStack, securedStack } from './support/secured.ts';
 
 let stack: SecuredStack;
 let router: LaunchedService | undefined;
+let topology: Topology;
+let verified: pg.ClientConfig['ssl'];
+const services: LaunchedService[] = [];
+
+/** A client of the vlaanderen router (its port and database from the topology). */
+function client(user: string, password: string, ssl: pg.ClientConfig['ssl']): pg.Client {
+  const entry = topology.routers.find((r) => r.region === 'vlaanderen')!;
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port: entry.port,
+    database: entry.database,
+    user,
+    password,
+    ssl,
+  });
+  c.on('error', () => {});
+  return c;
+}
 const APP_PASSWORD = 'orders; pw 0123456789';
 
 beforeAll(async () => {
   stack = await securedStack('router');
 }, 180_000);
 afterAll(async () => {
+  for (const p of services) await p.kill('SIGKILL');
   await router?.kill('SIGKILL');
   await stack?.stop();
 });
@@ -40,16 +59,25 @@ async function onNode<T>(id: string, f: (c: pg.Client) => Promise<T>): Promise<T
 
 describe('the secured stack’s router', { timeout: 120_000 }, () => {
   it('TLS and SCRAM from clients, its own non-superuser role over TLS to the nodes, clients’ transactions as their roles', async () => {
+    // the application's role on both nodes with the same SCRAM verifier (roles are not
+    // replicated; the router's SCRAM pass-through needs the same one wherever it points)
+    const verifier = await onNode('vl-1', async (c) => {
+      await c.query(`create role orders login password '${APP_PASSWORD.replaceAll("'", "''")}'`);
+      return (await c.query("select rolpassword from pg_authid where rolname = 'orders'")).rows[0]
+        .rolpassword;
+    });
+    await onNode('wa-1', (c) => c.query(`create role orders login password '${verifier}'`));
     for (const id of ['vl-1', 'wa-1'])
       await onNode(id, async (c) => {
-        await c.query(`create role orders login password '${APP_PASSWORD.replaceAll("'", "''")}'`);
+        // made on each node by the superuser, not replicated (a superuser's DDL is replayed by
+        // no peer's apply: docs/security.md, --ddl-roles)
+        await c.query('set brabant.ddl_replication = off');
         await c.query(
           'create table if not exists routed (id int primary key, by_role text default current_user)',
         );
         await c.query('grant select, insert on routed to orders');
       });
-    const topology = readTopology(stack.topologyFile!);
-    const entry = topology.routers.find((r) => r.region === 'vlaanderen')!;
+    topology = readTopology(stack.topologyFile!);
     router = launch(
       'router',
       'vlaanderen',
@@ -63,19 +91,7 @@ describe('the secured stack’s router', { timeout: 120_000 }, () => {
     );
     await router.waitForLog(/control API listening/);
     const ca = readFileSync(stack.security.ca, 'utf8');
-    const client = (user: string, password: string, ssl: pg.ClientConfig['ssl']) => {
-      const c = new pg.Client({
-        host: '127.0.0.1',
-        port: entry.port,
-        database: entry.database,
-        user,
-        password,
-        ssl,
-      });
-      c.on('error', () => {});
-      return c;
-    };
-    const verified = { ca, servername: 'localhost' };
+    verified = { ca, servername: 'localhost' };
 
     const c = client('orders', APP_PASSWORD, verified);
     await c.connect();
@@ -116,5 +132,50 @@ describe('the secured stack’s router', { timeout: 120_000 }, () => {
     expect(log).toContain('router started');
     expect(log.includes(own)).toBe(false);
     expect(log.includes(APP_PASSWORD)).toBe(false);
+  });
+
+  it('switches over to the other region’s node as its own role (the catch-up on the origins), clients follow over TLS', async () => {
+    // capture and apply of both nodes, from the topology, as their own roles
+    for (const id of ['vl-1', 'wa-1'])
+      for (const kind of ['capture', 'apply'] as const) {
+        const p = launch(
+          kind,
+          id,
+          { metricsPort: 0 },
+          {
+            logFile: resolve(`.cache/test-logs/${kind}-secured-router-${id}-${Date.now()}.log`),
+            args: ['--topology', stack.topologyFile!, '--node', id],
+            env: { PGPASSWORD: '' },
+          },
+        );
+        services.push(p);
+      }
+    await Promise.all(
+      services.map((p) =>
+        p.waitForLog(p.kind === 'capture' ? /capture session starting/ : /apply session running/),
+      ),
+    );
+    const entry = topology.routers.find((r) => r.region === 'vlaanderen')!;
+    const api = `http://127.0.0.1:${entry.controlPort}`;
+    const res = await fetch(`${api}/switchover?to=wa-1`, { method: 'POST' });
+    const body = await res.text();
+    expect(res.status, body).toBe(200);
+    expect(JSON.parse(body)).toMatchObject({ kind: 'switchover', from: 'vl-1', to: 'wa-1' });
+    const c = client('orders', APP_PASSWORD, verified);
+    await c.connect();
+    try {
+      const where = await c.query<{ port: string; usename: string; ssl: boolean }>(
+        `select current_setting('port') as port, a.usename, s.ssl
+           from pg_stat_activity a join pg_stat_ssl s using (pid) where a.pid = pg_backend_pid()`,
+      );
+      const wa = new URL(stack.regions.flatMap((r) => r.nodes).find((n) => n.id === 'wa-1')!.url);
+      expect(where.rows).toEqual([{ port: wa.port, usename: 'orders', ssl: true }]);
+      // what was written through vl-1 is there: wa-1 had applied it before the switch
+      expect((await c.query('select by_role from routed where id = 1')).rows).toEqual([
+        { by_role: 'orders' },
+      ]);
+    } finally {
+      await c.end();
+    }
   });
 });
