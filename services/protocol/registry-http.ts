@@ -1,7 +1,7 @@
 /**
  * One HTTP(S) request to a schema registry (I/O): node's http/https with the registry's TLS (a CA
- * to check its certificate against, and a client certificate for its mutual TLS), a deadline,
- * and the body read whole. Global fetch cannot be given a CA or a client certificate per request.
+ * to check its certificate against, and a client certificate for its mutual TLS), a deadline for
+ * the whole answer, and the body read whole (up to MAX_ANSWER_BYTES). Global fetch cannot be given a CA or a client certificate per request.
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -51,18 +51,27 @@ export function registryRequest(
           }
           chunks.push(c);
         });
-        res.on('end', () =>
+        res.on('end', () => {
+          clearTimeout(deadline);
           resolve({
             status: res.statusCode ?? 0,
             contentType: String(res.headers['content-type'] ?? ''),
             text: Buffer.concat(chunks).toString('utf8'),
-          }),
-        );
+          });
+        });
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${opts.timeoutMs} ms`)));
-    req.on('error', reject);
+    // the whole answer within the deadline: the socket's idle timeout alone never ends an
+    // answer trickled a byte at a time
+    const late = () => req.destroy(new Error(`no answer within ${opts.timeoutMs} ms`));
+    const deadline = setTimeout(late, opts.timeoutMs);
+    req.on('timeout', late);
+    req.on('error', (err) => {
+      clearTimeout(deadline);
+      reject(err);
+    });
+    req.on('close', () => clearTimeout(deadline));
     req.end(opts.body);
   });
 }
