@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LaunchedService, launch } from '../services/control/launcher.ts';
 import { readTopology, type Topology } from '../services/runtime/topology.ts';
 import { routerSecretFile } from '../services/runtime/topology-security.ts';
-import { type SecuredStack, securedStack } from './support/secured.ts';
+import { type SecuredStack, securedStack, stackSecretValues } from './support/secured.ts';
 
 let stack: SecuredStack;
 let router: LaunchedService | undefined;
@@ -141,7 +141,7 @@ describe('the secured stack’s router', { timeout: 120_000 }, () => {
         const p = launch(
           kind,
           id,
-          { metricsPort: 0 },
+          {},
           {
             logFile: resolve(`.cache/test-logs/${kind}-secured-router-${id}-${Date.now()}.log`),
             args: ['--topology', stack.topologyFile!, '--node', id],
@@ -177,5 +177,30 @@ describe('the secured stack’s router', { timeout: 120_000 }, () => {
     } finally {
       await c.end();
     }
+  });
+
+  it('no log, /metrics or /status of the router, capture or apply holds a secret', async () => {
+    const secrets = [...stackSecretValues(stack), APP_PASSWORD];
+    const texts: [string, string][] = [];
+    for (const p of [router!, ...services]) texts.push([p.logFile, readFileSync(p.logFile, 'utf8')]);
+    const entry = topology.routers.find((r) => r.region === 'vlaanderen')!;
+    const endpoints = [
+      `http://127.0.0.1:${entry.controlPort}/metrics`,
+      `http://127.0.0.1:${entry.controlPort}/status`,
+      ...topology.nodes.flatMap((n) => [
+        `http://127.0.0.1:${n.captureMetricsPort}/metrics`,
+        `http://127.0.0.1:${n.applyMetricsPort}/metrics`,
+      ]),
+    ];
+    for (const e of endpoints) {
+      const res = await fetch(e);
+      expect(res.status, e).toBe(200);
+      texts.push([e, await res.text()]);
+    }
+    const found = texts.flatMap(([where, text]) =>
+      secrets.filter((s) => text.includes(s)).map((s) => `${where} holds a secret (${s.slice(0, 4)}…)`),
+    );
+    expect(secrets.length).toBeGreaterThan(10);
+    expect(found).toEqual([]);
   });
 });

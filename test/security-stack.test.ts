@@ -19,7 +19,7 @@ import { readTopology } from '../services/runtime/topology.ts';
 import { kafkaUser, secretFile } from '../services/runtime/topology-security.ts';
 import { convergenceSuite } from './support/convergence.ts';
 import type { Pair } from './support/pair.ts';
-import { type SecuredStack, securedPair, securedStack } from './support/secured.ts';
+import { type SecuredStack, securedPair, securedStack, stackSecretValues } from './support/secured.ts';
 import type { ServiceProcess } from './support/services.ts';
 
 let stack: SecuredStack;
@@ -377,20 +377,7 @@ convergenceSuite(
 
 describe('secured stack: secrets', () => {
   it('no log of the whole run holds a password or a private key', () => {
-    const dir = stack.security.secrets;
-    const secrets = readdirSync(dir)
-      .filter((f) => !f.endsWith('.pem') && !f.endsWith('.ext') && !f.endsWith('.csr') && !f.endsWith('.srl'))
-      .flatMap((f) => {
-        const text = readFileSync(join(dir, f));
-        if (f.endsWith('.p12')) return [];
-        if (f.endsWith('.key'))
-          // the key's base64 lines (any of them in a log is a leak)
-          return text
-            .toString()
-            .split('\n')
-            .filter((l) => l.length >= 32 && !l.startsWith('-----'));
-        return [text.toString().trim()];
-      });
+    const secrets = stackSecretValues(stack);
     expect(secrets.length).toBeGreaterThan(20);
     const files = [
       ...stack.pids.map((p) => p.logFile),

@@ -9,7 +9,7 @@
  * of its own. The test process logs in to the nodes as the stack's superuser (PGPASSWORD).
  */
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { type Stack, startStack, stopRecorded, withoutExternal } from '../../infra/stack.ts';
@@ -167,4 +167,17 @@ export async function securedPair(stack: SecuredStack, schemaSql: string): Promi
 /** Every log file a secured run wrote: the stack's components' and the services'. */
 export function logFilesOf(stack: Stack, services: ServiceProcess[]): string[] {
   return [...stack.pids.map((p) => p.logFile), ...services.map((s) => s.logFile)];
+}
+
+/** Every secret of the stack's secrets folder: its passwords, and each base64 line of its keys. */
+export function stackSecretValues(stack: SecuredStack): string[] {
+  const dir = stack.security.secrets;
+  return readdirSync(dir)
+    .filter((f) => !/\.(pem|ext|csr|srl|p12)$/.test(f))
+    .flatMap((f) => {
+      const text = readFileSync(join(dir, f), 'utf8');
+      // a key: any of its base64 lines in a log is a leak
+      if (f.endsWith('.key')) return text.split('\n').filter((l) => l.length >= 32 && !l.startsWith('-----'));
+      return [text.trim()];
+    });
 }
