@@ -3,6 +3,8 @@
  * first time (`brabant up`) and every time after (`--reuse`, `brabant restart`). Returns once the
  * part really answers.
  */
+
+import { readSecretFile } from '../services/runtime/security.ts';
 import { ensureKafkaJars, startKafka } from './kafka/kafka.ts';
 import { ensureMirrorJars, startMirror } from './kafka/mirror.ts';
 import { startLink } from './link/process.ts';
@@ -47,7 +49,21 @@ export async function startComponent(c: ComponentSpec, progress: Progress): Prom
       }
       const n = await startNode(c.spec);
       try {
-        await ensureRegistryDatabase(n.url);
+        const sec = c.spec.security;
+        const owner = c.spec.owner;
+        await ensureRegistryDatabase(n.url, {
+          ...(sec === undefined
+            ? {}
+            : { adminPassword: readSecretFile(sec.adminPasswordFile, 'the admin password') }),
+          ...(owner === undefined
+            ? {}
+            : {
+                owner: {
+                  role: owner.role,
+                  password: readSecretFile(owner.passwordFile, 'the registry role'),
+                },
+              }),
+        });
       } catch (err) {
         await n.process.stop();
         throw err;

@@ -2,6 +2,7 @@
 import { describeError } from '../services/runtime/errors.ts';
 import { ensureKafkaJars } from './kafka/kafka.ts';
 import { ensureMirrorJars } from './kafka/mirror.ts';
+import { ensureKafkaTools } from './kafka/scram-users.ts';
 import { ensureRegistryBuilt } from './registry/registry.ts';
 
 const progress = (m: string) => console.log(`[setup] ${m}`);
@@ -9,6 +10,8 @@ try {
   await ensureKafkaJars(progress);
   // MirrorMaker 2, for the per-region layout with mirrored peer streams (docs/clusters.md)
   await ensureMirrorJars(progress);
+  // kafka-configs, for the secured stack's SCRAM users (brabant node init)
+  await ensureKafkaTools(progress);
   await ensureRegistryBuilt(progress);
 } catch (err) {
   console.error(`[setup] ${describeError(err)}`);

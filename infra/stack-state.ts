@@ -25,7 +25,11 @@ export type ComponentSpec =
   | { kind: 'kafka'; spec: KafkaNodeSpec }
   | { kind: 'mirror'; spec: MirrorSpec }
   | { kind: 'postgres'; spec: PostgresNodeSpec }
-  | { kind: 'registry-db'; spec: PostgresNodeSpec }
+  | {
+      kind: 'registry-db';
+      /** owner: the role (and its password's file) the registry's database belongs to and the registry logs in as. */
+      spec: PostgresNodeSpec & { owner?: { role: string; passwordFile: string } };
+    }
   | { kind: 'registry-standby'; spec: StandbySpec }
   | { kind: 'registry'; spec: RegistrySpec }
   | { kind: 'link'; spec: LinkSpec };
@@ -62,6 +66,18 @@ export interface RegionInfo {
   nodes: NodeInfo[];
 }
 
+export interface StackSecurityInfo {
+  /** The CA that signed every server's certificate (sslrootcert, BRABANT_TLS_CA_FILE). */
+  ca: string;
+  /** The folder of its password files (names: services/runtime/topology-security.ts secretFile). */
+  secrets: string;
+  /** The client certificate the registry's mutual TLS takes. */
+  clientCert: string;
+  clientKey: string;
+  /** The file of the password of `postgres`, the superuser of every node (one for the whole stack). */
+  adminPasswordFile: string;
+}
+
 /** Serializable description of a running stack (what tests and people connect to). */
 export interface StackInfo {
   regions: RegionInfo[];
@@ -73,6 +89,8 @@ export interface StackInfo {
   peerStreams?: 'direct' | 'mirror';
   /** The topology file `brabant up` wrote for the stack (every service and command reads it). */
   topologyFile?: string;
+  /** A secured stack's CA and secrets folder (TLS and authentication on every link); absent: plaintext. */
+  security?: StackSecurityInfo;
   workDir: string;
   pids: { name: string; pid: number; logFile: string }[];
 }

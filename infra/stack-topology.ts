@@ -5,8 +5,9 @@
  * here from the stack's port block, so `brabant start` can run them where the file says.
  */
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { formatTopology, type Topology } from '../services/runtime/topology.ts';
+import type { TopologySecurity } from '../services/runtime/topology-security.ts';
 import type { StackState } from './stack-state.ts';
 
 export const TOPOLOGY_FILE = 'topology.yaml';
@@ -19,9 +20,11 @@ export interface ServicePorts {
 
 export function stackTopology(
   state: Pick<StackState, 'regions' | 'peerStreams'> & { servicePorts?: ServicePorts },
+  security?: TopologySecurity,
 ): Omit<Topology, 'file'> {
   const ports = state.servicePorts;
   return {
+    ...(security === undefined ? {} : { security }),
     peerStreams: state.peerStreams ?? 'direct',
     regions: state.regions.map((r) => ({
       name: r.name,
@@ -53,14 +56,17 @@ export function writeStackTopology(
   workDir: string,
   state: Pick<StackState, 'regions' | 'peerStreams'> & { servicePorts?: ServicePorts },
   layout: string,
+  security?: TopologySecurity,
 ): string {
   const file = join(workDir, TOPOLOGY_FILE);
   writeFileSync(
     file,
     formatTopology(
-      stackTopology(state),
-      `Topology of the local stack in ${workDir} (Kafka: ${layout}), written by \`brabant up\`.\n` +
-        '`brabant start` runs its capture, apply and routers; every service takes --topology this-file.',
+      stackTopology(state, security),
+      `Topology of the local stack in ${workDir} (Kafka: ${layout}${security ? '; TLS and authentication on every link' : '; plaintext, no authentication (--insecure)'}), written by \`brabant up\`.\n` +
+        '`brabant start` runs its capture, apply and routers; every service takes --topology this-file.' +
+        (security ? '\nThe security section names files in secrets/; no password is in this file.' : ''),
+      (p) => relative(workDir, p),
     ),
   );
   return file;

@@ -24,6 +24,18 @@ import { assertPortFree, freePort } from './processes.ts';
 import { CCOMPAT_PATH, ensureRegistryBuilt } from './registry/registry.ts';
 import { REGISTRY_DATABASE, type RegistryStorage, registryStorageFromUrl } from './registry/registry-db.ts';
 import { waitForRegistryTables } from './registry/registry-standby.ts';
+import {
+  adminPasswordFile,
+  REGISTRY_DB_ROLE,
+  registryDbPasswordFile,
+  type StackSecrets,
+} from './security/stack-secrets.ts';
+import {
+  kafkaSecurity,
+  postgresSecurity,
+  registrySecurity,
+  securedStackSecrets,
+} from './security/stack-security.ts';
 import { clearLeftovers, killRecordedNow, stopRecorded } from './stack-control.ts';
 import {
   type ComponentRecord,
@@ -60,6 +72,12 @@ export interface StackOptions {
   reuse?: boolean;
   onProgress?: (message: string) => void;
   env?: Record<string, string | undefined>;
+  /**
+   * secured: TLS and authentication on every link (a CA, certificates and passwords of the
+   * stack's own in <workDir>/secrets, infra/security/stack-secrets.ts); insecure (the default
+   * here; `brabant up` says secured unless --insecure): plaintext, trust.
+   */
+  security?: 'secured' | 'insecure';
 }
 
 export interface Stack extends StackInfo {
@@ -200,6 +218,7 @@ async function planParts(
   ext: ConfigOf<typeof externalConfig>,
   workDir: string,
   ports: PortPlan,
+  secrets: StackSecrets | undefined,
 ): Promise<Planned[]> {
   const dataDir = join(workDir, 'data');
   const logFile = (name: string) => join(workDir, 'logs', `${name}.log`);
@@ -220,13 +239,20 @@ async function planParts(
       dataDir: join(dataDir, name),
       logFile: logFile(name),
       libsDir: kafkaLibsDir(),
+      ...(secrets === undefined ? {} : { security: kafkaSecurity(secrets, name, topology) }),
     };
     planned.push({ kind: 'kafka', id: name, name, spec });
   }
   for (const r of topology.regions) {
     for (const id of ids.get(r.name) ?? []) {
       if (externalPg.has(id)) continue;
-      const spec = { name: id, port: await ports.next(), dataDir: join(dataDir, id), logFile: logFile(id) };
+      const spec = {
+        name: id,
+        port: await ports.next(),
+        dataDir: join(dataDir, id),
+        logFile: logFile(id),
+        ...(secrets === undefined ? {} : { security: postgresSecurity(secrets, id) }),
+      };
       planned.push({ kind: 'postgres', id, name: `postgres ${id}`, spec });
     }
   }
@@ -243,15 +269,33 @@ async function planParts(
         port,
         dataDir: join(dataDir, 'registry-db'),
         logFile: logFile('registry-db'),
+        ...(secrets === undefined
+          ? {}
+          : {
+              security: postgresSecurity(secrets, 'registry-db'),
+              owner: {
+                role: REGISTRY_DB_ROLE,
+                passwordFile: registryDbPasswordFile(secrets, REGISTRY_DB_ROLE),
+              },
+            }),
       };
       planned.push({ kind: 'registry-db', id: 'registry-db', name: 'registry-db', spec });
-      storage = registryStorageFromUrl(`postgres://postgres@127.0.0.1:${port}/${REGISTRY_DATABASE}`);
+      storage =
+        secrets === undefined
+          ? registryStorageFromUrl(`postgres://postgres@127.0.0.1:${port}/${REGISTRY_DATABASE}`)
+          : {
+              ...registryStorageFromUrl(
+                `postgres://${REGISTRY_DB_ROLE}@127.0.0.1:${port}/${REGISTRY_DATABASE}?sslmode=verify-full&sslrootcert=${encodeURIComponent(secrets.ca)}`,
+              ),
+              passwordFile: registryDbPasswordFile(secrets, REGISTRY_DB_ROLE),
+            };
     }
     const spec = {
       port: registryPort,
       logFile: logFile('registry'),
       runDir: join(dataDir, 'registry'),
       storage,
+      ...(secrets === undefined ? {} : { security: registrySecurity(secrets) }),
     };
     planned.push({ kind: 'registry', id: 'registry', name: 'schema-registry', spec });
   }
@@ -406,9 +450,11 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
   mkdirSync(join(workDir, 'logs'), { recursive: true });
   const ids = nodeIds(topology);
   const externalPg = parsePgUrls(ext.pgUrls);
+  const secrets =
+    options.security === 'secured' ? securedStackSecrets(topology, ext, workDir, progress, ids) : undefined;
   // Plan every part and port first, and check the fixed ports before starting anything.
   const plan = portPlan(options.basePort);
-  const planned = await planParts(topology, ext, workDir, plan);
+  const planned = await planParts(topology, ext, workDir, plan, secrets);
   const servicePorts = await planServicePorts(topology, plan);
   if (options.basePort !== 0) await assertPortsFree(planned);
   const pgUser = postgresOsUser();
@@ -509,17 +555,26 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
     });
     state.servicePorts = servicePorts;
     if (topology.peerStreams === 'mirror') state.peerStreams = 'mirror';
-    state.topologyFile = writeStackTopology(workDir, state, topology.kafka);
+    if (secrets !== undefined)
+      state.security = {
+        ca: secrets.ca,
+        secrets: secrets.dir,
+        clientCert: secrets.clientCert,
+        clientKey: secrets.clientKey,
+        adminPasswordFile: adminPasswordFile(secrets, state.regions[0]!.nodes[0]!.id),
+      };
+    state.topologyFile = writeStackTopology(workDir, state, topology.kafka, secrets?.topology);
     writeState(workDir, state);
   } catch (err) {
     await stopRecorded(workDir).catch(() => {});
     process.off('exit', onExit);
     throw err;
   }
-  const { regions, registryUrl, pids, linkUrl, topologyFile } = state;
+  const { regions, registryUrl, pids, linkUrl, topologyFile, security } = state;
   return {
     regions,
     registryUrl,
+    ...(security === undefined ? {} : { security }),
     ...(linkUrl === undefined ? {} : { linkUrl }),
     ...(topologyFile === undefined ? {} : { topologyFile }),
     workDir,

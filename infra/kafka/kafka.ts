@@ -5,14 +5,21 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs';
 import { BrabantError } from '../../services/runtime/errors.ts';
+import { readSecretFile } from '../../services/runtime/security.ts';
 import { COMPLETE_MARKER, copyDependencies, type Progress } from '../maven.ts';
 import { type ManagedProcess, spawnManaged, waitFor, waitUntilReady, which } from '../processes.ts';
 import { shutdownPlan } from '../shutdown.ts';
+import {
+  formatScramArgs,
+  type KafkaSecuritySpec,
+  listenerSettings,
+  securityProperties,
+} from './kafka-security.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -67,6 +74,8 @@ export interface KafkaNodeSpec {
    * advertised at — the relay of the link between regions that forwards to it.
    */
   peer?: { port: number; advertisedPort: number };
+  /** A secured node (SASL_SSL, TLS between broker and controller, ACLs); absent: plaintext. */
+  security?: KafkaSecuritySpec;
 }
 
 export interface RunningKafka {
@@ -89,7 +98,22 @@ export function newClusterId(): string {
 
 function writeServerProperties(spec: KafkaNodeSpec): string {
   const template = readFileSync(join(HERE, 'server.properties.template'), 'utf8');
+  const sec = spec.security;
+  const listeners = listenerSettings(sec !== undefined, spec.peer !== undefined);
   const values: Record<string, string> = {
+    CLIENT: listeners.client,
+    PROTOCOL_MAP: listeners.protocolMap,
+    SECURITY:
+      sec === undefined
+        ? ''
+        : securityProperties(
+            sec,
+            {
+              keystorePassword: readSecretFile(sec.keystorePasswordFile, 'the keystore password'),
+              adminPassword: readSecretFile(sec.adminPasswordFile, "the Kafka admin's password"),
+            },
+            spec.peer !== undefined,
+          ),
     NODE_ID: '1',
     HOST: '127.0.0.1',
     BROKER_PORT: String(spec.brokerPort),
@@ -104,7 +128,9 @@ function writeServerProperties(spec: KafkaNodeSpec): string {
     return v;
   });
   const file = join(spec.dataDir, 'server.properties');
-  writeFileSync(file, text);
+  // it may hold the keystore's and the admin's passwords
+  writeFileSync(file, text, { mode: 0o600 });
+  chmodSync(file, 0o600);
   return file;
 }
 
@@ -148,6 +174,12 @@ export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promi
       `--cluster-id=${newClusterId()}`,
       '-c',
       props,
+      ...(spec.security === undefined
+        ? []
+        : formatScramArgs(
+            spec.security,
+            readSecretFile(spec.security.adminPasswordFile, "the Kafka admin's password"),
+          )),
     ]);
   }
   const proc = spawnManaged({
@@ -158,6 +190,7 @@ export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promi
     stopPlan: shutdownPlan('kafka'),
   });
   const bootstrap = `127.0.0.1:${spec.brokerPort}`;
+  const secured = spec.security === undefined ? {} : adminClientSecurity(spec.security);
   await waitUntilReady(proc, () =>
     waitFor(
       async () => {
@@ -167,6 +200,7 @@ export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promi
           logLevel: logLevel.NOTHING,
           retry: { retries: 0 },
           connectionTimeout: 1000,
+          ...secured,
         }).admin();
         try {
           await admin.connect();
@@ -180,4 +214,16 @@ export async function startKafka(spec: KafkaNodeSpec, timeoutMs = 90_000): Promi
     ),
   );
   return { name: spec.name, bootstrap, process: proc };
+}
+
+/** kafkajs options of the stack's admin on a secured node: TLS against the stack's CA, SCRAM as the admin. */
+export function adminClientSecurity(s: KafkaSecuritySpec): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  return {
+    ssl: { ca: [readFileSync(s.ca, 'utf8')] },
+    sasl: {
+      mechanism: s.mechanism === 'SCRAM-SHA-512' ? 'scram-sha-512' : 'scram-sha-256',
+      username: s.adminUser,
+      password: readSecretFile(s.adminPasswordFile, "the Kafka admin's password"),
+    } as SASLOptions,
+  };
 }

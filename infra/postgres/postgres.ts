@@ -4,10 +4,11 @@
  * nodes fit on two cores, started as the `postgres` OS user when we run as root.
  */
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { BrabantError } from '../../services/runtime/errors.ts';
+import { readSecretFile } from '../../services/runtime/security.ts';
 import {
   currentUserIsRoot,
   type ManagedProcess,
@@ -16,12 +17,15 @@ import {
   waitUntilReady,
 } from '../processes.ts';
 import { shutdownPlan } from '../shutdown.ts';
+import { adminPwfile, type PostgresSecuritySpec, secureNode } from './postgres-security.ts';
 
 export interface PostgresNodeSpec {
   name: string;
   port: number;
   dataDir: string;
   logFile: string;
+  /** A secured node (TLS, SCRAM for every role, plaintext refused); absent: plaintext with trust. */
+  security?: PostgresSecuritySpec;
 }
 
 export interface RunningPostgres {
@@ -117,7 +121,10 @@ export function makeDataDir(dataDir: string): string | undefined {
 export function initNode(spec: PostgresNodeSpec, settings = nodeSettings(spec.port)): void {
   const bin = postgresBinDir();
   const user = makeDataDir(spec.dataDir);
-  const args = ['-D', spec.dataDir, '--auth=trust', '--username=postgres', '--encoding=UTF8', '--no-sync'];
+  // secured: the superuser's password from a file PostgreSQL's OS user may read, removed after
+  const pwfile = spec.security === undefined ? undefined : adminPwfile(spec, user);
+  const auth = pwfile === undefined ? ['--auth=trust'] : ['--auth=scram-sha-256', `--pwfile=${pwfile}`];
+  const args = ['-D', spec.dataDir, ...auth, '--username=postgres', '--encoding=UTF8', '--no-sync'];
   try {
     const cmd = user === undefined ? join(bin, 'initdb') : 'runuser';
     const cmdArgs = user === undefined ? args : ['-u', user, '--', join(bin, 'initdb'), ...args];
@@ -128,6 +135,11 @@ export function initNode(spec: PostgresNodeSpec, settings = nodeSettings(spec.po
       'COMPONENT_START_FAILED',
       `initdb of ${spec.name} in ${spec.dataDir} failed: ${stderr}`,
     );
+  } finally {
+    if (pwfile !== undefined) rmSync(pwfile, { force: true });
+  }
+  if (spec.security !== undefined) {
+    Object.assign(settings, secureNode(spec.dataDir, spec.security, user));
   }
   const conf = Object.entries(settings)
     .map(([k, v]) => `${k} = ${v}`)
@@ -150,11 +162,15 @@ export async function startNode(spec: PostgresNodeSpec, timeoutMs = 60_000): Pro
     stopPlan: shutdownPlan('postgres'),
     dataDir: spec.dataDir,
   });
-  const url = `postgres://postgres@127.0.0.1:${spec.port}/postgres`;
+  const url = nodeUrl(spec.port, spec.security);
+  const password =
+    spec.security === undefined
+      ? undefined
+      : readSecretFile(spec.security.adminPasswordFile, 'the admin password');
   await waitUntilReady(proc, () =>
     waitFor(
       async () => {
-        const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+        const client = new pg.Client({ ...pgClientConfig(url, password), connectionTimeoutMillis: 1000 });
         try {
           await client.connect();
           await client.query('select 1');
@@ -172,6 +188,26 @@ export async function startNode(spec: PostgresNodeSpec, timeoutMs = 60_000): Pro
     ),
   );
   return { name: spec.name, port: spec.port, dataDir: spec.dataDir, url, process: proc };
+}
+
+/** The admin URL of a node: TLS with the server's certificate checked on a secured node. */
+export function nodeUrl(port: number, security: PostgresSecuritySpec | undefined): string {
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  return security === undefined
+    ? url
+    : `${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(security.ca)}`;
+}
+
+/**
+ * node-postgres options of a URL and its password: a URL without one parses to an empty password
+ * that beats an explicit `password` option, so the password goes into the URL — in memory only,
+ * never logged (every log line is cleared of URL passwords anyway: runtime/redact.ts).
+ */
+export function pgClientConfig(url: string, password?: string): pg.ClientConfig {
+  if (password === undefined) return { connectionString: url };
+  const u = new URL(url);
+  u.password = encodeURIComponent(password);
+  return { connectionString: u.toString() };
 }
 
 /** Replace the database in a postgres:// URL. */

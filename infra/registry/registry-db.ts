@@ -5,13 +5,17 @@
  * replicated by Brabant, which itself needs the registry to decode what it replicates.
  */
 import pg from 'pg';
+import { passwordVerifier } from '../../services/router/scram-server.ts';
 import { BrabantError } from '../../services/runtime/errors.ts';
+import { pgClientConfig } from '../postgres/postgres.ts';
 
 /** What Apicurio's SQL storage is given (its REGISTRY_DATASOURCE_* variables). */
 export interface RegistryStorage {
   jdbcUrl: string;
   username: string;
   password: string;
+  /** A file holding the password instead (the secured stack's: the state file then holds none). */
+  passwordFile?: string;
 }
 
 /** The database the stack's own registry-db cluster holds the registry's tables in. */
@@ -72,13 +76,32 @@ export function registryStorageFromUrl(url: string): RegistryStorage {
   };
 }
 
-/** Creates the registry's database on the registry-db cluster unless it is there already. */
-export async function ensureRegistryDatabase(adminUrl: string): Promise<void> {
-  const c = new pg.Client({ connectionString: adminUrl });
+/**
+ * Creates the registry's database on the registry-db cluster unless it is there already. With
+ * `owner` (the secured stack), as a database of that role's own, which the registry logs in as
+ * (SCRAM): it needs no superuser.
+ */
+export async function ensureRegistryDatabase(
+  adminUrl: string,
+  opts: { adminPassword?: string; owner?: { role: string; password: string } } = {},
+): Promise<void> {
+  const c = new pg.Client(pgClientConfig(adminUrl, opts.adminPassword));
   await c.connect();
   try {
+    const owner = opts.owner;
+    if (owner !== undefined) {
+      const role = `"${owner.role.replace(/"/g, '""')}"`;
+      await c.query(
+        `do $$ begin if not exists (select 1 from pg_roles where rolname = '${owner.role.replace(/'/g, "''")}') then create role ${role} login; end if; end $$`,
+      );
+      // the verifier, not the password, in the statement (a statement log shows no secret)
+      await c.query(`alter role ${role} with login password '${passwordVerifier(owner.password)}'`);
+    }
     const found = await c.query('select 1 from pg_database where datname = $1', [REGISTRY_DATABASE]);
-    if (found.rowCount === 0) await c.query(`create database ${REGISTRY_DATABASE}`);
+    if (found.rowCount === 0)
+      await c.query(
+        `create database ${REGISTRY_DATABASE}${owner === undefined ? '' : ` owner "${owner.role.replace(/"/g, '""')}"`}`,
+      );
   } finally {
     await c.end();
   }

@@ -10,11 +10,24 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { registryRequest } from '../../services/protocol/registry-http.ts';
 import { BrabantError } from '../../services/runtime/errors.ts';
+import { type ClientTls, readSecretFile } from '../../services/runtime/security.ts';
 import { type Progress, requireMaven, runMaven } from '../maven.ts';
 import { type ManagedProcess, spawnManaged, waitFor, waitUntilReady, which } from '../processes.ts';
 import { shutdownPlan } from '../shutdown.ts';
 import type { RegistryStorage } from './registry-db.ts';
+
+/** How the stack's own tools reach a secured registry: its CA, and the services' client certificate. */
+export function registryClientTls(
+  s: Pick<RegistrySecuritySpec, 'ca' | 'clientCert' | 'clientKey'>,
+): ClientTls {
+  return {
+    ca: readFileSync(s.ca, 'utf8'),
+    cert: readFileSync(s.clientCert, 'utf8'),
+    key: readFileSync(s.clientKey, 'utf8'),
+  };
+}
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -27,7 +40,13 @@ export const CCOMPAT_PATH = '/apis/ccompat/v7';
  * Quarkus fixes the datasource kind when it builds the application, and Apicurio's jar sets
  * `%prod.…db-kind=h2`; a profiled key outranks an unprofiled one, so ours carries the profile too.
  */
-const BUILD_FLAGS = ['-Dquarkus.package.type=fast-jar', '-D%prod.quarkus.datasource.db-kind=postgresql'];
+const BUILD_FLAGS = [
+  '-Dquarkus.package.type=fast-jar',
+  '-D%prod.quarkus.datasource.db-kind=postgresql',
+  // Quarkus 2.16 fixes client-auth when it builds: HTTPS (the secured stack's) then takes only
+  // clients with a certificate of its truststore; plain HTTP (--insecure) is not affected
+  '-Dquarkus.http.ssl.client-auth=required',
+];
 
 export interface RegistrySpec {
   port: number;
@@ -37,6 +56,20 @@ export interface RegistrySpec {
   storage: RegistryStorage;
   /** A follower registry (on a standby): the relay port its region reaches the primary registry at. */
   primaryRelayPort?: number;
+  /** HTTPS only, and only clients with a certificate of the stack's CA (mutual TLS); absent: HTTP. */
+  security?: RegistrySecuritySpec;
+}
+
+export interface RegistrySecuritySpec {
+  cert: string;
+  key: string;
+  /** PKCS12 truststore of the CA client certificates are checked against, and its password's file. */
+  truststore: string;
+  truststorePasswordFile: string;
+  /** What the stack's own check of the registry connects with. */
+  ca: string;
+  clientCert: string;
+  clientKey: string;
 }
 
 export interface RunningRegistry {
@@ -99,6 +132,7 @@ export async function startRegistry(
   // Quarkus reads ./config/application.properties of its working directory.
   mkdirSync(join(spec.runDir, 'config'), { recursive: true });
   cpSync(join(HERE, 'application.properties'), join(spec.runDir, 'config', 'application.properties'));
+  const sec = spec.security;
   const proc = spawnManaged({
     name: 'schema-registry',
     command: 'java',
@@ -107,7 +141,18 @@ export async function startRegistry(
       '-XX:+UseSerialGC',
       '-XX:TieredStopAtLevel=1',
       '-Xss512k',
-      `-Dquarkus.http.port=${spec.port}`,
+      ...(sec === undefined
+        ? [`-Dquarkus.http.port=${spec.port}`]
+        : [
+            // HTTPS on the registry's port, no HTTP at all (the plain port elsewhere, refused)
+            `-Dquarkus.http.ssl-port=${spec.port}`,
+            `-Dquarkus.http.port=0`,
+            '-Dquarkus.http.insecure-requests=disabled',
+            `-Dquarkus.http.ssl.certificate.files=${sec.cert}`,
+            `-Dquarkus.http.ssl.certificate.key-files=${sec.key}`,
+            `-Dquarkus.http.ssl.certificate.trust-store-file=${sec.truststore}`,
+            '-Dquarkus.http.ssl.certificate.trust-store-file-type=PKCS12',
+          ]),
       '-Dquarkus.http.host=127.0.0.1',
       `-Djava.io.tmpdir=${spec.runDir}`,
       '-jar',
@@ -120,17 +165,34 @@ export async function startRegistry(
     env: {
       REGISTRY_DATASOURCE_URL: spec.storage.jdbcUrl,
       REGISTRY_DATASOURCE_USERNAME: spec.storage.username,
-      REGISTRY_DATASOURCE_PASSWORD: spec.storage.password,
+      REGISTRY_DATASOURCE_PASSWORD:
+        spec.storage.passwordFile === undefined
+          ? spec.storage.password
+          : readSecretFile(spec.storage.passwordFile, "the registry database's password"),
+      ...(sec === undefined
+        ? {}
+        : {
+            QUARKUS_HTTP_SSL_CERTIFICATE_TRUST_STORE_PASSWORD: readSecretFile(
+              sec.truststorePasswordFile,
+              "the registry's truststore password",
+            ),
+          }),
     },
     stopPlan: shutdownPlan('registry'),
   });
-  const root = `http://127.0.0.1:${spec.port}`;
+  const root = `${sec === undefined ? 'http' : 'https'}://127.0.0.1:${spec.port}`;
+  const tls = sec === undefined ? undefined : registryClientTls(sec);
   await waitUntilReady(proc, () =>
     waitFor(
       async () => {
         // Ready includes the storage: the database answered and holds Apicurio's tables.
-        const res = await fetch(`${root}/health/ready`, { signal: AbortSignal.timeout(1000) });
-        return res.ok;
+        const res = await registryRequest(`${root}/health/ready`, {
+          method: 'GET',
+          headers: {},
+          timeoutMs: 1000,
+          ...(tls === undefined ? {} : { tls }),
+        });
+        return res.status === 200;
       },
       { what: `schema registry on port ${spec.port}`, timeoutMs, process: proc, intervalMs: 250 },
     ),

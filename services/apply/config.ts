@@ -1,8 +1,10 @@
 /** Apply's options, declared once (docs/configuration.md is generated from them). */
 import { changeTopic } from '../protocol/topics.ts';
 import { type ConfigOf, endpointOptions, int, list, nodeServiceOptions, str } from '../runtime/config.ts';
+import { securityOptions } from '../runtime/security.ts';
 import type { TopologyBinding } from '../runtime/service-config.ts';
 import { nodeOf, regionOf, sameCluster } from '../runtime/topology.ts';
+import { serviceSecurity } from '../runtime/topology-security.ts';
 
 export const applyConfig = {
   ...nodeServiceOptions(),
@@ -79,6 +81,7 @@ export const applyConfig = {
     min: 100,
     max: 600_000,
   }),
+  ...securityOptions(),
   ...endpointOptions(9402),
 };
 
@@ -101,7 +104,7 @@ export const applyTopology: TopologyBinding<typeof applyConfig> = {
     }
     return {
       nodeId,
-      pgUrl: n.postgres,
+      ...serviceSecurity(t.security, 'apply', n),
       kafkaBrokers: own.kafka,
       registryUrl: own.registry,
       regions: local,

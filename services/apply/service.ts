@@ -6,7 +6,13 @@ import { type ApplySessionDeps, runApplySession } from './session.ts';
 export async function runApply(
   d: Omit<ApplySessionDeps, 'registry'> & { backoff: BackoffPolicy },
 ): Promise<void> {
-  const deps = { ...d, registry: new SchemaRegistryClient({ url: d.config.registryUrl }) };
+  const deps = {
+    ...d,
+    registry: new SchemaRegistryClient({
+      url: d.config.registryUrl,
+      ...(d.security.registry === undefined ? {} : { tls: d.security.registry }),
+    }),
+  };
   await superviseSessions({
     name: 'apply',
     session: () => runApplySession(deps),

@@ -26,6 +26,7 @@ import { classifyKafkaError, createKafka } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Readiness } from '../runtime/readiness.ts';
 import { redactUrl } from '../runtime/redact.ts';
+import type { ServiceSecurity } from '../runtime/security.ts';
 import { backoffDelay } from '../runtime/supervise.ts';
 import { ChangeStream } from './change-stream.ts';
 import type { applyConfig } from './config.ts';
@@ -44,6 +45,8 @@ export interface ApplySessionDeps {
   config: ApplyConfig;
   kafka: Kafka;
   registry: SchemaRegistryClient;
+  /** TLS and credentials of its connections (the peer clusters' too: its user exists on each). */
+  security: ServiceSecurity;
   log: Logger;
   metrics: ApplyMetrics;
   stopRequested: Promise<void>;
@@ -237,7 +240,12 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
           src,
           kafka: local
             ? deps.kafka
-            : createKafka({ brokers: src.brokers, clientId: `brabant-apply-${c.nodeId}`, log }),
+            : createKafka({
+                brokers: src.brokers,
+                clientId: `brabant-apply-${c.nodeId}`,
+                log,
+                ...deps.security.kafka,
+              }),
           groupId,
           newStream: (consumer, applierOf) =>
             new ChangeStream({

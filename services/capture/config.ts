@@ -9,8 +9,10 @@ import {
   nodeServiceOptions,
   str,
 } from '../runtime/config.ts';
+import { securityOptions } from '../runtime/security.ts';
 import type { TopologyBinding } from '../runtime/service-config.ts';
 import { nodeOf, regionOf } from '../runtime/topology.ts';
+import { serviceSecurity } from '../runtime/topology-security.ts';
 
 export const captureConfig = {
   ...nodeServiceOptions(),
@@ -136,6 +138,7 @@ export const captureConfig = {
     min: 100,
     max: 600_000,
   }),
+  ...securityOptions(),
   ...endpointOptions(9401),
 };
 
@@ -148,7 +151,7 @@ export const captureTopology: TopologyBinding<typeof captureConfig> = {
     return {
       nodeId,
       region: r.name,
-      pgUrl: n.postgres,
+      ...serviceSecurity(t.security, 'capture', n),
       kafkaBrokers: r.kafka,
       registryUrl: r.registry,
       ...(r.registryPrimary === r.registry ? {} : { registryPrimaryUrl: r.registryPrimary }),

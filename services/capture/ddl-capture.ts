@@ -14,7 +14,19 @@
  */
 import type pg from 'pg';
 import { CATALOG_CHANNEL } from '../protocol/ddl.ts';
-import { ensureNodeObjects, noteAllColumns, setSequencePlace } from '../protocol/node-schema.ts';
+import {
+  ensureNodeObjects,
+  noteAllColumns,
+  setSequencePlace,
+  stepSequences,
+} from '../protocol/node-schema.ts';
+import {
+  maySetUp,
+  NOT_REPLICATED_HERE,
+  type SetUpStep,
+  setUpStep,
+  stepVersion,
+} from '../protocol/node-setup.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 
@@ -330,36 +342,62 @@ begin
   perform pg_notify('${CATALOG_CHANNEL}', tg_tag);
 end $fn$`;
 
-/** Creates (or replaces) the functions and the event triggers; idempotent. Needs a superuser. */
+const DDL_TRIGGERS = [
+  ['brabant_capture_ddl', 'ddl_command_end', 'brabant.capture_ddl'],
+  ['brabant_capture_ddl_drop', 'sql_drop', 'brabant.capture_ddl'],
+  ['brabant_refuse_rewrite', 'table_rewrite', 'brabant.refuse_rewrite'],
+  ['brabant_catalog_changed', 'ddl_command_end', 'brabant.catalog_changed'],
+] as const;
+
+const DDL_FUNCTIONS = [
+  DESCRIBE_TABLE,
+  SPLIT_STATEMENTS,
+  REFUSE_NODE_DEPENDENT_DEFAULT,
+  CAPTURE_DDL,
+  REFUSE_REWRITE,
+  CATALOG_CHANGED,
+];
+
+/**
+ * The event triggers run in the DDL's own session, as its role: every role that runs DDL calls
+ * these. pg_replication_origin_session_is_setup() is revoked from PUBLIC by PostgreSQL; it only
+ * says whether the session applies a peer's changes, so every role may ask.
+ */
+const GRANTS = 'grant execute on function pg_replication_origin_session_is_setup() to public';
+
+/** The set-up step of DDL capture (node-setup.ts). */
+export const DDL_CAPTURE_STEP: SetUpStep = {
+  name: 'ddl-capture',
+  version: stepVersion(...DDL_FUNCTIONS, JSON.stringify(DDL_TRIGGERS), GRANTS),
+};
+
+/**
+ * Creates (or replaces) the functions and the event triggers; idempotent. Needs a superuser: a
+ * role that may not set up finds it done by `brabant node init` (node-setup.ts).
+ */
 export async function ensureDdlCapture(db: Queryable): Promise<void> {
   await ensureNodeObjects(db);
-  await db.query('begin');
-  try {
-    await db.query(`select pg_advisory_xact_lock(hashtext('brabant.setup'))`);
-    for (const sql of [
-      DESCRIBE_TABLE,
-      SPLIT_STATEMENTS,
-      REFUSE_NODE_DEPENDENT_DEFAULT,
-      CAPTURE_DDL,
-      REFUSE_REWRITE,
-      CATALOG_CHANGED,
-    ])
-      await db.query(sql);
-    for (const [name, event, fn] of [
-      ['brabant_capture_ddl', 'ddl_command_end', 'brabant.capture_ddl'],
-      ['brabant_capture_ddl_drop', 'sql_drop', 'brabant.capture_ddl'],
-      ['brabant_refuse_rewrite', 'table_rewrite', 'brabant.refuse_rewrite'],
-      ['brabant_catalog_changed', 'ddl_command_end', 'brabant.catalog_changed'],
-    ] as const) {
-      await db.query(`drop event trigger if exists ${name}`);
-      await db.query(`create event trigger ${name} on ${event} execute function ${fn}()`);
+  const how = await setUpStep(db, DDL_CAPTURE_STEP, async () => {
+    await db.query('begin');
+    try {
+      await db.query(`select pg_advisory_xact_lock(hashtext('brabant.setup'))`);
+      // the node's own set-up (its grants are DDL too): never replicated
+      await db.query(NOT_REPLICATED_HERE);
+      for (const sql of DDL_FUNCTIONS) await db.query(sql);
+      for (const [name, event, fn] of DDL_TRIGGERS) {
+        await db.query(`drop event trigger if exists ${name}`);
+        await db.query(`create event trigger ${name} on ${event} execute function ${fn}()`);
+      }
+      await db.query(GRANTS);
+      await noteAllColumns(db);
+      await db.query('commit');
+    } catch (err) {
+      await db.query('rollback').catch(() => {});
+      throw err;
     }
-    await noteAllColumns(db);
-    await db.query('commit');
-  } catch (err) {
-    await db.query('rollback').catch(() => {});
-    throw err;
-  }
+  });
+  // tables made while no trigger saw them (brabant.note_columns runs as its owner)
+  if (how === 'found') await noteAllColumns(db);
 }
 
 /**
@@ -373,7 +411,19 @@ export async function placeSequences(
   c: { nodeId: string; sequenceIndex: number; sequenceStep: number },
   log: Logger,
 ): Promise<void> {
+  const set = await db.query<{ node_id: string; sequence_index: number; sequence_step: number }>(
+    'select node_id, sequence_index, sequence_step from brabant.node_settings',
+  );
+  const current = set.rows[0];
   if (c.sequenceIndex < 0) {
+    if (current !== undefined) {
+      log.info(
+        { index: current.sequence_index, step: current.sequence_step },
+        'sequences are stepped for this node as its set-up placed it (brabant node init)',
+      );
+      await stepSequences(db);
+      return;
+    }
     log.warn(
       'sequences are not stepped for this node: set BRABANT_SEQUENCE_INDEX (unique per node, below BRABANT_SEQUENCE_STEP) so generated ids never collide between regions',
     );
@@ -385,7 +435,20 @@ export async function placeSequences(
       `BRABANT_SEQUENCE_INDEX=${c.sequenceIndex} must be below BRABANT_SEQUENCE_STEP=${c.sequenceStep}`,
     );
   }
-  const stepped = await setSequencePlace(db, c.nodeId, { index: c.sequenceIndex, step: c.sequenceStep });
+  const same =
+    current?.node_id === c.nodeId &&
+    current.sequence_index === c.sequenceIndex &&
+    current.sequence_step === c.sequenceStep;
+  if (!same && !(await maySetUp(db)))
+    throw new BrabantError(
+      'PERMISSION_DENIED',
+      `node ${c.nodeId} is given sequence place ${c.sequenceIndex} of ${c.sequenceStep}, but its set-up placed it ` +
+        `${current === undefined ? 'nowhere' : `${current.sequence_index} of ${current.sequence_step} (as ${current.node_id})`}, and capture's role may not change that: ` +
+        `run \`brabant node init ${c.nodeId} --sequence-index ${c.sequenceIndex}\`, or leave BRABANT_SEQUENCE_INDEX unset to keep the set-up's place`,
+    );
+  const stepped = same
+    ? await stepSequences(db)
+    : await setSequencePlace(db, c.nodeId, { index: c.sequenceIndex, step: c.sequenceStep });
   if (stepped.length > 0)
     log.info(
       { sequences: stepped, index: c.sequenceIndex, step: c.sequenceStep },

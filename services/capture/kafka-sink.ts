@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Admin, Kafka, Message, Producer } from 'kafkajs';
 import { decodePosition } from '../protocol/headers.ts';
 import type { StreamPosition } from '../protocol/lsn.ts';
+import { readbackGroupPrefix } from '../protocol/names.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { classifyKafkaError, Partitioners } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
@@ -159,7 +160,7 @@ async function scan(
   },
 ): Promise<StreamPosition | undefined> {
   const consumer = kafka.consumer({
-    groupId: `brabant-readback-${opts.nodeId}-${randomBytes(4).toString('hex')}`,
+    groupId: `${readbackGroupPrefix(opts.nodeId)}${randomBytes(4).toString('hex')}`,
     readUncommitted: false,
     allowAutoTopicCreation: false,
     maxWaitTimeInMs: 200,

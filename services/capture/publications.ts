@@ -21,6 +21,7 @@
 import type pg from 'pg';
 import { type Lsn, parseLsn } from '../protocol/lsn.ts';
 import { ensureNodeObjects } from '../protocol/node-schema.ts';
+import { NOT_REPLICATED_HERE, type SetUpStep, setUpStep, stepVersion } from '../protocol/node-setup.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { TableRef } from './catalog.ts';
 import { quoteIdent } from './catalog.ts';
@@ -44,7 +45,7 @@ const DDL_TAGS = [
 /** The reconcile function: one pass over the user tables (or the listed ones), set-based. */
 const RECONCILE_FUNCTION = `
 create or replace function brabant.reconcile_publications(main name, inserts name, listed text[])
-returns void language plpgsql as $fn$
+returns void language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
 declare r record;
 begin
   for r in
@@ -69,7 +70,10 @@ begin
       execute format('alter publication %I add table %s', inserts, r.q);
     end if;
   end loop;
-end $fn$`;
+end $fn$;
+-- it runs as its owner (a superuser: only one may add any table to a publication), so only the
+-- publications' event trigger and the roles granted it (capture's) may call it
+revoke all on function brabant.reconcile_publications(name, name, text[]) from public`;
 
 function literal(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
@@ -101,6 +105,39 @@ export interface PublicationState {
  * same name in one transaction (decoding of older changes still sees the old one in its
  * historic catalog snapshot).
  */
+/** The event trigger function of one capture's publications. */
+function triggerFunctionSql(main: string, inserts: string, tables: TableRef[] | 'all'): string {
+  return (
+    // A failure here must not fail the application's DDL (a publication dropped by hand, say):
+    // it warns, and capture's periodic pass sorts the table later. It runs as its owner, as the
+    // reconcile function does: the DDL's role needs no right on the publications.
+    `create or replace function brabant.${quoteIdent(triggerName(main))}() returns event_trigger
+     language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
+     begin
+       perform brabant.reconcile_publications(${literal(main)}, ${literal(inserts)}, ${listedLiteral(tables)});
+     exception when others then
+       raise warning 'Brabant could not sort tables into publications ${main.replace(/'/g, "''")} and ${inserts.replace(/'/g, "''")}: %', sqlerrm
+         using hint = 'capture does it again within a minute; if these publications were dropped on purpose, drop event trigger ${triggerName(main).replace(/'/g, "''")}';
+     end $fn$`
+  );
+}
+
+/** The set-up step of one capture's publications (node-setup.ts): its SQL and its tables. */
+export function publicationsStep(main: string, tables: TableRef[] | 'all'): SetUpStep {
+  const inserts = insertsPublication(main);
+  return {
+    name: `publications:${main}`,
+    version: stepVersion(RECONCILE_FUNCTION, triggerFunctionSql(main, inserts, tables), DDL_TAGS.join()),
+  };
+}
+
+/**
+ * Creates or repairs both publications, the reconcile function and the event trigger, and sorts
+ * every table (a role that may not set up finds this done by `brabant node init`, and only sorts
+ * the tables). A main publication made FOR ALL TABLES by an earlier build is recreated under the
+ * same name in one transaction (decoding of older changes still sees the old one in its
+ * historic catalog snapshot).
+ */
 export async function ensurePublications(
   db: Queryable,
   main: string,
@@ -109,6 +146,25 @@ export async function ensurePublications(
   const inserts = insertsPublication(main);
   // the node's schema first, under the set-up lock (apply may be setting it up at the same time)
   await ensureNodeObjects(db);
+  const how = await setUpStep(db, publicationsStep(main, tables), async () => {
+    await setUpPublications(db, main, inserts, tables);
+    await usableFrom(db, inserts, true);
+  });
+  if (how === 'found') await reconcile(db, main, tables);
+  return {
+    main,
+    inserts,
+    insertsUsableFrom: await usableFrom(db, inserts, false),
+    insertOnly: await publicationTables(db, inserts),
+  };
+}
+
+async function setUpPublications(
+  db: Queryable,
+  main: string,
+  inserts: string,
+  tables: TableRef[] | 'all',
+): Promise<void> {
   const existing = await db.query<{ pubname: string; puballtables: boolean }>(
     'select pubname, puballtables from pg_publication where pubname = any($1)',
     [[main, inserts]],
@@ -117,24 +173,16 @@ export async function ensurePublications(
   await db.query('begin');
   try {
     await db.query(`select pg_advisory_xact_lock(hashtext('brabant.setup'))`);
+    // the node's own set-up (its grants are DDL too): never replicated
+    await db.query(NOT_REPLICATED_HERE);
     await db.query(RECONCILE_FUNCTION);
     if (has.get(main)?.puballtables) await db.query(`drop publication ${quoteIdent(main)}`);
     if (!has.has(main) || has.get(main)?.puballtables)
       await db.query(`create publication ${quoteIdent(main)}`);
     if (!has.has(inserts))
       await db.query(`create publication ${quoteIdent(inserts)} with (publish = 'insert, truncate')`);
+    await db.query(triggerFunctionSql(main, inserts, tables));
     const fn = `brabant.${quoteIdent(triggerName(main))}`;
-    await db.query(
-      // A failure here must not fail the application's DDL (a publication dropped by hand, say):
-      // it warns, and capture's periodic pass sorts the table later.
-      `create or replace function ${fn}() returns event_trigger language plpgsql as $fn$
-       begin
-         perform brabant.reconcile_publications(${literal(main)}, ${literal(inserts)}, ${listedLiteral(tables)});
-       exception when others then
-         raise warning 'Brabant could not sort tables into publications ${main.replace(/'/g, "''")} and ${inserts.replace(/'/g, "''")}: %', sqlerrm
-           using hint = 'capture does it again within a minute; if these publications were dropped on purpose, drop event trigger ${triggerName(main).replace(/'/g, "''")}';
-       end $fn$`,
-    );
     await db.query(`drop event trigger if exists ${quoteIdent(triggerName(main))}`);
     await db.query(
       `create event trigger ${quoteIdent(triggerName(main))} on ddl_command_end
@@ -149,17 +197,11 @@ export async function ensurePublications(
     await db.query('rollback').catch(() => {});
     throw new BrabantError(
       'CONFIG_INVALID',
-      `cannot set up publications ${main} and ${inserts}: ${(err as Error).message}; capture needs a role that may ` +
-        'create publications and event triggers (a superuser) and own the captured tables',
+      `cannot set up publications ${main} and ${inserts}: ${(err as Error).message}; set-up needs a superuser ` +
+        '(brabant node init), and every captured table needs a replica identity or is captured insert-only',
       { cause: err },
     );
   }
-  return {
-    main,
-    inserts,
-    insertsUsableFrom: await usableFrom(db, inserts),
-    insertOnly: await publicationTables(db, inserts),
-  };
 }
 
 /** Sorts every table into its publication (also run periodically: a safety net for the trigger). */
@@ -191,13 +233,18 @@ const USABLE = /^brabant: usable from (\S+)$/;
  * after its creation: a session whose slot is before it streams with the main publication only,
  * and starts again with both once it reaches it.
  */
-async function usableFrom(db: Queryable, publication: string): Promise<Lsn> {
+async function usableFrom(db: Queryable, publication: string, mayWrite: boolean): Promise<Lsn> {
   const res = await db.query<{ c: string | null }>(
     `select obj_description(oid, 'pg_publication') as c from pg_publication where pubname = $1`,
     [publication],
   );
   const m = USABLE.exec(res.rows[0]?.c ?? '');
   if (m) return parseLsn(m[1]!);
+  if (!mayWrite)
+    throw new BrabantError(
+      'CATALOG_MISMATCH',
+      `publication ${publication} has no "brabant: usable from" comment (it was not made by Brabant's set-up): run \`brabant node init\` again`,
+    );
   // after the creating transaction committed: any later position is safe
   const now = await db.query<{ l: string }>('select pg_current_wal_insert_lsn()::text as l');
   const l = now.rows[0]!.l;

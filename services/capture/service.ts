@@ -15,6 +15,7 @@ export async function runCapture(
     registry: new SchemaRegistryClient({
       url: d.config.registryUrl,
       primaryUrl: d.config.registryPrimaryUrl,
+      ...(d.security.registry === undefined ? {} : { tls: d.security.registry }),
     }),
   };
   await superviseSessions({

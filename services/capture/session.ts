@@ -20,11 +20,14 @@ import {
   sideTopicSettings,
 } from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
+import { directiveFor } from '../runtime/error-policy.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { failpoint } from '../runtime/failpoints.ts';
 import { classifyKafkaError } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Readiness } from '../runtime/readiness.ts';
+import { redactUrl } from '../runtime/redact.ts';
+import type { ServiceSecurity } from '../runtime/security.ts';
 import { HEARTBEAT_PREFIX } from './assembler.ts';
 import {
   ensureSlot,
@@ -68,6 +71,8 @@ export interface SessionDeps {
   config: CaptureConfig;
   kafka: Kafka;
   registry: SchemaRegistryClient;
+  /** TLS and credentials of its connections. */
+  security: ServiceSecurity;
   log: Logger;
   metrics: CaptureMetrics;
   /** Resolves when the service is asked to stop. */
@@ -139,11 +144,17 @@ export async function runSession(
     try {
       await db.connect();
     } catch (err) {
-      throw new BrabantError(
-        'SOURCE_UNAVAILABLE',
-        `cannot connect to node ${c.nodeId}: ${(err as Error).message}`,
-        { cause: err },
-      );
+      // a refused password, pg_hba's no, a certificate not trusted: stop with the fix; else retry
+      const d = directiveFor(err, { doing: `connecting to node ${c.nodeId} at ${redactUrl(c.pgUrl)}` });
+      throw d.kind === 'stop' || d.kind === 'retry'
+        ? d.error
+        : new BrabantError(
+            'SOURCE_UNAVAILABLE',
+            `cannot connect to node ${c.nodeId}: ${(err as Error).message}`,
+            {
+              cause: err,
+            },
+          );
     }
     db.on('error', (err) => log.warn({ err }, 'catalog connection error'));
     const { tables, publications } = await prepareNode(db, c, names, log, metrics);

@@ -79,6 +79,7 @@ export async function demo(opts: {
   kafka: Topology['kafka'];
   /** Cut the link between the regions this long in the middle of the writes (per-region only). */
   cutLinkSeconds: number;
+  security: 'secured' | 'insecure';
 }): Promise<number> {
   if (opts.cutLinkSeconds > 0 && opts.kafka !== 'per-region')
     throw new Error(
@@ -96,7 +97,7 @@ export async function demo(opts: {
   );
   const stack = await startStack(
     { ...DEMO_TOPOLOGY, kafka: opts.kafka },
-    { workDir, basePort: opts.config.basePort + 100, onProgress: say },
+    { workDir, basePort: opts.config.basePort + 100, onProgress: say, security: opts.security },
   );
   const writers: Writer[] = [];
   let servicesStarted = false;

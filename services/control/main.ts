@@ -13,6 +13,7 @@ import { ddl } from './ddl-commands.ts';
 import { deadletters } from './deadletters-commands.ts';
 import { demo } from './demo.ts';
 import { link } from './link-commands.ts';
+import { nodeCommand } from './node-init-commands.ts';
 import { policy } from './policy-commands.ts';
 import { resync } from './resync.ts';
 import { chunkRowsOf } from './resync-plan.ts';
@@ -54,7 +55,10 @@ commands:
            --cut-link S     per-region: cut the link between the regions for S seconds in the
                             middle of the writes (both keep writing; they agree after the heal)
            --keep           leave the stack running afterwards
-  up     start the local two-region stack (Kafka, PostgreSQL nodes vl-1 and wa-1, schema registry)
+  up     start the local two-region stack (Kafka, PostgreSQL nodes vl-1 and wa-1, schema registry),
+         TLS and authentication on every link (a CA, certificates and passwords in the stack folder's
+         secrets/), each node set up (brabant node init)
+           --insecure       plaintext and no authentication (the demo always runs plaintext)
            --base-port N    first loopback port (default BRABANT_BASE_PORT or 19090)
            --kafka MODE     shared (one cluster) or per-region (one cluster per region); default shared
            --peer-streams M per-region: apply reads the other region's cluster across the link
@@ -72,6 +76,15 @@ commands:
            --detach         run in the background; \`brabant stop\` stops them
            --no-routers     capture and apply only
   stop   stop what \`brabant start\` runs, and wait until every service has exited
+  node init NODE   set a node up once, as a superuser, also one that holds data and takes writes:
+         checks, publications, event triggers, sequences, tombstone triggers, slot, origins, the
+         roles capture and apply run as, and (secured topology) their Kafka users, topics and ACLs
+           --topology FILE      (default BRABANT_TOPOLOGY, else the local stack's)
+           --admin-url URL      a superuser's URL (default: the node's as postgres; password PGPASSWORD)
+           --database DB        the database to set up (default: the node URL's)
+           --sequence-index N   the node's place for sequences (default: its place in the topology)
+           --ddl-roles R,…      roles whose DDL apply replays as them (never a superuser)
+           --tables S.T,…       the tables to replicate (default all)
   link cut|heal|delay MS|status
          the local stack's link between regions (--kafka per-region): cut every cross-region
          connection (--mode reset|blackhole), heal it, or slow it down by MS each way
@@ -166,6 +179,11 @@ async function main(argv: string[]): Promise<number> {
       port: { type: 'string' },
       'chunk-rows': { type: 'string' },
       slot: { type: 'string' },
+      insecure: { type: 'boolean', default: false },
+      'admin-url': { type: 'string' },
+      'sequence-index': { type: 'string' },
+      'ddl-roles': { type: 'string' },
+      tables: { type: 'string' },
     },
     strict: true,
   });
@@ -185,7 +203,14 @@ async function main(argv: string[]): Promise<number> {
         throw new Error(
           '--peer-streams mirror needs --kafka per-region (a cluster per region to mirror between)',
         );
-      return up({ config, kafka, peerStreams, reuse: values.reuse, detach: values.detach });
+      return up({
+        config,
+        kafka,
+        peerStreams,
+        reuse: values.reuse,
+        detach: values.detach,
+        security: values.insecure ? 'insecure' : 'secured',
+      });
     }
     case 'down':
       return down({ config, purge: values.purge });
@@ -201,7 +226,17 @@ async function main(argv: string[]): Promise<number> {
       const cutLinkSeconds = Number(values['cut-link'] ?? 0);
       if (!Number.isInteger(cutLinkSeconds) || cutLinkSeconds < 0 || cutLinkSeconds > 3600)
         throw new Error(`--cut-link must be a number of seconds, not '${values['cut-link']}'`);
-      return demo({ config, seconds, keep: values.keep, kafka, cutLinkSeconds });
+      return demo({
+        config,
+        seconds,
+        keep: values.keep,
+        kafka,
+        cutLinkSeconds,
+        // the demo shows replication and the routers on a plaintext stack: on the secured one a
+        // superuser's DDL is not replayed (docs/security.md) and its writers would need roles of
+        // their own through the routers' SCRAM; `brabant up` is secured by default
+        security: 'insecure',
+      });
     }
     case 'start':
       return start({
@@ -317,6 +352,18 @@ async function main(argv: string[]): Promise<number> {
         timeoutSeconds: timeout,
       });
     }
+    case 'node':
+      return nodeCommand({
+        home: config.home,
+        action: positionals[0],
+        node: positionals[1],
+        topology: values.topology,
+        adminUrl: values['admin-url'],
+        database: values.database,
+        sequenceIndex: values['sequence-index'],
+        ddlRoles: values['ddl-roles'],
+        tables: values.tables,
+      });
     case 'config-docs':
       process.stdout.write(configurationDoc());
       return 0;

@@ -102,6 +102,33 @@ describe('services configured from a topology file', () => {
     ]);
   });
 
+  it('router on a secured topology: its own role over verify-full TLS, its password file, TLS and SCRAM of clients', () => {
+    const f = file(
+      `${TOPOLOGY('direct')}security:\n  ca: secrets/ca.pem\n  secrets: secrets\n  routerCertificate: secrets/server.pem\n  routerKey: secrets/server.key\n`,
+    );
+    const dir = f.slice(0, -'/topology.yaml'.length);
+    const c = loadServiceConfig(
+      'router',
+      routerConfig,
+      routerTopology,
+      ['--topology', f, '--region', 'wallonie'],
+      {},
+    );
+    const ca = encodeURIComponent(`${dir}/secrets/ca.pem`);
+    expect(c.nodes).toEqual([
+      `wa-1@wallonie=postgres://brabant_router@127.0.0.1:5201/app?sslmode=verify-full&sslrootcert=${ca}`,
+      `vl-1@vlaanderen=postgres://brabant_router@127.0.0.1:5101/app?sslmode=verify-full&sslrootcert=${ca}`,
+    ]);
+    expect(c).toMatchObject({
+      nodePasswordFile: `${dir}/secrets/postgres-routers-brabant_router`,
+      tls: 'require',
+      tlsCert: `${dir}/secrets/server.pem`,
+      tlsKey: `${dir}/secrets/server.key`,
+      auth: 'scram',
+      authQuery: 'select rolname, rolpassword from brabant_auth.lookup($1)',
+    });
+  });
+
   it('environment variables override the file, and BRABANT_TOPOLOGY names it', () => {
     const c = loadServiceConfig('capture', captureConfig, captureTopology, [], {
       BRABANT_TOPOLOGY: file(TOPOLOGY('direct')),

@@ -5,7 +5,9 @@ import { STATE_FILE, type StackInfo, startStack, stopRecorded, type Topology } f
 import { canonical, restartComponent } from '../../infra/stack-control.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
+import { readTopology } from '../runtime/topology.ts';
 import type { controlConfig } from './config.ts';
+import { initNode } from './node-init.ts';
 
 export const DEMO_TOPOLOGY: Omit<Topology, 'kafka'> = {
   regions: [
@@ -22,11 +24,24 @@ export async function up(opts: {
   peerStreams?: Topology['peerStreams'];
   reuse: boolean;
   detach: boolean;
+  security: 'secured' | 'insecure';
 }): Promise<number> {
   const stack = await startStack(
     { ...DEMO_TOPOLOGY, kafka: opts.kafka, ...(opts.peerStreams ? { peerStreams: opts.peerStreams } : {}) },
-    { workDir: opts.config.home, basePort: opts.config.basePort, reuse: opts.reuse, onProgress: progress },
+    {
+      workDir: opts.config.home,
+      basePort: opts.config.basePort,
+      reuse: opts.reuse,
+      onProgress: progress,
+      security: opts.security,
+    },
   );
+  try {
+    await initStackNodes(stack, progress);
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
   console.log(`\n${describeStack(stack)}`);
   if (opts.detach) {
     console.log('\nThe stack runs in the background; stop it with `brabant down`.');
@@ -87,6 +102,21 @@ export async function restart(opts: {
   return 0;
 }
 
+/**
+ * A secured stack's nodes set up as `brabant node init` does (roles, Kafka users and ACLs), in
+ * `database` (default: the nodes' own, postgres), so that its services run as their own roles.
+ */
+export async function initStackNodes(
+  stack: StackInfo,
+  say: (m: string) => void,
+  database?: string,
+): Promise<void> {
+  if (stack.security === undefined || stack.topologyFile === undefined) return;
+  const topology = readTopology(stack.topologyFile);
+  for (const n of topology.nodes)
+    await initNode({ topology, nodeId: n.id, say, ...(database === undefined ? {} : { database }) });
+}
+
 export function describeStack(stack: StackInfo): string {
   const lines: string[] = [];
   for (const r of stack.regions) {
@@ -105,6 +135,11 @@ export function describeStack(stack: StackInfo): string {
     );
   if (stack.topologyFile !== undefined)
     lines.push(`topology: ${stack.topologyFile} (\`brabant start\` runs capture and apply of every node)`);
+  if (stack.security !== undefined)
+    lines.push(
+      `security: TLS and authentication on every link; CA ${stack.security.ca}, passwords in ${stack.security.secrets} (the superuser's: ${stack.security.adminPasswordFile}); \`brabant up --insecure\` for plaintext`,
+    );
+  else lines.push('security: none (--insecure): plaintext, no passwords');
   lines.push(`logs: ${stack.workDir}/logs`);
   return lines.join('\n');
 }

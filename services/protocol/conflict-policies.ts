@@ -86,7 +86,7 @@ begin
 end
 $fn$;
 create or replace function brabant.record_column_versions() returns trigger
-language plpgsql as $fn$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
 declare
   k jsonb;
   r jsonb := case when tg_op = 'UPDATE' then to_jsonb(old) end;

@@ -40,3 +40,11 @@ export function captureTransactionalId(nodeId: string): string {
 export function applyGroupId(nodeId: string): string {
   return `brabant-apply-${nodeId}`;
 }
+
+/**
+ * Prefix of the consumer groups capture reads its own stream back with at start (one group per
+ * read-back, named after the node): Kafka's ACLs allow a capture these groups only.
+ */
+export function readbackGroupPrefix(nodeId: string): string {
+  return `brabant-readback-${nodeId}-`;
+}

@@ -9,12 +9,26 @@
 import type pg from 'pg';
 import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { CONFLICT_POLICIES_SQL } from './conflict-policies.ts';
+import { NOT_REPLICATED_HERE, type SetUpStep, setUpStep, stepVersion } from './node-setup.ts';
 import { RESYNC_SQL } from './resync-schema.ts';
 
 type Queryable = Pick<pg.Client, 'query'>;
 
 const SETUP_SQL = `
 create schema if not exists brabant;
+-- every role's DDL and deletes run Brabant's triggers, which call functions of this schema; its
+-- tables stay closed (no grants): the functions that write them run as their owner (security
+-- definer, a fixed search_path), so a role may write them only the way Brabant does
+grant usage on schema brabant to public;
+create table if not exists brabant.setup_steps (
+  step text primary key,
+  version text not null,
+  done_at timestamptz not null default now(),
+  done_by text not null default current_user
+);
+grant select on brabant.setup_steps to public;
+comment on table brabant.setup_steps is
+  'The set-up steps done on this node (brabant node init, or a service running as a superuser) and the version of their SQL: a service without the right to set up checks here that this build''s set-up was done.';
 create table if not exists brabant.tombstones (
   tbl text not null,
   key jsonb not null,
@@ -72,10 +86,11 @@ create table if not exists brabant.node_settings (
   sequence_step int not null,
   check (sequence_step between 1 and 1024 and sequence_index >= 0 and sequence_index < sequence_step)
 );
+grant select on brabant.node_settings to public;
 comment on table brabant.node_settings is
   'This node: its id and its place among the nodes for sequences (every replicated sequence hands out only values congruent to sequence_index modulo sequence_step, so no two nodes ever hand out the same one).';
 create or replace function brabant.step_sequences() returns text[]
-language plpgsql as $fn$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
 declare
   s record;
   k int;
@@ -139,7 +154,7 @@ create table if not exists brabant.column_renames (
 comment on table brabant.column_renames is
   'Columns renamed on this node: rows a peer wrote in the old shape (before the rename reached it) keep their values under the new name.';
 create or replace function brabant.note_columns(rel oid) returns jsonb
-language plpgsql as $fn$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
 declare
   renamed jsonb;
   q text;
@@ -165,7 +180,7 @@ begin
 end
 $fn$;
 create or replace function brabant.note_all_columns() returns void
-language plpgsql as $fn$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
 begin
   -- capture and apply may start together: one of them notes the tables not noted yet
   perform pg_advisory_xact_lock(hashtext('brabant.setup'));
@@ -210,7 +225,7 @@ begin
 end
 $fn$;
 create or replace function brabant.record_delete() returns trigger
-language plpgsql set timezone to 'UTC' as $fn$
+language plpgsql set timezone to 'UTC' security definer set search_path = pg_catalog, pg_temp as $fn$
 declare
   -- json, not jsonb: only the key columns are converted (a non-key json value may hold anything)
   r json := row_to_json(old);
@@ -249,7 +264,7 @@ language sql stable as $fn$
       where c.oid = rel and c.relreplident = 'f' and a.attnum > 0 and not a.attisdropped))
 $fn$;
 create or replace function brabant.ensure_tombstone_triggers() returns text[]
-language plpgsql as $fn$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
 declare
   r record;
   done text[] := '{}';
@@ -277,18 +292,29 @@ end
 $fn$;
 `;
 
+/** The set-up step of the schema brabant (see node-setup.ts). */
+export const NODE_OBJECTS_STEP: SetUpStep = {
+  name: 'node-objects',
+  version: stepVersion(SETUP_SQL, RESYNC_SQL, CONFLICT_POLICIES_SQL),
+};
+
+/** Creates (or updates) the schema brabant; a role that may not set up finds it done (node-setup.ts). */
 export async function ensureNodeObjects(db: Queryable): Promise<void> {
-  await db.query('begin');
-  try {
-    await db.query(`select pg_advisory_xact_lock(hashtext('brabant.setup'))`);
-    await db.query(SETUP_SQL);
-    await db.query(RESYNC_SQL);
-    await db.query(CONFLICT_POLICIES_SQL);
-    await db.query('commit');
-  } catch (err) {
-    await db.query('rollback').catch(() => {});
-    throw err;
-  }
+  await setUpStep(db, NODE_OBJECTS_STEP, async () => {
+    await db.query('begin');
+    try {
+      await db.query(`select pg_advisory_xact_lock(hashtext('brabant.setup'))`);
+      // the node's own set-up (its grants are DDL too): never replicated
+      await db.query(NOT_REPLICATED_HERE);
+      await db.query(SETUP_SQL);
+      await db.query(RESYNC_SQL);
+      await db.query(CONFLICT_POLICIES_SQL);
+      await db.query('commit');
+    } catch (err) {
+      await db.query('rollback').catch(() => {});
+      throw err;
+    }
+  });
 }
 
 /**

@@ -4,6 +4,9 @@
  * never changes its schema); registrations are cached per subject and schema text.
  */
 import { BrabantError } from '../runtime/errors.ts';
+import type { ClientTls } from '../runtime/security.ts';
+import { tlsFailure } from '../runtime/tls-errors.ts';
+import { type HttpAnswer, registryRequest } from './registry-http.ts';
 
 export interface RegistryClientOptions {
   /** Base URL, e.g. http://127.0.0.1:8081 or http://host/apis/ccompat/v7 */
@@ -18,6 +21,8 @@ export interface RegistryClientOptions {
    * them out; none is ever made up locally.
    */
   primaryUrl?: string;
+  /** https: the CA to check the registry's certificate against, and this client's certificate. */
+  tls?: ClientTls;
 }
 
 const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
@@ -29,11 +34,13 @@ export class SchemaRegistryClient {
   private readonly primary: SchemaRegistryClient | undefined;
   private readonly timeoutMs: number;
   private readonly retries: number;
+  private readonly tls: ClientTls | undefined;
 
   constructor(opts: RegistryClientOptions) {
     this.url = opts.url.replace(/\/$/, '');
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.retries = opts.retries ?? 5;
+    this.tls = opts.tls;
     const primary = opts.primaryUrl?.replace(/\/$/, '');
     this.primary =
       primary === undefined || primary === '' || primary === this.url
@@ -57,7 +64,7 @@ export class SchemaRegistryClient {
     const body = { schemaType: 'AVRO', schema: text };
     let id: number;
     try {
-      id = ((await this.request('POST', path, body)) as { id: number }).id;
+      id = idOf(await this.request('POST', path, body), 'POST', path);
     } catch (err) {
       if (!(err instanceof RegistryHttpError) || err.status !== 409) throw err;
       // 409 also comes back when a concurrent (or retried) request created the subject first
@@ -65,7 +72,7 @@ export class SchemaRegistryClient {
       const found = await this.lookup(subject, text);
       if (found !== undefined) id = found;
       else if (/already exists/i.test(err.message))
-        id = ((await this.request('POST', path, body)) as { id: number }).id;
+        id = idOf(await this.request('POST', path, body), 'POST', path);
       else throw err;
     }
     this.registered.set(cacheKey, id);
@@ -95,11 +102,8 @@ export class SchemaRegistryClient {
   /** The id of a schema already registered under a subject, or undefined. */
   async lookup(subject: string, text: string): Promise<number | undefined> {
     try {
-      const res = (await this.request('POST', `/subjects/${encodeURIComponent(subject)}`, {
-        schemaType: 'AVRO',
-        schema: text,
-      })) as { id: number };
-      return res.id;
+      const path = `/subjects/${encodeURIComponent(subject)}`;
+      return idOf(await this.request('POST', path, { schemaType: 'AVRO', schema: text }), 'POST', path);
     } catch (err) {
       if (err instanceof RegistryHttpError && err.status === 404) return undefined;
       throw err;
@@ -110,7 +114,10 @@ export class SchemaRegistryClient {
   async schemaById(id: number): Promise<string> {
     const cached = this.byId.get(id);
     if (cached !== undefined) return cached;
-    const res = (await this.request('GET', `/schemas/ids/${id}`)) as { schema: string };
+    const path = `/schemas/ids/${id}`;
+    const res = (await this.request('GET', path)) as { schema?: unknown } | null;
+    if (typeof res?.schema !== 'string')
+      throw unexpected('GET', path, 'an object without a schema string', res);
     this.byId.set(id, res.schema);
     return res.schema;
   }
@@ -122,7 +129,14 @@ export class SchemaRegistryClient {
         'POST',
         `/compatibility/subjects/${encodeURIComponent(subject)}/versions/latest?verbose=true`,
         { schemaType: 'AVRO', schema: JSON.stringify(schema) },
-      )) as { is_compatible: boolean; messages?: string[]; reason?: string | null };
+      )) as { is_compatible?: unknown; messages?: string[]; reason?: string | null } | null;
+      if (typeof res?.is_compatible !== 'boolean')
+        throw unexpected(
+          'POST',
+          `/compatibility/subjects/${subject}/versions/latest`,
+          'no is_compatible',
+          res,
+        );
       // Confluent answers a `messages` array; Apicurio one `reason` string.
       const messages = res.messages ?? (res.reason ? [res.reason] : []);
       return { compatible: res.is_compatible, messages };
@@ -142,37 +156,54 @@ export class SchemaRegistryClient {
   }
 
   async subjects(): Promise<string[]> {
-    return (await this.request('GET', '/subjects')) as string[];
+    const res = await this.request('GET', '/subjects');
+    if (!Array.isArray(res) || !res.every((x) => typeof x === 'string'))
+      throw unexpected('GET', '/subjects', 'no list of subject names', res);
+    return res;
   }
 
   private async request(method: string, path: string, body?: unknown): Promise<unknown> {
     let lastError: unknown;
     for (let attempt = 1; attempt <= this.retries; attempt++) {
-      let res: Response;
+      let res: HttpAnswer;
       try {
-        res = await fetch(`${this.url}${path}`, {
+        res = await registryRequest(`${this.url}${path}`, {
           method,
           headers: { 'content-type': CONTENT_TYPE, accept: CONTENT_TYPE },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(this.timeoutMs),
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          timeoutMs: this.timeoutMs,
+          ...(this.tls === undefined ? {} : { tls: this.tls }),
         });
       } catch (err) {
+        const tls = tlsFailure(err);
+        if (tls !== undefined)
+          throw new BrabantError('REGISTRY_ERROR', `schema registry at ${this.url}: ${tls}`, {
+            cause: err,
+            retriable: false,
+          });
         lastError = err;
         await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
         continue;
       }
-      const text = await res.text();
-      if (res.ok) return text === '' ? undefined : JSON.parse(text);
+      const text = res.text;
+      if (res.status >= 200 && res.status < 300) {
+        if (text === '') return undefined;
+        try {
+          return JSON.parse(text);
+        } catch {
+          throw unexpected(method, path, 'a body that is not JSON', text, this.url);
+        }
+      }
       let errorCode: number | undefined;
       let message = text;
       try {
-        const j = JSON.parse(text) as { error_code?: number; message?: string };
-        errorCode = j.error_code;
-        message = j.message ?? text;
+        const j = JSON.parse(text) as { error_code?: unknown; message?: unknown } | null;
+        if (typeof j?.error_code === 'number') errorCode = j.error_code;
+        if (typeof j?.message === 'string') message = j.message;
       } catch {
-        /* not JSON */
+        /* not JSON: the text itself, shortened below */
       }
-      const err = new RegistryHttpError(method, path, res.status, errorCode, message);
+      const err = new RegistryHttpError(method, path, res.status, errorCode, excerpt(message));
       if (res.status < 500) throw err;
       lastError = err;
       await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
@@ -185,6 +216,33 @@ export class SchemaRegistryClient {
       { cause: lastError, retriable: true },
     );
   }
+}
+
+/** The `id` of a registration or lookup answer, or a clear error naming what came back. */
+function idOf(res: unknown, method: string, path: string): number {
+  const id = (res as { id?: unknown } | null)?.id;
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0)
+    throw unexpected(method, path, 'no schema id (a non-negative integer "id")', res);
+  return id;
+}
+
+/** At most 200 characters of what a registry sent, for a message. */
+function excerpt(x: unknown): string {
+  const t = typeof x === 'string' ? x : (JSON.stringify(x) ?? String(x));
+  return t.length > 200 ? `${t.slice(0, 200)}… (${t.length} characters)` : t;
+}
+
+/**
+ * An answer that is not what the Confluent API gives: not retried (the URL most likely points at
+ * something else than a registry's Confluent API), and the message shows what came back.
+ */
+function unexpected(method: string, path: string, what: string, got: unknown, url?: string): BrabantError {
+  return new BrabantError(
+    'REGISTRY_ERROR',
+    `schema registry${url ? ` at ${url}` : ''} ${method} ${path} answered with ${what}: ${excerpt(got)}; ` +
+      'check that BRABANT_REGISTRY_URL is the Confluent-compatible API of a schema registry (Apicurio: …/apis/ccompat/v7)',
+    { retriable: false },
+  );
 }
 
 export class RegistryHttpError extends BrabantError {

@@ -11,6 +11,7 @@ import { sqlstateOf } from '../runtime/sqlstate.ts';
 import type { Lookup } from './client-access.ts';
 import { parseVerifier } from './scram-server.ts';
 import { describeTarget, type Target } from './server-connection.ts';
+import { pgSslOf } from './server-tls.ts';
 
 export class AuthQuery {
   private client: Promise<pg.Client> | undefined;
@@ -70,6 +71,7 @@ export class AuthQuery {
         user: t.user,
         database: t.dbname,
         ...(t.password === undefined ? {} : { password: t.password }),
+        ssl: pgSslOf(t.tls, t.host),
         application_name: 'brabant-router-auth',
         connectionTimeoutMillis: this.timeoutMs,
         query_timeout: this.timeoutMs,

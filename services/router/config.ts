@@ -3,6 +3,7 @@ import { type ConfigOf, int, list, logLevelOption, oneOf, str } from '../runtime
 import { BrabantError } from '../runtime/errors.ts';
 import type { TopologyBinding } from '../runtime/service-config.ts';
 import { regionOf } from '../runtime/topology.ts';
+import { routerSecretFile, securedPgUrl } from '../runtime/topology-security.ts';
 
 /**
  * What the router asks of its clients: TLS, authentication, limits. Their defaults keep a router
@@ -88,6 +89,16 @@ export function clientAccessDefaults(): ConfigOf<typeof clientAccessConfig> {
   ) as unknown as ConfigOf<typeof clientAccessConfig>;
 }
 
+/** How the router logs in to the nodes beyond what their URLs say (embedders may leave it out). */
+export const nodeAccessConfig = {
+  nodePasswordFile: str({
+    env: 'BRABANT_ROUTER_NODE_PASSWORD_FILE',
+    description:
+      "File holding the password of the router's own role (the user of the node URLs) on every node, read at start, for its health checks, auth query and pool; never put it in the URLs. TLS to the nodes is the URLs' sslmode (verify-full with sslrootcert=FILE)",
+    default: '',
+  }),
+};
+
 export const routerConfig = {
   region: str({ env: 'BRABANT_REGION', description: 'Region whose applications this router serves' }),
   nodes: list({
@@ -168,8 +179,12 @@ export const routerConfig = {
     max: 3_600_000,
   }),
   ...clientAccessConfig,
+  ...nodeAccessConfig,
   logLevel: logLevelOption,
 };
+
+/** The auth query on the function `brabant node init` makes for the routers' role (node-roles.ts). */
+export const ROUTER_AUTH_QUERY = 'select rolname, rolpassword from brabant_auth.lookup($1)';
 
 /** A router's options from a topology file: its region's router entry, and every node, its region's first. */
 export const routerTopology: TopologyBinding<typeof routerConfig> = {
@@ -186,12 +201,28 @@ export const routerTopology: TopologyBinding<typeof routerConfig> = {
       ...t.nodes.filter((n) => n.region === region),
       ...t.nodes.filter((n) => n.region !== region),
     ];
+    const sec = t.security;
+    if (sec === undefined)
+      return {
+        region,
+        nodes: nodes.map((n) => `${n.id}@${n.region}=${n.postgres}`),
+        port: r.port,
+        controlPort: r.controlPort,
+        database: r.database,
+      };
+    // secured: its own role over verify-full TLS to every node, TLS and SCRAM required of clients
     return {
       region,
-      nodes: nodes.map((n) => `${n.id}@${n.region}=${n.postgres}`),
+      nodes: nodes.map((n) => `${n.id}@${n.region}=${securedPgUrl(n.postgres, sec.routerRole, sec.ca)}`),
       port: r.port,
       controlPort: r.controlPort,
       database: r.database,
+      nodePasswordFile: routerSecretFile(sec),
+      auth: 'scram',
+      authQuery: ROUTER_AUTH_QUERY,
+      ...(sec.routerCertificate === undefined || sec.routerKey === undefined
+        ? {}
+        : { tls: 'require', tlsCert: sec.routerCertificate, tlsKey: sec.routerKey }),
     };
   },
 };

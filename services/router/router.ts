@@ -10,8 +10,14 @@ import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { MetricsRegistry } from '../runtime/metrics.ts';
+import { readSecretFile } from '../runtime/security.ts';
 import { clientAccessOf } from './client-access.ts';
-import { type clientAccessConfig, clientAccessDefaults, type routerConfig } from './config.ts';
+import {
+  type clientAccessConfig,
+  clientAccessDefaults,
+  type nodeAccessConfig,
+  type routerConfig,
+} from './config.ts';
 import { HealthChecker, type NodeStatus } from './health.ts';
 import { chooseLeader, isDead, type RouterNode } from './leader.ts';
 import { TransactionProxy } from './proxy.ts';
@@ -26,8 +32,11 @@ const MAX_CATCH_UP_ROUNDS = 20;
  * The router's options. Those of its clients' access (TLS, authentication, limits) may be left
  * out by a program that embeds the router (the tests, the benchmarks): their declared defaults apply.
  */
-export type RouterConfig = Omit<ConfigOf<typeof routerConfig>, keyof typeof clientAccessConfig> &
-  Partial<ConfigOf<typeof clientAccessConfig>>;
+export type RouterConfig = Omit<
+  ConfigOf<typeof routerConfig>,
+  keyof typeof clientAccessConfig | keyof typeof nodeAccessConfig
+> &
+  Partial<ConfigOf<typeof clientAccessConfig> & ConfigOf<typeof nodeAccessConfig>>;
 
 export interface NodeSpec extends RouterNode {
   url: string;
@@ -43,6 +52,15 @@ export function parseNodes(entries: string[]): NodeSpec[] {
       );
     return { id: m[1]!, region: m[2]!, url: m[3]! };
   });
+}
+
+/** A node URL with `password` when it has none (in memory only: the URLs given never hold one). */
+export function withPassword(url: string, password: string | undefined): string {
+  if (password === undefined) return url;
+  const u = new URL(url);
+  if (u.password !== '') return url;
+  u.password = password;
+  return u.toString();
 }
 
 export interface MoveRecord {
@@ -84,11 +102,19 @@ export class Router {
   private suspended = false;
   readonly history: MoveRecord[] = [];
 
+  /** The nodes as the router reaches them: their URLs with the router role's password, if given. */
+  readonly nodes: NodeSpec[];
+
   constructor(
     private readonly c: RouterConfig,
-    readonly nodes: NodeSpec[],
+    nodes: NodeSpec[],
     private readonly log: Logger,
   ) {
+    const password =
+      c.nodePasswordFile === undefined || c.nodePasswordFile === ''
+        ? undefined
+        : readSecretFile(c.nodePasswordFile, 'BRABANT_ROUTER_NODE_PASSWORD_FILE');
+    this.nodes = nodes.map((n) => ({ ...n, url: withPassword(n.url, password) }));
     this.proxy = new TransactionProxy(
       {
         port: c.port,
@@ -105,7 +131,7 @@ export class Router {
         if (this.leader !== undefined) void this.health.checkNow(this.leader);
       },
     );
-    this.health = new HealthChecker(nodes, {
+    this.health = new HealthChecker(this.nodes, {
       intervalMs: c.checkMs,
       timeoutMs: c.checkTimeoutMs,
       log,

@@ -17,7 +17,7 @@
  * salt and is refused at its end, so that a client cannot tell unknown roles from wrong
  * passwords (PostgreSQL's "mock authentication").
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BrabantError } from '../runtime/errors.ts';
 import { hmac, scramAttributes, scramKeys, sha256, xor } from './scram.ts';
 
@@ -56,6 +56,14 @@ export function formatVerifier(v: ScramVerifier): string {
 export function makeVerifier(password: string, salt: Buffer, iterations: number): ScramVerifier {
   const keys = scramKeys(password, salt, iterations);
   return { iterations, salt, storedKey: sha256(keys.clientKey), serverKey: keys.serverKey };
+}
+
+/**
+ * The text `ALTER ROLE … PASSWORD` takes for a password, already hashed as scram-sha-256 stores
+ * it: the statement (and a statement log) never holds the password itself.
+ */
+export function passwordVerifier(password: string, salt: Buffer = randomBytes(16)): string {
+  return formatVerifier(makeVerifier(password, salt, MOCK_ITERATIONS));
 }
 
 /** A stand-in verifier for a role that has none: the same role always gets the same salt. */

@@ -4,10 +4,11 @@
  * server announces, up to its first ReadyForQuery. What happens after login is the proxy's.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { BrabantError } from '../runtime/errors.ts';
 import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { clientFinal, clientFirst, type ScramKeys, verifyServerFinal } from './scram.ts';
+import { openTransport, type ServerTls, serverTlsOf } from './server-tls.ts';
 import {
   MessageScanner,
   parseAuthRequest,
@@ -30,17 +31,22 @@ export interface Target {
    * proved it knows when it logged in to the router (SCRAM pass-through).
    */
   scram?: ScramKeys;
+  /** TLS to the node, from the URL's sslmode and sslrootcert (server-tls.ts); absent: plaintext. */
+  tls?: ServerTls;
 }
 
-export function targetOf(url: string): Target {
+/** A node URL as the router connects to it; `password`: the router role's, when the URL has none. */
+export function targetOf(url: string, password?: string): Target {
   const u = new URL(url);
-  const password = decodeURIComponent(u.password);
+  const given = decodeURIComponent(u.password) || password;
+  const tls = serverTlsOf(u);
   return {
     host: u.hostname,
     port: Number(u.port || 5432),
     dbname: decodeURIComponent(u.pathname.slice(1)) || 'postgres',
     user: decodeURIComponent(u.username) || 'postgres',
-    ...(password ? { password } : {}),
+    ...(given ? { password: given } : {}),
+    ...(tls === undefined ? {} : { tls }),
   };
 }
 
@@ -62,11 +68,27 @@ const UNAVAILABLE_STATES = new Set<string>([
   SQLSTATE.TOO_MANY_CONNECTIONS,
 ]);
 
-/** Opens and authenticates a server connection; rejects with SOURCE_UNAVAILABLE (unreachable, starting, shutting down, full) or SERVER_REFUSED. */
-export function openServer(target: Target, timeoutMs: number): Promise<ServerLogin> {
+/**
+ * Opens and authenticates a server connection (over TLS when the node URL asks for it); rejects
+ * with SOURCE_UNAVAILABLE (unreachable, starting, shutting down, full), SERVER_REFUSED or
+ * TLS_FAILED.
+ */
+export async function openServer(target: Target, timeoutMs: number): Promise<ServerLogin> {
+  const where = describeTarget(target);
+  const startedAt = Date.now();
+  const socket = await openTransport(target, where, timeoutMs);
+  return login(socket, target, where, Math.max(1, timeoutMs - (Date.now() - startedAt)), timeoutMs);
+}
+
+/** The startup message and authentication, on a connected socket, up to the first ReadyForQuery. */
+function login(
+  socket: Socket,
+  target: Target,
+  where: string,
+  remainingMs: number,
+  timeoutMs: number,
+): Promise<ServerLogin> {
   return new Promise((resolve, reject) => {
-    const where = describeTarget(target);
-    const socket = connect({ host: target.host, port: target.port, noDelay: true, keepAlive: true });
     const params = new Map<string, string>();
     let pid = 0;
     let secret = 0;
@@ -82,7 +104,7 @@ export function openServer(target: Target, timeoutMs: number): Promise<ServerLog
     const timer = setTimeout(
       () =>
         fail(new BrabantError('SOURCE_UNAVAILABLE', `connecting to ${where} took more than ${timeoutMs} ms`)),
-      timeoutMs,
+      remainingMs,
     );
     const needPassword = (): string => {
       if (target.password === undefined)
@@ -90,7 +112,7 @@ export function openServer(target: Target, timeoutMs: number): Promise<ServerLog
           'SERVER_REFUSED',
           target.scram !== undefined
             ? `${where} asks for a password in clear or md5, and the router has only the SCRAM keys its client proved: use scram-sha-256 for this role in the node's pg_hba.conf`
-            : `${where} asks for a password and the node URL has none: put it in the URL in BRABANT_ROUTER_NODES`,
+            : `${where} asks for a password and the router has none for it: give BRABANT_ROUTER_NODE_PASSWORD_FILE (or the password in the URL in BRABANT_ROUTER_NODES)`,
         );
       return target.password;
     };
@@ -197,8 +219,6 @@ export function openServer(target: Target, timeoutMs: number): Promise<ServerLog
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);
-    socket.on('connect', () =>
-      socket.write(startupMessage({ user: target.user, database: target.dbname, client_encoding: 'UTF8' })),
-    );
+    socket.write(startupMessage({ user: target.user, database: target.dbname, client_encoding: 'UTF8' }));
   });
 }

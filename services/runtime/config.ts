@@ -14,6 +14,8 @@ interface OptionBase<T> {
   parse(raw: string): T;
   /** How the expected form is described in errors and docs, e.g. "an integer 1..65535". */
   expects: string;
+  /** A password or key: its value is never echoed (errors say `***`). */
+  secret?: boolean;
 }
 
 export type Option<T> = OptionBase<T>;
@@ -23,7 +25,12 @@ export type ConfigOf<S extends Spec> = { readonly [K in keyof S]: S[K] extends O
 
 class ParseError extends Error {}
 
-export function str(o: { env: string; description: string; default?: string }): Option<string> {
+export function str(o: {
+  env: string;
+  description: string;
+  default?: string;
+  secret?: boolean;
+}): Option<string> {
   return {
     ...o,
     expects: 'a non-empty string',
@@ -137,7 +144,9 @@ export function loadConfig<S extends Spec>(
       out[key] = opt.parse(raw);
     } catch (err) {
       if (!(err instanceof ParseError)) throw err;
-      problems.push(`${opt.env}=${JSON.stringify(raw)} ${err.message}; expected ${opt.expects}`);
+      problems.push(
+        `${opt.env}=${opt.secret ? '***' : JSON.stringify(raw)} ${err.message}; expected ${opt.expects}`,
+      );
     }
   }
   if (problems.length > 0) {

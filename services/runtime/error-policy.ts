@@ -15,6 +15,7 @@
 import { BrabantError, isBrabantError } from './errors.ts';
 import { classifyKafkaError, isKafkaError } from './kafka-errors.ts';
 import { SQLSTATE, sqlstateOf } from './sqlstate.ts';
+import { tlsFailure } from './tls-errors.ts';
 
 export type Directive =
   | { kind: 'retry'; error: BrabantError }
@@ -72,6 +73,10 @@ export function directiveFor(err: unknown, ctx: PolicyContext): Directive {
   const e = (err ?? {}) as PgErrorFields;
   const detail = e.message ?? String(err);
   if (state === undefined) {
+    // TLS that cannot succeed (a certificate not trusted, a server without TLS): a person must act
+    const tls = tlsFailure(err);
+    if (tls !== undefined)
+      return { kind: 'stop', error: new BrabantError('TLS_FAILED', `${ctx.doing}: ${tls}`, { cause: err }) };
     // no SQLSTATE: the connection itself (refused, reset, closed), not a statement
     return {
       kind: 'retry',
@@ -102,9 +107,12 @@ export function directiveFor(err: unknown, ctx: PolicyContext): Directive {
   };
 }
 
-function stopCode(state: string): 'PERMISSION_DENIED' | 'CATALOG_MISMATCH' | 'CONFIG_INVALID' {
+function stopCode(
+  state: string,
+): 'PERMISSION_DENIED' | 'CATALOG_MISMATCH' | 'CONFIG_INVALID' | 'AUTHENTICATION_FAILED' {
   if (state === SQLSTATE.INSUFFICIENT_PRIVILEGE) return 'PERMISSION_DENIED';
-  if (state.startsWith('28') || state === SQLSTATE.INVALID_CATALOG_NAME) return 'CONFIG_INVALID';
+  if (state.startsWith('28')) return 'AUTHENTICATION_FAILED';
+  if (state === SQLSTATE.INVALID_CATALOG_NAME) return 'CONFIG_INVALID';
   return 'CATALOG_MISMATCH';
 }
 
@@ -117,7 +125,7 @@ function stopMessage(state: string, e: PgErrorFields, ctx: PolicyContext): strin
   const what = `${ctx.doing}: ${e.message ?? 'error'} (SQLSTATE ${state})${object ? ` on ${object}` : ''}`;
   switch (state) {
     case SQLSTATE.INSUFFICIENT_PRIVILEGE:
-      return `${what}; grant the role Brabant connects as the privilege it lacks (docs/apply.md, "The role apply runs as"), then start the service again`;
+      return `${what}; grant the role Brabant connects as the privilege it lacks (brabant node init grants what capture and apply need: docs/security.md), then start the service again`;
     case SQLSTATE.UNDEFINED_FUNCTION:
     case SQLSTATE.UNDEFINED_TABLE:
     case SQLSTATE.UNDEFINED_OBJECT:
@@ -125,8 +133,9 @@ function stopMessage(state: string, e: PgErrorFields, ctx: PolicyContext): strin
     case SQLSTATE.INVALID_CATALOG_NAME:
       return `${what}; the database in the node's URL does not exist: create it or fix the URL`;
     case SQLSTATE.INVALID_AUTHORIZATION:
+      return `${what}; the node's pg_hba.conf refuses this connection (a secured node takes TLS with a SCRAM password only): connect with sslmode=verify-full, or fix pg_hba.conf`;
     case SQLSTATE.INVALID_PASSWORD:
-      return `${what}; the node refused the credentials: fix the user and password in the node's URL`;
+      return `${what}; the node refused the credentials: fix the user in the node's URL or its password (BRABANT_PG_PASSWORD_FILE, PGPASSWORD; brabant node init sets the roles' passwords)`;
     default:
       return `${what}${e.hint ? `; hint: ${e.hint}` : ''}; this needs a person: see the node's log for the statement`;
   }

@@ -66,6 +66,16 @@ export const ERROR_CODES = {
     retriable: false,
     summary: 'an unexpected error in Brabant itself (a bug): retrying would repeat it',
   },
+  AUTHENTICATION_FAILED: {
+    retriable: false,
+    summary:
+      'a server refused this service’s credentials (user or password), or its rules refuse the connection (pg_hba: no TLS)',
+  },
+  TLS_FAILED: {
+    retriable: false,
+    summary:
+      'a TLS connection failed: the server’s certificate is not trusted or not for its name, or it refused this client’s certificate',
+  },
   SERVER_REFUSED: {
     retriable: false,
     summary: 'a PostgreSQL node refused a connection (authentication, database, connection limit)',

@@ -5,25 +5,45 @@
  * at most one per broker and kind every few seconds instead of one per failed attempt.
  */
 import { BrabantError } from './errors.ts';
+import { tlsFailure } from './tls-errors.ts';
 
-/** kafkajs errors carry a broker error `type` somewhere in their cause chain. */
-function brokerErrorTypes(err: unknown): string[] {
+/**
+ * kafkajs errors carry a broker error `type` somewhere in their cause chain, or in the `errors`
+ * of an aggregate (one per topic of a CreateTopics, say).
+ */
+function brokerErrorTypes(err: unknown, depth = 0): string[] {
   const types: string[] = [];
   let e: unknown = err;
-  for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
-    const o = e as { type?: unknown; name?: unknown; cause?: unknown; originalError?: unknown };
+  for (; e !== undefined && e !== null && depth < 8; depth++) {
+    const o = e as {
+      type?: unknown;
+      name?: unknown;
+      cause?: unknown;
+      originalError?: unknown;
+      errors?: unknown;
+    };
     if (typeof o.type === 'string') types.push(o.type);
     if (typeof o.name === 'string') types.push(o.name);
+    if (Array.isArray(o.errors))
+      for (const inner of o.errors) types.push(...brokerErrorTypes(inner, depth + 1));
     e = o.originalError ?? o.cause;
   }
   return types;
 }
 
-const FENCED_TYPES = [
-  'INVALID_PRODUCER_EPOCH',
-  'PRODUCER_FENCED',
-  'INVALID_PRODUCER_ID_MAPPING',
+const FENCED_TYPES = ['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'INVALID_PRODUCER_ID_MAPPING'];
+/** What Kafka's authorizer answers when no ACL allows the request. */
+const DENIED_TYPES = [
+  'TOPIC_AUTHORIZATION_FAILED',
+  'GROUP_AUTHORIZATION_FAILED',
+  'CLUSTER_AUTHORIZATION_FAILED',
   'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
+  'DELEGATION_TOKEN_AUTHORIZATION_FAILED',
+];
+const AUTHENTICATION_TYPES = [
+  'KafkaJSSASLAuthenticationError',
+  'SASL_AUTHENTICATION_FAILED',
+  'ILLEGAL_SASL_STATE',
 ];
 const TOO_LARGE_TYPES = ['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE'];
 
@@ -45,6 +65,23 @@ export function classifyKafkaError(err: unknown, what: string): BrabantError {
       { cause: err },
     );
   }
+  const denied = types.find((t) => DENIED_TYPES.includes(t));
+  if (denied !== undefined || /not authorized to access/i.test(detail)) {
+    return new BrabantError(
+      'PERMISSION_DENIED',
+      `${what}: Kafka's ACLs deny it (${denied ?? 'authorization failed'}: ${detail}); this service's Kafka user may only use its own node's topics, transactional id and group (brabant node init grants them, docs/security.md)`,
+      { cause: err },
+    );
+  }
+  if (types.some((t) => AUTHENTICATION_TYPES.includes(t))) {
+    return new BrabantError(
+      'AUTHENTICATION_FAILED',
+      `${what}: Kafka refused the credentials (${detail}); check BRABANT_KAFKA_USER and its password (BRABANT_KAFKA_PASSWORD_FILE), or create the user with brabant node init`,
+      { cause: err },
+    );
+  }
+  const tls = tlsFailure(err);
+  if (tls !== undefined) return new BrabantError('TLS_FAILED', `${what}: ${tls}`, { cause: err });
   if (types.some((t) => TOO_LARGE_TYPES.includes(t))) {
     return new BrabantError(
       'MESSAGE_TOO_LARGE',

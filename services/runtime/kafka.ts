@@ -8,7 +8,14 @@ import type { Logger } from './log.ts';
 // modules are linked, before any module body (the patch's included) runs.
 const kafkajs = (await import('kafkajs')).default;
 const { Kafka, logLevel } = kafkajs;
-export const { Partitioners, ConfigResourceTypes } = kafkajs;
+export const {
+  Partitioners,
+  ConfigResourceTypes,
+  AclResourceTypes,
+  AclOperationTypes,
+  AclPermissionTypes,
+  ResourcePatternTypes,
+} = kafkajs;
 
 export function createKafka(
   opts: { brokers: string[]; clientId: string; log: Logger } & Partial<KafkaConfig>,

@@ -11,3 +11,23 @@ export function redactUrl(url: string): string {
     return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
   }
 }
+
+/** Every password of a URL in free text (`scheme://user:password@host`) replaced by `***`. */
+export function redactUrls(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/@\s"'?#]+):[^@/\s"']+@/gi, '$1:***@');
+}
+
+/**
+ * Free text (a log line, an error message) with every password of a URL and every given secret
+ * replaced by `***`, also in the escaped form JSON gives it (a log line is JSON).
+ */
+export function redactText(text: string, secrets: readonly string[] = []): string {
+  let out = redactUrls(text);
+  for (const s of secrets) {
+    if (s.length < 4) continue; // too short to tell from other text; never a generated secret
+    out = out.split(s).join('***');
+    const escaped = JSON.stringify(s).slice(1, -1);
+    if (escaped !== s) out = out.split(escaped).join('***');
+  }
+  return out;
+}

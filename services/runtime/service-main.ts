@@ -11,11 +11,19 @@ import { createKafka } from './kafka.ts';
 import { createLogger, type Logger } from './log.ts';
 import { type MetricsRegistry, serveMetrics } from './metrics.ts';
 import { Readiness } from './readiness.ts';
+import { redactText } from './redact.ts';
+import {
+  applyPgPassword,
+  loadSecurity,
+  type SecurityConfig,
+  type ServiceSecurity,
+  secretsOf,
+} from './security.ts';
 import { loadServiceConfig, type TopologyBinding } from './service-config.ts';
 import type { BackoffPolicy } from './supervise.ts';
 
 /** What every service's configuration has. */
-interface CommonConfig {
+interface CommonConfig extends SecurityConfig {
   nodeId: string;
   kafkaBrokers: string[];
   retryMaxMs: number;
@@ -27,6 +35,8 @@ interface CommonConfig {
 export interface ServiceDeps<C, M> {
   config: C;
   kafka: Kafka;
+  /** TLS and credentials of its connections (secrets read; never to be logged). */
+  security: ServiceSecurity;
   log: Logger;
   metrics: M;
   stopRequested: Promise<void>;
@@ -47,13 +57,17 @@ export async function serviceMain<S extends Spec, M extends { registry: MetricsR
 }): Promise<number> {
   const { name } = opts;
   let config: ConfigOf<S> & CommonConfig;
+  let security: ServiceSecurity;
   try {
     config = loadServiceConfig(name, opts.spec, opts.topology) as ConfigOf<S> & CommonConfig;
+    security = loadSecurity(config);
   } catch (err) {
-    console.error(`brabant ${name}: ${describeError(err)}`);
+    console.error(redactText(`brabant ${name}: ${describeError(err)}`));
     return 2;
   }
-  const log = createLogger(name, config.logLevel).child(opts.logContext(config));
+  applyPgPassword(security);
+  const secrets = secretsOf(security);
+  const log = createLogger(name, config.logLevel, secrets).child(opts.logContext(config));
   const metrics = opts.metrics();
   const readiness = new Readiness(metrics.registry, name);
   const server =
@@ -74,7 +88,13 @@ export async function serviceMain<S extends Spec, M extends { registry: MetricsR
   try {
     await opts.run({
       config,
-      kafka: createKafka({ brokers: config.kafkaBrokers, clientId: `brabant-${name}-${config.nodeId}`, log }),
+      kafka: createKafka({
+        brokers: config.kafkaBrokers,
+        clientId: `brabant-${name}-${config.nodeId}`,
+        log,
+        ...security.kafka,
+      }),
+      security,
       log,
       metrics,
       stopRequested,
@@ -88,7 +108,7 @@ export async function serviceMain<S extends Spec, M extends { registry: MetricsR
       { code: isBrabantError(err) ? err.code : undefined, error: describeError(err) },
       `${name} stopped on an error`,
     );
-    console.error(`brabant ${name}: ${describeError(err)}`);
+    console.error(redactText(`brabant ${name}: ${describeError(err)}`, secrets));
     return 1;
   } finally {
     server?.close();

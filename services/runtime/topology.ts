@@ -30,6 +30,23 @@
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAMLMap } from 'yaml';
 import { BrabantError } from './errors.ts';
+import {
+  type Field,
+  FieldError,
+  hostPorts,
+  NAME,
+  NODE_ID,
+  oneOf,
+  port,
+  text,
+  urlOf,
+} from './topology-parse.ts';
+import {
+  formatSecurity,
+  SECURITY_FIELDS,
+  type TopologySecurity,
+  topologySecurity,
+} from './topology-security.ts';
 
 export type PeerStreams = 'direct' | 'mirror';
 
@@ -67,70 +84,9 @@ export interface Topology {
   regions: TopologyRegion[];
   nodes: TopologyNode[];
   routers: TopologyRouter[];
+  /** TLS and credentials of every link (absent: plaintext, no authentication). */
+  security?: TopologySecurity;
 }
-
-class FieldError extends Error {}
-
-type Parse = (value: unknown) => unknown;
-
-interface Field {
-  description: string;
-  /** How a good value looks, for the message. */
-  expects: string;
-  required: boolean;
-  parse: Parse;
-}
-
-const text =
-  (pattern?: RegExp): Parse =>
-  (v) => {
-    if (typeof v !== 'string' && typeof v !== 'number') throw new FieldError('is not a string');
-    const s = String(v).trim();
-    if (s === '') throw new FieldError('is empty');
-    if (pattern !== undefined && !pattern.test(s)) throw new FieldError(`'${s}' has the wrong form`);
-    return s;
-  };
-
-const urlOf =
-  (protocols: string[]): Parse =>
-  (v) => {
-    const s = text()(v) as string;
-    let u: URL;
-    try {
-      u = new URL(s);
-    } catch {
-      throw new FieldError(`'${s}' is not a URL`);
-    }
-    if (!protocols.includes(u.protocol)) throw new FieldError(`'${s}' does not start with ${protocols[0]}//`);
-    return s.replace(/\/$/, '');
-  };
-
-const HOST_PORT = /^[A-Za-z0-9_.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
-
-const hostPorts: Parse = (v) => {
-  const items = Array.isArray(v) ? v : typeof v === 'string' ? v.split(',') : undefined;
-  if (items === undefined) throw new FieldError('is not a list');
-  const out = items.map((i) => text(HOST_PORT)(i) as string);
-  if (out.length === 0) throw new FieldError('is an empty list');
-  return out;
-};
-
-const port: Parse = (v) => {
-  const n = typeof v === 'number' ? v : Number(String(v));
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new FieldError(`'${String(v)}' is not a port`);
-  return n;
-};
-
-const oneOf =
-  (values: string[]): Parse =>
-  (v) => {
-    const s = text()(v) as string;
-    if (!values.includes(s)) throw new FieldError(`'${s}' is not allowed`);
-    return s;
-  };
-
-const NAME = /^[a-z][a-z0-9_]*$/;
-const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 
 /** Every field of the file, declared once: the reader checks against these, the docs print them. */
 export const FIELDS = {
@@ -150,7 +106,15 @@ export const FIELDS = {
       required: false,
       parse: (v) => v,
     },
+    security: {
+      description:
+        'TLS and credentials of every link (docs/security.md); absent: plaintext, no authentication',
+      expects: 'a mapping',
+      required: false,
+      parse: (v) => v,
+    },
   },
+  security: SECURITY_FIELDS,
   region: {
     name: {
       description: 'Region name (its change topic is brabant.<name>.changes)',
@@ -290,7 +254,7 @@ export function parseTopology(source: string, file: string): Topology {
         );
         continue;
       }
-      if (section === 'top' && (key === 'regions' || key === 'nodes' || key === 'routers')) {
+      if (section === 'top' && ['regions', 'nodes', 'routers', 'security'].includes(key)) {
         out[key] = pair.value;
         continue;
       }
@@ -404,6 +368,17 @@ export function parseTopology(source: string, file: string): Topology {
       database: (r.database as string | undefined) ?? 'app',
     });
   }
+  let security: TopologySecurity | undefined;
+  if (top.security !== undefined) {
+    const sec = fields('security', top.security, 'the security section');
+    if (sec !== undefined && sec.ca !== undefined && sec.secrets !== undefined) {
+      security = topologySecurity(sec, file);
+      if ((security.registryCertificate === undefined) !== (security.registryKey === undefined))
+        problems.push(
+          `${at(top.security as Node)}: registryCertificate and registryKey of the security section go together: give both or neither`,
+        );
+    }
+  }
   if (problems.length > 0) throw invalid(file, problems);
   return {
     file,
@@ -411,6 +386,7 @@ export function parseTopology(source: string, file: string): Topology {
     regions,
     nodes,
     routers,
+    ...(security === undefined ? {} : { security }),
   };
 }
 
@@ -462,7 +438,11 @@ export function sameCluster(a: TopologyRegion, b: TopologyRegion): boolean {
 }
 
 /** The topology as YAML (what `brabant up` writes), with a comment saying what made it. */
-export function formatTopology(t: Omit<Topology, 'file'>, header: string): string {
+export function formatTopology(
+  t: Omit<Topology, 'file'>,
+  header: string,
+  relative: (path: string) => string = (p) => p,
+): string {
   const q = (s: string) => JSON.stringify(s);
   const out = [
     ...header.split('\n').map((l) => `# ${l}`.trimEnd()),
@@ -492,6 +472,7 @@ export function formatTopology(t: Omit<Topology, 'file'>, header: string): strin
         `    database: ${r.database}`,
       );
   }
+  if (t.security !== undefined) out.push(...formatSecurity(t.security, relative));
   return `${out.join('\n')}\n`;
 }
 
@@ -503,6 +484,7 @@ export function describeTopologyFields(): string {
     region: 'regions[].',
     node: 'nodes[].',
     router: 'routers[].',
+    security: 'security.',
   };
   for (const [section, decl] of Object.entries(FIELDS) as [Section, Record<string, Field>][])
     for (const [name, f] of Object.entries(decl))
