@@ -1,7 +1,8 @@
-/** Fetches the Kafka jars (the brokers' and MirrorMaker 2's) and builds the schema registry ahead of time (infra/setup.sh calls it). */
+/** Fetches the Kafka jars (the brokers' and MirrorMaker 2's), builds the schema registry and fetches PostgreSQL 17 ahead of time (infra/setup.sh calls it). */
 import { describeError } from '../services/runtime/errors.ts';
 import { ensureKafkaJars } from './kafka/kafka.ts';
 import { ensureMirrorJars } from './kafka/mirror.ts';
+import { ensureMajor } from './postgres/majors.ts';
 import { ensureRegistryBuilt } from './registry/registry.ts';
 
 const progress = (m: string) => console.log(`[setup] ${m}`);
@@ -10,6 +11,8 @@ try {
   // MirrorMaker 2, for the per-region layout with mirrored peer streams (docs/clusters.md)
   await ensureMirrorJars(progress);
   await ensureRegistryBuilt(progress);
+  // PostgreSQL 17 server programs, for the mixed-version and major-upgrade tests (docs/nodes.md)
+  ensureMajor(17, progress);
 } catch (err) {
   console.error(`[setup] ${describeError(err)}`);
   process.exit(1);
