@@ -10,6 +10,7 @@ import type { Lsn } from '../protocol/lsn.ts';
 import { formatLsn, parseLsn } from '../protocol/lsn.ts';
 import { captureTransactionalId, publicationName, slotName } from '../protocol/names.ts';
 import type { PgTypeInfo } from '../protocol/pg-types.ts';
+import { partitionOf, readLastPosition } from '../protocol/read-back.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { buildTableSchema, type TableSchema } from '../protocol/table-schema.ts';
 import {
@@ -38,7 +39,7 @@ import {
 } from './catalog.ts';
 import type { captureConfig } from './config.ts';
 import { ensureDdlCapture, placeSequences } from './ddl-capture.ts';
-import { KafkaEventSink, partitionOf, readLastPosition } from './kafka-sink.ts';
+import { KafkaEventSink } from './kafka-sink.ts';
 import type { CaptureMetrics } from './metrics.ts';
 import type { RelationMessage } from './pgoutput/messages.ts';
 import { CapturePipeline } from './pipeline.ts';
