@@ -6,6 +6,12 @@ import { nodeOf, regionOf, sameCluster } from '../runtime/topology.ts';
 
 export const applyConfig = {
   ...nodeServiceOptions(),
+  region: str({
+    env: 'BRABANT_REGION',
+    description:
+      'Region of this node: its own change topic (brabant.<region>.changes) is where apply looks for own changes a restored database lacks; empty means every topic it reads',
+    default: '',
+  }),
   regions: list({
     env: 'BRABANT_APPLY_REGIONS',
     description:
@@ -101,6 +107,7 @@ export const applyTopology: TopologyBinding<typeof applyConfig> = {
     }
     return {
       nodeId,
+      region: n.region,
       pgUrl: n.postgres,
       kafkaBrokers: own.kafka,
       registryUrl: own.registry,

@@ -50,9 +50,14 @@ export function executeSql(name: string, args: string[]): string {
   return `execute ${name}(${args.join(', ')})`;
 }
 
-/** The setup of each local transaction: $1 commit LSN, $2 commit time of the source transaction. */
+/**
+ * The setup of each local transaction: $1 commit LSN, $2 commit time of the source transaction.
+ * It is the transaction's first statement and reads brabant.join_fence (always empty; `count(*)`
+ * gives one row whatever it holds): a join that locks the fence for a moment holds every origin's
+ * progress still, before this transaction has an xid (services/control/join/snapshot.ts).
+ */
 export const XACT_SETUP: Statement = {
-  sql: 'select pg_replication_origin_xact_setup($1, $2)',
+  sql: 'select pg_replication_origin_xact_setup($1, $2) from (select count(*) from brabant.join_fence) fence',
   paramTypes: ['pg_lsn', 'timestamptz'],
 };
 
