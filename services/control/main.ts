@@ -10,6 +10,7 @@ import { configurationDoc } from './config-docs.ts';
 import { ddl } from './ddl-commands.ts';
 import { demo } from './demo.ts';
 import { link } from './link-commands.ts';
+import { node } from './membership/commands.ts';
 import { policy } from './policy-commands.ts';
 import { maintenance, switchover } from './router-commands.ts';
 import { down, restart, up } from './stack-commands.ts';
@@ -80,6 +81,14 @@ commands:
          column_lww, delta, no_delta, <kind>:<resolver>, custom:<function>), set on NODE and
          waited for until every node has it (--timeout S, default 60; --database DB)
   policy show --node NODE [TABLE]   the policies in force on NODE's tables
+  node join NODE --from PEER   bring a new, empty node into the running cluster: schema and rows
+         (with their versions) from one snapshot of PEER, each stream from its exact position, then
+         it catches up from Kafka and joins its region's router (--topology FILE; --timeout S for
+         the catch-up, default 600; --rebuild: NODE's data was lost and it comes back under its
+         id; --undo: undo an unfinished join); an interrupted copy is undone and started again
+  node part NODE   NODE leaves: the others apply all of it and let go of it (pruning no longer
+         waits for it), its slot, origins and consumer groups go (--force: NODE unreachable, or
+         with changes never sent); refused while its region's router points at it
   config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
@@ -117,6 +126,10 @@ async function main(argv: string[]): Promise<number> {
       mode: { type: 'string' },
       'cut-link': { type: 'string' },
       'peer-streams': { type: 'string' },
+      from: { type: 'string' },
+      rebuild: { type: 'boolean', default: false },
+      undo: { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -209,6 +222,8 @@ async function main(argv: string[]): Promise<number> {
         timeoutSeconds: timeout,
       });
     }
+    case 'node':
+      return node({ ...values, action: positionals[0], node: positionals[1], home: config.home });
     case 'config-docs':
       process.stdout.write(configurationDoc());
       return 0;

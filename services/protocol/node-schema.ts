@@ -65,7 +65,7 @@ create table if not exists brabant.join_fence (
   never_a_row boolean primary key check (false)
 );
 comment on table brabant.join_fence is
-  'Always empty. Every local transaction apply commits under a replication origin reads it first (its origin setup), so a join that locks it for a moment takes a snapshot with the origins'' progress exactly as in that snapshot.';
+  'Always empty. Every local transaction apply commits under a replication origin reads it FOR UPDATE first (its origin setup), so a join that locks it EXCLUSIVE for a moment takes a snapshot with the origins'' progress exactly as in that snapshot.';
 create table if not exists brabant.apply_offsets (
   topic text not null,
   part int not null,
