@@ -9,6 +9,7 @@
 import pg from 'pg';
 import { formatLsn, type Lsn } from '../protocol/lsn.ts';
 import { originName } from '../protocol/names.ts';
+import { endWithin } from '../runtime/pg-client.ts';
 import { takeOrigin } from './executor/origin-session.ts';
 import { APPLY_SESSION_OPTIONS } from './origin-applier.ts';
 import { COPY_SETUP, type CopyRow, copyInsert, planCopy } from './planner/copy.ts';
@@ -106,9 +107,11 @@ export class CopyWriter {
   }
 
   async close(): Promise<void> {
-    for (const c of this.connections.values())
-      await (await c.catch(() => undefined))?.db.end().catch(() => {});
-    await this.catalog.end().catch(() => {});
+    for (const c of this.connections.values()) {
+      const open = await c.catch(() => undefined);
+      if (open !== undefined) await endWithin(open.db);
+    }
+    await endWithin(this.catalog);
   }
 
   private connection(node: string): Promise<OriginConnection> {

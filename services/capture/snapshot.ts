@@ -24,6 +24,7 @@ import pg from 'pg';
 import { formatLsn, type Lsn, parseLsn } from '../protocol/lsn.ts';
 import { nodeOfOrigin } from '../protocol/names.ts';
 import { BrabantError } from '../runtime/errors.ts';
+import { endWithin } from '../runtime/pg-client.ts';
 import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
 import { quoteIdent } from './catalog.ts';
 import { REPLICATION_SESSION_OPTIONS } from './stream.ts';
@@ -114,17 +115,17 @@ export async function takeSnapshot(
       const node = nodeOfOrigin(r.roname);
       if (node !== undefined && r.p !== null) applied.set(node, parseLsn(r.p));
     }
-    await fence.end().catch(() => {});
+    await endWithin(fence);
     return {
       name: created.snapshot_name,
       consistentPoint: parseLsn(created.consistent_point),
       applied,
       fencedMs,
-      close: () => repl.end().catch(() => {}),
+      close: () => endWithin(repl),
     };
   } catch (err) {
-    await fence.end().catch(() => {});
-    await repl.end().catch(() => {});
+    await endWithin(fence);
+    await endWithin(repl);
     throw err;
   }
 }
@@ -190,7 +191,19 @@ export class SnapshotReader {
                or (n.nspname = 'brabant' and c.relname in ('tombstones', 'column_versions', 'row_versions', 'policies', 'parted_nodes')))
         order by n.nspname = 'brabant', c.reltuples desc, 1, 2`,
     );
-    return res.rows.map((r) => ({ schema: r.schema, name: r.name, estimatedRows: Number(r.est) }));
+    const out: SnapshotTable[] = [];
+    for (const r of res.rows) {
+      let estimatedRows = Number(r.est);
+      if (estimatedRows === 0) {
+        // never analyzed: the planner's own estimate (from the table's size)
+        const plan = await this.db.query<{ 'QUERY PLAN': { Plan: { 'Plan Rows': number } }[] }>(
+          `explain (format json) select from only ${quoteIdent(r.schema)}.${quoteIdent(r.name)}`,
+        );
+        estimatedRows = plan.rows[0]?.['QUERY PLAN'][0]?.Plan['Plan Rows'] ?? 0;
+      }
+      out.push({ schema: r.schema, name: r.name, estimatedRows });
+    }
+    return out;
   }
 
   /** The source nodes the node's database applies (brabant.peers): its origins that belong to it. */
@@ -227,7 +240,7 @@ export class SnapshotReader {
 
   async close(): Promise<void> {
     await this.db.query('commit').catch(() => {});
-    await this.db.end().catch(() => {});
+    await endWithin(this.db);
   }
 }
 

@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { withDatabase } from '../../infra/postgres/postgres.ts';
+import { freePort } from '../../infra/processes.ts';
 import { type NodeInfo, type Stack, type StackInfo, startStack, stopRecorded } from '../../infra/stack.ts';
 import { launch } from '../../services/control/launcher.ts';
 import type { Side } from './pair.ts';
@@ -95,8 +96,8 @@ export interface Cluster {
    * schema unless `empty` (a node about to join). It is written into the topology file.
    */
   add(server: NodeInfo, opts?: AddOptions): Promise<Member>;
-  /** Removes a member from the topology file (after `brabant node part`). */
-  remove(m: Member): void;
+  /** Removes a member from the topology file (after `brabant node part`) and drops its database. */
+  remove(m: Member): Promise<void>;
   capture(m: Member, env?: Record<string, string>): ServiceProcess;
   apply(m: Member, env?: Record<string, string>): ServiceProcess;
   /** Capture and apply of a member, each waited for until it streams. */
@@ -111,8 +112,21 @@ export interface Cluster {
   cli(args: string[], timeoutMs?: number): Promise<{ code: number; out: string }>;
   /** The same, left running: its output so far, a wait for a line, and its end. */
   spawnCli(args: string[]): RunningCli;
+  /**
+   * Starts the router of a region (the stack region's name) from the topology file: its port
+   * for clients, its control API, the process; its nodes are the topology's at that moment.
+   */
+  router(region: string, env?: Record<string, string>): Promise<ClusterRouter>;
   /** Kills every process started and drops the databases. */
   cleanup(): Promise<void>;
+}
+
+export interface ClusterRouter {
+  port: number;
+  control: string;
+  process: ServiceProcess;
+  /** A client URL of the router (the cluster's database). */
+  url: string;
 }
 
 const CLI = resolve('bin/brabant.mjs');
@@ -140,6 +154,7 @@ export async function replicationCluster(
   const drops: (() => Promise<void>)[] = [];
   const processes: ServiceProcess[] = [];
   let places = 0;
+  const routers: { region: string; port: number; controlPort: number; database: string }[] = [];
   const clis: ChildProcess[] = [];
 
   const writeTopology = () => {
@@ -156,10 +171,20 @@ export async function replicationCluster(
         };
       }),
       nodes: members.map((m) => ({ id: m.id, region: m.region, postgres: m.url })),
+      ...(routers.length > 0 ? { routers } : {}),
     };
     writeFileSync(topologyFile, stringify(doc));
   };
 
+  const dropDatabase = async (srv: NodeInfo) => {
+    const c = new pg.Client({ connectionString: srv.url });
+    await c.connect();
+    try {
+      await c.query(`drop database if exists ${database} with (force)`);
+    } finally {
+      await c.end();
+    }
+  };
   let ids = 0;
   const add = async (srv: NodeInfo, o: AddOptions = {}): Promise<Member> => {
     const admin = new pg.Client({ connectionString: srv.url });
@@ -170,15 +195,7 @@ export async function replicationCluster(
       await admin.end();
     }
     const url = withDatabase(srv.url, database);
-    drops.push(async () => {
-      const c = new pg.Client({ connectionString: srv.url });
-      await c.connect();
-      try {
-        await c.query(`drop database if exists ${database} with (force)`);
-      } finally {
-        await c.end();
-      }
-    });
+    drops.push(() => dropDatabase(srv));
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     client.on('error', () => {});
@@ -235,9 +252,11 @@ export async function replicationCluster(
     members,
     topologyFile,
     add,
-    remove(m) {
+    async remove(m) {
       members.splice(members.indexOf(m), 1);
       writeTopology();
+      await m.client.end().catch(() => {});
+      await dropDatabase(m.node);
     },
     capture: (m, env = {}) => service('capture', m, env),
     apply: (m, env = {}) => service('apply', m, env),
@@ -263,6 +282,32 @@ export async function replicationCluster(
             }),
         );
       });
+    },
+    async router(region, env = {}) {
+      const name = regions.get(region);
+      if (name === undefined) throw new Error(`cluster has no region ${region}`);
+      const port = await freePort();
+      const controlPort = await freePort();
+      routers.push({ region: name, port, controlPort, database });
+      writeTopology();
+      const p = launch(
+        'router',
+        name,
+        {},
+        {
+          logFile: join(resolve('.cache/test-logs'), `router-${name}-${Date.now()}.log`),
+          args: ['--topology', topologyFile, '--region', name],
+          env: { BRABANT_ROUTER_CHECK_MS: '200', ...env },
+        },
+      );
+      processes.push(p);
+      await p.waitForLog(/router started/);
+      return {
+        port,
+        control: `http://127.0.0.1:${controlPort}`,
+        process: p,
+        url: `postgres://postgres@127.0.0.1:${port}/${database}`,
+      };
     },
     spawnCli(args) {
       const child = spawn(CLI, [...args, '--topology', topologyFile], { stdio: ['ignore', 'pipe', 'pipe'] });

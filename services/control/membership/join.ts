@@ -231,23 +231,32 @@ async function copyRows(
       startedAt: Date.now(),
     };
     const ticker = setInterval(() => {
-      say(progressLine(p, Date.now()));
-      void noteCopiedRows(target, p.rows).catch(() => {});
+      const line = progressLine(p, Date.now());
+      void noteCopiedRows(target, p.rows)
+        .catch(() => {})
+        .finally(() => say(line));
     }, 1000);
     try {
       for (const table of tables) {
         p.table = `${table.schema}.${table.name}`;
         const into = await writer.table(table.schema, table.name);
         // the next batch is read while this one is written
-        let writing: Promise<unknown> = Promise.resolve();
-        for await (const rows of reader.rows(table, BATCH_ROWS)) {
+        let writing: Promise<void> = Promise.resolve();
+        try {
+          for await (const rows of reader.rows(table, BATCH_ROWS)) {
+            await writing;
+            writing = writer.write(into, rows).then((w) => {
+              p.rows += rows.length;
+              p.transactions += w.transactions;
+            });
+            // seen here or below; a read that fails meanwhile must not leave it unobserved
+            writing.catch(() => {});
+          }
           await writing;
-          writing = writer.write(into, rows).then((w) => {
-            p.rows += rows.length;
-            p.transactions += w.transactions;
-          });
+        } catch (err) {
+          await writing.catch(() => {});
+          throw err;
         }
-        await writing;
         p.tablesDone++;
       }
     } finally {
