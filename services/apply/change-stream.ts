@@ -267,6 +267,24 @@ export class ChangeStream {
   }
 
   /**
+   * On joining the group, each assigned partition with a start offset of its own is sought
+   * there: a partition with nothing newer than the group's offset brings no batch, so the check
+   * below alone would leave the gap unread until the source writes again.
+   */
+  seekStarts(assignment: Record<string, number[]>): void {
+    for (const [topic, partitions] of Object.entries(assignment))
+      for (const partition of partitions) {
+        const start = this.d.startAt.get(`${topic}/${partition}`);
+        if (start === undefined) continue;
+        this.d.log.info(
+          { topic, partition, from: String(start) },
+          'reading from where this database says it read, before the consumer group’s newer offset',
+        );
+        this.d.consumer.seek({ topic, partition, offset: String(start) });
+      }
+  }
+
+  /**
    * The first batch of a partition with a start offset of its own (`startAt`) must begin there:
    * a batch fetched from later is dropped and the partition sought back, once (a later fetched
    * offset after that is Kafka skipping control records).

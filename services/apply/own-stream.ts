@@ -23,6 +23,7 @@
 import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
 import type { ChangeDecoder } from '../protocol/change-decoder.ts';
+import { heldTransactions } from '../protocol/held-transactions.ts';
 import { formatLsn, type Lsn, lsn, parseLsn } from '../protocol/lsn.ts';
 import { originName } from '../protocol/names.ts';
 import { partitionBounds, partitionOf, readEvents, readLastEvent } from '../protocol/read-back.ts';
@@ -167,26 +168,4 @@ export async function recognizeLostChanges(
     );
     return;
   }
-}
-
-/**
- * Which of the transactions (transaction id, commit time) the database holds: the id is not in
- * its future and committed at that very time (a restored database reuses ids of lost ones).
- */
-async function heldTransactions(
-  db: Db,
-  txs: { xid: bigint; commitTs: bigint; commitLsn: Lsn }[],
-): Promise<Set<Lsn>> {
-  if (txs.length === 0) return new Set();
-  const res = await db.query<{ l: string }>(
-    `select t.l from unnest($1::text[], $2::int8[], $3::text[]) as t(x, ts, l)
-      where age(t.x::xid) > 0
-        and (extract(epoch from pg_xact_commit_timestamp(t.x::xid)) * 1000000)::int8 = t.ts`,
-    [
-      txs.map((t) => String(t.xid)),
-      txs.map((t) => String(t.commitTs)),
-      txs.map((t) => formatLsn(t.commitLsn)),
-    ],
-  );
-  return new Set(res.rows.map((r) => parseLsn(r.l)));
 }

@@ -405,6 +405,7 @@ async function readCluster(o: {
         consumer.on(consumer.events.CRASH, (e) => {
           if (!e.payload.restart) crashed(e.payload.error);
         });
+        consumer.on(consumer.events.GROUP_JOIN, (e) => stream.seekStarts(e.payload.memberAssignment));
         await consumer.run({
           eachBatchAutoResolve: false,
           autoCommit: false,

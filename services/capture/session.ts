@@ -6,12 +6,12 @@
 
 import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
-import type { Lsn, StreamPosition } from '../protocol/lsn.ts';
+import type { Lsn } from '../protocol/lsn.ts';
 import { formatLsn, parseLsn } from '../protocol/lsn.ts';
 import { captureTransactionalId, publicationName, slotName } from '../protocol/names.ts';
 import { refuseParted } from '../protocol/node-schema.ts';
 import type { PgTypeInfo } from '../protocol/pg-types.ts';
-import { partitionOf, readLastPosition } from '../protocol/read-back.ts';
+import { partitionOf, readLastEvent } from '../protocol/read-back.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { buildTableSchema, type TableSchema } from '../protocol/table-schema.ts';
 import {
@@ -41,6 +41,7 @@ import {
 import type { captureConfig } from './config.ts';
 import { ensureDdlCapture, placeSequences } from './ddl-capture.ts';
 import { KafkaEventSink } from './kafka-sink.ts';
+import { movePastLostChanges } from './lost-changes.ts';
 import type { CaptureMetrics } from './metrics.ts';
 import type { RelationMessage } from './pgoutput/messages.ts';
 import { CapturePipeline } from './pipeline.ts';
@@ -189,7 +190,7 @@ export async function runSession(
       log,
     });
     await sink.connect();
-    const last = await readLastPosition(deps.kafka, admin, {
+    const lastEvent = await readLastEvent(deps.kafka, admin, {
       topic: names.topic,
       partition,
       nodeId: c.nodeId,
@@ -200,11 +201,18 @@ export async function runSession(
         ? err
         : classifyKafkaError(err, 'reading back the last committed event');
     });
+    const last = lastEvent?.position;
 
     await refuseParted(db, c.nodeId);
-    // A database restored from a backup (or rebuilt) is behind its own stream in Kafka.
+    // A database restored from a backup (or rebuilt) lacks own changes in Kafka (lost-changes.ts).
     const lostUpTo =
-      last === undefined ? undefined : await movePastLostChanges(db, c.nodeId, names, last, log);
+      lastEvent === undefined
+        ? undefined
+        : await movePastLostChanges(
+            db,
+            { nodeId: c.nodeId, slot: names.slot, registry: deps.registry, log },
+            lastEvent,
+          );
     const slot = await slotState(db, names.slot);
     if (!slot.exists && last !== undefined && !c.recreateSlot && lostUpTo === undefined) {
       throw new BrabantError(
@@ -367,50 +375,4 @@ export async function runSession(
     await admin?.disconnect().catch(() => {});
     await db.end().catch(() => {});
   }
-}
-
-/**
- * A database that lost own changes Kafka holds (restored from a backup, or rebuilt by a join;
- * apply recognizes it and records the horizon in brabant.own_stream, own-stream.ts) must not reuse
- * their LSNs: peers skip what is at or below what they applied of this node, and capture skips
- * what is at or below its last event in Kafka. So the WAL is moved past the horizon (one
- * `pg_switch_wal()` per 16 MB segment) and the slot, if the database has one from before, is made
- * again. Returns the horizon while nothing newer of this node is in Kafka (a new slot is then no
- * loss: its lost changes come from Kafka), else undefined.
- */
-async function movePastLostChanges(
-  db: pg.Client,
-  nodeId: string,
-  names: Names,
-  last: StreamPosition,
-  log: Logger,
-): Promise<Lsn | undefined> {
-  const own = await db.query<{ h: string }>('select horizon::text as h from brabant.own_stream');
-  const horizon = own.rows[0] ? parseLsn(own.rows[0].h) : undefined;
-  const wal = async () =>
-    parseLsn((await db.query<{ l: string }>('select pg_current_wal_insert_lsn()::text as l')).rows[0]!.l);
-  const at = await wal();
-  if (at > last.commitLsn) return horizon !== undefined && horizon >= last.commitLsn ? horizon : undefined;
-  if (horizon === undefined)
-    throw new BrabantError(
-      'RESTORE_PENDING',
-      `the database of ${nodeId} is at WAL ${formatLsn(at)}, behind its own last change in Kafka (${formatLsn(last.commitLsn)}): ` +
-        'it was restored from a backup. Capture waits until apply has taken over the changes the database lost ' +
-        '(start apply of this node); keep the node away from applications until then',
-    );
-  let target = last.commitLsn;
-  if (horizon > target) target = horizon;
-  const slot = await slotState(db, names.slot);
-  if (slot.exists) await db.query('select pg_drop_replication_slot($1)', [names.slot]);
-  let switches = 0;
-  while ((await wal()) <= target) {
-    // a switch with nothing written since the last one does nothing
-    await db.query(`select pg_logical_emit_message(false, 'brabant.wal-advance', ''), pg_switch_wal()`);
-    switches++;
-  }
-  log.warn(
-    { from: formatLsn(at), past: formatLsn(target), switches, slotDropped: slot.exists },
-    'the database went back in time (restore or rebuild): WAL moved past its lost changes, so no new change reuses their LSNs',
-  );
-  return horizon;
 }

@@ -4,8 +4,8 @@
  * altogether, the server started again on what is there (a fresh initdb when nothing is).
  */
 import { execFileSync } from 'node:child_process';
-import { renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { makeDataDir, postgresBinDir } from '../../infra/postgres/postgres.ts';
 import type { Stack } from '../../infra/stack.ts';
 import { startPart, stopPart } from '../../infra/stack-control.ts';
@@ -22,6 +22,8 @@ function dataDirOf(servers: Stack, id: string): string {
 export function baseBackup(servers: Stack, id: string, name: string): string {
   const dir = join(servers.workDir, 'backups', name);
   rmSync(dir, { recursive: true, force: true });
+  // enterable by the OS user PostgreSQL runs as (makeDataDir would make it 0700 and ours)
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
   const user = makeDataDir(dir);
   const port = servers.regions.flatMap((r) => r.nodes).find((n) => n.id === id)!.port;
   const bin = join(postgresBinDir(), 'pg_basebackup');
