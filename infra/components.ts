@@ -9,6 +9,7 @@ import { ensureKafkaJars, startKafka } from './kafka/kafka.ts';
 import { ensureMirrorJars, startMirror } from './kafka/mirror.ts';
 import { startLink } from './link/process.ts';
 import type { Progress } from './maven.ts';
+import { ensureMajor } from './postgres/majors.ts';
 import { initNode, isInitialized, startNode } from './postgres/postgres.ts';
 import type { ManagedProcess } from './processes.ts';
 import { ensureRegistryBuilt, startRegistry } from './registry/registry.ts';
@@ -35,6 +36,7 @@ export async function startComponent(c: ComponentSpec, progress: Progress): Prom
       return { process: m, address: c.spec.brokers.join(',') };
     }
     case 'postgres': {
+      if (c.spec.major !== undefined) ensureMajor(c.spec.major, progress);
       if (!isInitialized(c.spec.dataDir)) {
         progress(`initdb of node ${c.spec.name}`);
         initNode(c.spec);

@@ -17,6 +17,7 @@ import { type StartedComponent, startComponent } from './components.ts';
 import { ensureKafkaJars, kafkaLibsDir } from './kafka/kafka.ts';
 import { ensureMirrorJars, mirrorLibsDir } from './kafka/mirror.ts';
 import type { RelaySpec } from './link/relay.ts';
+import { supportedMajors } from './postgres/majors.ts';
 import { postgresOsUser } from './postgres/postgres.ts';
 import { ensureReachable } from './postgres/reach.ts';
 import { readProcessInfo, readProcessTable } from './process-table.ts';
@@ -61,6 +62,8 @@ export interface Topology {
   kafka: 'shared' | 'per-region';
   /** Per region: apply reads peers' clusters across the link (default), or a MirrorMaker 2 copy. */
   peerStreams?: 'direct' | 'mirror';
+  /** PostgreSQL major of a node (by node id) other than the default 15 (infra/postgres/majors.ts). */
+  postgresMajors?: Record<string, number>;
 }
 
 export interface StackOptions {
@@ -156,6 +159,19 @@ export function validateTopology(topology: Topology): void {
       throw new BrabantError('CONFIG_INVALID', `region '${r.name}' must have 1 to 8 nodes, not ${r.nodes}`);
     }
   }
+  const ids = new Set([...nodeIds(topology).values()].flat());
+  for (const [id, major] of Object.entries(topology.postgresMajors ?? {})) {
+    if (!ids.has(id))
+      throw new BrabantError(
+        'CONFIG_INVALID',
+        `a PostgreSQL major is given for node '${id}', which the topology lacks`,
+      );
+    if (!supportedMajors().includes(major))
+      throw new BrabantError(
+        'CONFIG_INVALID',
+        `node '${id}' cannot run PostgreSQL ${major}; the majors are ${supportedMajors().join(', ')}`,
+      );
+  }
 }
 
 function parsePgUrls(pairs: string[]): Map<string, string> {
@@ -246,12 +262,14 @@ async function planParts(
   for (const r of topology.regions) {
     for (const id of ids.get(r.name) ?? []) {
       if (externalPg.has(id)) continue;
+      const major = topology.postgresMajors?.[id];
       const spec = {
         name: id,
         port: await ports.next(),
         dataDir: join(dataDir, id),
         logFile: logFile(id),
         ...(secrets === undefined ? {} : { security: postgresSecurity(secrets, id) }),
+        ...(major === undefined ? {} : { major }),
       };
       planned.push({ kind: 'postgres', id, name: `postgres ${id}`, spec });
     }

@@ -1,7 +1,9 @@
 /**
- * PostgreSQL 15 nodes for the local stack: initdb with the settings Brabant needs
+ * PostgreSQL nodes for the local stack: initdb with the settings Brabant needs
  * (wal_level=logical, track_commit_timestamp=on, slots and WAL senders), small memory so four
- * nodes fit on two cores, started as the `postgres` OS user when we run as root.
+ * nodes fit on two cores, started as the `postgres` OS user when we run as root. PostgreSQL 15
+ * from Debian by default; a node of another major (`major`) runs the server programs majors.ts
+ * fetched.
  */
 import { execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +19,7 @@ import {
   waitUntilReady,
 } from '../processes.ts';
 import { shutdownPlan } from '../shutdown.ts';
+import { DEFAULT_MAJOR, ensureMajor } from './majors.ts';
 import { adminPwfile, type PostgresSecuritySpec, secureNode } from './postgres-security.ts';
 
 export interface PostgresNodeSpec {
@@ -26,6 +29,8 @@ export interface PostgresNodeSpec {
   logFile: string;
   /** A secured node (TLS, SCRAM for every role, plaintext refused); absent: plaintext with trust. */
   security?: PostgresSecuritySpec;
+  /** PostgreSQL major version of the node's server programs (default 15, Debian's). */
+  major?: number;
 }
 
 export interface RunningPostgres {
@@ -63,7 +68,12 @@ export function nodeSettings(port: number): Record<string, string | number> {
   };
 }
 
-export function postgresBinDir(): string {
+/**
+ * The folder of the server programs of `major`: Debian's PostgreSQL 15 (or BRABANT_PG_BINDIR) by
+ * default, the fetched ones of another major (fetched now if missing).
+ */
+export function postgresBinDir(major: number = DEFAULT_MAJOR): string {
+  if (major !== DEFAULT_MAJOR) return ensureMajor(major);
   const candidates = [process.env.BRABANT_PG_BINDIR, '/usr/lib/postgresql/15/bin'].filter(
     (d): d is string => d !== undefined && d !== '',
   );
@@ -119,7 +129,7 @@ export function makeDataDir(dataDir: string): string | undefined {
  * `settings` default to a Brabant node's; the registry's own cluster passes smaller ones.
  */
 export function initNode(spec: PostgresNodeSpec, settings = nodeSettings(spec.port)): void {
-  const bin = postgresBinDir();
+  const bin = postgresBinDir(spec.major);
   const user = makeDataDir(spec.dataDir);
   // secured: the superuser's password from a file PostgreSQL's OS user may read, removed after
   const pwfile = spec.security === undefined ? undefined : adminPwfile(spec, user);
@@ -149,7 +159,7 @@ export function initNode(spec: PostgresNodeSpec, settings = nodeSettings(spec.po
 }
 
 export async function startNode(spec: PostgresNodeSpec, timeoutMs = 60_000): Promise<RunningPostgres> {
-  const bin = postgresBinDir();
+  const bin = postgresBinDir(spec.major);
   const user = postgresOsUser();
   // The port in brabant.conf wins unless given here too; pass it so a reused folder follows the spec.
   const proc = spawnManaged({

@@ -10,16 +10,25 @@
  * registry down) is not poison: the registry is wrong or away, not the record. Its partition is
  * paused at that record and tried again with backoff, so nothing after it is applied out of
  * order and nothing is skipped.
+ *
+ * Whose events are applied (own-stream.ts): every other node's, except those of a node that left
+ * the cluster (up to where it left: they were applied before); this node's own only up to the
+ * horizon of changes its database lost (restored from a backup, or rebuilt by a join), like a
+ * peer's. Where each partition starts is checked against what this database says it read
+ * (`startAt`): a database restored from a backup resumes from there, not from the group's newer
+ * offsets.
  */
 import type { Consumer, EachBatchPayload } from 'kafkajs';
 import type { ChangeDecoder, DecodedChange } from '../protocol/change-decoder.ts';
 import { ChunkReassembler, HEADER_CHUNK } from '../protocol/chunks.ts';
+import { decodePosition } from '../protocol/headers.ts';
+import type { Lsn } from '../protocol/lsn.ts';
 import { isBrabantError } from '../runtime/errors.ts';
 import { failpoint } from '../runtime/failpoints.ts';
 import type { Logger } from '../runtime/log.ts';
 import { backoffDelay } from '../runtime/supervise.ts';
 import type { ApplyMetrics } from './metrics.ts';
-import type { OffsetTracker } from './offset-tracker.ts';
+import type { OffsetCommit, OffsetTracker } from './offset-tracker.ts';
 import type { OriginApplier } from './origin-applier.ts';
 import type { SideTopics } from './side-topics.ts';
 
@@ -36,6 +45,15 @@ export interface ChangeStreamDeps {
   retryMaxMs: number;
   /** Records (`topic/partition@offset`) the operator said to dead-letter rather than wait for their schema. */
   deadLetterAt: ReadonlySet<string>;
+  /** Which sources' events are applied (own-stream.ts). */
+  streams: StreamMembership;
+  /**
+   * Per `topic/partition`, the offset this database says it reads next when that is before the
+   * group's committed offset (a database restored from a backup): reading starts there.
+   */
+  startAt: Map<string, bigint>;
+  /** Saves offsets in the database before the group commits them (brabant.apply_offsets). */
+  saveOffsets: (commits: OffsetCommit[]) => Promise<void>;
   /**
    * An error while applying ends the session at once (the error policy then says whether the
    * service starts a new one or stops), instead of kafkajs retrying the batch on its own.
@@ -44,6 +62,27 @@ export interface ChangeStreamDeps {
   log: Logger;
   metrics: ApplyMetrics;
   now?: () => number;
+}
+
+/** Which sources' events a node applies, and up to where (own-stream.ts loads it). */
+export interface StreamMembership {
+  /** This node's own events up to here are applied like a peer's (its database lost them). */
+  ownHorizon: Lsn | undefined;
+  /** Nodes that left the cluster, and the last commit of theirs applied before they left. */
+  parted: ReadonlyMap<string, Lsn>;
+}
+
+/** Whether an event of `source` at `commitLsn` is applied on `localNode` (pure). */
+export function appliesEvent(
+  m: StreamMembership,
+  localNode: string,
+  source: string,
+  commitLsn: Lsn | undefined,
+): boolean {
+  if (source === localNode)
+    return m.ownHorizon !== undefined && commitLsn !== undefined && commitLsn <= m.ownHorizon;
+  const through = m.parted.get(source);
+  return through === undefined || commitLsn === undefined || commitLsn > through;
 }
 
 export class ChangeStream {
@@ -83,6 +122,7 @@ export class ChangeStream {
   private async handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) {
     const { topic, partition } = batch;
     const d = this.d;
+    if (isStale() || !this.startsWhereItShould(batch)) return;
     const done = (offset: string) => {
       resolveOffset(offset);
       d.tracker.handled(topic, partition, BigInt(offset));
@@ -141,7 +181,11 @@ export class ChangeStream {
     for (const m of batch.messages) {
       if (!isRunning() || isStale() || this.failed) return;
       const source = m.key?.toString();
-      if (source === undefined || source === d.nodeId || m.value === null) {
+      if (
+        source === undefined ||
+        m.value === null ||
+        !appliesEvent(d.streams, d.nodeId, source, decodePosition(m.headers)?.commitLsn)
+      ) {
         if ((await flush()) === 'paused') return;
         done(m.offset);
         continue;
@@ -222,19 +266,65 @@ export class ChangeStream {
     await this.commit(topic, partition, false);
   }
 
+  /**
+   * On joining the group, each assigned partition with a start offset of its own is sought
+   * there: a partition with nothing newer than the group's offset brings no batch, so the check
+   * below alone would leave the gap unread until the source writes again.
+   */
+  seekStarts(assignment: Record<string, number[]>): void {
+    for (const [topic, partitions] of Object.entries(assignment))
+      for (const partition of partitions) {
+        const start = this.d.startAt.get(`${topic}/${partition}`);
+        if (start === undefined) continue;
+        this.d.log.info(
+          { topic, partition, from: String(start) },
+          'reading from where this database says it read, before the consumer group’s newer offset',
+        );
+        this.d.consumer.seek({ topic, partition, offset: String(start) });
+      }
+  }
+
+  /**
+   * The first batch of a partition with a start offset of its own (`startAt`) must begin there:
+   * a batch fetched from later is dropped and the partition sought back, once (a later fetched
+   * offset after that is Kafka skipping control records).
+   */
+  private readonly sought = new Set<string>();
+  private startsWhereItShould(batch: EachBatchPayload['batch']): boolean {
+    const key = `${batch.topic}/${batch.partition}`;
+    const start = this.d.startAt.get(key);
+    if (start === undefined) return true;
+    const fetched = BigInt((batch as unknown as { fetchedOffset: string }).fetchedOffset);
+    if (fetched <= start || this.sought.has(key)) {
+      this.d.startAt.delete(key);
+      return true;
+    }
+    this.sought.add(key);
+    this.d.log.info(
+      { topic: batch.topic, partition: batch.partition, from: String(start), group: String(fetched) },
+      'reading from where this database says it read, before the consumer group’s newer offset',
+    );
+    this.d.consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(start) });
+    return false;
+  }
+
   /** Commits what is due for a partition (`force`: at stop). */
   async commit(topic: string, partition: number, force: boolean): Promise<void> {
     const c = this.d.tracker.due(topic, partition, this.now(), force);
     if (c === undefined) return;
-    await this.d.consumer.commitOffsets([c]);
-    this.d.tracker.committed(c, this.now());
+    await this.commitOffsets([c]);
   }
 
   async commitAll(): Promise<void> {
-    for (const c of this.d.tracker.allDue(this.now())) {
-      await this.d.consumer.commitOffsets([c]);
-      this.d.tracker.committed(c, this.now());
-    }
+    const due = this.d.tracker.allDue(this.now());
+    if (due.length > 0) await this.commitOffsets(due);
+  }
+
+  /** The database first, then the group: the database's offsets are never ahead of what it applied. */
+  private async commitOffsets(commits: OffsetCommit[]): Promise<void> {
+    await this.d.saveOffsets(commits);
+    await this.d.consumer.commitOffsets(commits);
+    for (const c of commits) this.d.tracker.committed(c, this.now());
   }
 
   stop(): void {

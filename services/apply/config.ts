@@ -8,6 +8,12 @@ import { serviceSecurity } from '../runtime/topology-security.ts';
 
 export const applyConfig = {
   ...nodeServiceOptions(),
+  region: str({
+    env: 'BRABANT_REGION',
+    description:
+      'Region of this node: its own change topic (brabant.<region>.changes) is where apply looks for own changes a restored database lacks; empty means every topic it reads',
+    default: '',
+  }),
   regions: list({
     env: 'BRABANT_APPLY_REGIONS',
     description:
@@ -104,6 +110,7 @@ export const applyTopology: TopologyBinding<typeof applyConfig> = {
     }
     return {
       nodeId,
+      region: n.region,
       ...serviceSecurity(t.security, 'apply', n),
       kafkaBrokers: own.kafka,
       registryUrl: own.registry,

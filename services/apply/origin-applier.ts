@@ -102,6 +102,16 @@ export class OriginApplier {
     this.roident = s.roident;
   }
 
+  /**
+   * Lets go of the origin (its node left the cluster): false while a source transaction is under
+   * way, else the session no longer holds the origin and this applier is not used again.
+   */
+  async release(): Promise<boolean> {
+    if (this.inTransaction) return false;
+    await this.db.query('select pg_replication_origin_session_reset()');
+    return true;
+  }
+
   /** Abandons an open local transaction (its source transaction will be delivered again). */
   rollback(): Promise<void> {
     return this.full.rollback();

@@ -15,8 +15,13 @@ import pg from 'pg';
 import { ChangeDecoder } from '../protocol/change-decoder.ts';
 import { CATALOG_CHANNEL } from '../protocol/ddl.ts';
 import { formatLsn } from '../protocol/lsn.ts';
-import { applyGroupId } from '../protocol/names.ts';
-import { ensureDeleteTriggers, ensureNodeObjects, noteAllColumns } from '../protocol/node-schema.ts';
+import { applyGroupId, originName } from '../protocol/names.ts';
+import {
+  ensureDeleteTriggers,
+  ensureNodeObjects,
+  noteAllColumns,
+  refuseParted,
+} from '../protocol/node-schema.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { changeTopic, changeTopicSettings, ensureTopic, sideTopicSettings } from '../protocol/topics.ts';
 import type { ConfigOf } from '../runtime/config.ts';
@@ -28,11 +33,18 @@ import type { Readiness } from '../runtime/readiness.ts';
 import { redactUrl } from '../runtime/redact.ts';
 import type { ServiceSecurity } from '../runtime/security.ts';
 import { backoffDelay } from '../runtime/supervise.ts';
-import { ChangeStream } from './change-stream.ts';
+import { ChangeStream, type StreamMembership } from './change-stream.ts';
 import type { applyConfig } from './config.ts';
 import type { ApplyMetrics } from './metrics.ts';
 import { OffsetTracker } from './offset-tracker.ts';
 import { APPLY_SESSION_OPTIONS, OriginApplier } from './origin-applier.ts';
+import {
+  loadMembership,
+  partedNodes,
+  recognizeLostChanges,
+  saveOffsets,
+  startOffsets,
+} from './own-stream.ts';
 import { serveReplays } from './replay.ts';
 import { pruneResyncedVersions } from './resync.ts';
 import { SideTopics } from './side-topics.ts';
@@ -149,6 +161,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
   try {
     control.on('error', lost);
     await ensureNodeObjects(control);
+    await refuseParted(control, c.nodeId);
     const triggers = await ensureDeleteTriggers(control);
     await noteAllColumns(control);
     if (triggers.length > 0)
@@ -163,6 +176,25 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     } catch (err) {
       throw classifyKafkaError(err, `connecting to Kafka ${c.kafkaBrokers.join(',')}`);
     }
+
+    // a database that went back in time (a restore) gets its own lost changes from Kafka
+    const decoder = new ChangeDecoder(deps.registry);
+    const local = sources.find((src) => src.brokers === c.kafkaBrokers)?.topics ?? [];
+    await recognizeLostChanges(control, deps.kafka, admin, decoder, {
+      nodeId: c.nodeId,
+      topics: c.region === '' ? local : local.filter((t) => t === changeTopic(c.region)),
+      log,
+    }).catch((err) => {
+      throw err instanceof BrabantError
+        ? err
+        : classifyKafkaError(err, 'reading back this node’s own stream');
+    });
+    const membership: StreamMembership = await loadMembership(control);
+    if (membership.ownHorizon !== undefined)
+      log.info(
+        { horizon: formatLsn(membership.ownHorizon) },
+        'own changes up to the horizon are applied from Kafka (this database lost them)',
+      );
 
     const catalog = new TargetCatalog(control);
     // DDL made on this node itself (by hand, local-only or not) changes tables the catalog holds
@@ -185,9 +217,11 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
             groupTransactions: c.groupTransactions,
           });
           await applier.init();
-          await control.query('insert into brabant.peers (node) values ($1) on conflict do nothing', [
-            source,
-          ]);
+          // tombstone pruning waits for every peer; this node's own lost changes are not a peer
+          if (source !== c.nodeId)
+            await control.query('insert into brabant.peers (node) values ($1) on conflict do nothing', [
+              source,
+            ]);
           log.info(
             { source, origin: applier.origin, progress: formatLsn(applier.progress) },
             'applying changes of a source node',
@@ -203,6 +237,9 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
     const sideTopics = new SideTopics(producer, c.nodeId, metrics);
     timers.push(
       setInterval(() => {
+        void releaseParted(control, appliers, membership, log).catch((err) =>
+          log.warn({ err: (err as Error).message }, 'letting go of parted nodes failed'),
+        );
         void pruneTombstones(control, lastCommitTs, c.tombstoneMarginMs)
           .then((n) => {
             if (n > 0) {
@@ -247,11 +284,13 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
                 ...deps.security.kafka,
               }),
           groupId,
-          newStream: (consumer, applierOf) =>
+          startOffsets: (clusterAdmin, topics) =>
+            startOffsets(control, clusterAdmin, { groupId, topics, nodeId: c.nodeId }),
+          newStream: (consumer, applierOf, startAt) =>
             new ChangeStream({
               nodeId: c.nodeId,
               consumer,
-              decoder: new ChangeDecoder(deps.registry),
+              decoder,
               applierFor: applierOf,
               sideTopics,
               tracker: new OffsetTracker(c.offsetCommitMs),
@@ -259,6 +298,9 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
               registryUrl: c.registryUrl,
               retryMaxMs: c.retryMaxMs,
               deadLetterAt: new Set(c.deadLetterAt),
+              streams: membership,
+              startAt,
+              saveOffsets: (commits) => saveOffsets(control, commits),
               onFailure: (err) => failed(sessionError(err, c.nodeId)),
               log,
               metrics,
@@ -334,7 +376,13 @@ async function readCluster(o: {
   src: ClusterSource;
   kafka: Kafka;
   groupId: string;
-  newStream: (consumer: Consumer, applierFor: (source: string) => Promise<OriginApplier>) => ChangeStream;
+  newStream: (
+    consumer: Consumer,
+    applierFor: (source: string) => Promise<OriginApplier>,
+    startAt: Map<string, bigint>,
+  ) => ChangeStream;
+  /** Where partitions of these topics start, when before the group's offsets (own-stream.ts). */
+  startOffsets: (admin: Admin, topics: string[]) => Promise<Map<string, bigint>>;
   applierFor: (source: string) => Promise<OriginApplier>;
   appliers: Map<string, Promise<OriginApplier>>;
   sessionEnded: Promise<void>;
@@ -372,7 +420,8 @@ async function readCluster(o: {
         // kafkajs restarting it in a loop of its own
         retry: { retries: 5, restartOnFailure: async () => false },
       });
-      const stream = o.newStream(consumer, applierOf);
+      const startAt = new Map<string, bigint>();
+      const stream = o.newStream(consumer, applierOf, startAt);
       let crashed: (err: unknown) => void = () => {};
       const crash = new Promise<unknown>((resolve) => {
         crashed = resolve;
@@ -386,6 +435,7 @@ async function readCluster(o: {
           try {
             await admin.connect();
             for (const topic of src.topics) await ensureTopic(admin, changeTopicSettings(topic), log);
+            for (const [k, v] of await o.startOffsets(admin, src.topics)) startAt.set(k, v);
           } finally {
             await admin.disconnect().catch(() => {});
           }
@@ -395,6 +445,7 @@ async function readCluster(o: {
         consumer.on(consumer.events.CRASH, (e) => {
           if (!e.payload.restart) crashed(e.payload.error);
         });
+        consumer.on(consumer.events.GROUP_JOIN, (e) => stream.seekStarts(e.payload.memberAssignment));
         await consumer.run({
           eachBatchAutoResolve: false,
           autoCommit: false,
@@ -483,5 +534,36 @@ function sessionError(err: unknown, node: string): BrabantError {
       );
     default:
       return d satisfies never;
+  }
+}
+
+/**
+ * Lets go of the nodes that left the cluster (brabant node part): the applier of each (if this
+ * session has one and it is between transactions) releases its origin, which is then dropped;
+ * their events are skipped from now on (StreamMembership.parted).
+ */
+async function releaseParted(
+  control: pg.Client,
+  appliers: Map<string, Promise<OriginApplier>>,
+  membership: StreamMembership,
+  log: Logger,
+): Promise<void> {
+  const parted = await partedNodes(control);
+  membership.parted = parted;
+  for (const node of parted.keys()) {
+    const a = appliers.get(node);
+    if (a !== undefined) {
+      const applier = await a;
+      if (!(await applier.release())) continue;
+      appliers.delete(node);
+    }
+    // (held by another session, e.g. a session of this apply that is ending: tried again next time)
+    const res = await control
+      .query('select pg_replication_origin_drop(roname) from pg_replication_origin where roname = $1', [
+        originName(node),
+      ])
+      .catch(() => undefined);
+    if ((res?.rowCount ?? 0) > 0)
+      log.info({ node, origin: originName(node) }, 'parted node let go: its origin dropped');
   }
 }

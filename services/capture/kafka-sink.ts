@@ -1,14 +1,9 @@
 /**
  * Capture's side of Kafka: the change topic, a transactional producer (one Kafka transaction per
- * batch; the transactional id fences a zombie capture of the same node), and the read-back of the
- * last event of this node that is committed in the topic (what a restart must not send again).
+ * batch; the transactional id fences a zombie capture of the same node). Where a node's events
+ * are and the read-back of its last one: protocol/read-back.ts.
  */
-import { randomBytes } from 'node:crypto';
-import type { Admin, Kafka, Message, Producer } from 'kafkajs';
-import { decodePosition } from '../protocol/headers.ts';
-import type { StreamPosition } from '../protocol/lsn.ts';
-import { readbackGroupPrefix } from '../protocol/names.ts';
-import { BrabantError } from '../runtime/errors.ts';
+import type { Kafka, Message, Producer } from 'kafkajs';
 import { classifyKafkaError, Partitioners } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
 
@@ -19,22 +14,6 @@ export type OutMessage = Message & { topic?: string };
 export interface EventSink {
   /** Sends the messages in one Kafka transaction and commits it, or throws (nothing is then visible). */
   commitBatch(messages: OutMessage[]): Promise<void>;
-}
-
-/** The partition of a node's stream: Kafka's default (murmur2) partitioner on the node id, as Java clients do. */
-export function partitionOf(nodeId: string, topic: string, partitions: number): number {
-  const partitioner = Partitioners.DefaultPartitioner();
-  return partitioner({
-    topic,
-    partitionMetadata: Array.from({ length: partitions }, (_, i) => ({
-      partitionId: i,
-      leader: 0,
-      partitionErrorCode: 0,
-      replicas: [0],
-      isr: [0],
-    })),
-    message: { key: nodeId, value: null },
-  });
 }
 
 /** A record's bytes in a batch: value, key, headers and the per-record framing. */
@@ -116,101 +95,4 @@ export class KafkaEventSink implements EventSink {
     await this.producer?.disconnect().catch(() => {});
     this.producer = undefined;
   }
-}
-
-/**
- * The position of the last event of `nodeId` committed in its partition, or undefined when the
- * partition holds none. Reads with read_committed from the end backwards in growing windows.
- */
-export async function readLastPosition(
-  kafka: Kafka,
-  admin: Admin,
-  opts: { topic: string; partition: number; nodeId: string; timeoutMs: number; log: Logger },
-): Promise<StreamPosition | undefined> {
-  const offsets = await admin.fetchTopicOffsets(opts.topic);
-  const p = offsets.find((o) => o.partition === opts.partition);
-  if (p === undefined)
-    throw new BrabantError('KAFKA_UNAVAILABLE', `topic ${opts.topic} has no partition ${opts.partition}`);
-  const high = BigInt(p.high);
-  const low = BigInt(p.low);
-  let window = 512n;
-  let end = high;
-  while (end > low) {
-    const start = end - window > low ? end - window : low;
-    const others = offsets.map((o) => o.partition).filter((x) => x !== opts.partition);
-    const found = await scan(kafka, { ...opts, start, end, others });
-    if (found !== undefined) return found;
-    end = start;
-    window *= 4n;
-  }
-  return undefined;
-}
-
-async function scan(
-  kafka: Kafka,
-  opts: {
-    topic: string;
-    partition: number;
-    others: number[];
-    nodeId: string;
-    timeoutMs: number;
-    start: bigint;
-    end: bigint;
-    log: Logger;
-  },
-): Promise<StreamPosition | undefined> {
-  const consumer = kafka.consumer({
-    groupId: `${readbackGroupPrefix(opts.nodeId)}${randomBytes(4).toString('hex')}`,
-    readUncommitted: false,
-    allowAutoTopicCreation: false,
-    maxWaitTimeInMs: 200,
-  });
-  let last: StreamPosition | undefined;
-  try {
-    await consumer.connect();
-    await consumer.subscribe({ topic: opts.topic, fromBeginning: true });
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new BrabantError(
-              'KAFKA_UNAVAILABLE',
-              `reading back the last event of ${opts.nodeId} from ${opts.topic} took over ${opts.timeoutMs} ms`,
-            ),
-          ),
-        opts.timeoutMs,
-      );
-      const reached = (offset: string) => {
-        if (BigInt(offset) + 1n >= opts.end) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
-        if (e.payload.partition === opts.partition) reached(String(e.payload.lastOffset));
-      });
-      consumer
-        .run({
-          autoCommit: false,
-          eachBatch: async ({ batch }) => {
-            if (batch.partition !== opts.partition) return;
-            for (const m of batch.messages) {
-              if (BigInt(m.offset) >= opts.end) break;
-              if (m.key?.toString() !== opts.nodeId) continue;
-              last = decodePosition(m.headers) ?? last;
-            }
-          },
-        })
-        .then(() => {
-          // Only this node's partition matters; do not read the others at all.
-          if (opts.others.length > 0) consumer.pause([{ topic: opts.topic, partitions: opts.others }]);
-          consumer.seek({ topic: opts.topic, partition: opts.partition, offset: String(opts.start) });
-        })
-        .catch(reject);
-    });
-    await done;
-  } finally {
-    await consumer.disconnect().catch(() => {});
-  }
-  return last;
 }

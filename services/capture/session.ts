@@ -9,7 +9,9 @@ import pg from 'pg';
 import type { Lsn } from '../protocol/lsn.ts';
 import { formatLsn, parseLsn } from '../protocol/lsn.ts';
 import { captureTransactionalId, publicationName, slotName } from '../protocol/names.ts';
+import { refuseParted } from '../protocol/node-schema.ts';
 import type { PgTypeInfo } from '../protocol/pg-types.ts';
+import { partitionOf, readLastEvent } from '../protocol/read-back.ts';
 import type { SchemaRegistryClient } from '../protocol/schema-registry.ts';
 import { buildTableSchema, type TableSchema } from '../protocol/table-schema.ts';
 import {
@@ -42,7 +44,8 @@ import {
 } from './catalog.ts';
 import type { captureConfig } from './config.ts';
 import { ensureDdlCapture, placeSequences } from './ddl-capture.ts';
-import { KafkaEventSink, partitionOf, readLastPosition } from './kafka-sink.ts';
+import { KafkaEventSink } from './kafka-sink.ts';
+import { movePastLostChanges } from './lost-changes.ts';
 import type { CaptureMetrics } from './metrics.ts';
 import type { RelationMessage } from './pgoutput/messages.ts';
 import { CapturePipeline } from './pipeline.ts';
@@ -201,7 +204,7 @@ export async function runSession(
       log,
     });
     await sink.connect();
-    const last = await readLastPosition(deps.kafka, admin, {
+    const lastEvent = await readLastEvent(deps.kafka, admin, {
       topic: names.topic,
       partition,
       nodeId: c.nodeId,
@@ -212,9 +215,20 @@ export async function runSession(
         ? err
         : classifyKafkaError(err, 'reading back the last committed event');
     });
+    const last = lastEvent?.position;
 
+    await refuseParted(db, c.nodeId);
+    // A database restored from a backup (or rebuilt) lacks own changes in Kafka (lost-changes.ts).
+    const lostUpTo =
+      lastEvent === undefined
+        ? undefined
+        : await movePastLostChanges(
+            db,
+            { nodeId: c.nodeId, slot: names.slot, registry: deps.registry, log },
+            lastEvent,
+          );
     const slot = await slotState(db, names.slot);
-    if (!slot.exists && last !== undefined && !c.recreateSlot) {
+    if (!slot.exists && last !== undefined && !c.recreateSlot && lostUpTo === undefined) {
       throw new BrabantError(
         'SLOT_LOST',
         `replication slot ${names.slot} does not exist, but ${names.topic} already holds events of ${c.nodeId} up to commit ` +

@@ -13,6 +13,7 @@ import { ddl } from './ddl-commands.ts';
 import { deadletters } from './deadletters-commands.ts';
 import { demo } from './demo.ts';
 import { link } from './link-commands.ts';
+import { node } from './membership/commands.ts';
 import { nodeCommand } from './node-init-commands.ts';
 import { policy } from './policy-commands.ts';
 import { resync } from './resync.ts';
@@ -131,6 +132,14 @@ commands:
            --timeout S      how long to wait at the end for capture to have sent it all (default 300;
                             exit code 3 when it has not by then: it will once capture catches up)
            --topology FILE  find NODE in a topology file instead of the local stack
+  node join NODE --from PEER   bring a new, empty node into the running cluster: schema and rows
+         (with their versions) from one snapshot of PEER, each stream from its exact position, then
+         it catches up from Kafka and joins its region's router (--topology FILE; --timeout S for
+         the catch-up, default 600; --rebuild: NODE's data was lost and it comes back under its
+         id; --undo: undo an unfinished join); an interrupted copy is undone and started again
+  node part NODE   NODE leaves: the others apply all of it and let go of it (pruning no longer
+         waits for it), its slot, origins and consumer groups go (--force: NODE unreachable, or
+         with changes never sent); refused while its region's router points at it
   config-docs  print docs/configuration.md (every option of every service)
   help   show this text
 
@@ -184,6 +193,10 @@ async function main(argv: string[]): Promise<number> {
       'sequence-index': { type: 'string' },
       'ddl-roles': { type: 'string' },
       tables: { type: 'string' },
+      from: { type: 'string' },
+      rebuild: { type: 'boolean', default: false },
+      undo: { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -353,17 +366,20 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case 'node':
-      return nodeCommand({
-        home: config.home,
-        action: positionals[0],
-        node: positionals[1],
-        topology: values.topology,
-        adminUrl: values['admin-url'],
-        database: values.database,
-        sequenceIndex: values['sequence-index'],
-        ddlRoles: values['ddl-roles'],
-        tables: values.tables,
-      });
+      // node init sets a node up (security); join and part change the cluster's membership
+      if (positionals[0] === 'init')
+        return nodeCommand({
+          home: config.home,
+          action: positionals[0],
+          node: positionals[1],
+          topology: values.topology,
+          adminUrl: values['admin-url'],
+          database: values.database,
+          sequenceIndex: values['sequence-index'],
+          ddlRoles: values['ddl-roles'],
+          tables: values.tables,
+        });
+      return node({ ...values, action: positionals[0], node: positionals[1], home: config.home });
     case 'config-docs':
       process.stdout.write(configurationDoc());
       return 0;

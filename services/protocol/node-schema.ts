@@ -7,6 +7,7 @@
  * so capture and apply starting together do not race.
  */
 import type pg from 'pg';
+import { BrabantError } from '../runtime/errors.ts';
 import { SQLSTATE } from '../runtime/sqlstate.ts';
 import { CONFLICT_POLICIES_SQL } from './conflict-policies.ts';
 import { NOT_REPLICATED_HERE, type SetUpStep, setUpStep, stepVersion } from './node-setup.ts';
@@ -89,6 +90,35 @@ create table if not exists brabant.node_settings (
 grant select on brabant.node_settings to public;
 comment on table brabant.node_settings is
   'This node: its id and its place among the nodes for sequences (every replicated sequence hands out only values congruent to sequence_index modulo sequence_step, so no two nodes ever hand out the same one).';
+create table if not exists brabant.join_fence (
+  never_a_row boolean primary key check (false)
+);
+comment on table brabant.join_fence is
+  'Always empty. Every local transaction apply commits under a replication origin reads it FOR UPDATE first (its origin setup), so a join that locks it EXCLUSIVE for a moment takes a snapshot with the origins'' progress exactly as in that snapshot.';
+create table if not exists brabant.apply_offsets (
+  topic text not null,
+  part int not null,
+  next_offset bigint not null,
+  saved_at timestamptz not null default now(),
+  primary key (topic, part)
+);
+comment on table brabant.apply_offsets is
+  'Where apply reads each change topic partition next, as this database knows it (saved before each commit of the consumer group''s offsets): a database restored from a backup resumes from here, not from the group''s newer offsets.';
+create table if not exists brabant.own_stream (
+  only_one boolean primary key default true check (only_one),
+  horizon pg_lsn not null,
+  reason text not null,
+  recognized_at timestamptz not null default now()
+);
+comment on table brabant.own_stream is
+  'This database lost some of its own changes that are in Kafka (restored from a backup, or rebuilt by a join): apply applies this node''s own events up to horizon like a peer''s (origin brabant_<node id>), and capture moves the WAL past horizon before it streams again.';
+create table if not exists brabant.parted_nodes (
+  node text primary key,
+  through_lsn pg_lsn not null,
+  parted_at timestamptz not null default now()
+);
+comment on table brabant.parted_nodes is
+  'Nodes that left the cluster (brabant node part): their events up to through_lsn were all applied here; apply skips them (its origin for the node is dropped) and tombstone pruning no longer waits for them.';
 create or replace function brabant.step_sequences() returns text[]
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
 declare
@@ -356,4 +386,18 @@ export async function stepSequences(db: Queryable): Promise<string[]> {
 /** Notes the columns of every replicated table not noted yet (a rename is then told apart from drop and add). */
 export async function noteAllColumns(db: Queryable): Promise<void> {
   await db.query('select brabant.note_all_columns()');
+}
+
+/** A node that left the cluster (brabant node part) captures and applies nothing more. */
+export async function refuseParted(db: Queryable, nodeId: string): Promise<void> {
+  const res = await db.query<{ at: string }>(
+    'select parted_at::text as at from brabant.parted_nodes where node = $1',
+    [nodeId],
+  );
+  if (res.rows[0] !== undefined)
+    throw new BrabantError(
+      'NODE_PARTED',
+      `node ${nodeId} left the cluster at ${res.rows[0].at} (brabant node part): its changes no longer replicate. ` +
+        `To bring it back, empty its database and join it again: brabant node join ${nodeId} --from PEER --rebuild`,
+    );
 }

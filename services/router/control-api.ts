@@ -36,6 +36,19 @@ export async function serveControl(router: Router, port: number): Promise<Server
           action === 'start' ? await router.startMaintenance(node) : await router.endMaintenance(node);
         return reply(200, { node, action, move: move ?? null, leader: router.currentLeader });
       }
+      if (url.pathname === '/nodes' && (req.method === 'POST' || req.method === 'DELETE')) {
+        const id = url.searchParams.get('id');
+        if (!id) throw new BrabantError('CONFIG_INVALID', `${req.method} /nodes needs ?id=<node id>`);
+        if (req.method === 'DELETE') return reply(200, await router.removeNode(id));
+        const region = url.searchParams.get('region');
+        const node = url.searchParams.get('url');
+        if (!region || !node)
+          throw new BrabantError(
+            'CONFIG_INVALID',
+            'POST /nodes needs ?id=<node id>&region=<region>&url=<postgres://…>',
+          );
+        return reply(200, await router.addNode({ id, region, url: node }));
+      }
       return reply(404, { error: `no ${req.method} ${url.pathname}` });
     };
     run().catch((err: unknown) =>

@@ -68,6 +68,17 @@ export class HealthChecker {
     c.connect().catch(onLost);
   }
 
+  /** Stops watching a node that left the router's list. */
+  forget(id: string): void {
+    this.watchers
+      .get(id)
+      ?.end()
+      .catch(() => {});
+    this.watchers.delete(id);
+    this.status.delete(id);
+    this.answered.delete(id);
+  }
+
   /** Checks a node at once, beside any scheduled check (its answer wins if it began last). */
   checkNow(id: string): Promise<void> {
     const n = this.nodes.find((x) => x.id === id);

@@ -230,6 +230,52 @@ export class Router {
     });
   }
 
+  /**
+   * Adds a node (one that joined and caught up, brabant node join): it must answer a health check
+   * first; it takes writes only when a switchover or failover chooses it.
+   */
+  addNode(n: NodeSpec): Promise<{ nodes: string[] }> {
+    return this.exclusive(async () => {
+      if (this.nodes.some((x) => x.id === n.id))
+        throw new BrabantError('CONFIG_INVALID', `${n.id} is already one of ${this.c.region}'s nodes`);
+      this.nodes.push(n);
+      await this.health.checkNow(n.id);
+      if (this.health.status.get(n.id)?.healthy !== true) {
+        const why = this.health.status.get(n.id)?.lastError;
+        this.nodes.splice(this.nodes.indexOf(n), 1);
+        this.health.forget(n.id);
+        throw new BrabantError('CONFIG_INVALID', `${n.id} does not answer health checks (${why}); not added`);
+      }
+      this.log.info({ node: n.id, region: n.region }, 'node added');
+      this.publish();
+      return { nodes: this.nodes.map((x) => x.id) };
+    });
+  }
+
+  /** Removes a node (one that leaves, brabant node part); refused while it is the leader. */
+  removeNode(id: string): Promise<{ nodes: string[] }> {
+    return this.exclusive(async () => {
+      const n = this.node(id);
+      if (this.leader === id) {
+        const other = this.nodes.find((x) => x.id !== id && x.region === this.c.region);
+        throw new BrabantError(
+          'NODE_IS_LEADER',
+          `${id} is the write leader of ${this.c.region}: ${
+            other
+              ? `move the writes first (brabant switchover --region ${this.c.region} --to ${other.id})`
+              : `it is the region's last node: join another node into ${this.c.region} first (brabant node join NEW --from ${id}), switch the router over to it, then part ${id}`
+          }`,
+        );
+      }
+      this.nodes.splice(this.nodes.indexOf(n), 1);
+      this.maintenance.delete(id);
+      this.health.forget(id);
+      this.leaderGauge.set(0, { region: this.c.region, node: id });
+      this.log.info({ node: id }, 'node removed');
+      return { nodes: this.nodes.map((x) => x.id) };
+    });
+  }
+
   /** Moves traffic away from a node (switchover if it leads) and keeps it away until `endMaintenance`. */
   startMaintenance(node: string): Promise<MoveRecord | undefined> {
     this.node(node);

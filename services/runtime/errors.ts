@@ -80,6 +80,27 @@ export const ERROR_CODES = {
     retriable: false,
     summary: 'a PostgreSQL node refused a connection (authentication, database, connection limit)',
   },
+  NODE_NOT_EMPTY: { retriable: false, summary: 'a node to join already holds tables or data' },
+  NODE_ID_IN_USE: { retriable: false, summary: 'a node id is already a member of the cluster' },
+  NODE_IS_LEADER: {
+    retriable: false,
+    summary: 'a node to part is the write leader its region’s router points to',
+  },
+  NODE_STILL_RUNNING: {
+    retriable: false,
+    summary: 'a node to part still runs its services, or holds changes not yet in Kafka',
+  },
+  NODE_PARTED: { retriable: false, summary: 'the node left the cluster (brabant node part)' },
+  JOIN_FAILED: { retriable: false, summary: 'a join stopped before the node caught up' },
+  RESTORE_TOO_OLD: {
+    retriable: false,
+    summary: 'a database restored from a backup is older than what Kafka still holds',
+  },
+  RESTORE_PENDING: {
+    retriable: true,
+    summary:
+      'the database went back in time (restored from a backup); capture waits until apply has taken over its lost changes',
+  },
 } as const satisfies Record<string, { retriable: boolean; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -49,6 +49,18 @@ describe('topology file', () => {
     expect(t.routers).toEqual([{ region: 'vlaanderen', port: 6432, controlPort: 9403, database: 'app' }]);
   });
 
+  it('reads an alias (*name) as the value its anchor (&name) marks', () => {
+    const yaml = GOOD.replace(
+      'kafka: [10.0.1.1:9092, 10.0.1.2:9092]',
+      'kafka: &shared [10.0.1.1:9092, 10.0.1.2:9092]',
+    )
+      .replace('kafka: [10.0.2.1:9092]', 'kafka: *shared')
+      .replace('kafkaFromPeers: [kafka-wa.example:9094]', 'kafkaFromPeers: *shared');
+    const t = parseTopology(yaml, 'topo.yaml');
+    expect(t.regions[1]!.kafka).toEqual(['10.0.1.1:9092', '10.0.1.2:9092']);
+    expect(t.regions[1]!.kafkaFromPeers).toEqual(['10.0.1.1:9092', '10.0.1.2:9092']);
+  });
+
   it('writes what it reads', () => {
     const t = parseTopology(GOOD, 'topo.yaml');
     const again = parseTopology(formatTopology(t, 'made by a test'), 'again.yaml');

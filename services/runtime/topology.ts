@@ -28,7 +28,7 @@
  * ```
  */
 import { readFileSync } from 'node:fs';
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAMLMap } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAMLMap } from 'yaml';
 import { BrabantError } from './errors.ts';
 import {
   type Field,
@@ -236,7 +236,9 @@ export function parseTopology(source: string, file: string): Topology {
     }
     const decl: Record<string, Field> = FIELDS[section];
     const out: Record<string, unknown> = {};
-    for (const pair of (node as YAMLMap).items) {
+    for (const item of (node as YAMLMap).items) {
+      // an alias (*name) stands for the node its anchor (&name) marks, as in `kafka: *brokers`
+      const pair = isAlias(item.value) ? { key: item.key, value: item.value.resolve(doc) } : item;
       const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
       const f = decl[key];
       if (f === undefined) {

@@ -18,7 +18,7 @@ const OPS = Number(process.env.BRABANT_CONVERGENCE_OPS ?? 300);
 const KEYS = Number(process.env.BRABANT_CONVERGENCE_KEYS ?? 20);
 const CONVERGE_MS = 60_000 + OPS * 20;
 
-interface Write {
+export interface Write {
   node: string;
   key: number;
   ts: bigint;
@@ -26,7 +26,7 @@ interface Write {
   val: string;
 }
 
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -38,7 +38,12 @@ function rng(seed: number): () => number {
 }
 
 /** One node's random writes; each committed write is recorded with its commit timestamp. */
-async function drive(side: Side, ops: number, random: () => number, pauseMs: number): Promise<Write[]> {
+export async function drive(
+  side: Side,
+  ops: number,
+  random: () => number,
+  pauseMs: number,
+): Promise<Write[]> {
   const c: pg.Client = side.client;
   const writes: Write[] = [];
   for (let i = 0; i < ops; i++) {
@@ -73,7 +78,7 @@ async function drive(side: Side, ops: number, random: () => number, pauseMs: num
 }
 
 /** The expected final rows: per key the write with the greatest (commit timestamp, node id). */
-function expected(writes: Write[]): string[] {
+export function expected(writes: Write[]): string[] {
   const last = new Map<number, Write>();
   for (const w of writes) {
     const cur = last.get(w.key);

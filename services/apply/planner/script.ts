@@ -50,9 +50,16 @@ export function executeSql(name: string, args: string[]): string {
   return `execute ${name}(${args.join(', ')})`;
 }
 
-/** The setup of each local transaction: $1 commit LSN, $2 commit time of the source transaction. */
+/**
+ * The setup of each local transaction: $1 commit LSN, $2 commit time of the source transaction.
+ * It is the transaction's first statement and reads brabant.join_fence FOR UPDATE (always empty:
+ * a ROW SHARE lock and no xid; `count(*)` gives one row whatever it holds): a join that locks the
+ * fence EXCLUSIVE for a moment holds every origin's progress still, before this transaction has
+ * an xid (capture/snapshot.ts). ACCESS EXCLUSIVE would not do: taking it assigns the join an xid
+ * (it is logged for standbys), and the slot the join creates meanwhile would wait for it.
+ */
 export const XACT_SETUP: Statement = {
-  sql: 'select pg_replication_origin_xact_setup($1, $2)',
+  sql: 'select pg_replication_origin_xact_setup($1, $2) from (select count(*) from (select from brabant.join_fence for update) f) fence',
   paramTypes: ['pg_lsn', 'timestamptz'],
 };
 
