@@ -18,26 +18,22 @@ import { Executor } from './executor/executor.ts';
 import { takeOrigin } from './executor/origin-session.ts';
 import { PreparedStatements } from './executor/prepared-statements.ts';
 import { FullPath, type OriginState } from './full-path.ts';
+import { GroupRunner, groupableTables } from './group-runner.ts';
 import type { ApplyMetrics } from './metrics.ts';
 import { tablesOf } from './open-tx.ts';
-import type { LookupRow } from './outcome/answers.ts';
-import { outcomeOf, readScript, type ScriptOutcome, type TxOutcome } from './outcome/outcome.ts';
-import { columnDrift, missingFromShape } from './planner/decide.ts';
+import type { TxOutcome } from './outcome/outcome.ts';
 import { planFast } from './planner/fast.ts';
-import { type AheadTx, planAheadGroup, planAheadTransactions, planLookups } from './planner/resolve-ahead.ts';
-import type { TxPlan } from './planner/script.ts';
-import { wholeTransactionAt, withRenames } from './planner/source-transactions.ts';
+import { wholeTransactionAt } from './planner/source-transactions.ts';
 import {
   fastGroupLimit,
   initialStrategyState,
   nextStrategy,
-  pipelineNextGroup,
   type StrategyEvent,
   type StrategyState,
 } from './planner/strategy.ts';
 import { type ReplayResult, replayTransaction } from './replay.ts';
 import { DdlFailed } from './schema-change.ts';
-import { hasDefaultPolicy, type TargetCatalog, type TargetTable } from './target-catalog.ts';
+import type { TargetCatalog } from './target-catalog.ts';
 
 export { APPLY_SESSION_OPTIONS } from './executor/origin-session.ts';
 export type { TxOutcome } from './outcome/outcome.ts';
@@ -63,6 +59,7 @@ export class OriginApplier {
   private readonly state: OriginState;
   private readonly exec: Executor;
   private readonly full: FullPath;
+  private readonly groups: GroupRunner;
 
   constructor(
     private readonly db: pg.Client,
@@ -79,7 +76,16 @@ export class OriginApplier {
     };
     this.exec = new Executor(db, new PreparedStatements(db));
     this.full = new FullPath(this.exec, this.state, ctx);
+    this.groups = new GroupRunner(this.exec, this.full, this.state, ctx);
   }
+
+  /** The strategy state, for the resolve-ahead runner that moves it on between its groups. */
+  private readonly strategyRef = {
+    get: () => this.strategy,
+    set: (s: StrategyState) => {
+      this.strategy = s;
+    },
+  };
 
   /** Last source commit LSN applied (the origin's progress). */
   get progress(): Lsn {
@@ -160,7 +166,7 @@ export class OriginApplier {
     const outcomes: TxOutcome[] = [];
     this.pausedAt = undefined;
     let schemaChanges = this.state.schemaChanges;
-    let { table, renamed } = await this.groupableTables(changes);
+    let { table, renamed } = await groupableTables(this.ctx.catalog, changes, this.state.reportedDrift);
     changes = renamed(changes);
     const opts = () => ({ groupTransactions: this.ctx.groupTransactions, inTransaction: this.inTransaction });
     let event: StrategyEvent = { kind: 'next' };
@@ -169,7 +175,7 @@ export class OriginApplier {
       if (this.state.schemaChanges !== schemaChanges) {
         // a DDL ran: the tables the group planners use are read again
         schemaChanges = this.state.schemaChanges;
-        ({ table, renamed } = await this.groupableTables(changes));
+        ({ table, renamed } = await groupableTables(this.ctx.catalog, changes, this.state.reportedDrift));
         changes = renamed(changes);
       }
       const next = nextStrategy(this.strategy, event, opts());
@@ -189,14 +195,14 @@ export class OriginApplier {
             event = { kind: 'fast-none' };
             break;
           }
-          const committed = await this.runPlanned(plan.txs);
+          const committed = await this.groups.runPlanned(plan.txs);
           outcomes.push(...committed);
           i = committed.length === plan.txs.length ? plan.next : plan.txs[committed.length]!.start;
           event = { kind: 'fast-ran', planned: plan.txs.length, committed: committed.length };
           break;
         }
         case 'resolve-ahead': {
-          const r = await this.resolveAhead(changes, i, table);
+          const r = await this.groups.resolveAhead(changes, i, table, this.strategyRef);
           outcomes.push(...r.outcomes);
           i = r.next;
           event = r.event;
@@ -329,174 +335,6 @@ export class OriginApplier {
       rows: rows.length,
       conflicts: [],
       deadLetters: rows.map((change) => ({ reason: `transaction set aside: ${reason}`, change })),
-    };
-  }
-
-  /**
-   * Resolve ahead from `from`: groups planned one after another, the next group's lookups in the
-   * round trip that runs the current one while the strategy's budget reaches past it, so each
-   * group after the first costs one round trip, not two.
-   */
-  private async resolveAhead(
-    changes: DecodedChange[],
-    from: number,
-    table: (c: RowChange) => TargetTable | undefined,
-  ): Promise<{ outcomes: TxOutcome[]; next: number; event: StrategyEvent }> {
-    const input = {
-      applied: this.state.applied,
-      groupTransactions: this.ctx.groupTransactions,
-      chunkRows: this.ctx.chunkRows,
-      table,
-    };
-    let group = planAheadGroup(changes, from, input);
-    if (group.txs.length === 0) return { outcomes: [], next: group.next, event: { kind: 'ahead-none' } };
-    const outcomes: TxOutcome[] = [];
-    let looked: Map<RowChange, LookupRow> | undefined;
-    for (;;) {
-      const more = pipelineNextGroup(this.strategy, group.txs.length) && group.next < changes.length;
-      const following = more
-        ? planAheadGroup(changes, group.next, { ...input, applied: this.state.applied })
-        : undefined;
-      const r = await this.runAhead(group.txs, looked, following?.txs);
-      outcomes.push(...r.outcomes);
-      const event: StrategyEvent = {
-        kind: 'ahead-ran',
-        planned: group.txs.length,
-        committed: r.outcomes.length,
-      };
-      if (r.outcomes.length < group.txs.length) {
-        // its local state changed under it (a local write meanwhile): the full path takes it
-        return { outcomes, next: group.txs[r.outcomes.length]!.start, event };
-      }
-      if (following === undefined || following.txs.length === 0 || r.nextLookups === undefined)
-        return { outcomes, next: group.next, event };
-      this.strategy = nextStrategy(this.strategy, event, {
-        groupTransactions: this.ctx.groupTransactions,
-        inTransaction: false,
-      }).state;
-      group = following;
-      looked = r.nextLookups;
-    }
-  }
-
-  /**
-   * One resolve-ahead group: its lookups (unless `looked` has them, from the previous group's
-   * round trip), then a script of its transactions resting on them, followed by the lookups of
-   * the `next` group. Resolves with the outcomes of those that committed: all, or those before
-   * the first whose state changed meanwhile.
-   */
-  private async runAhead(
-    txs: AheadTx[],
-    looked: Map<RowChange, LookupRow> | undefined,
-    next: AheadTx[] | undefined,
-  ): Promise<{ outcomes: TxOutcome[]; nextLookups?: Map<RowChange, LookupRow> }> {
-    let state = looked;
-    if (state === undefined) {
-      const lookups = planLookups(txs, this.exec.statements);
-      if (lookups === undefined) state = new Map();
-      else {
-        const answer = await this.exec.runRolledBack(lookups.script);
-        if (!answer.ok) {
-          // a deadlock with local writers (their delete trigger locks the tombstone after the
-          // row, the lookups the other way round), or a key that does not fit the target (the
-          // full path sets it aside): nothing applied, the full path takes over
-          const d = directiveFor(answer.error, { doing: 'looking up rows to resolve ahead' });
-          if (d.kind === 'retry' || d.kind === 'stop') throw answer.error;
-          this.ctx.log.debug(
-            { source: this.source, err: d.reason },
-            'resolve-ahead lookups failed; the full path takes over',
-          );
-          return { outcomes: [] };
-        }
-        state = lookups.read(answer.results.slice(1, 1 + lookups.count) as { rows: LookupRow[] }[]);
-      }
-    }
-    const planned = planAheadTransactions(txs, state, {
-      statements: this.exec.statements,
-      localNode: this.ctx.localNode,
-      begin: (lsn, ts) => this.full.beginStatements(lsn, ts),
-      conflictsInsert: (p) => this.full.conflictsInsert(p.conflicts),
-    });
-    const nextLookups =
-      next === undefined || next.length === 0 ? undefined : planLookups(next, this.exec.statements);
-    const scripts = planned.map((p) => p.script);
-    if (nextLookups !== undefined) scripts.push(nextLookups.script);
-    const answer = await this.exec.runScript(scripts.join(';\n'));
-    const outcomes = this.committed(planned, readScript(planned, answer));
-    if (nextLookups === undefined || !answer.ok) return { outcomes };
-    const results = answer.results.slice(-1 - nextLookups.count, -1) as { rows: LookupRow[] }[];
-    return { outcomes, nextLookups: nextLookups.read(results) };
-  }
-
-  /** Runs planned whole transactions (the fast strategy) in one round trip; the outcomes of those that committed. */
-  private async runPlanned(txs: TxPlan[]): Promise<TxOutcome[]> {
-    const answer = await this.exec.runScript(txs.map((x) => x.script).join('\n'));
-    return this.committed(txs, readScript(txs, answer));
-  }
-
-  /** The committed prefix of a script: progress, metrics, outcomes; and why the rest stopped. */
-  private committed(txs: TxPlan[], read: ScriptOutcome): TxOutcome[] {
-    const done = txs.slice(0, read.committed);
-    const m = this.ctx.metrics;
-    for (const x of done) {
-      this.state.applied = x.commitLsn;
-      for (const [action, n] of x.actions) m.rows.inc({ origin: this.source, action }, n);
-      for (const c of x.conflicts) m.conflicts.inc({ kind: c.kind, resolution: c.resolution });
-    }
-    if (done.length > 0) {
-      const last = done[done.length - 1]!;
-      m.transactions.inc({ origin: this.source }, done.length);
-      m.appliedLsn.set(Number(last.commitLsn), { origin: this.source });
-      m.lagSeconds.set(Number(BigInt(Date.now()) * 1000n - last.commitTs) / 1e6, { origin: this.source });
-    }
-    if (read.stopped?.why === 'expectation') m.fastPathMisses.inc({ origin: this.source });
-    else if (read.stopped !== undefined) {
-      const missed = txs[read.committed];
-      this.ctx.log.debug(
-        {
-          source: this.source,
-          commitLsn: missed && formatLsn(missed.commitLsn),
-          err: read.stopped.error.message,
-        },
-        'a grouped transaction failed on a statement; applying it through the full path',
-      );
-    }
-    return done.map(outcomeOf);
-  }
-
-  /**
-   * The target tables of a run's changes, loaded once, as the function the group planners use:
-   * the table of a change if a group strategy may take it (found by its primary key, no other
-   * unique key, no old row sent, no column drift to report), else undefined (the full path).
-   */
-  private async groupableTables(changes: DecodedChange[]): Promise<{
-    table: (c: RowChange) => TargetTable | undefined;
-    renamed: (cs: DecodedChange[]) => DecodedChange[];
-  }> {
-    const tables = new Map<string, TargetTable | undefined>();
-    for (const c of changes) {
-      if (c.kind !== 'row') continue;
-      const k = `${c.schema}\u0000${c.table}`;
-      if (!tables.has(k)) tables.set(k, await this.ctx.catalog.table(c.schema, c.table));
-    }
-    const of = (c: RowChange) => tables.get(`${c.schema}\u0000${c.table}`);
-    const anyRenames = [...tables.values()].some((t) => t !== undefined && t.renames.size > 0);
-    return {
-      renamed: (cs) =>
-        anyRenames ? cs.map((c) => (c.kind === 'row' ? withRenames(of(c)?.renames ?? new Map(), c) : c)) : cs,
-      table: (c) => {
-        if (c.op === 'TRUNCATE' || c.before !== null || c.key === null) return undefined;
-        // decided by its original version, which only the full path reads (apply/resync.ts)
-        if (c.resync !== undefined) return undefined;
-        if (c.op !== 'DELETE' && c.after === null) return undefined;
-        const t = of(c);
-        if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0 || !hasDefaultPolicy(t))
-          return undefined;
-        if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
-        // a row of an older shape goes through the full path (planner/decide.ts withAddedColumns)
-        if (missingFromShape(t, c).length > 0) return undefined;
-        return columnDrift(t, c, this.state.reportedDrift).length > 0 ? undefined : t;
-      },
     };
   }
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyConfig, applyTopology } from '../apply/config.ts';
-import { applySources } from '../apply/session.ts';
+import { applySources } from '../apply/sources.ts';
 import { captureConfig, captureTopology } from '../capture/config.ts';
 import { routerConfig, routerTopology } from '../router/config.ts';
 import { loadServiceConfig } from '../runtime/service-config.ts';
