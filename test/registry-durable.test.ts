@@ -102,7 +102,7 @@ describe('a registry that keeps its schemas', () => {
     cleanups.push(async () => {
       await brabant(['down', '--purge'], env);
     });
-    const first = await brabant(['up', '--detach'], env);
+    const first = await brabant(['up', '--insecure', '--detach'], env);
     expect(first.code, first.out).toBe(0);
     const url = /schema registry: (\S+)/.exec(first.out)![1]!;
     const ids = await registerSome(url);
@@ -110,7 +110,7 @@ describe('a registry that keeps its schemas', () => {
     const down = await brabant(['down'], env);
     expect(down.code, down.out).toBe(0);
     expect(processesOf(home)).toEqual([]);
-    const again = await brabant(['up', '--reuse', '--detach'], env);
+    const again = await brabant(['up', '--insecure', '--reuse', '--detach'], env);
     expect(again.code, again.out).toBe(0);
     expect(/schema registry: (\S+)/.exec(again.out)![1]).toBe(url);
     await expectSameIds(url, ids);

@@ -28,7 +28,7 @@ const field = (re: RegExp) => re.exec(out)![1]!;
 
 beforeAll(async () => {
   env = cliEnv(home, await freeBasePort());
-  const up = await brabant(['up', '--detach'], env);
+  const up = await brabant(['up', '--insecure', '--detach'], env);
   expect(up.code, up.out).toBe(0);
   out = up.out;
 }, 300_000);

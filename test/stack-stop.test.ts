@@ -39,7 +39,7 @@ describe('stopping the local stack', () => {
     const home = newHome('down');
     const env = cliEnv(home, await freeBasePort());
     cleanups.push(() => brabant(['down', '--purge'], env));
-    const up = await brabant(['up', '--detach'], env);
+    const up = await brabant(['up', '--insecure', '--detach'], env);
     expect(up.code, up.out).toBe(0);
     const vl = field(up.out, /node vl-1: psql '([^']+)'/);
     const wa = field(up.out, /node wa-1: psql '([^']+)'/);
@@ -68,7 +68,7 @@ describe('stopping the local stack', () => {
     expect(existsSync(join(home, STATE_FILE))).toBe(false);
     expect(await sleeping).toMatch(/terminating connection due to administrator command/);
 
-    const again = await brabant(['up', '--reuse', '--detach'], env);
+    const again = await brabant(['up', '--insecure', '--reuse', '--detach'], env);
     expect(again.code, again.out).toBe(0);
     const after = await connect(vl);
     try {
@@ -82,7 +82,7 @@ describe('stopping the local stack', () => {
     const home = newHome('killed');
     const env = cliEnv(home, await freeBasePort());
     cleanups.push(() => brabant(['down', '--purge'], env));
-    const fg = spawnBrabant(['up'], env);
+    const fg = spawnBrabant(['up', '--insecure'], env);
     await waitUntil(
       'the foreground `brabant up` to be ready',
       () => fg.output().includes('Press Ctrl-C'),
@@ -103,7 +103,7 @@ describe('stopping the local stack', () => {
     await waitUntil('the killed postmaster to be gone', () => !isAlive(postmaster));
     expect(left.every(isAlive)).toBe(true);
 
-    const again = await brabant(['up', '--reuse', '--detach'], env);
+    const again = await brabant(['up', '--insecure', '--reuse', '--detach'], env);
     expect(again.code, again.out).toBe(0);
     const messages = again.out.split('\n').filter((l) => /ended without `brabant down`/.test(l));
     expect(messages).toHaveLength(1);

@@ -41,7 +41,7 @@ async function sql(url: string, text: string): Promise<void> {
 describe('brabant up, start, link and stop on a topology', { timeout: 240_000 }, () => {
   it('runs the services of the stack’s topology file, through a cut of the link', async () => {
     env = cliEnv(home, await freeBasePort(32));
-    const up = await brabant(['up', '--kafka', 'per-region', '--detach'], env);
+    const up = await brabant(['up', '--insecure', '--kafka', 'per-region', '--detach'], env);
     expect(up.code, up.out).toBe(0);
     expect(up.out).toContain(`topology: ${join(home, 'topology.yaml')}`);
     const t = readTopology(join(home, 'topology.yaml'));
