@@ -41,6 +41,14 @@ export interface ChangeStreamDeps {
    * service starts a new one or stops), instead of kafkajs retrying the batch on its own.
    */
   onFailure: (err: unknown) => void;
+  /**
+   * Makes every transaction applied so far durable on the node. Apply commits with
+   * synchronous_commit=off, so a crash of the node can take its last commits, and with them the
+   * origin's progress, back; the offsets committed to Kafka must never be ahead of what survives
+   * a crash, or those events are never read again. (PostgreSQL's own apply worker reports only
+   * flushed positions to its publisher for the same reason.)
+   */
+  durable: () => Promise<void>;
   log: Logger;
   metrics: ApplyMetrics;
   now?: () => number;
@@ -226,12 +234,15 @@ export class ChangeStream {
   async commit(topic: string, partition: number, force: boolean): Promise<void> {
     const c = this.d.tracker.due(topic, partition, this.now(), force);
     if (c === undefined) return;
+    await this.d.durable();
     await this.d.consumer.commitOffsets([c]);
     this.d.tracker.committed(c, this.now());
   }
 
   async commitAll(): Promise<void> {
-    for (const c of this.d.tracker.allDue(this.now())) {
+    const due = this.d.tracker.allDue(this.now());
+    if (due.length > 0) await this.d.durable();
+    for (const c of due) {
       await this.d.consumer.commitOffsets([c]);
       this.d.tracker.committed(c, this.now());
     }
