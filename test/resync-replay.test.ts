@@ -11,7 +11,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { originName } from '../services/protocol/names.ts';
 import { brabant, spawnBrabant, waitUntil } from './support/cli.ts';
-import { type Pair, replicationPair, type Side, waitConverged } from './support/pair.ts';
+import { dropSlot, type Pair, replicationPair, type Side, waitConverged } from './support/pair.ts';
 import { region, stack } from './support/stack.ts';
 import { plainRow, readTopic, type TopicEvent } from './support/topic.ts';
 
@@ -314,22 +314,6 @@ const byId = (rows: string[]) =>
 async function itemOf(s: Side, id: number): Promise<string | undefined> {
   const r = await s.client.query<{ v: string }>('select v from items where id = $1', [id]);
   return r.rows[0]?.v;
-}
-
-/** Terminates the capture's walsender and drops its slot (capture reconnects at once: retried in the gap). */
-async function dropSlot(s: Side): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    await s.client.query(
-      'select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = $1',
-      [s.names.slot],
-    );
-    try {
-      await s.client.query('select pg_drop_replication_slot($1)', [s.names.slot]);
-      return;
-    } catch (err) {
-      if (attempt > 50) throw err;
-    }
-  }
 }
 
 /** Inserts, updates and deletes of ids 11-400 on a connection of its own until stopped; each committed one is in `model`. */

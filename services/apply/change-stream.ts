@@ -59,6 +59,14 @@ export interface ChangeStreamDeps {
    * service starts a new one or stops), instead of kafkajs retrying the batch on its own.
    */
   onFailure: (err: unknown) => void;
+  /**
+   * Makes every transaction applied so far durable on the node. Apply commits with
+   * synchronous_commit=off, so a crash of the node can take its last commits, and with them the
+   * origin's progress, back; the offsets committed to Kafka must never be ahead of what survives
+   * a crash, or those events are never read again. (PostgreSQL's own apply worker reports only
+   * flushed positions to its publisher for the same reason.)
+   */
+  durable: () => Promise<void>;
   log: Logger;
   metrics: ApplyMetrics;
   now?: () => number;
@@ -320,8 +328,13 @@ export class ChangeStream {
     if (due.length > 0) await this.commitOffsets(due);
   }
 
-  /** The database first, then the group: the database's offsets are never ahead of what it applied. */
+  /**
+   * The database first, then the group: what the offsets cover is made durable on the node (a
+   * synchronous commit flushes the asynchronous ones before it), the database's offsets are saved,
+   * and only then does the group move; neither is ever ahead of what the node holds.
+   */
   private async commitOffsets(commits: OffsetCommit[]): Promise<void> {
+    await this.d.durable();
     await this.d.saveOffsets(commits);
     await this.d.consumer.commitOffsets(commits);
     for (const c of commits) this.d.tracker.committed(c, this.now());

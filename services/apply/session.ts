@@ -183,6 +183,17 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
       return a;
     };
 
+    // One connection that commits synchronously: its commit flushes the WAL of every
+    // asynchronous commit before it, before any offset is committed to Kafka (ChangeStream.durable)
+    const flusher = await connect(c.pgUrl, `brabant-apply-${c.nodeId}-flush`);
+    connections.push(flusher);
+    flusher.on('error', lost);
+    await flusher.query('set synchronous_commit = on');
+    // an xid makes the commit write a commit record, and a synchronous one waits for its flush
+    const durable = async () => {
+      await flusher.query('select txid_current()');
+    };
+
     const lastCommitTs = new Map<string, bigint>();
     const sideTopics = new SideTopics(producer, c.nodeId, metrics);
     timers.push(
@@ -252,6 +263,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
               startAt,
               saveOffsets: (commits) => saveOffsets(control, commits),
               onFailure: (err) => failed(sessionError(err, c.nodeId)),
+              durable,
               log,
               metrics,
             }),

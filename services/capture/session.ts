@@ -347,8 +347,19 @@ export async function runSession(
 
     const running = stream.run();
     deps.readiness?.set(true, `streaming slot ${names.slot} into ${names.topic}`);
+    // A batch the timer flushes can fail too (Kafka gone): that ends the session like any other
+    // failure, so it starts again with a new producer. Swallowed, it left capture stuck for good
+    // after a kill -9 of the broker: every later flush failed in silence on the broken producer.
+    let tickFailed: (err: unknown) => void = () => {};
+    const flushFailed = new Promise<never>((_, reject) => {
+      tickFailed = reject;
+    });
+    flushFailed.catch(() => {});
     timers.push(
-      setInterval(() => void pipeline.tick().catch(() => {}), Math.max(1, Math.floor(c.batchMs / 2))),
+      setInterval(
+        () => void pipeline.tick().catch((err) => tickFailed(err)),
+        Math.max(1, Math.floor(c.batchMs / 2)),
+      ),
     );
     if (c.heartbeatMs > 0) {
       timers.push(
@@ -382,7 +393,7 @@ export async function runSession(
     );
 
     const stopped = deps.stopRequested.then(() => 'stop' as const);
-    const outcome = await Promise.race([running.then(() => 'ended' as const), stopped]);
+    const outcome = await Promise.race([running.then(() => 'ended' as const), stopped, flushFailed]);
     if (restart) return 'restart';
     if (outcome === 'stop') {
       log.info({ pending: pipeline.pendingEvents }, 'stopping: finishing the current batch');

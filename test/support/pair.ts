@@ -144,3 +144,19 @@ export async function waitConverged(
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** Terminates the capture's walsender and drops its slot (capture reconnects at once: retried in the gap). */
+export async function dropSlot(s: Side): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    await s.client.query(
+      'select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = $1',
+      [s.names.slot],
+    );
+    try {
+      await s.client.query('select pg_drop_replication_slot($1)', [s.names.slot]);
+      return;
+    } catch (err) {
+      if (attempt > 50) throw err;
+    }
+  }
+}
