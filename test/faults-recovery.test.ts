@@ -64,7 +64,7 @@ async function reconnect(side: Side): Promise<void> {
 
 beforeAll(async () => {
   env = cliEnv(home, await freeBasePort(16));
-  const up = await brabant(['up', '--detach'], env);
+  const up = await brabant(['up', '--insecure', '--detach'], env);
   expect(up.code, up.out).toBe(0);
   const stack = readState(canonical(home))!;
   pair = await replicationPair(`create table ${TABLE} (id text primary key, v text not null)`, stack);
@@ -201,7 +201,7 @@ describe('restarts and recoveries lose nothing', () => {
       await underWrites(`whole-stack restart${of}`, async () => {
         const down = await brabant(['down'], env);
         expect(down.code, down.out).toBe(0);
-        const up = await brabant(['up', '--reuse', '--detach'], env);
+        const up = await brabant(['up', '--insecure', '--reuse', '--detach'], env);
         expect(up.code, up.out).toBe(0);
         await Promise.all(pair.sides.map(reconnect));
       });
