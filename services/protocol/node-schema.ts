@@ -175,13 +175,17 @@ begin
   update brabant.column_renames c set new_name = r ->> 'to'
     from jsonb_array_elements(renamed) r where c.tbl = q and c.new_name = r ->> 'from';
   delete from brabant.known_columns where relid = rel;
+  -- (capture and apply of a node start together: another may note the same table meanwhile)
   insert into brabant.known_columns (relid, attnum, name)
-    select rel, a.attnum, a.attname from pg_attribute a where a.attrelid = rel and a.attnum > 0 and not a.attisdropped;
+    select rel, a.attnum, a.attname from pg_attribute a where a.attrelid = rel and a.attnum > 0 and not a.attisdropped
+    on conflict (relid, attnum) do update set name = excluded.name;
   return renamed;
 end
 $fn$;
 create or replace function brabant.note_all_columns() returns void
 language sql as $fn$
+  -- one at a time: capture and apply of a node call it as they start
+  select pg_advisory_xact_lock(hashtext('brabant.note_all_columns'));
   select brabant.note_columns(c.oid) from pg_class c join pg_namespace n on n.oid = c.relnamespace
    where c.relkind in ('r', 'p') and not c.relispartition and c.relpersistence = 'p'
      and n.nspname not in ('pg_catalog', 'information_schema', 'brabant') and n.nspname not like 'pg\\_%'
