@@ -31,7 +31,7 @@ import {
   writesFor,
 } from './planner/full.ts';
 import type { ConflictKind, Resolution } from './planner/resolve.ts';
-import { addAction, literal, TAKE_XID, XACT_SETUP } from './planner/script.ts';
+import { addAction, FENCE, literal, TAKE_XID, XACT_SETUP } from './planner/script.ts';
 import { expandKeyChanges, withRenames } from './planner/source-transactions.ts';
 import { applySchemaChange, runsOutsideTransaction } from './schema-change.ts';
 import { byWholeRow, TargetCatalog, type TargetTable } from './target-catalog.ts';
@@ -107,7 +107,12 @@ export class FullPath {
    * isolation failed too, so one change that cannot be applied never stops the stream.
    */
   async setAside(commitLsn: Lsn, commitTs: bigint): Promise<void> {
-    await this.exec.send([...this.beginStatements(commitLsn, commitTs), TAKE_XID, 'commit']);
+    await this.exec.send([
+      ...this.beginStatements(),
+      TAKE_XID,
+      this.commitSetup(commitLsn, commitTs),
+      'commit',
+    ]);
     this.state.applied = commitLsn;
     this.ctx.metrics.transactions.inc({ origin: this.state.source });
   }
@@ -139,19 +144,23 @@ export class FullPath {
     this.tx = undefined;
   }
 
-  /** The begin of a local transaction: its origin setup and the tables a collision retry locks. */
-  beginStatements(commitLsn: Lsn, commitTs: bigint): string[] {
-    const setup = this.exec.statements.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
-      literal(formatLsn(commitLsn)),
-      literal(timestamptz.toText(commitTs)),
-    ]);
-    const out = ['begin', setup];
+  /** The begin of a local transaction: the fence and the tables a collision retry locks. */
+  beginStatements(commitLsn?: Lsn): string[] {
+    const out = ['begin', FENCE];
     const lock = this.state.lockTables;
-    if (lock?.commitLsn === commitLsn) {
+    if (lock !== undefined && lock.commitLsn === commitLsn) {
       for (const t of lock.tables) out.push(`lock table ${t} in share row exclusive mode`);
     }
     this.state.lockTables = undefined;
     return out;
+  }
+
+  /** The origin setup of a local transaction, just before its commit (script.ts XACT_SETUP). */
+  commitSetup(commitLsn: Lsn, commitTs: bigint): string {
+    return this.exec.statements.execute(XACT_SETUP, 'setup', () => XACT_SETUP, [
+      literal(formatLsn(commitLsn)),
+      literal(timestamptz.toText(commitTs)),
+    ]);
   }
 
   /** The conflict log of a transaction as one EXECUTE (it goes with the commit). */
@@ -211,6 +220,7 @@ export class FullPath {
     if (tx.conflicts.length > 0) tx.deferred.push(this.conflictsInsert(tx.conflicts));
     // the writes still deferred, the conflict log and the commit: one round trip
     // (still open until the commit answers: a failure there is rolled back by handle())
+    tx.deferred.push(this.commitSetup(commitLsn, tx.commitTs));
     await this.send(tx, 'commit');
     this.tx = undefined;
     this.state.applied = commitLsn;
@@ -233,7 +243,7 @@ export class FullPath {
 
   private begin(tx: OpenTx): void {
     if (tx.begun) return;
-    tx.deferred.push(...this.beginStatements(tx.commitLsn, tx.commitTs));
+    tx.deferred.push(...this.beginStatements(tx.commitLsn));
     tx.begun = true;
   }
 

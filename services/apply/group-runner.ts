@@ -117,7 +117,8 @@ export class GroupRunner {
     const planned = planAheadTransactions(txs, state, {
       statements: this.exec.statements,
       localNode: this.ctx.localNode,
-      begin: (lsn, ts) => this.full.beginStatements(lsn, ts),
+      begin: (lsn) => this.full.beginStatements(lsn),
+      commitSetup: (lsn, ts) => this.full.commitSetup(lsn, ts),
       conflictsInsert: (p) => this.full.conflictsInsert(p.conflicts),
     });
     const nextLookups =

@@ -83,10 +83,11 @@ export async function startOffsets(
     for (const p of t.partitions) group.set(`${t.topic}/${p.partition}`, BigInt(p.offset));
   for (const [key, offset] of saved) {
     const committed = group.get(key) ?? -1n;
-    if (committed >= 0n && offset >= committed) continue;
     const at = key.lastIndexOf('/');
     const topic = key.slice(0, at);
     const partition = Number(key.slice(at + 1));
+    // also when the group is at or behind the database: Kafka would silently reset an offset it
+    // no longer holds to the partition's start, past the gap
     const { low } = await partitionBounds(admin, topic, partition);
     if (offset < low)
       throw new BrabantError(
@@ -97,6 +98,7 @@ export async function startOffsets(
           `node from a peer instead: empty its database and run \`brabant node join ${o.nodeId} --from PEER --rebuild\` ` +
           '(docs/nodes.md), or restore a newer backup',
       );
+    if (committed >= 0n && offset >= committed) continue;
     out.set(key, offset);
   }
   return out;

@@ -204,8 +204,10 @@ begin
   update brabant.column_renames c set new_name = r ->> 'to'
     from jsonb_array_elements(renamed) r where c.tbl = q and c.new_name = r ->> 'from';
   delete from brabant.known_columns where relid = rel;
+  -- (capture and apply of a node start together: another may note the same table meanwhile)
   insert into brabant.known_columns (relid, attnum, name)
-    select rel, a.attnum, a.attname from pg_attribute a where a.attrelid = rel and a.attnum > 0 and not a.attisdropped;
+    select rel, a.attnum, a.attname from pg_attribute a where a.attrelid = rel and a.attnum > 0 and not a.attisdropped
+    on conflict (relid, attnum) do update set name = excluded.name;
   return renamed;
 end
 $fn$;

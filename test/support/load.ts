@@ -45,12 +45,14 @@ export function writeLoad(m: Member, o: { keys: number; deleteShare?: number; pa
 
 /**
  * `table`'s rows as `key|row|commit time|node` lines, sorted: the node of a row is the member's
- * own id when its transaction had no origin, else the origin's node (brabant_<node>).
+ * own id when its transaction had no origin, else the origin's node (brabant_<node>), or
+ * `(a dropped origin)` once that origin was dropped (its node parted).
  */
 export async function versionedRows(m: Member, table: string, key = 'id'): Promise<string[]> {
   const res = await (m.client as pg.Client).query<{ line: string }>(
     `select concat_ws('|', t.${key}, to_jsonb(t)::text, (extract(epoch from v.timestamp) * 1000000)::int8,
-                      coalesce(substr(o.roname, 9), $1)) as line
+                      case when coalesce(v.roident, 0) = 0 then $1
+                           else coalesce(substr(o.roname, 9), '(a dropped origin)') end) as line
        from ${table} t left join lateral pg_xact_commit_timestamp_origin(t.xmin) v on true
        left join pg_replication_origin o on o.roident = v.roident
       order by 1`,

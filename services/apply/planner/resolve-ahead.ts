@@ -158,12 +158,14 @@ export function planAheadTransactions(
   ctx: {
     statements: StatementNamer;
     localNode: string;
-    begin: (commitLsn: Lsn, commitTs: bigint) => string[];
+    begin: (commitLsn: Lsn) => string[];
+    /** The origin setup, just before the commit (script.ts XACT_SETUP). */
+    commitSetup: (commitLsn: Lsn, commitTs: bigint) => string;
     conflictsInsert: (plan: TxPlan) => string;
   },
 ): TxPlan[] {
   return txs.map((x) => {
-    const statements = ctx.begin(x.commitLsn, x.commitTs);
+    const statements = ctx.begin(x.commitLsn);
     const plan: TxPlan = {
       start: x.start,
       end: x.end,
@@ -217,7 +219,7 @@ export function planAheadTransactions(
     }
     flush();
     if (plan.conflicts.length > 0) statements.push(ctx.conflictsInsert(plan));
-    statements.push('commit');
+    statements.push(ctx.commitSetup(x.commitLsn, x.commitTs), 'commit');
     plan.script = statements.join(';\n');
     return plan;
   });

@@ -51,15 +51,24 @@ export function executeSql(name: string, args: string[]): string {
 }
 
 /**
- * The setup of each local transaction: $1 commit LSN, $2 commit time of the source transaction.
- * It is the transaction's first statement and reads brabant.join_fence FOR UPDATE (always empty:
- * a ROW SHARE lock and no xid; `count(*)` gives one row whatever it holds): a join that locks the
- * fence EXCLUSIVE for a moment holds every origin's progress still, before this transaction has
- * an xid (capture/snapshot.ts). ACCESS EXCLUSIVE would not do: taking it assigns the join an xid
- * (it is logged for standbys), and the slot the join creates meanwhile would wait for it.
+ * The first statement of each local transaction: reads brabant.join_fence FOR UPDATE (always
+ * empty: a ROW SHARE lock and no xid; `count(*)` gives one row whatever it holds): a join that
+ * locks the fence EXCLUSIVE for a moment holds every origin's progress still, before this
+ * transaction has an xid (capture/snapshot.ts). ACCESS EXCLUSIVE would not do: taking it assigns
+ * the join an xid (it is logged for standbys), and the slot the join creates meanwhile would wait
+ * for it.
+ */
+export const FENCE = 'select count(*) from (select from brabant.join_fence for update) f';
+
+/**
+ * The origin setup of a local transaction, its last statement before `commit`: $1 commit LSN,
+ * $2 commit time of the source transaction (the commit record carries them; the rows' commit
+ * time is set at commit). Not earlier: from PostgreSQL 16 on, a transaction with an xid that is
+ * rolled back after the setup moves the origin's progress to $1 as if it had committed, and the
+ * outcome of a script is read from that progress.
  */
 export const XACT_SETUP: Statement = {
-  sql: 'select pg_replication_origin_xact_setup($1, $2) from (select count(*) from (select from brabant.join_fence for update) f) fence',
+  sql: 'select pg_replication_origin_xact_setup($1, $2)',
   paramTypes: ['pg_lsn', 'timestamptz'],
 };
 
@@ -74,10 +83,10 @@ export interface StatementNamer {
  */
 export const TAKE_XID = 'select txid_current()';
 
-/** One source transaction as a local one, whole: begin, origin setup, statements, commit. */
+/** One source transaction as a local one, whole: begin, the fence, statements, origin setup, commit. */
 export function transactionScript(setup: string, statements: string[]): string {
   const body = statements.length > 0 ? statements : [TAKE_XID];
-  return `begin; ${setup}; ${body.join('; ')}; commit;`;
+  return `begin; ${FENCE}; ${body.join('; ')}; ${setup}; commit;`;
 }
 
 /** Lookups run in a transaction that is rolled back (see resolve-ahead.ts for why). */

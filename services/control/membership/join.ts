@@ -30,10 +30,10 @@ import { CopyWriter } from '../../apply/snapshot-copy.ts';
 import { serverProblems } from '../../capture/catalog.ts';
 import { type NodeSnapshot, SnapshotReader, takeSnapshot } from '../../capture/snapshot.ts';
 import { formatLsn, type Lsn, lsn } from '../../protocol/lsn.ts';
-import { originName, slotName } from '../../protocol/names.ts';
+import { applyGroupId, originName, slotName } from '../../protocol/names.ts';
 import { ensureNodeObjects } from '../../protocol/node-schema.ts';
 import { BrabantError, describeError } from '../../runtime/errors.ts';
-import type { Topology, TopologyNode } from '../../runtime/topology.ts';
+import { regionOf, type Topology, type TopologyNode } from '../../runtime/topology.ts';
 import { say } from '../nodes.ts';
 import {
   appliedOf,
@@ -283,6 +283,7 @@ async function setPositions(
   ownLast: Lsn | undefined,
 ): Promise<void> {
   const parted = await partedNodes(target);
+  if (ownLast !== undefined) await forgetGroupOffsets(t, node);
   // the peer's origins of the nodes its database applies (a server's origins may be other databases')
   const belongs = new Set([...peerSources, ...t.nodes.map((n) => n.id)]);
   const progress = new Map<string, Lsn>([...snapshot.applied].filter(([n]) => belongs.has(n)));
@@ -330,6 +331,38 @@ async function setPositions(
 }
 
 /** Step 5: waits until the node applied every other reachable node's stream past a mark made now. */
+/**
+ * A rebuilt node's consumer group still has the offsets its lost database's apply committed:
+ * past its own lost events and past the other streams' events since the peer's snapshot. It is
+ * deleted, so apply reads every topic from its start (the origins skip what the copy holds). An
+ * apply of the lost database killed a moment ago is still a member until its session times out.
+ */
+async function forgetGroupOffsets(t: Topology, node: TopologyNode): Promise<void> {
+  const group = applyGroupId(node.id);
+  const clusters = new Map<string, TopologyNode>();
+  for (const n of t.nodes) clusters.set([...regionOf(t, n.region).kafka].sort().join(','), n);
+  for (const n of clusters.values()) {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const type = await withRegionKafka(t, n, (_k, admin) => admin.deleteGroups([group])).then(
+        () => undefined,
+        (err: { groups?: { error?: { type?: string } }[] }) => err.groups?.[0]?.error?.type ?? 'unknown',
+      );
+      if (type === undefined || type === 'GROUP_ID_NOT_FOUND') break;
+      if (Date.now() > deadline)
+        throw new BrabantError(
+          'NODE_STILL_RUNNING',
+          `the consumer group ${group} of ${node.id} cannot be deleted (${type}): an apply of ${node.id} still reads ` +
+            'with it. Stop every apply of the lost node, then run the same command again',
+        );
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  say(
+    `${node.id}'s consumer group offsets from before the loss deleted: its apply reads every topic from its start`,
+  );
+}
+
 async function catchUp(
   t: Topology,
   node: TopologyNode,
