@@ -109,6 +109,14 @@ export function applyAcls(g: ApplyGrant): AclRule[] {
       pattern: 'literal',
       operations: ['read', 'describe'],
     },
+    // reading back its own node's events (a database restored or rebuilt: apply/own-stream.ts)
+    {
+      principal: p,
+      resource: 'group',
+      name: readbackGroupPrefix(g.nodeId),
+      pattern: 'prefixed',
+      operations: ['read'],
+    },
     ...(g.local
       ? [CONFLICTS_TOPIC, DEAD_LETTER_TOPIC].map(
           (t): AclRule => ({

@@ -119,6 +119,9 @@ create table if not exists brabant.parted_nodes (
 );
 comment on table brabant.parted_nodes is
   'Nodes that left the cluster (brabant node part): their events up to through_lsn were all applied here; apply skips them (its origin for the node is dropped) and tombstone pruning no longer waits for them.';
+-- facts about the node every service reads (capture as a role of its own refuses to run for a
+-- parted node, and moves its WAL past own_stream's horizon): nothing secret in them
+grant select on brabant.own_stream, brabant.parted_nodes to public;
 create or replace function brabant.step_sequences() returns text[]
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
 declare
