@@ -32,6 +32,9 @@ import type { OffsetCommit, OffsetTracker } from './offset-tracker.ts';
 import type { OriginApplier } from './origin-applier.ts';
 import type { SideTopics } from './side-topics.ts';
 
+/** How often a run being applied heartbeats the group (kafkajs sends one at most per heartbeatInterval). */
+const HEARTBEAT_DURING_RUN_MS = 1_000;
+
 export interface ChangeStreamDeps {
   nodeId: string;
   consumer: Consumer;
@@ -143,7 +146,16 @@ export class ChangeStream {
       const { source, changes, offsets, last: consumed } = run;
       run = undefined;
       const applier = await d.applierFor(source);
-      const outcomes = await applier.handleMany(changes);
+      // a long run (rows waiting on locks local writers hold) must not let the group's session
+      // lapse: the coordinator would drop this member and the session start over ("the
+      // coordinator is not aware of this member"), the run applied again from its start
+      const beat = setInterval(() => void heartbeat().catch(() => {}), HEARTBEAT_DURING_RUN_MS);
+      let outcomes: Awaited<ReturnType<typeof applier.handleMany>>;
+      try {
+        outcomes = await applier.handleMany(changes);
+      } finally {
+        clearInterval(beat);
+      }
       for (const _ of outcomes) failpoint('apply.after-commit');
       if (outcomes.length > 0) d.lastCommitTs.set(source, outcomes[outcomes.length - 1]!.commitTs);
       await d.sideTopics.publish(source, outcomes);
