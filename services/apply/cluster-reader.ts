@@ -8,6 +8,7 @@ import { changeTopicSettings, ensureTopic } from '../protocol/topics.ts';
 import { directiveFor } from '../runtime/error-policy.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { classifyKafkaError } from '../runtime/kafka.ts';
+import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
 import { backoffDelay } from '../runtime/supervise.ts';
 import type { ChangeStream } from './change-stream.ts';
 import type { OriginApplier } from './origin-applier.ts';
@@ -40,6 +41,19 @@ async function bounded<T>(what: string, step: () => Promise<T>): Promise<T> {
 function clusterLabel(brokers: string[]): string {
   return brokers.join(',');
 }
+
+/** Session restarts for a stale catalog: a few in a while are DDL on the node, more a fault to stop on. */
+export const staleCatalog = {
+  times: [] as number[],
+  /** Notes one at `now`; whether the session may start again for it. */
+  note(now: number): boolean {
+    this.times = this.times.filter((t) => now - t < STALE_CATALOG_WINDOW_MS);
+    this.times.push(now);
+    return this.times.length <= STALE_CATALOG_RESTARTS;
+  },
+};
+const STALE_CATALOG_WINDOW_MS = 5 * 60_000;
+const STALE_CATALOG_RESTARTS = 3;
 
 /**
  * The consumer of one cluster, for as long as the session lasts: subscribe, stream, and when the
@@ -188,11 +202,20 @@ export async function readCluster(o: {
  * sees it: a session restart for what is transient (a collision that kept coming back included:
  * a new session applies the transaction again), a stop with the fix for the rest.
  */
-export function sessionError(err: unknown, node: string): BrabantError {
+export function sessionError(err: unknown, node: string, now = Date.now()): BrabantError {
   const d = directiveFor(err, { doing: `applying changes to ${node}` });
   switch (d.kind) {
     case 'retry':
+      return d.error;
     case 'stop':
+      // a column gone under an open transaction (DDL on this node between the catalog's read and
+      // the write): a new session reads every table anew; stopped only if it keeps coming back
+      if (sqlstateOf(err) === SQLSTATE.UNDEFINED_COLUMN && staleCatalog.note(now))
+        return new BrabantError(
+          'CATALOG_CHANGED',
+          `applying changes to ${node}: ${d.error.message.replace(/^CATALOG_MISMATCH: /, '')}; a table changed on this node while apply held its former shape: the session starts again and reads it anew`,
+          { cause: err },
+        );
       return d.error;
     case 'reapply':
       return new BrabantError(

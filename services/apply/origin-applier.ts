@@ -270,6 +270,10 @@ export class OriginApplier {
           // a column dropped or renamed on this node since its table was read (its NOTIFY not
           // yet seen): the table is read again and the transaction applied again, once
           refreshed = true;
+          this.ctx.log.info(
+            { source: this.source, commitLsn: formatLsn(commitLsn), err: (err as Error).message },
+            'a table changed on this node since apply read it: reading it again and applying the transaction again',
+          );
           this.ctx.catalog.invalidate();
           this.state.schemaChanges++;
           continue;

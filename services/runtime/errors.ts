@@ -35,6 +35,10 @@ export const ERROR_CODES = {
     summary: 'a record was written with a newer envelope version than this build reads',
   },
   CATALOG_MISMATCH: { retriable: false, summary: 'the node catalog does not hold what the stream refers to' },
+  CATALOG_CHANGED: {
+    retriable: true,
+    summary: 'a table changed on the node while apply held its former shape: the session reads it anew',
+  },
   REPLICA_IDENTITY_MISSING: {
     retriable: false,
     summary: 'a replicated table has no usable replica identity',
