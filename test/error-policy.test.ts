@@ -4,6 +4,7 @@
  * apply goes on where it was.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { ensureNodeObjects } from '../services/protocol/node-schema.ts';
 import { type Pair, replicationPair, waitConverged } from './support/pair.ts';
 import { uniqueName } from './support/stack.ts';
 
@@ -38,7 +39,11 @@ describe('the error policy', () => {
       const admin = pair?.wa.client ?? wa.client;
       await admin.query(`drop owned by ${role}; drop role ${role}`).catch(() => {});
     };
-    // Brabant's own objects owned by the limited role (as `brabant node init` would make them)
+    // the node set up once by a superuser, and Brabant's own tables granted to the role, as
+    // `brabant node init` does (docs/security.md)
+    await ensureNodeObjects(wa.client);
+    await wa.client.query(`grant select, insert, update, delete on all tables in schema brabant to ${role};
+      grant usage on all sequences in schema brabant to ${role}`);
     const url = new URL(wa.url);
     url.username = role;
     await pair.capture(vl).waitForLog(/capture session starting/);

@@ -3,7 +3,9 @@
  * balance columns declared `delta`, ends with both nodes identical and, on each, the money
  * conserved: sum(abalance) = sum(tbalance) = sum(bbalance) = sum(delta) of pgbench_history. Under
  * row last-writer-wins the concurrent increments of one account, teller or branch would be lost.
- * BRABANT_PGBENCH_SCALE and BRABANT_PGBENCH_SECONDS make it larger (npm run test:pgbench).
+ * BRABANT_PGBENCH_SCALE and BRABANT_PGBENCH_SECONDS make it larger, BRABANT_PGBENCH_RATE (tx/s per
+ * region, 0 = as fast as pgbench goes) heavier (npm run test:pgbench: scale 2, 60 s, unlimited). In
+ * npm test each region runs 150 tx/s for 10 s: the conflicts are the same, the catch-up short.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -14,6 +16,7 @@ import { type Pair, replicationPair, type Side, waitConverged } from './support/
 const run = promisify(execFile);
 const SCALE = Number(process.env.BRABANT_PGBENCH_SCALE ?? 1);
 const SECONDS = Number(process.env.BRABANT_PGBENCH_SECONDS ?? 10);
+const RATE = Number(process.env.BRABANT_PGBENCH_RATE ?? 150);
 
 let pair: Pair | undefined;
 afterEach(async () => {
@@ -81,7 +84,18 @@ describe('delta columns under pgbench TPC-B in both regions', () => {
     expect(await policies(wa)).toBe(3);
 
     const [a, b] = await Promise.all(
-      [vl, wa].map((s) => pgbench(s, ['-n', '-c', '2', '-j', '1', '-T', String(SECONDS)])),
+      [vl, wa].map((s) =>
+        pgbench(s, [
+          '-n',
+          '-c',
+          '2',
+          '-j',
+          '1',
+          '-T',
+          String(SECONDS),
+          ...(RATE > 0 ? ['-R', String(RATE)] : []),
+        ]),
+      ),
     );
     const tps = [a, b].map((x) => /tps = ([0-9.]+)/.exec(x?.stdout ?? '')?.[1]);
     for (const t of ['pgbench_history', 'pgbench_branches', 'pgbench_tellers'])

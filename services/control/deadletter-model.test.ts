@@ -62,6 +62,29 @@ describe('dead letters as the operator sees them', () => {
     ).toBe(false);
   });
 
+  it('gives a dead letter of another deployment’s node sharing the cluster no target here', () => {
+    const dl = deadLetter(
+      {
+        code: 'VALUE_UNREPRESENTABLE',
+        table: 'public.items',
+        reason: 'does not encode',
+        fix: 'report it',
+        raw: { op: 'INSERT', columns: ['id'], before: null, after: { id: '7' } },
+      },
+      {
+        node: 'other-1',
+        region: 'vlaanderen',
+        xid: 9n,
+        commitLsn: parseLsn('0/16B3748'),
+        commitTs: 1n,
+        index: 0,
+      },
+    );
+    const d = parseDeadLetter(record({ key: 'other-1', headers: dl.headers, value: dl.value }), nodes);
+    expect(d.source).toBe('other-1');
+    expect(d.targets).toEqual([]);
+  });
+
   it('refuses to re-apply bytes that are not text', () => {
     const dl = deadLetter(
       {

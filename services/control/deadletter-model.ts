@@ -55,6 +55,9 @@ export function parseDeadLetter(r: RawRecord, nodes: string[]): DeadLetter {
     json = undefined;
   }
   const source = r.key ?? (json?.node as string | undefined) ?? '?';
+  // the topology's other nodes, for a dead letter of one of its nodes; none for another
+  // deployment's node that shares the cluster (its dead letters are not this topology's)
+  const others = nodes.includes(source) ? nodes.filter((n) => n !== source) : [];
   const lsnHeader = h['brabant.commit-lsn'] ?? null;
   const commitLsn = lsnHeader !== null && /^\d+$/.test(lsnHeader) ? decimalLsn(lsnHeader) : lsnHeader;
   const index = h['brabant.index'] === undefined ? null : Number(h['brabant.index']);
@@ -65,7 +68,7 @@ export function parseDeadLetter(r: RawRecord, nodes: string[]): DeadLetter {
       kind: 'capture',
       at,
       source,
-      targets: nodes.filter((n) => n !== source),
+      targets: others,
       table: (json.table as string | undefined) ?? h['brabant.table'] ?? null,
       reason: h['brabant.reason'] ?? String(json.reason ?? ''),
       fix: (json.fix as string | undefined) ?? null,
@@ -82,7 +85,7 @@ export function parseDeadLetter(r: RawRecord, nodes: string[]): DeadLetter {
     };
   }
   const target = h['brabant.target-node'];
-  const targets = target === undefined ? nodes.filter((n) => n !== source) : [target];
+  const targets = target === undefined ? others : [target];
   if (json?.kind === 'ddl')
     return {
       id,
