@@ -188,8 +188,17 @@ export async function assertPortFree(host: string, port: number, wantedBy: strin
   }
 }
 
-/** An unused loopback port chosen by the OS. */
+/**
+ * An unused loopback port, below Linux's ephemeral range (32768–60999): a port the OS hands out
+ * for listen(0) is one its outgoing connections use too, and a busy machine gave one of them to a
+ * client between our check and Kafka's bind ("Address already in use"). Random ports of
+ * 20000–32767 are tried until one listens; the OS's choice is the fallback.
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = LOW_PORTS.from + Math.floor(Math.random() * (LOW_PORTS.to - LOW_PORTS.from + 1));
+    if (await listensOn(host, port)) return port;
+  }
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
@@ -198,6 +207,17 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
       const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
       srv.close(() => resolve(port));
     });
+  });
+}
+
+const LOW_PORTS = { from: 20_000, to: 32_767 };
+
+/** Whether `port` can be listened on now (closed again at once). */
+function listensOn(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ host, port }, () => srv.close(() => resolve(true)));
   });
 }
 
