@@ -14,7 +14,12 @@ const decoder = () => new ChangeDecoder({ schemaById: async (id) => schemas.get(
 
 function setup(
   limits: Partial<BatchLimits> = {},
-  opts: { failSends?: number; register?: (subject: string) => Promise<number> } = {},
+  opts: {
+    failSends?: number;
+    register?: (subject: string) => Promise<number>;
+    /** Awaited by every Kafka commit before it answers (a commit held in flight). */
+    commitGate?: () => Promise<void>;
+  } = {},
 ) {
   const committed: OutMessage[][] = [];
   const metrics = captureMetrics();
@@ -33,6 +38,7 @@ function setup(
           throw new Error('broker down');
         }
         committed.push(m);
+        if (opts.commitGate) await opts.commitGate();
       },
     },
     registerSchema: async (subject, schema) => {
@@ -105,6 +111,62 @@ describe('CapturePipeline', () => {
     await p.flush();
     expect(committed).toHaveLength(1);
     expect(durable).toEqual([140n]);
+  });
+
+  it('fills the next batch while one commits, and confirms nothing of it before its own commit', async () => {
+    const gates: (() => void)[] = [];
+    const { p, committed, durable } = setup(
+      { maxEvents: 2 },
+      { commitGate: () => new Promise<void>((resolve) => gates.push(resolve)) },
+    );
+    const settle = () => new Promise((r) => setTimeout(r, 10));
+    // a full batch goes to Kafka, and intake goes on without waiting for its commit
+    await feed(p, [itemsRelation, ...tx(100n, [insert(1), insert(2)])]);
+    expect(committed).toHaveLength(1);
+    expect(durable).toEqual([]);
+    // a transaction with nothing to send that ends meanwhile waits for the commit before it
+    await feed(p, tx(200n, []));
+    // (the assembler holds each transaction's last event until its commit marks it last)
+    const [begin, third, fourth, commit] = tx(300n, [insert(3), insert(4)]);
+    await feed(p, [begin!, third!, fourth!]);
+    expect(durable).toEqual([]);
+    // the next full batch waits for the one in flight (one Kafka transaction at a time)
+    let fed = false;
+    const feeding = p.handle(commit!).then(() => {
+      fed = true;
+    });
+    await settle();
+    expect(fed).toBe(false);
+    expect(committed).toHaveLength(1);
+    gates.shift()!();
+    await feeding;
+    expect(committed).toHaveLength(2);
+    // 300's batch is in flight: it is confirmed with its commit, not before
+    expect(durable).toEqual([140n, 240n]);
+    const flushed = p.flush();
+    await settle();
+    gates.shift()!();
+    await flushed;
+    expect(durable).toEqual([140n, 240n, 340n]);
+    expect(committed.flat().map((m) => m.headers?.['brabant.commit-lsn'])).toEqual([
+      '0/64',
+      '0/64',
+      '0/12C',
+      '0/12C',
+    ]);
+  });
+
+  it('hands back a batch whose commit failed in flight, and throws at the next message', async () => {
+    const { p, committed, durable } = setup({ maxEvents: 2 }, { failSends: 1 });
+    await feed(p, [itemsRelation, ...tx(100n, [insert(1), insert(2)])]);
+    const [begin, third, commit] = tx(200n, [insert(3)]);
+    // the batch handed back is full again: the next message finds the failure
+    await expect(p.handle(begin!)).rejects.toThrow(/broker down/);
+    expect(durable).toEqual([]);
+    await feed(p, [third!, commit!]);
+    await p.flush();
+    expect(committed.flat().map((m) => m.headers?.['brabant.commit-lsn'])).toEqual(['0/64', '0/64', '0/C8']);
+    expect(durable).toEqual([140n, 240n]);
   });
 
   it('splits an event over the message size limit into parts that join back into it', async () => {

@@ -69,6 +69,12 @@ export class CapturePipeline {
   private batchStartedAt = 0;
   /** End LSN of the last source commit whose events are all in the batch or already in Kafka. */
   private batchDurableLsn: Lsn | undefined;
+  /** The batch being committed to Kafka while the next one fills (at most one at a time). */
+  private inflight: Promise<void> | undefined;
+  private inflightEvents = 0;
+  private failed: unknown;
+  /** End LSN of a source commit that ended while the batch was empty and a commit in flight. */
+  private durableAfterInflight: Lsn | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private readonly out: Output[] = [];
   private readonly now: () => number;
@@ -90,21 +96,28 @@ export class CapturePipeline {
     return this.serial(() => this.handleNow(msg));
   }
 
-  /** Flushes the batch if it is older than maxAgeMs (call from a timer). */
+  /**
+   * Flushes the batch if it is older than maxAgeMs (call from a timer), and waits for its
+   * commit; throws when a commit (this one or one still in flight) failed.
+   */
   tick(): Promise<void> {
     return this.serial(async () => {
       if (this.batch.length > 0 && this.now() - this.batchStartedAt >= this.deps.limits.maxAgeMs)
         await this.flushNow();
+      await this.settle();
     });
   }
 
-  /** Flushes whatever is batched (graceful stop). */
+  /** Flushes whatever is batched and waits until Kafka holds it all (graceful stop). */
   flush(): Promise<void> {
-    return this.serial(() => this.flushNow());
+    return this.serial(async () => {
+      await this.flushNow();
+      await this.settle();
+    });
   }
 
   get pendingEvents(): number {
-    return this.batch.length;
+    return this.batch.length + this.inflightEvents;
   }
 
   private serial(fn: () => Promise<void>): Promise<void> {
@@ -139,8 +152,9 @@ export class CapturePipeline {
             'a resync chunk’s high watermark did not come within a minute of its low one: no longer waited for (brabant resync goes on from its last chunk)',
           );
         // while a resync window is open, not past its low watermark (resync-window.ts)
-        if (this.batch.length === 0) this.deps.onDurable(o.confirmable);
-        else this.batchDurableLsn = o.confirmable;
+        if (this.batch.length > 0) this.batchDurableLsn = o.confirmable;
+        else if (this.inflight !== undefined) this.durableAfterInflight = o.confirmable;
+        else this.deps.onDurable(o.confirmable);
       }
     }
     const l = this.deps.limits;
@@ -288,17 +302,56 @@ export class CapturePipeline {
     this.deps.metrics.bytes.inc({}, size);
   }
 
+  /**
+   * Hands the batch to Kafka and returns without waiting for the commit, so the next batch is
+   * decoded and encoded while this one commits (one Kafka transaction at a time: a batch full
+   * while the one before is still in flight waits for it first). Its positions are confirmed to
+   * the slot only once its commit answered; a failed commit is thrown by the next flush, tick
+   * or full batch, and the session starts again from the slot's confirmed position.
+   */
   private async flushNow(): Promise<void> {
+    await this.settle();
     if (this.batch.length === 0) return;
     const messages = this.batch;
     const bytes = this.batchBytes;
     const durable = this.batchDurableLsn;
-    const started = this.now();
-    await this.deps.sink.commitBatch(messages);
-    // Only now, with the Kafka transaction committed, may the slot move.
     this.batch = [];
     this.batchBytes = 0;
     this.batchDurableLsn = undefined;
+    this.inflightEvents = messages.length;
+    const commit: Promise<void> = this.commit(messages, bytes, durable).then(
+      () => this.landed(commit),
+      (err: unknown) => {
+        // back in front of what came since, for the retry (in practice the session restarts)
+        this.batch = [...messages, ...this.batch];
+        this.batchBytes += bytes;
+        this.batchDurableLsn ??= this.durableAfterInflight ?? durable;
+        this.durableAfterInflight = undefined;
+        this.failed = err;
+        this.landed(commit);
+      },
+    );
+    this.inflight = commit;
+  }
+
+  private landed(commit: Promise<void>): void {
+    if (this.inflight !== commit) return;
+    this.inflight = undefined;
+    this.inflightEvents = 0;
+  }
+
+  /** Waits for the commit in flight, if any; throws the error of a commit that failed (once). */
+  private async settle(): Promise<void> {
+    if (this.inflight !== undefined) await this.inflight;
+    const err = this.failed;
+    this.failed = undefined;
+    if (err !== undefined) throw err;
+  }
+
+  private async commit(messages: OutMessage[], bytes: number, durable: Lsn | undefined): Promise<void> {
+    const started = this.now();
+    await this.deps.sink.commitBatch(messages);
+    // Only now, with the Kafka transaction committed, may the slot move.
     const m = this.deps.metrics;
     m.batches.inc();
     m.batchEvents.observe(messages.length);
@@ -307,6 +360,10 @@ export class CapturePipeline {
     const last = decodePosition(messages[messages.length - 1]!.headers as Record<string, string>);
     if (last !== undefined) m.lastCommittedLsn.set(Number(last.commitLsn));
     if (durable !== undefined) this.deps.onDurable(durable);
+    // transactions that ended (with no events of their own) after this batch and before the next
+    const after = this.durableAfterInflight;
+    this.durableAfterInflight = undefined;
+    if (after !== undefined) this.deps.onDurable(after);
   }
 
   private isPausedTable(table: string): boolean {
