@@ -28,6 +28,7 @@ import {
   lookupStep,
   plainInserts,
   type RowWrite,
+  splitBatches,
   writesFor,
 } from './planner/full.ts';
 import type { ConflictKind, Resolution } from './planner/resolve.ts';
@@ -55,6 +56,14 @@ export interface FullPathContext {
   log: Logger;
   metrics: ApplyMetrics;
   chunkRows: number;
+}
+
+/** A batch ready for its lookup: its table, the columns rows are found by, its rows, the statement. */
+interface Prepared {
+  t: TargetTable;
+  keyCols: string[];
+  batch: RowChange[];
+  lookup: string;
 }
 
 const timestamptz = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros' });
@@ -255,31 +264,42 @@ export class FullPath {
     return results[results.length - 1]! as unknown as { rows: R[] };
   }
 
+  /**
+   * The rows pending in the open transaction, batch by batch. When no key comes twice among
+   * them (most small transactions), every batch's lookup goes in one round trip and the writes
+   * with the commit: two round trips for the transaction whatever tables it touches, and its
+   * rows locked across one turn of this process instead of one per table.
+   */
   private async applyPending(tx: OpenTx): Promise<void> {
     this.begin(tx);
     const changes = tx.pending;
     tx.pending = [];
-    let batch: RowChange[] = [];
-    let keys = new Set<string>();
-    const flush = async () => {
-      if (batch.length > 0) await this.applyBatch(tx, batch);
-      batch = [];
-      keys = new Set();
-    };
-    for (const c of expandKeyChanges(changes)) {
-      if (c.op === 'TRUNCATE') {
-        await flush();
-        await this.truncate(tx, c);
-        continue;
+    const { batches, keysRepeat, truncates } = splitBatches(expandKeyChanges(changes));
+    const together =
+      !keysRepeat && !truncates && this.isolating !== tx.commitLsn && !changes.some((c) => c.resync);
+    if (together) await this.applyTogether(tx, batches);
+    else
+      for (const batch of batches) {
+        if (batch[0]!.op === 'TRUNCATE') await this.truncate(tx, batch[0]!);
+        else await this.applyBatch(tx, batch);
       }
-      const k = `${c.schema}.${c.table}\u0000${JSON.stringify(c.key)}`;
-      if (batch.length > 0 && (batch[0]!.schema !== c.schema || batch[0]!.table !== c.table || keys.has(k)))
-        await flush();
-      batch.push(c);
-      keys.add(k);
-    }
-    await flush();
     tx.rows += changes.length;
+  }
+
+  /** Batches without a key in common: all lookups in one round trip, then each decided and written. */
+  private async applyTogether(tx: OpenTx, batches: RowChange[][]): Promise<void> {
+    const prepared: Prepared[] = [];
+    for (const batch of batches) {
+      const p = await this.prepareBatch(tx, batch, false);
+      if (p !== undefined) prepared.push(p);
+    }
+    if (prepared.length === 0) return;
+    const parts = [...tx.deferred, ...prepared.map((p) => p.lookup)];
+    tx.deferred = [];
+    const results = await this.exec.send(parts);
+    const answers = results.slice(results.length - prepared.length);
+    for (const [i, p] of prepared.entries())
+      await this.finishBatch(tx, p, (answers[i] as unknown as { rows: LookupRow[] }).rows);
   }
 
   private async truncate(tx: OpenTx, c: RowChange): Promise<void> {
@@ -293,6 +313,33 @@ export class FullPath {
 
   /** One table, distinct keys: insert what is new, look up the rest, decide, and write. */
   private async applyBatch(tx: OpenTx, rows: RowChange[]): Promise<void> {
+    const p = await this.prepareBatch(tx, rows, true);
+    if (p === undefined) return;
+    let looked: LookupRow[];
+    if (this.isolating !== tx.commitLsn) looked = (await this.send<LookupRow>(tx, p.lookup)).rows;
+    else {
+      if (tx.deferred.length > 0) await this.send(tx, 'select 1');
+      const a = await this.exec.underSavepoint('brabant_lookup', p.lookup);
+      if (!a.ok) {
+        // the keys themselves do not fit the target's types
+        this.setAsideRows(tx, p.batch, a.error);
+        return;
+      }
+      looked = a.result.rows as LookupRow[];
+    }
+    await this.finishBatch(tx, p, looked);
+  }
+
+  /**
+   * A batch up to its lookup: what needs none (no such table, a missing key column, inserts into
+   * a table without a key, and with `insertNew` the inserts of new keys, in a round trip of their
+   * own) is done here; the lookup of the rest is returned, or undefined when nothing is left.
+   */
+  private async prepareBatch(
+    tx: OpenTx,
+    rows: RowChange[],
+    insertNew: boolean,
+  ): Promise<Prepared | undefined> {
     let batch = rows;
     const first = batch[0]!;
     const t = await (tx.catalog ?? this.ctx.catalog).table(first.schema, first.table);
@@ -304,7 +351,7 @@ export class FullPath {
           change: c,
         });
       }
-      return;
+      return undefined;
     }
     // a row of an older shape, as its writer will hold it (under column_lww its absent columns
     // are simply not written by it)
@@ -320,7 +367,7 @@ export class FullPath {
           reason: `key column(s) ${missingKey.join(', ')} missing in ${t.schema}.${t.name}`,
           change: c,
         });
-      return;
+      return undefined;
     }
     this.reportDrift(tx, t, first);
     const statements = this.exec.statements;
@@ -332,39 +379,33 @@ export class FullPath {
       for (const w of plainInserts(t, inserts)) await this.write(tx, t, w, isolated);
       addAction(tx.actions, 'insert', inserts.length);
       batch = batch.filter((c) => c.op !== 'INSERT');
-      if (batch.length === 0) return;
+      if (batch.length === 0) return undefined;
       if (keyCols.length === 0) {
         for (const c of batch)
           tx.deadLetters.push({
             reason: `${t.schema}.${t.name} has no key to find the row of this ${c.op} by`,
             change: c,
           });
-        return;
+        return undefined;
       }
     }
     // resync rows are decided by their own versions, which a blind insert would not record
-    const insertNew = isolated || batch[0]!.resync ? undefined : insertNewStep(t, keyCols, batch, statements);
-    if (insertNew !== undefined) {
-      const res = await this.send<{ ord: number }>(tx, insertNew);
+    const newRows =
+      !insertNew || isolated || batch[0]!.resync ? undefined : insertNewStep(t, keyCols, batch, statements);
+    if (newRows !== undefined) {
+      const res = await this.send<{ ord: number }>(tx, newRows);
       const inserted = new Set(res.rows.map((r) => r.ord - 1));
       addAction(tx.actions, 'insert', inserted.size);
       batch = batch.filter((_, i) => !inserted.has(i));
-      if (batch.length === 0) return;
+      if (batch.length === 0) return undefined;
     }
-    // the writes deferred so far, then the lookup (with row locks): one round trip
-    const lookup = lookupStep(t, keyCols, batch, statements);
-    let looked: LookupRow[];
-    if (!isolated) looked = (await this.send<LookupRow>(tx, lookup)).rows;
-    else {
-      if (tx.deferred.length > 0) await this.send(tx, 'select 1');
-      const a = await this.exec.underSavepoint('brabant_lookup', lookup);
-      if (!a.ok) {
-        // the keys themselves do not fit the target's types
-        this.setAsideRows(tx, batch, a.error);
-        return;
-      }
-      looked = a.result.rows as LookupRow[];
-    }
+    // the lookup locks the rows it finds
+    return { t, keyCols, batch, lookup: lookupStep(t, keyCols, batch, statements) };
+  }
+
+  /** A looked-up batch: decided, its conflicts recorded, and its writes deferred (or guarded). */
+  private async finishBatch(tx: OpenTx, p: Prepared, looked: LookupRow[]): Promise<void> {
+    const { t, keyCols, batch } = p;
     const { decisions, conflicts } = decide(batch, looked, this.ctx.localNode, t, keyCols);
     if (byWholeRow(t, keyCols))
       for (const x of decisions) {
@@ -372,6 +413,7 @@ export class FullPath {
         if (x.d.action === 'insert' || x.d.action === 'tombstone') x.d = { ...x.d, action: 'skip' };
       }
     tx.conflicts.push(...conflicts);
+    const isolated = this.isolating === tx.commitLsn;
     for (const w of writesFor(t, keyCols, decisions)) await this.write(tx, t, w, isolated);
     for (const x of decisions) addAction(tx.actions, x.d.action, 1);
   }

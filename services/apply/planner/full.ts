@@ -268,3 +268,49 @@ export function oneRow(w: RowWrite, i: number): unknown[] {
 function sameColumns(a: string[], b: string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
+
+/** The batches of a chunk of a source transaction, in order, and what decides how they are sent. */
+export interface Batches {
+  /** One table and distinct keys each; a TRUNCATE is a batch of its own. */
+  batches: RowChange[][];
+  /** A key of a table comes twice in the chunk (a later batch depends on an earlier one's writes). */
+  keysRepeat: boolean;
+  truncates: boolean;
+}
+
+/**
+ * Splits changes (key changes expanded) into batches: a batch ends where the table changes or a
+ * key comes again. When no key comes twice in the whole chunk, no batch depends on what another
+ * writes, so all their lookups can go in one round trip before any of their writes.
+ */
+export function splitBatches(changes: RowChange[]): Batches {
+  const batches: RowChange[][] = [];
+  const seen = new Set<string>();
+  let keysRepeat = false;
+  let truncates = false;
+  let batch: RowChange[] = [];
+  let keys = new Set<string>();
+  const end = () => {
+    if (batch.length > 0) batches.push(batch);
+    batch = [];
+    keys = new Set();
+  };
+  for (const c of changes) {
+    if (c.op === 'TRUNCATE') {
+      end();
+      batches.push([c]);
+      truncates = true;
+      continue;
+    }
+    const k = `${c.schema}.${c.table}\u0000${JSON.stringify(c.key)}`;
+    // rows without a key are inserted as they come (nothing looked up)
+    if (c.key !== null && Object.keys(c.key).length > 0 && seen.has(k)) keysRepeat = true;
+    seen.add(k);
+    if (batch.length > 0 && (batch[0]!.schema !== c.schema || batch[0]!.table !== c.table || keys.has(k)))
+      end();
+    batch.push(c);
+    keys.add(k);
+  }
+  end();
+  return { batches, keysRepeat, truncates };
+}

@@ -12,10 +12,18 @@ import {
 
 const G = 500;
 const start = initialStrategyState();
-const s = (aheadBudget: number, fastLimit: number, fastBackoff: number): StrategyState => ({
+const s = (
+  aheadBudget: number,
+  fastLimit: number,
+  fastBackoff: number,
+  fullBudget = 0,
+  aheadBackoff = 0,
+): StrategyState => ({
   aheadBudget,
   fastLimit,
   fastBackoff,
+  fullBudget,
+  aheadBackoff,
 });
 
 describe('the choice of strategy', () => {
@@ -131,6 +139,60 @@ describe('the choice of strategy', () => {
       G,
       'full',
       s(14, 1, 32),
+    ],
+    [
+      'a resolve-ahead group that took nothing sets a budget of one for the full path',
+      s(20, 1, 32),
+      { kind: 'ahead-ran', planned: 2, committed: 0 },
+      false,
+      G,
+      'full',
+      s(18, 1, 32, 1, 1),
+    ],
+    [
+      'repeated resolve-ahead misses on the first transaction double the full budget, up to its cap',
+      s(20, 1, 32, 0, MAX_FAST_BACKOFF),
+      { kind: 'ahead-ran', planned: 1, committed: 0 },
+      false,
+      G,
+      'full',
+      s(19, 1, 32, MAX_FAST_BACKOFF, MAX_FAST_BACKOFF),
+    ],
+    [
+      'spends the full budget first',
+      s(18, 1, 32, 3, 4),
+      { kind: 'next' },
+      false,
+      G,
+      'full',
+      s(18, 1, 32, 2, 4),
+    ],
+    [
+      'resolves ahead again once the full budget is spent (a probe)',
+      s(18, 1, 32, 0, 4),
+      { kind: 'next' },
+      false,
+      G,
+      'resolve-ahead',
+      s(18, 1, 32, 0, 4),
+    ],
+    [
+      'a resolve-ahead group that took some resets the full backoff',
+      s(20, 1, 32, 0, 8),
+      { kind: 'ahead-ran', planned: 6, committed: 2 },
+      false,
+      G,
+      'full',
+      s(14, 1, 32, 0, 0),
+    ],
+    [
+      'an open large transaction does not spend the full budget',
+      s(0, 1, 0, 5, 8),
+      { kind: 'next' },
+      true,
+      G,
+      'full',
+      s(0, 1, 0, 5, 8),
     ],
   ];
 

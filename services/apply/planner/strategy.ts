@@ -15,7 +15,11 @@
  * round trip for nothing, so after a run of such misses (conflict-heavy traffic) the next groups
  * are resolved ahead directly (a budget that doubles per miss, up to 64 transactions); since
  * PostgreSQL parses a whole script before running it, the fast group after a miss holds only as
- * many transactions as went through, doubling back while groups go through whole.
+ * many transactions as went through, doubling back while groups go through whole. Likewise a
+ * resolve-ahead group whose first transaction finds its rows changed since the lookup (local
+ * writers on the same hot rows) cost two round trips for nothing: after a run of those the next
+ * transactions take the full path directly (a budget doubling per such miss, up to 64), and a
+ * group resolved ahead again after it probes whether the rows have calmed down.
  */
 
 export type Strategy = 'fast' | 'resolve-ahead' | 'full';
@@ -27,6 +31,10 @@ export interface StrategyState {
   fastLimit: number;
   /** The budget the next miss of a whole fast group sets (doubling). */
   fastBackoff: number;
+  /** Source transactions still to take the full path before resolving ahead again. */
+  fullBudget: number;
+  /** The budget the next miss of a whole resolve-ahead group sets (doubling). */
+  aheadBackoff: number;
 }
 
 export interface StrategyOptions {
@@ -50,7 +58,13 @@ export type StrategyEvent =
 export const MAX_FAST_BACKOFF = 64;
 
 export function initialStrategyState(): StrategyState {
-  return { aheadBudget: 0, fastLimit: Number.MAX_SAFE_INTEGER, fastBackoff: 0 };
+  return {
+    aheadBudget: 0,
+    fastLimit: Number.MAX_SAFE_INTEGER,
+    fastBackoff: 0,
+    fullBudget: 0,
+    aheadBackoff: 0,
+  };
 }
 
 /**
@@ -66,6 +80,8 @@ export function nextStrategy(
   switch (event.kind) {
     case 'next':
       if (!grouping) return { strategy: 'full', state };
+      if (state.fullBudget > 0)
+        return { strategy: 'full', state: { ...state, fullBudget: state.fullBudget - 1 } };
       return { strategy: state.aheadBudget > 0 ? 'resolve-ahead' : 'fast', state };
     case 'fast-none':
       return { strategy: 'resolve-ahead', state };
@@ -74,6 +90,7 @@ export function nextStrategy(
       const fastBackoff =
         event.committed > 0 ? 0 : Math.min(Math.max(1, state.fastBackoff * 2), MAX_FAST_BACKOFF);
       const next: StrategyState = {
+        ...state,
         aheadBudget: fastBackoff,
         fastBackoff,
         fastLimit: whole
@@ -87,7 +104,14 @@ export function nextStrategy(
     case 'ahead-none':
       return { strategy: 'full', state };
     case 'ahead-ran': {
-      const next = { ...state, aheadBudget: Math.max(0, state.aheadBudget - event.planned) };
+      const none = event.committed === 0 && event.planned > 0;
+      const aheadBackoff = none ? Math.min(Math.max(1, state.aheadBackoff * 2), MAX_FAST_BACKOFF) : 0;
+      const next = {
+        ...state,
+        aheadBudget: Math.max(0, state.aheadBudget - event.planned),
+        aheadBackoff,
+        fullBudget: none ? aheadBackoff : 0,
+      };
       // a transaction whose rows changed after the lookup goes through the full path
       if (event.committed < event.planned) return { strategy: 'full', state: next };
       return nextStrategy(next, { kind: 'next' }, opts);
