@@ -12,7 +12,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { postgresBinDir } from '../infra/postgres/postgres.ts';
 import { BrabantRun, brabantNames } from './lib/context.ts';
-import { type Db, RowWriters, VisibilityPoller } from './lib/pg.ts';
+import type { Db } from './lib/pg.ts';
+import { PROBE_A, PROBE_B, probesBothWays } from './lib/probes.ts';
 import { dropPair, freshPair, HOUR, warmUp, watchProgress } from './lib/runs.ts';
 import { bounded, lagStats, nowMs, until } from './lib/util.ts';
 import type { Scenario } from './scenarios.ts';
@@ -20,8 +21,6 @@ import type { Scenario } from './scenarios.ts';
 const run = promisify(execFile);
 const PGBENCH_TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
 const SCALE = '2';
-const PROBE_A = 1_000_000_000;
-const PROBE_B = 2_000_000_000;
 
 /** pgbench against one database; its tps (excluding connections) and transactions done. */
 async function pgbench(db: Db, args: string[], seconds = 0): Promise<{ tps: number; tx: number }> {
@@ -167,28 +166,7 @@ export const W10: Scenario = {
       await warmUp(p.b, p.a, PROBE_B - 1, ctx.regionB, abort);
       await warmUp(p.a, p.b, PROBE_A - 1, ctx.regionA, abort);
 
-      const probeA = new RowWriters(p.a.url, {
-        clients: 1,
-        firstId: PROBE_A,
-        region: ctx.regionA,
-        ratePerSec: 20,
-      });
-      const probeB = new RowWriters(p.b.url, {
-        clients: 1,
-        firstId: PROBE_B,
-        region: ctx.regionB,
-        ratePerSec: 20,
-      });
-      const pollB = new VisibilityPoller(p.b.url, probeA.commits, {
-        firstId: PROBE_A,
-        endId: PROBE_B - 1,
-        intervalMs: ctx.opts.pollMs,
-      });
-      const pollA = new VisibilityPoller(p.a.url, probeB.commits, {
-        firstId: PROBE_B,
-        endId: PROBE_B * 2,
-        intervalMs: ctx.opts.pollMs,
-      });
+      const { probeA, probeB, pollA, pollB } = probesBothWays(p, ctx, ctx.opts.pollMs);
       running.push(probeA, probeB, pollA, pollB);
       await pollA.start();
       await pollB.start();

@@ -8,7 +8,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { PglogicalPair } from './lib/baselines.ts';
 import { type BrabantNames, BrabantRun, brabantNames } from './lib/context.ts';
-import { checksum, connect, PAYLOAD_SQL, RowWriters, VisibilityPoller } from './lib/pg.ts';
+import { checksum, connect, PAYLOAD_SQL } from './lib/pg.ts';
+import { PROBE_B, probesBothWays } from './lib/probes.ts';
 import { dropPair, freshPair, HOUR, warmUp, watchProgress } from './lib/runs.ts';
 import { bounded, lagStats, nowMs, sleep, until } from './lib/util.ts';
 import type { Scenario } from './scenarios.ts';
@@ -71,9 +72,6 @@ function pglogicalConflicts(file: string | undefined, from: number, database: st
   const text = readFileSync(file).subarray(from).toString();
   return text.split('\n').filter((l) => l.includes(` ${database} `) && /CONFLICT: remote/.test(l)).length;
 }
-
-const PROBE_A = 1_000_000_000;
-const PROBE_B = 2_000_000_000;
 
 export const W4: Scenario = {
   id: 'W4',
@@ -176,28 +174,7 @@ export const W4: Scenario = {
       const logA = logSize(p.a.server.logFile);
       const logB = logSize(p.b.server.logFile);
 
-      const probeA = new RowWriters(p.a.url, {
-        clients: 1,
-        firstId: PROBE_A,
-        region: ctx.regionA,
-        ratePerSec: 20,
-      });
-      const probeB = new RowWriters(p.b.url, {
-        clients: 1,
-        firstId: PROBE_B,
-        region: ctx.regionB,
-        ratePerSec: 20,
-      });
-      const pollB = new VisibilityPoller(p.b.url, probeA.commits, {
-        firstId: PROBE_A,
-        endId: PROBE_B - 1,
-        intervalMs: o.pollMs,
-      });
-      const pollA = new VisibilityPoller(p.a.url, probeB.commits, {
-        firstId: PROBE_B,
-        endId: PROBE_B * 2,
-        intervalMs: o.pollMs,
-      });
+      const { probeA, probeB, pollA, pollB } = probesBothWays(p, ctx, o.pollMs);
       const hotA = new HotUpdaters(p.a.url, { clients: o.w4Writers, keys: o.w4Keys, region: ctx.regionA });
       const hotB = new HotUpdaters(p.b.url, { clients: o.w4Writers, keys: o.w4Keys, region: ctx.regionB });
       running.push(hotA, hotB, probeA, probeB, pollA, pollB);

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConflictRow } from '../services/control/conflicts-commands.ts';
 import { waitUntil } from './support/cli.ts';
-import { type Deployment, deploy, startServices } from './support/operator.ts';
+import { createItems, type Deployment, deploy, startServices } from './support/operator.ts';
 
 let d: Deployment;
 beforeAll(async () => {
@@ -22,11 +22,7 @@ afterAll(async () => {
 describe('brabant conflicts', { timeout: 180_000 }, () => {
   it('shows both versions, the resolution and the policy, and filters', async () => {
     const [vl, wa] = d.ids;
-    await d.sql(vl, 'create table items (id int primary key, v text)');
-    await waitUntil(
-      'items on the peer',
-      async () => (await d.sql(wa, "select to_regclass('items') as r"))[0]!.r !== null,
-    );
+    await createItems(d);
     // a write of wa that is not captured (it carries an origin): vl never hears of it
     await d.sql(
       wa,

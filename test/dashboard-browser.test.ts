@@ -13,7 +13,7 @@ import { freePort } from '../infra/processes.ts';
 import type { StatusReport } from '../services/control/status-model.ts';
 import type { DashboardSeries } from '../services/dashboard/history.ts';
 import { spawnBrabant, waitUntil } from './support/cli.ts';
-import { type Deployment, deploy, startServices } from './support/operator.ts';
+import { createItems, type Deployment, deploy, startServices } from './support/operator.ts';
 
 const CHROMIUM = process.env.BRABANT_CHROMIUM ?? '/usr/bin/chromium';
 const OUT = resolve('.cache/test-output/dashboard-browser');
@@ -48,11 +48,7 @@ const last = <T>(xs: T[]) => xs[xs.length - 1];
 describe('brabant dashboard in Chromium', { timeout: 240_000 }, () => {
   it('plots what status reports, without console errors, and shows a node that went away', async () => {
     const [vl, wa] = d.ids;
-    await d.sql(vl, 'create table items (id int primary key, v text)');
-    await waitUntil(
-      'items on the peer',
-      async () => (await d.sql(wa, "select to_regclass('items') as r"))[0]!.r !== null,
-    );
+    await createItems(d);
     await d.sql(vl, "insert into items select g, 'vl' from generate_series(1, 200) g");
     await d.sql(wa, "insert into items select g, 'wa' from generate_series(201, 300) g");
 

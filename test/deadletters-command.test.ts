@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeadLetter } from '../services/control/deadletter-model.ts';
 import type { StatusReport } from '../services/control/status-model.ts';
 import { waitUntil } from './support/cli.ts';
-import { type Deployment, deploy, startServices } from './support/operator.ts';
+import { createItems, type Deployment, deploy, startServices } from './support/operator.ts';
 
 let d: Deployment;
 beforeAll(async () => {
@@ -30,11 +30,7 @@ const byKey = (all: Listed[], id: number) =>
 describe('brabant deadletters', { timeout: 240_000 }, () => {
   it('lists, re-applies once fixed (exactly once, ordered by commit time) and discards', async () => {
     const [vl, wa] = d.ids;
-    await d.sql(vl, 'create table items (id int primary key, v text)');
-    await waitUntil(
-      'items on the peer',
-      async () => (await d.sql(wa, "select to_regclass('items') as r"))[0]!.r !== null,
-    );
+    await createItems(d);
     // wa alone refuses long values
     await d.sql(
       wa,

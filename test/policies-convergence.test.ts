@@ -103,6 +103,33 @@ async function converge(p: Pair, table: string, want: string[], seed: number): P
   });
 }
 
+/**
+ * OPS writes on each side at once (each from its own seeded stream, a short pause now and then)
+ * while the killer kills services; every write made, and how many kills.
+ */
+async function writeBothUnderKills(
+  p: Pair,
+  procs: Parameters<typeof killer>[1],
+  seed: number,
+  rand: Parameters<typeof killer>[2],
+  write: (side: Side, r: (n: number) => number, i: number) => Promise<Write>,
+): Promise<{ writes: Write[]; kills: number }> {
+  let writing = true;
+  const drive = async (side: Side, r: (n: number) => number) => {
+    const writes: Write[] = [];
+    for (let i = 0; i < OPS; i++) {
+      writes.push(await write(side, r, i));
+      if (r(5) === 0) await new Promise((res) => setTimeout(res, 5));
+    }
+    return writes;
+  };
+  const driving = Promise.all([drive(p.vl, derived(seed, 1)), drive(p.wa, derived(seed, 2))]).finally(() => {
+    writing = false;
+  });
+  const kills = await killer(p, procs, rand, () => writing);
+  return { writes: (await driving).flat(), kills };
+}
+
 describe('conflict policies under kill -9', { timeout: 300_000 }, () => {
   it('delta: every increment of both regions counts, the rest is the latest writer’s', async () => {
     const { seed, rand } = seeded('policy convergence (delta)', 'BRABANT_POLICY_CONVERGENCE_SEED');
@@ -114,30 +141,17 @@ describe('conflict policies under kill -9', { timeout: 300_000 }, () => {
     await p.vl.client.query(`select brabant.set_conflict_policy('acct', 'delta', array['balance'])`);
     await p.vl.client.query(`insert into acct select g, 'seed', 0 from generate_series(1, ${KEYS}) g`);
     await waitConverged(p.sides, 'acct', (r) => r.length === KEYS);
-    let writing = true;
-    const drive = async (side: Side, r: (n: number) => number) => {
-      const writes: Write[] = [];
-      for (let i = 0; i < OPS; i++) {
-        const key = 1 + r(KEYS);
-        const add = r(201) - 100;
-        const value = `${side.names.nodeId}:${i}`;
-        const ts = await committed(
-          side.client,
-          'update acct set owner = $2, balance = balance + $3 where id = $1',
-          [key, value, add],
-        );
-        writes.push({ node: side.names.nodeId, key, col: 'owner', value, add, ts });
-        if (r(5) === 0) await new Promise((res) => setTimeout(res, 5));
-      }
-      return writes;
-    };
-    const driving = Promise.all([drive(p.vl, derived(seed, 1)), drive(p.wa, derived(seed, 2))]).finally(
-      () => {
-        writing = false;
-      },
-    );
-    const kills = await killer(p, procs, rand, () => writing);
-    const writes = (await driving).flat();
+    const { writes, kills } = await writeBothUnderKills(p, procs, seed, rand, async (side, r, i) => {
+      const key = 1 + r(KEYS);
+      const add = r(201) - 100;
+      const value = `${side.names.nodeId}:${i}`;
+      const ts = await committed(
+        side.client,
+        'update acct set owner = $2, balance = balance + $3 where id = $1',
+        [key, value, add],
+      );
+      return { node: side.names.nodeId, key, col: 'owner', value, add, ts };
+    });
     const owners = latest(writes);
     const want = sorted(
       Array.from({ length: KEYS }, (_, i) => ({
@@ -167,26 +181,13 @@ describe('conflict policies under kill -9', { timeout: 300_000 }, () => {
       `insert into cl select g, 'seed', 'seed', 'seed' from generate_series(1, ${KEYS}) g`,
     );
     await waitConverged(p.sides, 'cl', (r) => r.length === KEYS);
-    let writing = true;
-    const drive = async (side: Side, r: (n: number) => number) => {
-      const writes: Write[] = [];
-      for (let i = 0; i < OPS; i++) {
-        const key = 1 + r(KEYS);
-        const col = cols[r(cols.length)]!;
-        const value = `${side.names.nodeId}:${i}`;
-        const ts = await committed(side.client, `update cl set ${col} = $2 where id = $1`, [key, value]);
-        writes.push({ node: side.names.nodeId, key, col, value, add: 0, ts });
-        if (r(5) === 0) await new Promise((res) => setTimeout(res, 5));
-      }
-      return writes;
-    };
-    const driving = Promise.all([drive(p.vl, derived(seed, 1)), drive(p.wa, derived(seed, 2))]).finally(
-      () => {
-        writing = false;
-      },
-    );
-    const kills = await killer(p, procs, rand, () => writing);
-    const writes = (await driving).flat();
+    const { writes, kills } = await writeBothUnderKills(p, procs, seed, rand, async (side, r, i) => {
+      const key = 1 + r(KEYS);
+      const col = cols[r(cols.length)]!;
+      const value = `${side.names.nodeId}:${i}`;
+      const ts = await committed(side.client, `update cl set ${col} = $2 where id = $1`, [key, value]);
+      return { node: side.names.nodeId, key, col, value, add: 0, ts };
+    });
     const last = latest(writes);
     const want = sorted(
       Array.from({ length: KEYS }, (_, i) => ({

@@ -19,7 +19,7 @@ import type { RowWrite } from './planner/full.ts';
 import type { Version } from './planner/resolve.ts';
 import { tombstoneKey } from './planner/sql-rows.ts';
 import type { TargetTable } from './target-catalog.ts';
-import { pruneHorizon } from './tombstones.ts';
+import { pruneOlderThanHorizon } from './tombstones.ts';
 
 /** How an unknown version (PostgreSQL no longer knows the commit: a frozen xmin) compares: oldest. */
 export const OLDEST: Version = { ts: -(2n ** 63n), node: '' };
@@ -85,18 +85,16 @@ export function resyncedVersionWrites(t: TargetTable, keyCols: string[], decisio
  * orders it the same. (An entry of a row written again since no longer matches its xmin and is
  * never read; it goes at the same time.)
  */
-export async function pruneResyncedVersions(
+export function pruneResyncedVersions(
   db: pg.Client,
   lastCommitTs: ReadonlyMap<string, bigint>,
   marginMs: number,
 ): Promise<number> {
-  const peers = (await db.query<{ node: string }>('select node from brabant.peers')).rows.map((r) => r.node);
-  const horizon = pruneHorizon(peers, lastCommitTs, marginMs);
-  if (horizon === undefined) return 0;
-  const res = await db.query(
+  return pruneOlderThanHorizon(
+    db,
+    lastCommitTs,
+    marginMs,
     `delete from brabant.resynced_versions
       where greatest(coalesce(ts, 0), (extract(epoch from pg_xact_commit_timestamp(xmin)) * 1000000)::int8) < $1::int8`,
-    [horizon.toString()],
   );
-  return res.rowCount ?? 0;
 }

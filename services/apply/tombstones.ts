@@ -18,18 +18,33 @@ export function pruneHorizon(
   return oldest - BigInt(marginMs) * 1000n;
 }
 
-/** Removes the tombstones older than the horizon; how many went. */
-export async function pruneTombstones(
+/**
+ * Runs `deleteSql` (its `$1`: the horizon, unix micros) once every peer has applied something;
+ * how many rows went.
+ */
+export async function pruneOlderThanHorizon(
   db: pg.Client,
   lastCommitTs: ReadonlyMap<string, bigint>,
   marginMs: number,
+  deleteSql: string,
 ): Promise<number> {
   const peers = (await db.query<{ node: string }>('select node from brabant.peers')).rows.map((r) => r.node);
   const horizon = pruneHorizon(peers, lastCommitTs, marginMs);
   if (horizon === undefined) return 0;
-  const res = await db.query(
-    `delete from brabant.tombstones where (extract(epoch from pg_xact_commit_timestamp(xmin)) * 1000000)::int8 < $1::int8`,
-    [horizon.toString()],
-  );
+  const res = await db.query(deleteSql, [horizon.toString()]);
   return res.rowCount ?? 0;
+}
+
+/** Removes the tombstones older than the horizon; how many went. */
+export function pruneTombstones(
+  db: pg.Client,
+  lastCommitTs: ReadonlyMap<string, bigint>,
+  marginMs: number,
+): Promise<number> {
+  return pruneOlderThanHorizon(
+    db,
+    lastCommitTs,
+    marginMs,
+    `delete from brabant.tombstones where (extract(epoch from pg_xact_commit_timestamp(xmin)) * 1000000)::int8 < $1::int8`,
+  );
 }

@@ -154,3 +154,13 @@ export async function startServices(d: Deployment): Promise<void> {
         120_000,
       );
 }
+
+/** Creates `items (id int primary key, v text)` on the first node and waits for its DDL on the second. */
+export async function createItems(d: Deployment): Promise<void> {
+  const [vl, wa] = d.ids;
+  await d.sql(vl!, 'create table items (id int primary key, v text)');
+  await waitUntil(
+    'items on the peer',
+    async () => (await d.sql(wa!, "select to_regclass('items') as r"))[0]!.r !== null,
+  );
+}
