@@ -295,6 +295,53 @@ describe('apply fast path', () => {
     expect(s.conflicts).toHaveLength(30);
   });
 
+  it('applies a transaction in conflict over several tables in two round trips on the full path', async () => {
+    const t = await target();
+    for (const x of ['b', 'c'])
+      await t.client.query(`create table items_${x} (id int primary key, v text, n int)`);
+    await t.client.query(`insert into items select g, 'local', 0 from generate_series(1, 4) g`);
+    for (const x of ['b', 'c'])
+      await t.client.query(`insert into items_${x} select g, 'local', 0 from generate_series(1, 4) g`);
+    const name = uniqueName('src');
+    const applier = await t.applier(name, 1); // grouping off: every transaction takes the full path
+    // one key of each table per source transaction, like pgbench's TPC-B (accounts, tellers, branches)
+    let at = 0x2000000n;
+    const tx = (id: number): DecodedChange[] => {
+      at += 0x100n;
+      const txPos = { xid: at, commitLsn: lsn(at), commitTs: FUTURE_TS + at };
+      return ['items', 'items_b', 'items_c'].map(
+        (table, index): RowChange => ({
+          kind: 'row',
+          origin: { region: 'r', node: name },
+          tx: { ...txPos, index, last: index === 2 },
+          op: 'UPDATE',
+          schema: 'public',
+          table,
+          key: { id: String(id) },
+          before: null,
+          after: { id: String(id), v: 'remote', n: String(id) },
+        }),
+      );
+    };
+    await applier.handleMany(tx(1)); // prepares its statements
+    const before = t.queries();
+    const outcomes = await applier.handleMany([...tx(2), ...tx(3)]);
+    // every row was written locally: each change is a conflict the newer source wins
+    expect(outcomes.map((o) => o.conflicts.map((c) => c.kind))).toEqual([
+      Array(3).fill('update_origin_change'),
+      Array(3).fill('update_origin_change'),
+    ]);
+    // per transaction: begin and the three tables' lookups; the writes, conflict log and commit
+    expect(t.queries() - before).toBe(4);
+    expect(t.metrics.roundTrips.get({ origin: name })).toBeGreaterThanOrEqual(4);
+    expect(t.metrics.strategyTransactions.get({ origin: name, strategy: 'full' })).toBe(3);
+    for (const table of ['items', 'items_b', 'items_c']) {
+      const r = await t.client.query(`select id, v from ${table} order by id`);
+      expect(r.rows.map((x) => x.v)).toEqual(['remote', 'remote', 'remote', 'local']);
+    }
+    await t.close();
+  });
+
   it('ends in the same state and conflict log as the row-by-row path on random histories', async () => {
     const { seed, rand } = seeded('fast-path equivalence', 'BRABANT_FAST_PATH_SEED');
     // the same history for both targets: two sources (one older and one newer than local

@@ -29,6 +29,14 @@ export function applyMetrics(registry = new MetricsRegistry()) {
       'brabant_apply_fast_path_misses_total',
       'Source transactions the grouped fast path could not apply as they came (a row needed conflict resolution), by origin',
     ),
+    roundTrips: registry.counter(
+      'brabant_apply_round_trips_total',
+      'Round trips to this node to apply changes (scripts, lookups, savepoints, statements prepared), by origin',
+    ),
+    strategyTransactions: registry.counter(
+      'brabant_apply_strategy_transactions_total',
+      'Source transactions applied, by origin and the strategy that applied them (fast, resolve-ahead, full)',
+    ),
     conflicts: registry.counter('brabant_apply_conflicts_total', 'Conflicts, by kind and resolution'),
     deadLetters: registry.counter(
       'brabant_apply_dead_letters_total',

@@ -28,6 +28,7 @@ import {
   fastGroupLimit,
   initialStrategyState,
   nextStrategy,
+  type Strategy,
   type StrategyEvent,
   type StrategyState,
 } from './planner/strategy.ts';
@@ -74,9 +75,20 @@ export class OriginApplier {
       reportedDrift: new Set(),
       schemaChanges: 0,
     };
-    this.exec = new Executor(db, new PreparedStatements(db));
+    // every round trip of this origin's connection counted (the cost the strategies trade)
+    const query = ((...args: Parameters<pg.Client['query']>) => {
+      ctx.metrics.roundTrips.inc({ origin: source });
+      return (db.query as (...a: unknown[]) => unknown).apply(db, args);
+    }) as pg.Client['query'];
+    const counted = { query };
+    this.exec = new Executor(counted, new PreparedStatements(counted));
     this.full = new FullPath(this.exec, this.state, ctx);
     this.groups = new GroupRunner(this.exec, this.full, this.state, ctx);
+  }
+
+  private counted(strategy: Strategy, transactions: number): void {
+    if (transactions > 0)
+      this.ctx.metrics.strategyTransactions.inc({ origin: this.source, strategy }, transactions);
   }
 
   /** The strategy state, for the resolve-ahead runner that moves it on between its groups. */
@@ -197,6 +209,7 @@ export class OriginApplier {
           }
           const committed = await this.groups.runPlanned(plan.txs);
           outcomes.push(...committed);
+          this.counted('fast', committed.length);
           i = committed.length === plan.txs.length ? plan.next : plan.txs[committed.length]!.start;
           event = { kind: 'fast-ran', planned: plan.txs.length, committed: committed.length };
           break;
@@ -204,6 +217,7 @@ export class OriginApplier {
         case 'resolve-ahead': {
           const r = await this.groups.resolveAhead(changes, i, table, this.strategyRef);
           outcomes.push(...r.outcomes);
+          this.counted('resolve-ahead', r.outcomes.length);
           i = r.next;
           event = r.event;
           break;
@@ -222,7 +236,10 @@ export class OriginApplier {
             this.pausedAt = { commitLsn: err.commitLsn, reason: err.reason };
             return outcomes;
           }
-          if (o !== undefined) outcomes.push(o);
+          if (o !== undefined) {
+            outcomes.push(o);
+            this.counted('full', 1);
+          }
           i = whole === undefined ? i + 1 : whole.end;
           event = { kind: 'next' };
           break;

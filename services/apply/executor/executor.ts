@@ -25,7 +25,7 @@ export const ROLLBACK_AND_PROGRESS =
 
 export class Executor {
   constructor(
-    private readonly db: pg.Client,
+    private readonly db: Pick<pg.Client, 'query'>,
     readonly statements: PreparedStatements,
   ) {}
 
