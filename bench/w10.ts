@@ -15,6 +15,7 @@ import { BrabantRun, brabantNames } from './lib/context.ts';
 import type { Db } from './lib/pg.ts';
 import { PROBE_A, PROBE_B, probesBothWays } from './lib/probes.ts';
 import { dropPair, freshPair, HOUR, warmUp, watchProgress } from './lib/runs.ts';
+import { metricSum } from './lib/services.ts';
 import { bounded, lagStats, nowMs, until } from './lib/util.ts';
 import type { Scenario } from './scenarios.ts';
 
@@ -131,8 +132,10 @@ export const W10: Scenario = {
       const topics = names.map((x) => x.topic);
       await brabant.capture(p.a, names[0]!, { BRABANT_SEQUENCE_INDEX: '0' });
       await brabant.capture(p.b, names[1]!, { BRABANT_SEQUENCE_INDEX: '1' });
-      await brabant.apply(p.a, topics, names[0]!.nodeId);
-      await brabant.apply(p.b, topics, names[1]!.nodeId);
+      const applies = [
+        await brabant.apply(p.a, topics, names[0]!.nodeId),
+        await brabant.apply(p.b, topics, names[1]!.nodeId),
+      ];
       // pgbench's schema and rows made on A, carried to B by DDL replication and the stream
       await pgbench(p.a, ['-i', '-s', SCALE, '-q']);
       await until(
@@ -225,6 +228,25 @@ export const W10: Scenario = {
         ),
       );
       details.conflicts = conflicts.map(Number);
+      // how each apply took the traffic: transactions by strategy, and round trips per transaction
+      details.apply = await Promise.all(
+        applies.map(async (svc, i) => {
+          const text = await svc.metrics();
+          const by = (strategy: string) =>
+            metricSum(text, 'brabant_apply_strategy_transactions_total', { strategy });
+          const tx = by('fast') + by('resolve-ahead') + by('full');
+          return {
+            node: names[i]!.nodeId,
+            fast: by('fast'),
+            resolveAhead: by('resolve-ahead'),
+            full: by('full'),
+            roundTripsPerTransaction:
+              tx === 0
+                ? null
+                : Math.round((metricSum(text, 'brabant_apply_round_trips_total') / tx) * 100) / 100,
+          };
+        }),
+      );
       return {
         values: {
           tps: withBrabant.tps,
