@@ -295,6 +295,31 @@ describe('apply fast path', () => {
     expect(s.conflicts).toHaveLength(30);
   });
 
+  it('keeps a resolve-ahead decision to keep the local row when a newer local write lands in between', async () => {
+    const { t, applier, src: older } = await withRows(10, 'remote');
+    const name = applier.source;
+    // local writes (now) on every key: the source's next (2020) updates lose to them
+    await t.client.query(`update items set v = 'local'`);
+    // and one more local write of key 3 between the lookup and the transactions resting on it
+    const stopped = t.betweenLookupAndWrite(async () => {
+      await t.client.query(`update items set n = 42 where id = 3`);
+    });
+    const fullBefore = t.metrics.strategyTransactions.get({ origin: name, strategy: 'full' });
+    const lost = await applier.handleMany(
+      Array.from({ length: 10 }, (_, i) => older.tx([{ op: 'UPDATE', id: i + 1, v: 'late', n: 7 }])).flat(),
+    );
+    expect(lost.map((o) => o.conflicts.map((c) => `${c.kind}/${c.resolution}`))).toEqual(
+      Array.from({ length: 10 }, () => ['update_origin_change/keep_local']),
+    );
+    // the check let it through: the row is newer still, so keeping it holds
+    expect(await stopped).toBe(false);
+    expect(t.metrics.strategyTransactions.get({ origin: name, strategy: 'full' })).toBe(fullBefore);
+    const s = await state(t.client);
+    expect(s.rows.map((r) => r.v)).toEqual(Array(10).fill('local'));
+    expect(s.rows.find((r) => r.id === 3)!.n).toBe(42);
+    await t.close();
+  });
+
   it('applies a transaction in conflict over several tables in two round trips on the full path', async () => {
     const t = await target();
     for (const x of ['b', 'c'])

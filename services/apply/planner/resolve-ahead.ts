@@ -5,7 +5,9 @@
  * from what they found, one local transaction per source transaction that first checks and locks
  * that its keys are still in the state looked up (the row's and the tombstone's xmin), then writes
  * what `resolve()` decided, its conflict log, and commits. A local write in between makes the
- * check raise BR001: that transaction and the rest of the script do not run.
+ * check raise BR001: that transaction and the rest of the script do not run — unless the
+ * decision was to keep that local row (it was newer than the change), which a newer local write
+ * leaves true: hot rows local writers keep changing (pgbench's branches) then need no full path.
  *
  * The lookups never commit: their row locks take an xid, so a commit in this session could carry
  * the origin progress of a transaction that did not commit (the origin setup of one that failed),
@@ -13,10 +15,12 @@
  */
 import type { DecodedChange, RowChange } from '../../protocol/change-decoder.ts';
 import type { Lsn } from '../../protocol/lsn.ts';
+import { codecFromAvro } from '../../protocol/pg-types.ts';
 import type { LookupRow } from '../outcome/answers.ts';
 import type { TargetTable } from '../target-catalog.ts';
 import { decide } from './decide.ts';
 import { planWrites } from './full.ts';
+import type { Decision } from './resolve.ts';
 import {
   addAction,
   literal,
@@ -29,6 +33,18 @@ import {
 } from './script.ts';
 import { expandKeyChanges, wholeTransactionAt } from './source-transactions.ts';
 import { lookupSql, verifySql } from './sql-rows.ts';
+
+const commitTime = codecFromAvro({ type: 'long', logicalType: 'timestamp-micros' });
+
+/**
+ * Whether a decision keeps a local row that was there and newer than the change (nothing is
+ * written): it holds for any later version of that row too (insert_exists, update_origin_change
+ * and delete_recently_updated keep their kind while the row is there and newer). The conflict
+ * log then holds the local row as it was looked up.
+ */
+export function keepsLocalRow(d: Decision, looked: LookupRow): boolean {
+  return d.action === 'skip' && d.conflict?.resolution === 'keep_local' && looked.found;
+}
 
 /** A complete small source transaction of a resolve-ahead group. */
 export interface AheadTx {
@@ -178,23 +194,10 @@ export function planAheadTransactions(
       actions: new Map(),
     };
     if (x.rows.length === 0) statements.push(TAKE_XID);
-    // the state each decision rests on, checked and locked first
-    for (const [t, cs] of byTable([x])) {
-      statements.push(
-        ctx.statements.execute(
-          t,
-          `full verify ${t.primaryKey.join('\u0000')}`,
-          () => untyped(verifySql(t, t.primaryKey)),
-          [
-            ...t.primaryKey.map((k) => textArrayLiteral(cs.map((c) => c.key![k]!))),
-            literal(`${t.schema}.${t.name}`),
-            textArrayLiteral(cs.map((c) => state.get(c)!.row_xmin)),
-            textArrayLiteral(cs.map((c) => state.get(c)!.tomb_xmin)),
-          ],
-        ),
-      );
-    }
-    // consecutive changes of one table are one batch, as in the full path
+    // consecutive changes of one table are one batch, as in the full path: decided first, since
+    // the check of each key depends on its decision
+    const keeps = new Set<RowChange>();
+    const writes: string[] = [];
     let batch: RowChange[] = [];
     let table: TargetTable | undefined;
     const flush = () => {
@@ -207,9 +210,11 @@ export function planAheadTransactions(
         table.primaryKey,
       );
       plan.conflicts.push(...conflicts);
-      const writes = planWrites(table, table.primaryKey, decisions, ctx.statements);
-      statements.push(...writes.deferred);
-      for (const d of decisions) addAction(plan.actions, d.d.action, 1);
+      writes.push(...planWrites(table, table.primaryKey, decisions, ctx.statements).deferred);
+      for (const d of decisions) {
+        addAction(plan.actions, d.d.action, 1);
+        if (d.c.before === null && keepsLocalRow(d.d, state.get(d.c)!)) keeps.add(d.c);
+      }
       batch = [];
     };
     for (const { c, t } of x.rows) {
@@ -218,6 +223,25 @@ export function planAheadTransactions(
       batch.push(c);
     }
     flush();
+    // the state each decision rests on, checked and locked first
+    for (const [t, cs] of byTable([x])) {
+      statements.push(
+        ctx.statements.execute(
+          t,
+          `full verify ${t.primaryKey.join('\u0000')}`,
+          () => untyped(verifySql(t, t.primaryKey)),
+          [
+            ...t.primaryKey.map((k) => textArrayLiteral(cs.map((c) => c.key![k]!))),
+            literal(`${t.schema}.${t.name}`),
+            textArrayLiteral(cs.map((c) => state.get(c)!.row_xmin)),
+            textArrayLiteral(cs.map((c) => state.get(c)!.tomb_xmin)),
+            textArrayLiteral(cs.map((c) => (keeps.has(c) ? 't' : 'f'))),
+            literal(commitTime.toText(x.commitTs)),
+          ],
+        ),
+      );
+    }
+    statements.push(...writes);
     if (plan.conflicts.length > 0) statements.push(ctx.conflictsInsert(plan));
     statements.push(ctx.commitSetup(x.commitLsn, x.commitTs), 'commit');
     plan.script = statements.join(';\n');

@@ -116,12 +116,16 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
 export function verifySql(t: TargetTable, keyCols: string[]): string {
   const ks = keyCols.map((_, i) => `k${i}`);
   const n = keyCols.length;
+  // a decision to keep the local row (it was newer than the change) still holds when a local
+  // write changed the row since: it is newer still. So for those the row need only be there and
+  // be newer than the change ($n+5, its commit time); any other decision needs the state looked up.
   return `select brabant.expect_rows((
       select count(*)
-        from unnest(${[...ks.map((_, i) => `$${i + 1}::text[]`), `$${n + 2}::text[]`, `$${n + 3}::text[]`].join(', ')}) as u(${[...ks, 'rx', 'tx'].join(', ')})
-        left join lateral (select t.xmin::text as x from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')} for update) r on true
+        from unnest(${[...ks.map((_, i) => `$${i + 1}::text[]`), `$${n + 2}::text[]`, `$${n + 3}::text[]`, `$${n + 4}::boolean[]`].join(', ')}) as u(${[...ks, 'rx', 'tx', 'keep'].join(', ')})
+        left join lateral (select t.xmin::text as x, pg_xact_commit_timestamp(t.xmin) as ts from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')} for update) r on true
         left join brabant.tombstones tb on tb.tbl = $${n + 1} and tb.key = ${tombstoneKey(t, keyCols, 'u')}
-       where r.x is not distinct from u.rx and tb.xmin::text is not distinct from u.tx
+       where (r.x is not distinct from u.rx or (u.keep and r.ts > $${n + 5}::timestamptz))
+         and tb.xmin::text is not distinct from u.tx
     ), cardinality($1::text[]))`;
 }
 
