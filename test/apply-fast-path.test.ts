@@ -320,6 +320,40 @@ describe('apply fast path', () => {
     await t.close();
   });
 
+  it('resolves ahead transactions that also insert into a table without a key, each row once', async () => {
+    const { t, applier, src: older } = await withRows(6, 'remote');
+    const name = applier.source;
+    await t.client.query('create table history (item int, note text)'); // no key, like pgbench_history
+    await t.client.query(`update items set v = 'local'`);
+    // like TPC-B: an update that loses to the local row, and an insert into the table without a key
+    const txs = Array.from({ length: 6 }, (_, i) => {
+      const [u] = older.tx([{ op: 'UPDATE', id: i + 1, v: 'late' }]) as RowChange[];
+      const insert: RowChange = {
+        ...u!,
+        op: 'INSERT',
+        table: 'history',
+        key: {},
+        after: { item: String(i + 1), note: 'remote' },
+        tx: { ...u!.tx, index: 1, last: true },
+      };
+      return [{ ...u!, tx: { ...u!.tx, last: false } }, insert];
+    }).flat();
+    const fullBefore = t.metrics.strategyTransactions.get({ origin: name, strategy: 'full' });
+    const outcomes = await applier.handleMany(txs);
+    expect(outcomes).toHaveLength(6);
+    expect(t.metrics.strategyTransactions.get({ origin: name, strategy: 'full' })).toBe(fullBefore);
+    expect(t.metrics.strategyTransactions.get({ origin: name, strategy: 'resolve-ahead' })).toBeGreaterThan(
+      0,
+    );
+    const h = await t.client.query<{ item: number }>('select item from history order by item');
+    expect(h.rows.map((r) => r.item)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect((await state(t.client)).rows.map((r) => r.v)).toEqual(Array(6).fill('local'));
+    // applied again (a redelivery): nothing doubles
+    await applier.handleMany(txs);
+    expect((await t.client.query('select count(*)::int as n from history')).rows[0].n).toBe(6);
+    await t.close();
+  });
+
   it('applies a transaction in conflict over several tables in two round trips on the full path', async () => {
     const t = await target();
     for (const x of ['b', 'c'])

@@ -176,6 +176,18 @@ export class GroupRunner {
  * the table of a change if a group strategy may take it (found by its primary key, no other
  * unique key, no old row sent, no column drift to report), else undefined (the full path).
  */
+/** An insert into a table without a key or any unique index (pgbench_history): nothing to look up. */
+export function isKeylessInsert(t: TargetTable, c: RowChange): boolean {
+  return (
+    c.op === 'INSERT' &&
+    t.primaryKey.length === 0 &&
+    !t.otherUniqueKeys &&
+    t.replicaIdentity !== 'f' &&
+    c.key !== null &&
+    Object.keys(c.key).length === 0
+  );
+}
+
 export async function groupableTables(
   catalog: TargetCatalog,
   changes: DecodedChange[],
@@ -201,8 +213,9 @@ export async function groupableTables(
       if (c.resync !== undefined) return undefined;
       if (c.op !== 'DELETE' && c.after === null) return undefined;
       const t = of(c);
-      if (t === undefined || t.otherUniqueKeys || t.primaryKey.length === 0 || !hasDefaultPolicy(t))
-        return undefined;
+      if (t === undefined || t.otherUniqueKeys || !hasDefaultPolicy(t)) return undefined;
+      // a table without a key replicates its inserts only, each a row of its own: never a conflict
+      if (t.primaryKey.length === 0) return isKeylessInsert(t, c) ? t : undefined;
       if (!t.primaryKey.every((k) => typeof c.key![k] === 'string')) return undefined;
       // a row of an older shape goes through the full path (planner/decide.ts withAddedColumns)
       if (missingFromShape(t, c).length > 0) return undefined;

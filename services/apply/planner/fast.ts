@@ -123,7 +123,11 @@ function planTransaction(
       if (cols.length === 0) return undefined;
     }
     const sig = `${t.sql}\u0000${c.op}\u0000${cols.join('\u0000')}`;
-    const key = JSON.stringify(t.primaryKey.map((k) => c.key![k]));
+    // rows of a table without a key never repeat one (each is a row of its own)
+    const key =
+      t.primaryKey.length === 0
+        ? `#${run?.items.length ?? 0}`
+        : JSON.stringify(t.primaryKey.map((k) => c.key![k]));
     if (run !== undefined && (run.sig !== sig || run.keys.has(key))) flush();
     if (run === undefined) run = { t, op: c.op, cols, sig, items: [], keys: new Set() };
     run.items.push(c);

@@ -19,7 +19,7 @@ import { codecFromAvro } from '../../protocol/pg-types.ts';
 import type { LookupRow } from '../outcome/answers.ts';
 import type { TargetTable } from '../target-catalog.ts';
 import { decide } from './decide.ts';
-import { planWrites } from './full.ts';
+import { executeWrite, plainInserts, planWrites } from './full.ts';
 import type { Decision } from './resolve.ts';
 import {
   addAction,
@@ -92,6 +92,11 @@ export function planAheadGroup(
     let ok = true;
     for (const c of expandKeyChanges(source)) {
       const t = input.table(c);
+      // an insert into a table without a key (the group tables give only those) looks nothing up
+      if (t !== undefined && t.primaryKey.length === 0) {
+        planned.push({ c, t, key: '' });
+        continue;
+      }
       const key = t && `${t.sql}\u0000${JSON.stringify(t.primaryKey.map((k) => c.key![k]))}`;
       if (t === undefined || key === undefined || keys.has(key) || planned.some((p) => p.key === key)) {
         ok = false;
@@ -100,7 +105,7 @@ export function planAheadGroup(
       planned.push({ c, t, key });
     }
     if (!ok) break;
-    for (const p of planned) keys.add(p.key);
+    for (const p of planned) if (p.key !== '') keys.add(p.key);
     txs.push({
       start: i,
       end,
@@ -115,11 +120,12 @@ export function planAheadGroup(
   return { txs, next: i };
 }
 
-/** The row changes of resolve-ahead transactions by table, in order of first appearance. */
+/** The row changes to look up of resolve-ahead transactions by table (keyed tables), in order of first appearance. */
 export function byTable(txs: AheadTx[]): Map<TargetTable, RowChange[]> {
   const tables = new Map<TargetTable, RowChange[]>();
   for (const x of txs)
     for (const { c, t } of x.rows) {
+      if (t.primaryKey.length === 0) continue;
       const list = tables.get(t);
       if (list === undefined) tables.set(t, [c]);
       else list.push(c);
@@ -219,6 +225,13 @@ export function planAheadTransactions(
     };
     for (const { c, t } of x.rows) {
       if (t !== table) flush();
+      if (t.primaryKey.length === 0) {
+        // a row of its own, inserted as it comes
+        table = undefined;
+        writes.push(...plainInserts(t, [c]).map((w) => executeWrite(t, w, ctx.statements)));
+        addAction(plan.actions, 'insert', 1);
+        continue;
+      }
       table = t;
       batch.push(c);
     }
