@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { postgresBinDir } from '../infra/postgres/postgres.ts';
 import { BrabantRun, brabantNames } from './lib/context.ts';
+import { CpuMeter, runParts } from './lib/cpu.ts';
 import type { Db } from './lib/pg.ts';
 import { PROBE_A, PROBE_B, probesBothWays } from './lib/probes.ts';
 import { dropPair, freshPair, HOUR, warmUp, watchProgress } from './lib/runs.ts';
@@ -54,6 +55,22 @@ async function pgbenchChecksum(db: Db): Promise<string> {
   return parts.join(' ');
 }
 
+/** The CPU figures of the table (when both phases measured one). */
+function cpuValues(details: Record<string, unknown>): Record<string, number> {
+  const total = (k: string) => (details[k] as { total?: number | null } | undefined)?.total ?? undefined;
+  const [w, wo] = [total('cpuMsPerTransaction'), total('cpuMsPerTransactionWithout')];
+  return w === undefined || wo === undefined ? {} : { cpuMsPerTx: w, cpuMsPerTxWithout: wo };
+}
+
+/** CPU milliseconds per pgbench transaction, per part and in total. */
+function perTransaction(cpu: { total: number; parts: Record<string, number> }, tx: number) {
+  const ms = (s: number) => (tx > 0 ? Math.round((s * 1e6) / tx) / 1000 : null);
+  return {
+    total: ms(cpu.total),
+    ...Object.fromEntries(Object.entries(cpu.parts).map(([n, s]) => [n, ms(s)])),
+  };
+}
+
 export const W10: Scenario = {
   id: 'W10',
   title: 'pgbench TPC-B in both regions',
@@ -84,6 +101,15 @@ export const W10: Scenario = {
       target: { value: 1000, op: '<', text: '< 1,000 ms' },
     },
     { key: 'lagP50', label: 'lag p50 while pgbench runs', unit: 'ms', better: 'lower', baselines: [] },
+    {
+      key: 'cpuMsPerTx',
+      label:
+        'CPU ms per pgbench transaction, pgbench start → nodes identical (both PostgreSQL servers; Brabant: + capture, apply, Kafka, registry)',
+      unit: 'ms',
+      better: 'lower',
+      baselines: [],
+      sameRun: { key: 'cpuMsPerTxWithout', text: 'same nodes without Brabant' },
+    },
     {
       key: 'drainSeconds',
       label: 'seconds from pgbench’s end until both nodes are identical',
@@ -116,7 +142,9 @@ export const W10: Scenario = {
         pgbench(bare.a, ['-i', '-s', SCALE, '-q']),
         pgbench(bare.b, ['-i', '-s', SCALE, '-q']),
       ]);
+      const bareCpu = new CpuMeter(runParts({ a: bare.a.server, b: bare.b.server })).start();
       without = await bothAtOnce(bare, seconds);
+      details.cpuMsPerTransactionWithout = perTransaction(bareCpu.stop(), without.tx);
     } finally {
       await dropPair(bare);
     }
@@ -130,8 +158,10 @@ export const W10: Scenario = {
     try {
       const names = [brabantNames('w10a', ctx.regionA), brabantNames('w10b', ctx.regionB)];
       const topics = names.map((x) => x.topic);
-      await brabant.capture(p.a, names[0]!, { BRABANT_SEQUENCE_INDEX: '0' });
-      await brabant.capture(p.b, names[1]!, { BRABANT_SEQUENCE_INDEX: '1' });
+      const captures = [
+        await brabant.capture(p.a, names[0]!, { BRABANT_SEQUENCE_INDEX: '0' }),
+        await brabant.capture(p.b, names[1]!, { BRABANT_SEQUENCE_INDEX: '1' }),
+      ];
       const applies = [
         await brabant.apply(p.a, topics, names[0]!.nodeId),
         await brabant.apply(p.b, topics, names[1]!.nodeId),
@@ -175,6 +205,17 @@ export const W10: Scenario = {
       await pollB.start();
       probeA.start();
       probeB.start();
+      // CPU from pgbench's start until both nodes agree: what every part spent on the run
+      const cpu = new CpuMeter([
+        ...runParts(
+          { a: p.a.server, b: p.b.server },
+          { brokers: ctx.brokers, registryUrl: ctx.registryUrl, services: [] },
+        ),
+        ...['A', 'B'].flatMap((side, i) => [
+          { name: `capture ${side}`, pid: captures[i]!.pid, tree: false },
+          { name: `apply ${side}`, pid: applies[i]!.pid, tree: false },
+        ]),
+      ]).start();
       const withBrabant = await bothAtOnce(p, seconds);
       const stopped = nowMs();
       await probeA.stop();
@@ -205,6 +246,7 @@ export const W10: Scenario = {
           { timeoutMs: HOUR, intervalMs: 500, abort },
         );
         converged = 1;
+        details.cpuMsPerTransaction = perTransaction(cpu.stop(), withBrabant.tx);
       } catch (err) {
         details.diverged = String(err);
       }
@@ -257,6 +299,7 @@ export const W10: Scenario = {
           drainSeconds,
           converged,
           moneyConserved,
+          ...cpuValues(details),
         },
         details,
       };
