@@ -192,10 +192,17 @@ async function copyFrom(
   }
 }
 
-/** Why `node`'s id is taken (a peer applies it, Kafka holds its events), or undefined. */
+/**
+ * Why `node`'s id is taken (a peer applied changes of it, lists it as a peer, or Kafka holds its
+ * events), or undefined. An origin of it without progress is not use: `brabant node init` of a
+ * peer makes an origin for every node of the topology, the one about to join included.
+ */
 async function idInUse(t: Topology, node: TopologyNode, peer: pg.Client): Promise<string | undefined> {
   const seen = await peer.query<{ why: string }>(
-    `select 'a peer applies its changes (origin ' || roname || ')' as why from pg_replication_origin where roname = $1
+    `select 'a peer applies its changes (origin ' || roname || ' at ' || p || ')' as why
+       from (select roname, pg_replication_origin_progress(roname, false)::text as p
+               from pg_replication_origin where roname = $1) o
+      where p is not null and p <> '0/0'
      union all
      select 'a peer lists it among its peers' from brabant.peers where node = $2`,
     [originName(node.id), node.id],
@@ -369,8 +376,13 @@ async function catchUp(
   target: pg.Client,
   timeoutSeconds: number,
 ): Promise<void> {
+  // on a secured topology its services log in as roles and Kafka users node init makes
+  const setUp =
+    t.security === undefined
+      ? ''
+      : `set up ${node.id}'s roles and Kafka users (brabant node init ${node.id}), then `;
   say(
-    `the copy is complete: start capture and apply of ${node.id} now (brabant start --topology ${t.file} ${node.id}); ` +
+    `the copy is complete: ${setUp}start capture and apply of ${node.id} now (brabant start --topology ${t.file} ${node.id}); ` +
       `waiting up to ${timeoutSeconds} s for it to catch up`,
   );
   const marks = new Map<string, Lsn>();
