@@ -21,11 +21,12 @@ import { serverVersion } from './lib/pg.ts';
 import { summarizeDir } from './lib/profile.ts';
 import { killAllServices, ROOT, stopAllServices } from './lib/services.ts';
 import { errorText, median, say } from './lib/util.ts';
-import { type RunResult, type Scenario, W1, W2, W3, W8 } from './scenarios.ts';
+import { type RunResult, type Scenario, W1, W2, W3 } from './scenarios.ts';
 import { W4 } from './w4.ts';
 import { W5 } from './w5.ts';
 import { killW6, stopW6, W6, W6_CLIENTS, W6_THINK_MS } from './w6.ts';
 import { W7 } from './w7.ts';
+import { W8 } from './w8.ts';
 import { W9 } from './w9.ts';
 import { W10 } from './w10.ts';
 
@@ -352,7 +353,7 @@ async function main(): Promise<number> {
       (versions.debezium ? `, Debezium ${versions.debezium}` : ''),
     `runs: ${opts.runs} per scenario and system (median quoted); W1 ${opts.w1Rows.toLocaleString('en-US')} rows in ${opts.w1TxRows}-row transactions; ` +
       `W2 ${opts.w2Clients} clients × ${opts.w2Seconds} s; W3 ${opts.w3Rows.toLocaleString('en-US')} rows; ` +
-      `W4 ${opts.w4Keys} keys × ${opts.w4Seconds} s, ${opts.w4Writers} updaters per region; W5 ${opts.w5Rows.toLocaleString('en-US')} rows; ` +
+      `W4 ${opts.w4Keys} keys × ${opts.w4Seconds} s, ${opts.w4Writers} updaters per region; W5 ${opts.w5Rows.toLocaleString('en-US')} rows; W8 ${opts.w8Rows.toLocaleString('en-US')} rows; ` +
       `W6 ${W6_CLIENTS} clients × 1-row transactions, ${W6_THINK_MS} ms think time, through the router; lag poll every ${opts.pollMs} ms`,
     `Brabant settings: ${
       Object.keys(opts.serviceEnv).length === 0

@@ -65,8 +65,10 @@ describe('brabant node join: bad input', { timeout: 300_000 }, () => {
 
   it('refuses a node id in use by a member (the peer applies it), unless --rebuild', async () => {
     const m = await cluster.add(server(servers, 'vl-3'), { empty: true });
-    // a member under that id: the peer applies its changes
+    // a member under that id: the peer applied changes of it (an origin with progress; one that
+    // node init made for every node of the topology, without progress, is no use of the id)
     await peer.client.query(`select pg_replication_origin_create('brabant_' || $1)`, [m.id]);
+    await peer.client.query(`select pg_replication_origin_advance('brabant_' || $1, '0/1')`, [m.id]);
     try {
       const r = await cluster.cli(['node', 'join', m.id, '--from', peer.id]);
       expect(r.code).not.toBe(0);

@@ -8,12 +8,14 @@ export const SYSTEM_NAMES: Record<System, string> = {
   native: 'native logical replication',
   pglogical: 'pglogical',
   debezium: 'Debezium',
+  // a cell of the printed markdown table: the pipe escaped
+  pgdump: 'pg_dump \\| pg_restore',
 };
 
 export const HELP = `npm run bench [-- [W1 … W10] [options]]
   --runs N          runs of each scenario and system (default 3; the median is quoted)
   --quick           small sizes for a fast look: W1 40,000 rows, W2/W4 10 s, W3 100,000 rows,
-                    W5 40,000 rows, 1 run (each can still be set below)
+                    W5 40,000 rows, W8 100,000 rows, 1 run (each can still be set below)
   --w1-rows N       rows of W1 (default 400000), --w1-tx-rows N rows per transaction (100)
   --seconds N       duration of W2 and W4 (default 60); --w2-seconds / --w4-seconds for one
   --w2-clients N    inserting clients of W2 (default 8); --w2-rate N total rows/s cap (0 = none)
@@ -22,11 +24,12 @@ export const HELP = `npm run bench [-- [W1 … W10] [options]]
   --w4-delta        W4 with qty a delta column for Brabant (increments kept, docs/policies.md)
   --w7-seconds N    W7's W2 load before and after the schema change (default 15; --quick 5)
   --w5-rows N       rows of W5 (default 400000)
+  --w8-rows N       rows the peer holds before W8's join (default 1000000; --quick 100000)
   --w9-cut-seconds N  how long W9 cuts the link between the regions (default 60; --quick 15)
   --w10-seconds N   W10's pgbench run, without and then with Brabant (default --seconds)
   --w10-delta       W10 with pgbench's balances declared delta columns (docs/policies.md)
   --poll-ms N       interval of the visibility poller on the target (default 5)
-  --systems a,b     only these systems (brabant,native,pglogical,debezium)
+  --systems a,b     only these systems (brabant,native,pglogical,debezium,pgdump)
   --stall-seconds N a Brabant run fails once nothing moved for N s (default 120)
   --service-env K=V extra environment of every capture and apply (repeatable), e.g.
                     --service-env BRABANT_CAPTURE_BATCH_BYTES=262144; shown in the report
@@ -100,6 +103,7 @@ export function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOpti
     'w4-delta',
     'w7-seconds',
     'w5-rows',
+    'w8-rows',
     'w9-cut-seconds',
     'w10-seconds',
     'w10-delta',
@@ -112,7 +116,7 @@ export function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOpti
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}\n${HELP}`);
   const systems = new Set<System>(
     (flags.get('systems') === undefined
-      ? ['brabant', 'native', 'pglogical', 'debezium']
+      ? ['brabant', 'native', 'pglogical', 'debezium', 'pgdump']
       : String(flags.get('systems')).split(',')) as System[],
   );
   for (const s of systems)
@@ -135,6 +139,7 @@ export function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOpti
       w4Delta: flags.has('w4-delta'),
       w7Seconds: Math.max(2, num('w7-seconds', quick ? 5 : 15)),
       w5Rows: num('w5-rows', quick ? 40_000 : 400_000),
+      w8Rows: Math.max(1, num('w8-rows', quick ? 100_000 : 1_000_000)),
       w9CutSeconds: Math.max(1, num('w9-cut-seconds', quick ? 15 : 60)),
       w10Seconds: Math.max(2, num('w10-seconds', seconds)),
       w10Delta: flags.has('w10-delta'),

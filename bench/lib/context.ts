@@ -7,7 +7,7 @@ import { adminQuery, type Db, type Server } from './pg.ts';
 import { metricSum, type Service, startService } from './services.ts';
 import { say, tag } from './util.ts';
 
-export type System = 'brabant' | 'native' | 'pglogical' | 'debezium';
+export type System = 'brabant' | 'native' | 'pglogical' | 'debezium' | 'pgdump';
 
 export interface BenchOptions {
   runs: number;
@@ -27,6 +27,8 @@ export interface BenchOptions {
   /** Seconds of W7's load before and after its schema change. */
   w7Seconds: number;
   w5Rows: number;
+  /** Rows the peer holds before W8's node joins from it. */
+  w8Rows: number;
   /** How long W9 cuts the link between the regions. */
   w9CutSeconds: number;
   /** W10's pgbench run length, per phase (without and with Brabant). */

@@ -62,12 +62,17 @@ export interface Db {
   drop(): Promise<void>;
 }
 
-/** Creates a fresh database with the items table. */
-export async function createDb(server: Server, name: string, extraSql: string[] = []): Promise<Db> {
+/** Creates a fresh database with the items table (none with `empty`: a node about to be filled, W8). */
+export async function createDb(
+  server: Server,
+  name: string,
+  extraSql: string[] = [],
+  opts: { empty?: boolean } = {},
+): Promise<Db> {
   await adminQuery(server, `create database ${name}`);
   const url = withDatabase(server.url, name);
   const client = await connect(url);
-  await client.query(ITEMS_SQL);
+  if (!opts.empty) await client.query(ITEMS_SQL);
   for (const sql of extraSql) await client.query(sql);
   const db: Db = {
     server,
@@ -305,6 +310,27 @@ export class VisibilityPoller {
       if (s > lastSeen) lastSeen = s;
     }
     return { lags: out.subarray(0, i), lastSeen };
+  }
+
+  /**
+   * When the last row that arrived more than `lateMs` after its commit was seen (ms), or undefined
+   * when none did: from then on every row arrived within `lateMs` (W8's "caught up").
+   */
+  lastLateSeen(lateMs: number): number | undefined {
+    let last: number | undefined;
+    for (const id of this.commits.ids()) {
+      const s = this.seen.get(id);
+      const c = this.commits.get(id)!;
+      if (s !== undefined && s - c > lateMs && (last === undefined || s > last)) last = s;
+    }
+    return last;
+  }
+
+  /** Rows committed more than `lateMs` before `now` that have not been seen yet. */
+  lateMissing(lateMs: number, now: number): number {
+    let n = 0;
+    for (const id of this.commits.ids()) if (!this.seen.has(id) && now - this.commits.get(id)! > lateMs) n++;
+    return n;
   }
 
   /** Per second of commit time from `t0`: rows, p50 and max lag (ms), to see where lag builds up. */

@@ -69,8 +69,8 @@ export function clusterGrants(t: Topology, nodeId: string): ClusterGrant[] {
   return grants;
 }
 
-/** kafkajs options of the cluster admin. */
-function adminSasl(sec: TopologySecurity, region: string): SASLOptions {
+/** kafkajs options of the cluster admin (node init here; join and part: membership/cluster-view.ts). */
+export function adminSasl(sec: TopologySecurity, region: string): SASLOptions {
   return {
     mechanism: sec.kafkaSasl,
     username: sec.kafkaAdmin,

@@ -4,7 +4,8 @@
  * cannot be reached), the Kafka cluster of a region, where a node's events are, the origins'
  * progress on a node, and the region's router.
  */
-import type { Admin, Kafka } from 'kafkajs';
+import { readFileSync } from 'node:fs';
+import type { Admin, Kafka, KafkaConfig } from 'kafkajs';
 import pg from 'pg';
 import { type Lsn, parseLsn, type StreamPosition } from '../../protocol/lsn.ts';
 import { originName } from '../../protocol/names.ts';
@@ -15,6 +16,7 @@ import { createKafka } from '../../runtime/kafka.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { redactUrl } from '../../runtime/redact.ts';
 import { nodeOf, regionOf, type Topology, type TopologyNode } from '../../runtime/topology.ts';
+import { adminSasl } from '../node-kafka.ts';
 import { routerUrl } from '../router-commands.ts';
 
 /** kafkajs and the read-back log here; the command's own output is its progress lines. */
@@ -37,6 +39,17 @@ export async function connectNode(n: TopologyNode, doing: string): Promise<pg.Cl
   }
 }
 
+/**
+ * How the command logs in to a region's Kafka: on a secured topology as the cluster's admin
+ * (security.kafkaAdmin, its password from the secrets folder) over TLS checked against the CA, as
+ * node init does; on a plaintext one as nobody.
+ */
+export function commandKafkaAuth(t: Topology, region: string): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  const sec = t.security;
+  if (sec === undefined) return {};
+  return { ssl: { ca: [readFileSync(sec.ca, 'utf8')] }, sasl: adminSasl(sec, region) };
+}
+
 /** The Kafka cluster of a node's region, with an admin client, for the length of `fn`. */
 export async function withRegionKafka<T>(
   t: Topology,
@@ -44,7 +57,12 @@ export async function withRegionKafka<T>(
   fn: (kafka: Kafka, admin: Admin) => Promise<T>,
 ): Promise<T> {
   const r = regionOf(t, node.region);
-  const kafka = createKafka({ brokers: r.kafka, clientId: 'brabant-node-command', log: quietLog });
+  const kafka = createKafka({
+    brokers: r.kafka,
+    clientId: 'brabant-node-command',
+    log: quietLog,
+    ...commandKafkaAuth(t, r.name),
+  });
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -17,7 +17,8 @@
  *    Its consumer group has no offsets: apply reads every change topic from its start and skips
  *    what the positions say it holds.
  * 5. **Catch-up**: once its capture and apply run, the node applies every stream from Kafka; the
- *    join marks each other node's stream and waits until the node applied past every mark.
+ *    join marks each other node's stream and waits until the node applied past every mark, and
+ *    marks again until a round takes at most CAUGHT_UP_ROUND_MS (what was written meanwhile).
  * 6. **Router**: only then is it added to its region's router (it takes writes when a
  *    switchover or failover chooses it).
  *
@@ -192,10 +193,17 @@ async function copyFrom(
   }
 }
 
-/** Why `node`'s id is taken (a peer applies it, Kafka holds its events), or undefined. */
+/**
+ * Why `node`'s id is taken (a peer applied changes of it, lists it as a peer, or Kafka holds its
+ * events), or undefined. An origin of it without progress is not use: `brabant node init` of a
+ * peer makes an origin for every node of the topology, the one about to join included.
+ */
 async function idInUse(t: Topology, node: TopologyNode, peer: pg.Client): Promise<string | undefined> {
   const seen = await peer.query<{ why: string }>(
-    `select 'a peer applies its changes (origin ' || roname || ')' as why from pg_replication_origin where roname = $1
+    `select 'a peer applies its changes (origin ' || roname || ' at ' || p || ')' as why
+       from (select roname, pg_replication_origin_progress(roname, false)::text as p
+               from pg_replication_origin where roname = $1) o
+      where p is not null and p <> '0/0'
      union all
      select 'a peer lists it among its peers' from brabant.peers where node = $2`,
     [originName(node.id), node.id],
@@ -330,7 +338,6 @@ async function setPositions(
   );
 }
 
-/** Step 5: waits until the node applied every other reachable node's stream past a mark made now. */
 /**
  * A rebuilt node's consumer group still has the offsets its lost database's apply committed:
  * past its own lost events and past the other streams' events since the peer's snapshot. It is
@@ -363,16 +370,53 @@ async function forgetGroupOffsets(t: Topology, node: TopologyNode): Promise<void
   );
 }
 
+/**
+ * A catch-up round ends when the node has applied past marks made at its start: writes made
+ * meanwhile are still queued then. The node counts as caught up once a round takes no longer
+ * than this (it is then at most about this far behind every stream); else it goes again.
+ */
+const CAUGHT_UP_ROUND_MS = 5000;
+
+/** Step 5 (see the module comment). */
 async function catchUp(
   t: Topology,
   node: TopologyNode,
   target: pg.Client,
   timeoutSeconds: number,
 ): Promise<void> {
+  // on a secured topology its services log in as roles and Kafka users node init makes
+  const setUp =
+    t.security === undefined
+      ? ''
+      : `set up ${node.id}'s roles and Kafka users (brabant node init ${node.id}), then `;
   say(
-    `the copy is complete: start capture and apply of ${node.id} now (brabant start --topology ${t.file} ${node.id}); ` +
+    `the copy is complete: ${setUp}start capture and apply of ${node.id} now (brabant start --topology ${t.file} ${node.id}); ` +
       `waiting up to ${timeoutSeconds} s for it to catch up`,
   );
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  for (let round = 1; ; round++) {
+    const started = Date.now();
+    const marks = await markStreams(t, node, round === 1);
+    await waitPastMarks(node, target, marks, { deadline, timeoutSeconds });
+    const took = Date.now() - started;
+    if (round > 1 && took <= CAUGHT_UP_ROUND_MS) {
+      say(`${node.id} caught up with ${[...marks.keys()].join(', ') || 'no reachable node'}`);
+      return;
+    }
+    if (round > 1)
+      say(
+        `catch-up: ${node.id} applied past marks made ${(took / 1000).toFixed(1)} s ago; what was written meanwhile is ` +
+          'still queued: marking again',
+      );
+  }
+}
+
+/** A mark in every other reachable node's stream now (those that cannot be reached are said once). */
+async function markStreams(
+  t: Topology,
+  node: TopologyNode,
+  sayUnreachable: boolean,
+): Promise<Map<string, Lsn>> {
   const marks = new Map<string, Lsn>();
   for (const other of t.nodes) {
     if (other.id === node.id) continue;
@@ -384,13 +428,23 @@ async function catchUp(
         await db.end().catch(() => {});
       }
     } catch (err) {
-      say(
-        `${other.id} cannot be reached (${describeError(err)}): ${node.id} applies its changes once it is back`,
-      );
+      if (sayUnreachable)
+        say(
+          `${other.id} cannot be reached (${describeError(err)}): ${node.id} applies its changes once it is back`,
+        );
     }
   }
-  const deadline = Date.now() + timeoutSeconds * 1000;
-  let lastSaid = 0;
+  return marks;
+}
+
+/** Waits until the node applied past every mark and its capture streams, or JOIN_FAILED at the deadline. */
+async function waitPastMarks(
+  node: TopologyNode,
+  target: pg.Client,
+  marks: Map<string, Lsn>,
+  o: { deadline: number; timeoutSeconds: number },
+): Promise<void> {
+  let lastSaid = Date.now();
   for (;;) {
     const behind: string[] = [];
     for (const [source, mark] of marks) {
@@ -403,11 +457,11 @@ async function catchUp(
     const slot = await target.query('select 1 from pg_replication_slots where slot_name = $1 and active', [
       slotName(node.id),
     ]);
-    if (behind.length === 0 && (slot.rowCount ?? 0) > 0) break;
-    if (Date.now() > deadline)
+    if (behind.length === 0 && (slot.rowCount ?? 0) > 0) return;
+    if (Date.now() > o.deadline)
       throw new BrabantError(
         'JOIN_FAILED',
-        `${node.id} has not caught up within ${timeoutSeconds} s: behind ${behind.join(', ') || 'nothing, but its capture does not stream'}. ` +
+        `${node.id} has not caught up within ${o.timeoutSeconds} s: behind ${behind.join(', ') || 'nothing, but its capture does not stream'}. ` +
           `Are its capture and apply running? Run the same command again to go on waiting`,
       );
     if (Date.now() - lastSaid >= 2000) {
@@ -419,7 +473,6 @@ async function catchUp(
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  say(`${node.id} caught up with ${[...marks.keys()].join(', ') || 'no reachable node'}`);
 }
 
 /** Step 6: the node joins its region's router (if the topology has one). */
