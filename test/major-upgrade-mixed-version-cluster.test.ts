@@ -27,6 +27,7 @@ let cluster: Cluster;
 let pg15: Member;
 let pg17: Member;
 const applies = new Map<string, ServiceProcess>();
+const sessionStarts = new Map<string, string>();
 
 const major = async (m: Member) =>
   Math.floor(
@@ -45,7 +46,11 @@ beforeAll(async () => {
   servers = await nodeServers('mixed', [{ name: 'wallonie', nodes: 1 }], { 'wa-1': 17 });
   cluster = await replicationCluster(SCHEMA, [node('vl-1'), server(servers, 'wa-1')]);
   [pg15, pg17] = cluster.members as [Member, Member];
-  for (const m of [pg15, pg17]) applies.set(m.id, (await cluster.startServices(m)).apply);
+  for (const m of [pg15, pg17]) {
+    const { capture, apply } = await cluster.startServices(m);
+    applies.set(m.id, apply);
+    sessionStarts.set(m.id, await capture.waitForLog(/capture session starting/));
+  }
 });
 afterAll(async () => {
   await cluster?.cleanup();
@@ -56,6 +61,9 @@ describe('a cluster of PostgreSQL 15 and 17 nodes', { timeout: 90_000 }, () => {
   it('runs one node of each major', async () => {
     expect(await major(pg15)).toBe(15);
     expect(await major(pg17)).toBe(17);
+    // 17's walsender leaves out what apply wrote (pgoutput origin 'none'); 15's capture skips it itself
+    expect(JSON.parse(sessionStarts.get(pg17.id)!).originNone).toBe(true);
+    expect(JSON.parse(sessionStarts.get(pg15.id)!).originNone).toBe(false);
   });
 
   it('replicates DDL and rows both ways between the majors', async () => {

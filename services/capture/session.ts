@@ -245,12 +245,18 @@ export async function runSession(
           `committed between the old slot's loss and now are missing from every peer; run \`brabant resync ${c.nodeId}\` ` +
           'to re-send the current rows (docs/capture.md, "Resync")',
       );
+    // PostgreSQL 16+ leaves out, at the source, the transactions apply wrote (pgoutput origin 'none')
+    const originNone =
+      Number(
+        (await db.query<{ v: string }>("select current_setting('server_version_num') as v")).rows[0]?.v ?? 0,
+      ) >= 160000;
     log.info(
       {
         topic: names.topic,
         partition,
         slot: names.slot,
         slotCreated: created === 'created',
+        originNone,
         tables: tables.length,
         resumeAfter: last ? `${formatLsn(last.commitLsn)}#${last.index}` : null,
       },
@@ -326,6 +332,7 @@ export async function runSession(
     );
     stream = new ReplicationStream({
       url: c.pgUrl,
+      originNone,
       slot: names.slot,
       node: c.nodeId,
       rawBytes: encoding.rows[0]?.e === 'SQL_ASCII',

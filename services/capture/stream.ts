@@ -17,10 +17,11 @@ import type { PgoutputMessage } from './pgoutput/messages.ts';
 /** The library's pgoutput plugin with Brabant's decoder (raw text values, unchanged-TOAST markers, typed errors). */
 class BrabantPgoutputPlugin extends PgoutputPlugin {
   constructor(
-    options: ConstructorParameters<typeof PgoutputPlugin>[0],
+    private readonly pgoutput: ConstructorParameters<typeof PgoutputPlugin>[0],
     private readonly rawBytes: boolean,
+    private readonly originNone: boolean,
   ) {
-    super(options);
+    super(pgoutput);
   }
 
   /**
@@ -31,8 +32,16 @@ class BrabantPgoutputPlugin extends PgoutputPlugin {
    * dead-lettered, the rest of the stream goes on.
    */
   override async start(...args: Parameters<PgoutputPlugin['start']>): ReturnType<PgoutputPlugin['start']> {
-    if (this.rawBytes) await args[0].query("set client_encoding to 'SQL_ASCII'");
-    return super.start(...args);
+    const [client, slot, lastLsn] = args;
+    if (this.rawBytes) await client.query("set client_encoding to 'SQL_ASCII'");
+    if (!this.originNone) return super.start(...args);
+    // PostgreSQL 16+: the server leaves out every transaction that carries a replication origin
+    // (what apply wrote from the peers), so neither the walsender nor capture spends anything on
+    // what capture would skip anyway
+    const o = this.pgoutput;
+    return client.query(
+      `START_REPLICATION SLOT "${slot.replace(/"/g, '""')}" LOGICAL ${lastLsn} (proto_version '${o.protoVersion}', publication_names '${o.publicationNames.join(',')}', messages '${o.messages ?? false}', origin 'none')`,
+    );
   }
 
   // The base class types parse() with its own message shape; ours reaches our own 'data' handler.
@@ -65,6 +74,8 @@ export interface StreamOptions {
   publications: string[];
   /** The database's encoding is SQL_ASCII: take values as stored bytes (see BrabantPgoutputPlugin.start). */
   rawBytes?: boolean;
+  /** PostgreSQL 16 and later: ask for `origin 'none'` (transactions applied from peers are not sent). */
+  originNone?: boolean;
   /** Status update period, well under the server's wal_sender_timeout. */
   statusIntervalMs: number;
   log: Logger;
@@ -135,6 +146,7 @@ export class ReplicationStream {
       const plugin = new BrabantPgoutputPlugin(
         { protoVersion: 1, publicationNames: this.opts.publications, messages: true },
         this.opts.rawBytes ?? false,
+        this.opts.originNone ?? false,
       );
       // 0/0: start where the slot's confirmed position is.
       await Promise.race([s.subscribe(plugin, this.opts.slot, '0/0'), failedPromise]);
