@@ -15,6 +15,8 @@ export interface BenchServiceOptions {
   logDir: string;
   /** When set, the process runs with --cpu-prof and writes its profile into this folder on exit. */
   cpuProfDir?: string;
+  /** Command-line arguments of the service (the secured stack's: --topology FILE --node ID). */
+  args?: string[];
 }
 
 /** A service the benchmark started: the launcher's process, its /metrics port, and the bench's registry of live services. */
@@ -93,6 +95,7 @@ export async function startService<K extends 'capture' | 'apply'>(
     logFile,
     env,
     ...(opts.cpuProfDir === undefined ? {} : { cpuProfDir: opts.cpuProfDir }),
+    ...(opts.args === undefined ? {} : { args: opts.args }),
   });
   const svc = new Service(kind, name, child, logFile, metricsPort);
   live.add(svc);
