@@ -65,7 +65,7 @@ commands:
            --base-port N    first loopback port (default BRABANT_BASE_PORT or 19090)
            --kafka MODE     shared (one cluster) or per-region (one cluster per region); default shared
            --peer-streams M per-region: apply reads the other region's cluster across the link
-                            (direct, the default) or a local MirrorMaker 2 copy (mirror)
+                            (direct, the default) or a local MirrorMaker 2 copy (mirror; with --insecure only)
            --reuse          start again from the data an earlier run left in the stack folder
            --detach         leave the stack running in the background and return
   down   stop the local stack started from this folder (PostgreSQL with a fast shutdown: connected
