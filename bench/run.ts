@@ -22,6 +22,7 @@ import { summarizeDir } from './lib/profile.ts';
 import { killAllServices, ROOT, stopAllServices } from './lib/services.ts';
 import { errorText, median, say } from './lib/util.ts';
 import { type RunResult, type Scenario, W1, W2, W3 } from './scenarios.ts';
+import { stopW2S, W2S } from './w2-secured.ts';
 import { W4 } from './w4.ts';
 import { W5 } from './w5.ts';
 import { killW6, stopW6, W6, W6_CLIENTS, W6_THINK_MS } from './w6.ts';
@@ -177,7 +178,7 @@ async function main(): Promise<number> {
   const outDir = join(resultsDir, stamp);
   mkdirSync(outDir, { recursive: true });
   const opts: BenchOptions = { ...parsed, outDir };
-  const scenarios: Scenario[] = [W1, W2, W3, W4, W5, W6, W7, W8, W9, W10];
+  const scenarios: Scenario[] = [W1, W2, W2S, W3, W4, W5, W6, W7, W8, W9, W10];
   // BRABANT_BENCH_DIR: another folder for the stack, so two benchmark runs can go side by side
   const workDir = process.env.BRABANT_BENCH_DIR ?? join(ROOT, '.cache', 'bench-stack');
 
@@ -203,6 +204,7 @@ async function main(): Promise<number> {
     stopping = true;
     await stopAllConnect().catch(() => {});
     await stopW6().catch(() => {});
+    await stopW2S().catch(() => {});
     await stopAllServices().catch(() => {});
     for (const n of extraNodes) await n.process.stop().catch(() => {});
     await stack?.stop().catch(() => {});

@@ -12,6 +12,7 @@
 import { mkdirSync, realpathSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type ConfigOf, loadConfig } from '../services/runtime/config.ts';
+import { readSecretFile } from '../services/runtime/security.ts';
 import { type StartedComponent, startComponent } from './components.ts';
 import { ensureKafkaJars, kafkaLibsDir } from './kafka/kafka.ts';
 import { ensureMirrorJars, mirrorLibsDir } from './kafka/mirror.ts';
@@ -21,7 +22,7 @@ import { ensureReachable } from './postgres/reach.ts';
 import { readProcessInfo, readProcessTable } from './process-table.ts';
 import { assertPortFree, freePort } from './processes.ts';
 import { CCOMPAT_PATH, ensureRegistryBuilt } from './registry/registry.ts';
-import { REGISTRY_DATABASE, type RegistryStorage, registryStorageFromUrl } from './registry/registry-db.ts';
+import { type RegistryStorage, registryStorageFromUrl } from './registry/registry-db.ts';
 import { waitForRegistryTables } from './registry/registry-standby.ts';
 import {
   adminPasswordFile,
@@ -32,6 +33,7 @@ import {
 import {
   kafkaSecurity,
   postgresSecurity,
+  registryDbStorage,
   registrySecurity,
   securedStackSecrets,
 } from './security/stack-security.ts';
@@ -179,15 +181,7 @@ async function planParts(
             }),
       };
       planned.push({ kind: 'registry-db', id: 'registry-db', name: 'registry-db', spec });
-      storage =
-        secrets === undefined
-          ? registryStorageFromUrl(`postgres://postgres@127.0.0.1:${port}/${REGISTRY_DATABASE}`)
-          : {
-              ...registryStorageFromUrl(
-                `postgres://${REGISTRY_DB_ROLE}@127.0.0.1:${port}/${REGISTRY_DATABASE}?sslmode=verify-full&sslrootcert=${encodeURIComponent(secrets.ca)}`,
-              ),
-              passwordFile: registryDbPasswordFile(secrets, REGISTRY_DB_ROLE),
-            };
+      storage = registryDbStorage(secrets, port);
     }
     const spec = {
       port: registryPort,
@@ -198,7 +192,7 @@ async function planParts(
     };
     planned.push({ kind: 'registry', id: 'registry', name: 'schema-registry', spec });
   }
-  if (topology.kafka === 'per-region') await planLink(topology, ext, planned, workDir, ports);
+  if (topology.kafka === 'per-region') await planLink(topology, ext, planned, workDir, ports, secrets);
   return planned;
 }
 
@@ -215,6 +209,7 @@ async function planLink(
   planned: Planned[],
   workDir: string,
   ports: PortPlan,
+  secrets: StackSecrets | undefined,
 ): Promise<void> {
   const dataDir = join(workDir, 'data');
   const logFile = (name: string) => join(workDir, 'logs', `${name}.log`);
@@ -256,6 +251,8 @@ async function planLink(
         logFile: logFile(`registry-db-${r.name}`),
         primaryHost: '127.0.0.1',
         primaryPort: dbRelay,
+        // a copy of the secured primary: its TLS, pg_hba and roles come with it
+        ...(secrets === undefined ? {} : { security: postgresSecurity(secrets, 'registry-db') }),
       };
       planned.push({ kind: 'registry-standby', id: standby.name, name: standby.name, spec: standby });
       planned.push({
@@ -266,10 +263,9 @@ async function planLink(
           port: await ports.next(),
           logFile: logFile(`registry-${r.name}`),
           runDir: join(dataDir, `registry-${r.name}`),
-          storage: registryStorageFromUrl(
-            `postgres://postgres@127.0.0.1:${standby.port}/${REGISTRY_DATABASE}`,
-          ),
+          storage: registryDbStorage(secrets, standby.port),
           primaryRelayPort: registryRelay,
+          ...(secrets === undefined ? {} : { security: registrySecurity(secrets) }),
         },
       });
     }
@@ -411,7 +407,13 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
     await settleAll(planned.filter((p) => p.id === 'registry').map(start));
     // A follower registry needs the tables the primary created, replicated to its standby.
     for (const p of planned)
-      if (p.kind === 'registry-standby') await waitForRegistryTables(started.get(p.id)!.address);
+      if (p.kind === 'registry-standby')
+        await waitForRegistryTables(
+          started.get(p.id)!.address,
+          p.spec.security === undefined
+            ? undefined
+            : readSecretFile(p.spec.security.adminPasswordFile, 'the registry database admin'),
+        );
     await settleAll(planned.filter((p) => p.kind === 'registry' && p.id !== 'registry').map(start));
     // MirrorMaker needs both clusters and the link.
     await settleAll(planned.filter((p) => p.kind === 'mirror').map(start));
@@ -435,7 +437,7 @@ export async function startStack(topology: Topology, options: StackOptions): Pro
         registryUrl: follower ? address(follower.id) : state.registryUrl,
         registryPrimaryUrl:
           follower?.kind === 'registry' && follower.spec.primaryRelayPort !== undefined
-            ? `http://127.0.0.1:${follower.spec.primaryRelayPort}${CCOMPAT_PATH}`
+            ? `${follower.spec.security === undefined ? 'http' : 'https'}://127.0.0.1:${follower.spec.primaryRelayPort}${CCOMPAT_PATH}`
             : state.registryUrl,
         nodes: (ids.get(r.name) ?? []).map((id): NodeInfo => {
           const extUrl = externalPg.get(id);

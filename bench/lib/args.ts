@@ -2,7 +2,7 @@
 import { W6_CLIENTS, W6_THINK_MS } from '../w6.ts';
 import type { BenchOptions, System } from './context.ts';
 
-export const ALL_IDS = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6', 'W7', 'W8', 'W9', 'W10'];
+export const ALL_IDS = ['W1', 'W2', 'W2S', 'W3', 'W4', 'W5', 'W6', 'W7', 'W8', 'W9', 'W10'];
 export const SYSTEM_NAMES: Record<System, string> = {
   brabant: 'Brabant',
   native: 'native logical replication',
@@ -12,7 +12,9 @@ export const SYSTEM_NAMES: Record<System, string> = {
   pgdump: 'pg_dump \\| pg_restore',
 };
 
-export const HELP = `npm run bench [-- [W1 … W10] [options]]
+export const HELP = `npm run bench [-- [W1 … W10, W2S] [options]]
+  W2S               W2 on a secured stack (TLS and authentication on every link) beside the
+                    plaintext stack, in the same run: the cost of security
   --runs N          runs of each scenario and system (default 3; the median is quoted)
   --quick           small sizes for a fast look: W1 40,000 rows, W2/W4 10 s, W3 100,000 rows,
                     W5 40,000 rows, W8 100,000 rows, 1 run (each can still be set below)
@@ -47,7 +49,7 @@ export function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOpti
   const debeziumSettings: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (/^W\d+$/i.test(a)) ids.push(a.toUpperCase());
+    if (/^W\d+S?$/i.test(a)) ids.push(a.toUpperCase());
     else if (a.startsWith('--')) {
       const eq = a.indexOf('=');
       const k = eq < 0 ? a.slice(2) : a.slice(2, eq);

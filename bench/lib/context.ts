@@ -4,6 +4,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import type { Stack } from '../../infra/stack.ts';
 import type { DebeziumInstall } from './debezium.ts';
 import { adminQuery, type Db, type Server } from './pg.ts';
+import type { SecuredBench } from './secured.ts';
 import { metricSum, type Service, startService } from './services.ts';
 import { say, tag } from './util.ts';
 
@@ -67,6 +68,8 @@ export interface Ctx {
   pglogical: PglogicalNodes | { unavailable: string };
   /** Kafka Connect + the Debezium PostgreSQL connector (W5's baseline), or why there is none. */
   debezium: DebeziumInstall | { unavailable: string };
+  /** Set when this context is the secured stack's (W2S): services run from a topology of the run's. */
+  secured?: SecuredBench;
 }
 
 /** Names of one Brabant node in one run: unique node id, topic, slot, publication. */
@@ -105,6 +108,16 @@ export class BrabantRun {
     return join(this.ctx.opts.outDir, 'logs', this.label);
   }
 
+  /**
+   * On the secured stack: node `nodeId` set up by node init in `db`'s database, and the service's
+   * arguments (--topology, --node) with no other option (it reads all from the topology).
+   */
+  private async securedArgs(db: Db, nodeId: string): Promise<string[] | undefined> {
+    const s = this.ctx.secured;
+    if (s === undefined) return undefined;
+    return s.addNode(join(this.logDir(), 'topology.yaml'), db.server.id, db.name, nodeId);
+  }
+
   private profDir(): string | undefined {
     return this.ctx.opts.profile ? join(this.ctx.opts.outDir, 'profiles', this.label) : undefined;
   }
@@ -113,21 +126,24 @@ export class BrabantRun {
     if (!this.names.includes(names)) this.names.push(names);
     if (!this.servers.includes(db.server)) this.servers.push(db.server);
     const prof = this.profDir();
+    const args = await this.securedArgs(db, names.nodeId);
     const svc = await startService(
       'capture',
       names.nodeId,
-      {
-        nodeId: names.nodeId,
-        region: names.region,
-        pgUrl: db.url,
-        kafkaBrokers: this.ctx.brokers.split(','),
-        registryUrl: this.ctx.registryUrl,
-        topic: names.topic,
-        slot: names.slot,
-        publication: names.publication,
-      },
+      args !== undefined
+        ? {}
+        : {
+            nodeId: names.nodeId,
+            region: names.region,
+            pgUrl: db.url,
+            kafkaBrokers: this.ctx.brokers.split(','),
+            registryUrl: this.ctx.registryUrl,
+            topic: names.topic,
+            slot: names.slot,
+            publication: names.publication,
+          },
       { ...this.ctx.opts.serviceEnv, ...env },
-      { logDir: this.logDir(), ...(prof ? { cpuProfDir: prof } : {}) },
+      { logDir: this.logDir(), ...(prof ? { cpuProfDir: prof } : {}), ...(args ? { args } : {}) },
     );
     this.services.push(svc);
     return svc;
@@ -146,18 +162,21 @@ export class BrabantRun {
     this.applyIds.push(nodeId);
     if (!this.servers.includes(db.server)) this.servers.push(db.server);
     const prof = this.profDir();
+    const args = await this.securedArgs(db, nodeId);
     const svc = await startService(
       'apply',
       nodeId,
-      {
-        nodeId,
-        pgUrl: db.url,
-        kafkaBrokers: this.ctx.brokers.split(','),
-        registryUrl: this.ctx.registryUrl,
-        topics,
-      },
+      args !== undefined
+        ? {}
+        : {
+            nodeId,
+            pgUrl: db.url,
+            kafkaBrokers: this.ctx.brokers.split(','),
+            registryUrl: this.ctx.registryUrl,
+            topics,
+          },
       { ...this.ctx.opts.serviceEnv, ...env },
-      { logDir: this.logDir(), ...(prof ? { cpuProfDir: prof } : {}) },
+      { logDir: this.logDir(), ...(prof ? { cpuProfDir: prof } : {}), ...(args ? { args } : {}) },
     );
     this.services.push(svc);
     return svc;
@@ -208,6 +227,7 @@ export class BrabantRun {
         clientId: 'brabant-bench',
         brokers: this.ctx.brokers.split(','),
         logLevel: logLevel.NOTHING,
+        ...this.ctx.secured?.kafkaAdmin(),
       }).admin();
       try {
         await admin.connect();

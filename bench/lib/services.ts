@@ -15,7 +15,7 @@ export interface BenchServiceOptions {
   logDir: string;
   /** When set, the process runs with --cpu-prof and writes its profile into this folder on exit. */
   cpuProfDir?: string;
-  /** Arguments of the service itself, e.g. `--topology FILE --node ID` (W8's cluster). */
+  /** Arguments of the service itself, e.g. `--topology FILE --node ID` (W8's cluster, the secured stack). */
   args?: string[];
 }
 

@@ -6,14 +6,16 @@
  * capture then registers in the primary registry (services/protocol/schema-registry.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, chownSync, copyFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { BrabantError } from '../../services/runtime/errors.ts';
+import { readSecretFile } from '../../services/runtime/security.ts';
 import {
   isInitialized,
   makeDataDir,
   type PostgresNodeSpec,
+  pgClientConfig,
   postgresBinDir,
   withDatabase,
 } from '../postgres/postgres.ts';
@@ -26,10 +28,33 @@ export interface StandbySpec extends PostgresNodeSpec {
   primaryPort: number;
 }
 
-/** Copies the primary (pg_basebackup -R: it follows the primary from then on) unless done already. */
+/**
+ * Copies the primary (pg_basebackup -R: it follows the primary from then on) unless done already.
+ * A secured primary is copied over verify-full TLS as its superuser, with the password in the
+ * environment; -R keeps that connection (password included) in the copy's postgresql.auto.conf,
+ * readable by PostgreSQL's OS user only, and the CA beside the copy's folder, where that user
+ * may read it.
+ */
 export function ensureStandby(spec: StandbySpec): void {
   if (isInitialized(spec.dataDir)) return;
   const user = makeDataDir(spec.dataDir);
+  let env: NodeJS.ProcessEnv | undefined;
+  if (spec.security !== undefined) {
+    const ca = `${spec.dataDir}.ca.pem`;
+    copyFileSync(spec.security.ca, ca);
+    const owner = statSync(spec.dataDir);
+    chownSync(ca, owner.uid, owner.gid);
+    env = {
+      ...process.env,
+      PGPASSWORD: readSecretFile(spec.security.adminPasswordFile, 'the registry database admin'),
+      PGSSLMODE: 'verify-full',
+      PGSSLROOTCERT: ca,
+      // no client certificate; libpq would otherwise look in (and -R keep) ~/.postgresql of the
+      // user running this, which PostgreSQL's OS user may not read
+      PGSSLCERT: `${spec.dataDir}.no-client-cert`,
+      PGSSLKEY: `${spec.dataDir}.no-client-key`,
+    };
+  }
   const bin = join(postgresBinDir(), 'pg_basebackup');
   const args = [
     '-h',
@@ -54,6 +79,7 @@ export function ensureStandby(spec: StandbySpec): void {
       {
         stdio: 'pipe',
         timeout: 120_000,
+        ...(env === undefined ? {} : { env }),
       },
     );
   } catch (err) {
@@ -71,10 +97,14 @@ export function ensureStandby(spec: StandbySpec): void {
  * Waits until the standby holds Apicurio's tables (the primary registry creates them at its first
  * start): a registry started on a read-only database without them tries to create them and exits.
  */
-export async function waitForRegistryTables(standbyUrl: string, timeoutMs = 60_000): Promise<void> {
+export async function waitForRegistryTables(
+  standbyUrl: string,
+  password?: string,
+  timeoutMs = 60_000,
+): Promise<void> {
   await waitFor(
     async () => {
-      const c = new pg.Client({ connectionString: withDatabase(standbyUrl, REGISTRY_DATABASE) });
+      const c = new pg.Client(pgClientConfig(withDatabase(standbyUrl, REGISTRY_DATABASE), password));
       try {
         await c.connect();
         const r = await c.query("select 1 from apicurio where prop_name = 'db_version'");

@@ -9,10 +9,12 @@ import { secretFile } from '../../services/runtime/topology-security.ts';
 import type { KafkaSecuritySpec } from '../kafka/kafka-security.ts';
 import type { PostgresSecuritySpec } from '../postgres/postgres-security.ts';
 import type { RegistrySecuritySpec } from '../registry/registry.ts';
+import { REGISTRY_DATABASE, type RegistryStorage, registryStorageFromUrl } from '../registry/registry-db.ts';
 import {
   adminPasswordFile,
   ensureStackSecrets,
   KAFKA_BROKER_SUBJECT,
+  REGISTRY_DB_ROLE,
   registryDbPasswordFile,
   type StackSecrets,
 } from './stack-secrets.ts';
@@ -20,6 +22,7 @@ import {
 interface StackLayout {
   regions: { name: string; nodes: number }[];
   kafka: 'shared' | 'per-region';
+  peerStreams?: 'direct' | 'mirror';
 }
 
 /** The stack's secrets, made if missing; refuses what the secured stack does not cover yet. */
@@ -30,10 +33,10 @@ export function securedStackSecrets(
   progress: (m: string) => void,
   nodeIds: Map<string, string[]>,
 ): StackSecrets {
-  if (topology.kafka !== 'shared')
+  if (topology.peerStreams === 'mirror')
     throw new BrabantError(
       'CONFIG_INVALID',
-      'the secured local stack has one shared Kafka cluster: --kafka per-region (its link, standby registry and MirrorMaker) runs only plaintext for now; add --insecure',
+      'the secured local stack does not run MirrorMaker yet: --peer-streams mirror runs only plaintext for now; add --insecure, or leave --peer-streams direct',
     );
   const external = [
     ext.kafkaBrokers.length > 0 ? 'BRABANT_KAFKA_BROKERS' : '',
@@ -85,5 +88,21 @@ export function registrySecurity(s: StackSecrets): RegistrySecuritySpec {
     ca: s.ca,
     clientCert: s.clientCert,
     clientKey: s.clientKey,
+  };
+}
+
+/**
+ * Where a registry of the stack keeps its schemas: the registry database (or its standby) on
+ * `port` — secured, as the registry's own role over verify-full TLS with its password file;
+ * plaintext, as postgres.
+ */
+export function registryDbStorage(s: StackSecrets | undefined, port: number): RegistryStorage {
+  if (s === undefined)
+    return registryStorageFromUrl(`postgres://postgres@127.0.0.1:${port}/${REGISTRY_DATABASE}`);
+  return {
+    ...registryStorageFromUrl(
+      `postgres://${REGISTRY_DB_ROLE}@127.0.0.1:${port}/${REGISTRY_DATABASE}?sslmode=verify-full&sslrootcert=${encodeURIComponent(s.ca)}`,
+    ),
+    passwordFile: registryDbPasswordFile(s, REGISTRY_DB_ROLE),
   };
 }

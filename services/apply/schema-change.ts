@@ -18,11 +18,11 @@ import { ensureDeleteTriggers, stepSequences } from '../protocol/node-schema.ts'
 import { directiveFor } from '../runtime/error-policy.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
-import { sqlstateOf } from '../runtime/sqlstate.ts';
+import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
 import type { Executor } from './executor/executor.ts';
 import type { ApplyMetrics } from './metrics.ts';
 import type { ConflictRecord } from './outcome/conflict-log.ts';
-import { DDL_SAVEPOINT, type DdlResolution, planDdl } from './planner/ddl.ts';
+import { chooseRunAs, DDL_SAVEPOINT, type DdlResolution, planDdl } from './planner/ddl.ts';
 import type { TargetCatalog } from './target-catalog.ts';
 
 /**
@@ -71,9 +71,9 @@ export async function applySchemaChange(
   const commitLsn = change.tx.commitLsn;
   const [resolution, runAs] = await Promise.all([
     resolutionOf(exec, ctx.source, commitLsn),
-    roleToRunAs(exec, ev.role, ctx.log),
+    roleToRunAs(exec, ev, ctx.log),
   ]);
-  const plan = planDdl(ev, { resolution, runAs });
+  const plan = planDdl(ev, { resolution, runAs: runAs.runAs });
   const at = { source: ctx.source, commitLsn: formatLsn(commitLsn), tags: ev.tags };
   switch (plan.kind) {
     case 'skip':
@@ -87,12 +87,12 @@ export async function applySchemaChange(
       );
       const done = await exec.outsideTransaction(plan.statement);
       await exec.maintain((db) => db.query('reset search_path'));
-      if (!done.ok) throw await failed(ctx, change, ev, done.error);
+      if (!done.ok) throw await failed(ctx, change, ev, done.error, runAs.runAs);
       break;
     }
     case 'in-transaction': {
       const done = await exec.underSavepoint(DDL_SAVEPOINT, plan.script);
-      if (!done.ok) throw await failed(ctx, change, ev, done.error);
+      if (!done.ok) throw await failed(ctx, change, ev, done.error, runAs.runAs);
       break;
     }
     default:
@@ -132,21 +132,43 @@ async function resolutionOf(
   return res.rows[0]?.action;
 }
 
-/** The DDL's own role when it exists here and apply may become it; else null (apply's role). */
-async function roleToRunAs(exec: Executor, role: string, log: Logger): Promise<string | null> {
+/**
+ * The role the DDL runs as here (chooseRunAs): its own, or the owner of the tables it touches,
+ * when apply may become it; else null (apply's role).
+ */
+async function roleToRunAs(
+  exec: Executor,
+  ev: DdlEvent,
+  log: Logger,
+): Promise<{ runAs: string | null; why: string }> {
+  const tables = [
+    ...ev.tables.map((t) => ({ schema: t.schema, name: t.name })),
+    ...ev.objects.filter((o) => o.type === 'table').map((o) => ({ identity: o.identity })),
+  ];
   const res = await exec.maintain((db) =>
-    db.query<{ ok: boolean }>(
-      `select case when exists (select 1 from pg_roles where rolname = $1)
-                   then pg_has_role(current_user, $1, 'member') else false end as ok`,
-      [role],
+    db.query<{ usable: boolean; owners: { role: string; usable: boolean }[] | null }>(
+      `select coalesce((select pg_has_role(current_user, r.oid, 'member') from pg_roles r where r.rolname = $1), false) as usable,
+              (select jsonb_agg(distinct jsonb_build_object('role', r.rolname, 'usable', pg_has_role(current_user, r.oid, 'member')))
+                 from jsonb_array_elements($2::jsonb) t
+                 join pg_class c on c.oid = case when t ? 'identity' then to_regclass(t ->> 'identity')
+                                                 else to_regclass(format('%I.%I', t ->> 'schema', t ->> 'name')) end
+                 join pg_roles r on r.oid = c.relowner) as owners`,
+      [ev.role, JSON.stringify(tables)],
     ),
   );
-  if (res.rows[0]?.ok) return role;
-  log.warn(
-    { role },
-    'the DDL’s role does not exist here or apply may not become it: it runs as apply’s role',
-  );
-  return null;
+  const row = res.rows[0];
+  const choice = chooseRunAs(ev.role, { roleUsable: row?.usable ?? false, owners: row?.owners ?? [] });
+  if (choice.why === 'table-owner')
+    log.info(
+      { role: ev.role, runAs: choice.runAs },
+      'the DDL’s role is not one apply may become here (a superuser, or not a --ddl-roles role): it runs as the owner of its tables',
+    );
+  else if (choice.why === 'none')
+    log.warn(
+      { role: ev.role },
+      'the DDL’s role does not exist here or apply may not become it, nor the owner of its tables: it runs as apply’s role',
+    );
+  return choice;
 }
 
 /**
@@ -175,11 +197,17 @@ async function failed(
   change: ControlChange,
   ev: DdlEvent,
   error: Error,
+  runAs: string | null,
 ): Promise<Error> {
   const d = directiveFor(error, { doing: `applying ${ctx.source}'s DDL` });
   if (d.kind === 'retry' || d.kind === 'reapply') return error;
   const state = sqlstateOf(error);
-  const reason = `${error.message}${state === undefined ? '' : ` (SQLSTATE ${state})`}`;
+  // a privilege error as apply's own role: say whose DDL it was and what would let it replay
+  const unowned =
+    runAs === null && state === SQLSTATE.INSUFFICIENT_PRIVILEGE
+      ? `; it ran as ${ev.role} on ${change.origin.node}, a role apply may not become here (a superuser, or not given to brabant node init --ddl-roles), so it ran as apply's own role, which owns nothing — run the application's DDL as the role that owns its tables and give that role to node init with --ddl-roles (docs/security.md)`
+      : '';
+  const reason = `${error.message}${state === undefined ? '' : ` (SQLSTATE ${state})`}${unowned}`;
   const record: ConflictRecord = {
     kind: 'ddl_failed',
     resolution: 'skip',

@@ -16,20 +16,26 @@ import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
 import { linkControl } from '../../infra/link/control.ts';
+import { pgClientConfig } from '../../infra/postgres/postgres.ts';
 import { waitFor } from '../../infra/processes.ts';
 import { startStack, stopRecorded, type Topology } from '../../infra/stack.ts';
 import type { ConfigOf } from '../runtime/config.ts';
+import { readSecretFile } from '../runtime/security.ts';
 import { readTopology, type Topology as TopologyFile, type TopologyNode } from '../runtime/topology.ts';
 import { behind } from './catch-up.ts';
 import type { controlConfig } from './config.ts';
+import { DEMO_ROLE, ensureAppPassword, ensureAppRole } from './demo-role.ts';
 import { Writer } from './demo-writers.ts';
 import { parseMetrics, samplesOf } from './prometheus-text.ts';
-import { DEMO_TOPOLOGY, describeStack } from './stack-commands.ts';
+import { DEMO_TOPOLOGY, describeStack, initStackNodes } from './stack-commands.ts';
 import { start, stop } from './start-commands.ts';
 
 const HOT_KEYS = 20;
 /** Transactions per second each region's writer makes at most (a steady load, not a flood). */
 const WRITES_PER_SECOND = 150;
+/** The demo's routers' health-check timeout and failover delay (see where they are set). */
+const DEMO_CHECK_TIMEOUT_MS = 2000;
+const DEMO_DEAD_AFTER_MS = 5000;
 const say = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
 
 async function query<R extends pg.QueryResultRow>(
@@ -119,19 +125,31 @@ export async function demo(opts: {
   try {
     console.log(`\n${describeStack(stack)}\n`);
     const file = stack.topologyFile!;
+    const secured = await secureDemo(stack, file, say);
     const t = readTopology(file);
-    const [first, second] = t.nodes as [TopologyNode, TopologyNode];
+    const [first, second] = (t.nodes as [TopologyNode, TopologyNode]).map((n) => ({
+      ...n,
+      postgres: secured.admin(n.postgres),
+    })) as [TopologyNode, TopologyNode];
     const router = (region: string) => t.routers.find((r) => r.region === region)!;
-    const viaRouter = (region: string) =>
-      `postgres://postgres@127.0.0.1:${router(region).port}/${router(region).database}`;
+    const viaRouter = (region: string) => secured.viaRouter(router(region));
+    // A laptop shared with other work misses a 500 ms health check now and then, and the routers'
+    // defaults fail over after 1 s of missed checks: the demo shows a planned switchover, so its
+    // routers are more patient unless told otherwise (the services inherit this environment).
+    process.env.BRABANT_ROUTER_CHECK_TIMEOUT_MS ??= String(DEMO_CHECK_TIMEOUT_MS);
+    process.env.BRABANT_ROUTER_DEAD_AFTER_MS ??= String(DEMO_DEAD_AFTER_MS);
+    say(
+      `routers: a health check times out after ${process.env.BRABANT_ROUTER_CHECK_TIMEOUT_MS} ms, failover after ${process.env.BRABANT_ROUTER_DEAD_AFTER_MS} ms of failed checks (the demo's; BRABANT_ROUTER_CHECK_TIMEOUT_MS and BRABANT_ROUTER_DEAD_AFTER_MS, defaults 500 and 1000)`,
+    );
     await start({ home: workDir, topology: file, nodes: [], routers: true, detach: true });
     servicesStarted = true;
     await servicesReady(t);
     say(`capture and apply of ${first.id} and ${second.id}, and a router per region, streaming from ${file}`);
 
     // The schema is made in Vlaanderen only: DDL replication takes it to Wallonie.
+    // (as the application's role through the router: it owns the table, on the peer too)
     await query(
-      first.postgres,
+      viaRouter(first.region),
       `create table items (id bigint primary key, region text not null, qty int not null, counter bigint not null default 0,
                            payload text, updated_at timestamptz not null default now());
        select brabant.set_conflict_policy('items', 'delta', array['counter']);`,
@@ -173,7 +191,7 @@ export async function demo(opts: {
     );
     for (const w of writers) w.start();
     const started = Date.now();
-    progress = setInterval(() => void report(t).then((line) => say(line)), 2000);
+    progress = setInterval(() => void report(t, secured.admin).then((line) => say(line)), 2000);
     const at = (fraction: number) => started + opts.seconds * 1000 * fraction;
     const link = stack.linkUrl === undefined ? undefined : linkControl(stack.linkUrl);
     const cutAt = started + ((opts.seconds - opts.cutLinkSeconds) / 2) * 1000;
@@ -277,7 +295,7 @@ export async function demo(opts: {
       },
       { what: 'both regions holding identical data', timeoutMs: 180_000, intervalMs: 500 },
     ).finally(() => clearInterval(catchingUp));
-    say(await report(t));
+    say(await report(t, secured.admin));
     console.log(`\nBoth regions hold identical data: ${converged.n} rows, checksum ${converged.h}`);
     console.log(
       `  writes through the routers: ${stats.map((s) => `${s.committed} in ${s.region}`).join(', ')}; failed: ${failed}${failed > 0 ? ` (${stats.flatMap((s) => s.errors).join('; ')})` : ''}`,
@@ -295,7 +313,7 @@ export async function demo(opts: {
     console.log(
       `  counter (delta policy): sum ${converged.counter} ${exact ? '=' : '≠'} ${committed} increments made${exact ? '' : ' (NOT EXACT)'}; qty (last writer wins): ${converged.qty} of the ${committed} increments survived the conflicts`,
     );
-    for (const n of t.nodes) {
+    for (const n of [first, second]) {
       const kinds = await query<{ kind: string; resolution: string; n: string }>(
         n.postgres,
         'select kind, resolution, count(*)::text as n from brabant.conflicts group by 1, 2 order by 1, 2',
@@ -304,12 +322,17 @@ export async function demo(opts: {
         `  conflicts resolved on ${n.id}: ${kinds.map((k) => `${k.kind}/${k.resolution} ${k.n}`).join(', ') || 'none'}`,
       );
     }
-    console.log(`  verify yourself: psql '${first.postgres}' -c 'select count(*), sum(counter) from items'`);
+    console.log(
+      `  verify yourself: ${secured.psqlPrefix}psql '${t.nodes[0]!.postgres}' -c 'select count(*), sum(counter) from items'`,
+    );
     const home = resolve(opts.config.home) === resolve('.brabant') ? '' : `BRABANT_HOME=${opts.config.home} `;
     console.log(
       opts.keep
         ? `\nStill running. Look at it: ${home}brabant status   and   ${home}brabant dashboard   (or --topology ${file});\n` +
-            `${home}brabant conflicts, ${home}brabant deadletters. Stop it: BRABANT_HOME=${workDir} brabant stop && BRABANT_HOME=${workDir} brabant down`
+            `${home}brabant conflicts, ${home}brabant deadletters. Stop it: BRABANT_HOME=${workDir} brabant stop && BRABANT_HOME=${workDir} brabant down` +
+            (secured.psqlPrefix === ''
+              ? ''
+              : `\n(Secured: these commands log in to the nodes with PGPASSWORD — ${secured.psqlPrefix.trim()} — and reach Kafka and the registry without credentials yet, so they show both unreachable; --insecure runs the demo plaintext.)`)
         : '\nRun `brabant demo --keep` to leave it running and look at it with `brabant status` and `brabant dashboard`.',
     );
     return failed === 0 && exact ? 0 : 1;
@@ -321,12 +344,56 @@ export async function demo(opts: {
   }
 }
 
+/**
+ * How the demo logs in. Secured (the default): the nodes are set up as `brabant up` does, with
+ * the demo's application role (demo-role.ts) as a DDL role; the writers and the demo's DDL go
+ * through the routers as that role, over verify-full TLS with SCRAM; the demo's own reads (row
+ * counts, checksums, the conflict log) are the superuser's. Passwords go into the URLs this
+ * process uses, never into a line it prints. Insecure: everything as postgres, no password.
+ */
+async function secureDemo(
+  stack: Awaited<ReturnType<typeof startStack>>,
+  file: string,
+  say: (m: string) => void,
+): Promise<{
+  admin: (url: string) => string;
+  viaRouter: (r: { port: number; database: string }) => string;
+  psqlPrefix: string;
+}> {
+  const sec = readTopology(file).security;
+  if (stack.security === undefined || sec === undefined)
+    return {
+      admin: (url) => url,
+      viaRouter: (r) => `postgres://postgres@127.0.0.1:${r.port}/${r.database}`,
+      psqlPrefix: '',
+    };
+  const adminPassword = readSecretFile(stack.security.adminPasswordFile, 'the superuser');
+  const password = ensureAppPassword(sec, DEMO_ROLE);
+  await ensureAppRole(readTopology(file).nodes, adminPassword, DEMO_ROLE, password);
+  await initStackNodes(stack, say, undefined, [DEMO_ROLE]);
+  say(
+    `nodes set up (brabant node init --ddl-roles ${DEMO_ROLE}): the demo writes and runs its DDL as ${DEMO_ROLE}, owner of its table and no superuser, through the routers (TLS, SCRAM)`,
+  );
+  return {
+    admin: (url) => pgClientConfig(url, adminPassword).connectionString!,
+    viaRouter: (r) => {
+      const u = new URL(`postgres://127.0.0.1:${r.port}/${r.database}`);
+      u.username = DEMO_ROLE;
+      u.password = encodeURIComponent(password);
+      u.searchParams.set('sslmode', 'verify-full');
+      u.searchParams.set('sslrootcert', sec.ca);
+      return u.toString();
+    },
+    psqlPrefix: `PGPASSWORD=$(cat ${stack.security.adminPasswordFile}) `,
+  };
+}
+
 /** One progress line: rows, conflicts and apply lag per node. */
-async function report(t: TopologyFile): Promise<string> {
+async function report(t: TopologyFile, admin: (url: string) => string): Promise<string> {
   const parts: string[] = [];
   for (const n of t.nodes) {
     const [row] = await query<{ rows: string; conflicts: string }>(
-      n.postgres,
+      admin(n.postgres),
       'select (select count(*) from items)::text as rows, (select count(*) from brabant.conflicts)::text as conflicts',
     ).catch(() => [{ rows: '?', conflicts: '?' }]);
     const metrics = await fetch(`http://127.0.0.1:${n.applyMetricsPort}/metrics`)

@@ -56,14 +56,16 @@ commands:
            --cut-link S     per-region: cut the link between the regions for S seconds in the
                             middle of the writes (both keep writing; they agree after the heal)
            --keep           leave the stack running afterwards
+           --insecure       plaintext and no authentication (default: secured as \`brabant up\`, the
+                            writers and the DDL as the demo's own role through the routers)
   up     start the local two-region stack (Kafka, PostgreSQL nodes vl-1 and wa-1, schema registry),
          TLS and authentication on every link (a CA, certificates and passwords in the stack folder's
          secrets/), each node set up (brabant node init)
-           --insecure       plaintext and no authentication (the demo always runs plaintext)
+           --insecure       plaintext and no authentication
            --base-port N    first loopback port (default BRABANT_BASE_PORT or 19090)
            --kafka MODE     shared (one cluster) or per-region (one cluster per region); default shared
            --peer-streams M per-region: apply reads the other region's cluster across the link
-                            (direct, the default) or a local MirrorMaker 2 copy (mirror)
+                            (direct, the default) or a local MirrorMaker 2 copy (mirror; with --insecure only)
            --reuse          start again from the data an earlier run left in the stack folder
            --detach         leave the stack running in the background and return
   down   stop the local stack started from this folder (PostgreSQL with a fast shutdown: connected
@@ -245,10 +247,7 @@ async function main(argv: string[]): Promise<number> {
         keep: values.keep,
         kafka,
         cutLinkSeconds,
-        // the demo shows replication and the routers on a plaintext stack: on the secured one a
-        // superuser's DDL is not replayed (docs/security.md) and its writers would need roles of
-        // their own through the routers' SCRAM; `brabant up` is secured by default
-        security: 'insecure',
+        security: values.insecure ? 'insecure' : 'secured',
       });
     }
     case 'start':

@@ -40,6 +40,10 @@ export const ORIGIN_FUNCTIONS = [
 
 const TABLE_PRIVILEGES = 'select, insert, update, delete, truncate';
 
+/** The tables brabant.set_conflict_policy writes, as the role that calls it (a table's owner). */
+export const POLICY_TABLES = ['brabant.policies', 'brabant.column_versions', 'brabant.row_versions'];
+const POLICY_TABLE_PRIVILEGES = 'select, insert, update, delete';
+
 export interface NodeCatalog {
   database: string;
   /** Schemas holding user tables (not pg_*, information_schema, brabant). */
@@ -116,13 +120,20 @@ export function rolePlan(input: RolePlanInput, salt?: () => Buffer): string[] {
       `grant usage on schema ${ident(s)} to ${ap}`,
       `grant ${TABLE_PRIVILEGES} on all tables in schema ${ident(s)} to ${ap}`,
     );
-  // tables (and schemas) their owners make later, by DDL here or replicated from a peer
-  for (const o of catalog.owners)
+  // tables (and schemas) their owners make later, by DDL here or replicated from a peer; a DDL
+  // role is a future owner even while it owns nothing yet (the tables its DDL creates on a peer
+  // are its own there, and apply must write them)
+  for (const o of [...new Set([...catalog.owners, ...input.ddlRoles])])
     out.push(
       `alter default privileges for role ${ident(o)} grant ${TABLE_PRIVILEGES} on tables to ${ap}`,
       `alter default privileges for role ${ident(o)} grant usage on schemas to ${ap}`,
     );
-  for (const r of input.ddlRoles) out.push(`grant ${ident(r)} to ${ap}`);
+  for (const r of input.ddlRoles)
+    out.push(
+      `grant ${ident(r)} to ${ap}`,
+      // a DDL role sets its own tables' conflict policies (set_conflict_policy checks ownership)
+      `grant ${POLICY_TABLE_PRIVILEGES} on ${POLICY_TABLES.join(', ')} to ${ident(r)}`,
+    );
   if (input.router !== undefined) out.push(...routerStatements(input.router, db, salt));
   return out;
 }

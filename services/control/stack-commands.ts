@@ -104,17 +104,25 @@ export async function restart(opts: {
 
 /**
  * A secured stack's nodes set up as `brabant node init` does (roles, Kafka users and ACLs), in
- * `database` (default: the nodes' own, postgres), so that its services run as their own roles.
+ * `database` (default: the nodes' own, postgres), so that its services run as their own roles;
+ * apply a member of `ddlRoles` (roles that own application tables and run their DDL).
  */
 export async function initStackNodes(
   stack: StackInfo,
   say: (m: string) => void,
   database?: string,
+  ddlRoles?: string[],
 ): Promise<void> {
   if (stack.security === undefined || stack.topologyFile === undefined) return;
   const topology = readTopology(stack.topologyFile);
   for (const n of topology.nodes)
-    await initNode({ topology, nodeId: n.id, say, ...(database === undefined ? {} : { database }) });
+    await initNode({
+      topology,
+      nodeId: n.id,
+      say,
+      ...(database === undefined ? {} : { database }),
+      ...(ddlRoles === undefined ? {} : { ddlRoles }),
+    });
 }
 
 export function describeStack(stack: StackInfo): string {

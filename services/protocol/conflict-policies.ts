@@ -114,6 +114,12 @@ declare
   numeric_types text[] := array['smallint', 'integer', 'bigint', 'numeric', 'real', 'double precision'];
 begin
   select format('%I.%I', n.nspname, r.relname) into q from pg_class r join pg_namespace n on n.oid = r.relnamespace where r.oid = tbl;
+  -- a table's owner decides its policy (the roles node init gives the policy tables to are
+  -- DDL roles, each owner of its own tables only)
+  if not pg_has_role(current_user, (select relowner from pg_class where oid = tbl), 'USAGE') then
+    raise exception 'only the owner of % (or a member of its role) may set its conflict policy; % is not', q, current_user
+      using errcode = '42501';
+  end if;
   key := brabant.tombstone_key(tbl);
   if policy in ('row_lww', 'column_lww') then
     if columns is not null then
@@ -202,7 +208,7 @@ begin
       'version', 1,
       'statement', format('select brabant.set_conflict_policy(%L, %L, %L)', q, policy, columns),
       'searchPath', 'pg_catalog', 'role', current_user::text, 'tags', jsonb_build_array('SET CONFLICT POLICY'),
-      'seq', 0, 'concurrently', false, 'objects', '[]'::jsonb, 'dropped', '[]'::jsonb, 'tables', '[]'::jsonb,
+      'seq', 0, 'concurrently', false, 'objects', jsonb_build_array(jsonb_build_object('type', 'table', 'identity', q)), 'dropped', '[]'::jsonb, 'tables', '[]'::jsonb,
       'renames', '[]'::jsonb)::text);
   end if;
 end

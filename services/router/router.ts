@@ -27,6 +27,8 @@ import { targetOf } from './server-connection.ts';
 const CLOSE_TO_LIVE_MS = 200;
 /** Catch-up rounds before the pause at most (each a mark on the old leader). */
 const MAX_CATCH_UP_ROUNDS = 20;
+/** How long a starting router checks the nodes again until one answers, before it exits. */
+const START_WAIT_MS = 15_000;
 
 /**
  * The router's options. Those of its clients' access (TLS, authentication, limits) may be left
@@ -144,8 +146,16 @@ export class Router {
   }
 
   async start(): Promise<void> {
+    // a node slow to answer its first check (a loaded machine, a TLS and SCRAM login) is given
+    // more rounds before the router gives up: one missed check at start is no reason to exit
+    const deadline = Date.now() + START_WAIT_MS;
     await this.health.round();
-    const d = chooseLeader(this.input(undefined));
+    let d = chooseLeader(this.input(undefined));
+    while (d.leader === undefined && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, this.c.checkMs));
+      await this.health.round();
+      d = chooseLeader(this.input(undefined));
+    }
     if (d.leader === undefined) {
       throw new BrabantError(
         'COMPONENT_START_FAILED',

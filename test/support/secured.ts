@@ -96,7 +96,11 @@ export function pairTopology(stack: SecuredStack, db: string): { topology: Topol
 }
 
 /** Like replicationPair, on the secured stack: node init for both nodes, services from the topology. */
-export async function securedPair(stack: SecuredStack, schemaSql: string): Promise<Pair> {
+export async function securedPair(
+  stack: SecuredStack,
+  schemaSql: string,
+  opts: { ddlRoles?: string[] } = {},
+): Promise<Pair> {
   const name = uniqueName('t');
   const drops: (() => Promise<void>)[] = [];
   const clients: pg.Client[] = [];
@@ -115,7 +119,13 @@ export async function securedPair(stack: SecuredStack, schemaSql: string): Promi
   }
   const { topology, file } = pairTopology(stack, name);
   try {
-    for (const n of topology.nodes) await initNode({ topology, nodeId: n.id, say: () => {} });
+    for (const n of topology.nodes)
+      await initNode({
+        topology,
+        nodeId: n.id,
+        say: () => {},
+        ...(opts.ddlRoles ? { ddlRoles: opts.ddlRoles } : {}),
+      });
   } catch (err) {
     for (const c of clients) await c.end().catch(() => {});
     for (const d of drops) await d().catch(() => {});

@@ -43,3 +43,29 @@ export function planDdl(
   ].join(';\n');
   return { kind: 'in-transaction', script };
 }
+
+/** What this node says of the DDL's role and of the owners of the tables it touches. */
+export interface RoleFacts {
+  /** The event's role exists here and apply may become it (a DDL role given to node init). */
+  roleUsable: boolean;
+  /** Owners here of the existing tables the DDL touches, and whether apply may become each. */
+  owners: { role: string; usable: boolean }[];
+}
+
+/**
+ * The role a DDL replays as (pure): its own when apply may become it; else, when every table it
+ * touches that exists here has one owner apply may become, that owner — a superuser's ALTER of an
+ * application's table runs as the table's owner, which may alter it, and the table stays the
+ * owner's; else null (apply's own role, which owns nothing: the DDL then fails and pauses its
+ * stream, `why` says so).
+ */
+export function chooseRunAs(
+  role: string,
+  facts: RoleFacts,
+): { runAs: string | null; why: 'own-role' | 'table-owner' | 'none' } {
+  if (facts.roleUsable) return { runAs: role, why: 'own-role' };
+  const owners = [...new Set(facts.owners.map((o) => o.role))];
+  if (owners.length === 1 && facts.owners.every((o) => o.usable))
+    return { runAs: owners[0]!, why: 'table-owner' };
+  return { runAs: null, why: 'none' };
+}
