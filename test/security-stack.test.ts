@@ -17,6 +17,7 @@ import { SchemaRegistryClient } from '../services/protocol/schema-registry.ts';
 import { readSecretFile } from '../services/runtime/security.ts';
 import { readTopology } from '../services/runtime/topology.ts';
 import { kafkaUser, secretFile } from '../services/runtime/topology-security.ts';
+import { brabant } from './support/cli.ts';
 import { convergenceSuite } from './support/convergence.ts';
 import type { Pair } from './support/pair.ts';
 import { type SecuredStack, securedPair, securedStack, stackSecretValues } from './support/secured.ts';
@@ -376,6 +377,26 @@ convergenceSuite(
 );
 
 describe('secured stack: secrets', () => {
+  it('brabant status reaches the secured Kafka and registry as the operator, and prints no secret', async () => {
+    const r = await brabant(['status', '--json', '--topology', stack.topologyFile!], {
+      ...process.env,
+      BRABANT_HOME: stack.workDir,
+    });
+    const report = JSON.parse(r.out.slice(r.out.indexOf('{'))) as {
+      regions: { name: string; kafka: { reachable: boolean }; registry: { reachable: boolean } }[];
+    };
+    expect(report.regions.length).toBeGreaterThan(0);
+    for (const region of report.regions) {
+      expect(region.kafka, `${region.name}: ${JSON.stringify(region.kafka)}`).toMatchObject({
+        reachable: true,
+      });
+      expect(region.registry, `${region.name}: ${JSON.stringify(region.registry)}`).toMatchObject({
+        reachable: true,
+      });
+    }
+    for (const secret of stackSecretValues(stack)) expect(r.out.includes(secret)).toBe(false);
+  });
+
   it('no log of the whole run holds a password or a private key', () => {
     const secrets = stackSecretValues(stack);
     expect(secrets.length).toBeGreaterThan(20);

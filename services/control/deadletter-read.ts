@@ -5,6 +5,7 @@
  * takes an offset too, so "up to" allows it), or when nothing more came for a while.
  */
 import { randomUUID } from 'node:crypto';
+import type { KafkaConfig } from 'kafkajs';
 import { DEAD_LETTER_TOPIC } from '../protocol/topics.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { createLogger } from '../runtime/log.ts';
@@ -14,10 +15,13 @@ const quiet = createLogger('brabant', 'silent');
 
 export async function readDeadLetterRecords(
   region: { name: string; kafka: string[] },
+  /** How to log in (commandKafkaAuth): nothing on a plaintext topology. */
+  auth: Pick<KafkaConfig, 'ssl' | 'sasl'> = {},
   timeoutMs = 15_000,
 ): Promise<RawRecord[]> {
   const kafka = createKafka({
     brokers: region.kafka,
+    ...auth,
     clientId: 'brabant-deadletters',
     log: quiet,
     connectionTimeout: 2000,

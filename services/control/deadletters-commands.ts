@@ -8,6 +8,7 @@
 import pg from 'pg';
 import { BrabantError } from '../runtime/errors.ts';
 import { sameCluster, type Topology, type TopologyRegion } from '../runtime/topology.ts';
+import { commandKafkaAuth } from './command-access.ts';
 import { type DeadLetter, type DeadLetterAction, isOpen, parseDeadLetter } from './deadletter-model.ts';
 import { readDeadLetterRecords } from './deadletter-read.ts';
 import { readActions } from './status-collect.ts';
@@ -25,7 +26,9 @@ export async function listDeadLetters(
 ): Promise<{ letters: DeadLetter[]; actions: DeadLetterAction[] }> {
   const ids = t.nodes.map((n) => n.id);
   const [records, actions] = await Promise.all([
-    Promise.all(clusters(t).map((r) => readDeadLetterRecords(r))).then((x) => x.flat()),
+    Promise.all(clusters(t).map((r) => readDeadLetterRecords(r, commandKafkaAuth(t, r.name)))).then((x) =>
+      x.flat(),
+    ),
     Promise.all(t.nodes.map((n) => withNode(n.postgres, (db) => readActions(db, n.id)).catch(() => []))).then(
       (x) => x.flat(),
     ),

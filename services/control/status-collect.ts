@@ -10,11 +10,13 @@
  */
 import pg from 'pg';
 import { slotName } from '../protocol/names.ts';
+import { registryRequest } from '../protocol/registry-http.ts';
 import { DEAD_LETTER_TOPIC } from '../protocol/topics.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { createLogger } from '../runtime/log.ts';
 import { redactUrl } from '../runtime/redact.ts';
 import { sameCluster, type Topology, type TopologyNode, type TopologyRegion } from '../runtime/topology.ts';
+import { commandKafkaAuth, commandRegistryTls } from './command-access.ts';
 import { type DeadLetterAction, isOpen, parseDeadLetter } from './deadletter-model.ts';
 import { readDeadLetterRecords } from './deadletter-read.ts';
 import { oneValue, parseMetrics, type Sample, samplesOf, sumOf } from './prometheus-text.ts';
@@ -184,9 +186,10 @@ async function readRouter(port: number): Promise<RouterStatus> {
   }
 }
 
-async function readKafka(r: TopologyRegion): Promise<{ reachable: boolean; error?: string }> {
+async function readKafka(t: Topology, r: TopologyRegion): Promise<{ reachable: boolean; error?: string }> {
   const kafka = createKafka({
     brokers: r.kafka,
+    ...commandKafkaAuth(t, r.name),
     clientId: 'brabant-status',
     log: quiet,
     connectionTimeout: 2000,
@@ -207,10 +210,18 @@ async function readKafka(r: TopologyRegion): Promise<{ reachable: boolean; error
   }
 }
 
-async function readRegistry(url: string): Promise<{ reachable: boolean; error?: string }> {
+async function readRegistry(t: Topology, url: string): Promise<{ reachable: boolean; error?: string }> {
   try {
-    const res = await fetch(`${url}/subjects`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
-    return res.ok ? { reachable: true } : { reachable: false, error: `answered ${res.status}` };
+    const tls = commandRegistryTls(t);
+    const res = await registryRequest(`${url}/subjects`, {
+      method: 'GET',
+      headers: { accept: 'application/json' },
+      timeoutMs: TIMEOUT_MS,
+      ...(tls === undefined ? {} : { tls }),
+    });
+    return res.status >= 200 && res.status < 300
+      ? { reachable: true }
+      : { reachable: false, error: `answered ${res.status}` };
   } catch (err) {
     return { reachable: false, error: message(err) };
   }
@@ -363,14 +374,14 @@ export async function collectStatus(t: Topology, o: CollectOptions = {}): Promis
     t.regions.map(async (r) => {
       const router = t.routers.find((x) => x.region === r.name);
       const [kafka, registry, routerStatus, nodes, records] = await Promise.all([
-        readKafka(r),
-        readRegistry(r.registry),
+        readKafka(t, r),
+        readRegistry(t, r.registry),
         router === undefined ? Promise.resolve(undefined) : readRouter(router.controlPort),
         Promise.all(t.nodes.filter((n) => n.region === r.name).map((n) => nodeStatus(t, n, now))),
         readsDeadLetters(r)
-          ? within(20_000, `reading ${DEAD_LETTER_TOPIC}`, () => readDeadLetterRecords(r)).catch(
-              () => undefined,
-            )
+          ? within(20_000, `reading ${DEAD_LETTER_TOPIC}`, () =>
+              readDeadLetterRecords(r, commandKafkaAuth(t, r.name)),
+            ).catch(() => undefined)
           : Promise.resolve(undefined),
       ]);
       const region: RegionStatus = {

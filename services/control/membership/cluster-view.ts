@@ -4,8 +4,7 @@
  * cannot be reached), the Kafka cluster of a region, where a node's events are, the origins'
  * progress on a node, and the region's router.
  */
-import { readFileSync } from 'node:fs';
-import type { Admin, Kafka, KafkaConfig } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
 import { type Lsn, parseLsn, type StreamPosition } from '../../protocol/lsn.ts';
 import { originName } from '../../protocol/names.ts';
@@ -16,7 +15,7 @@ import { createKafka } from '../../runtime/kafka.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { redactUrl } from '../../runtime/redact.ts';
 import { nodeOf, regionOf, type Topology, type TopologyNode } from '../../runtime/topology.ts';
-import { adminSasl } from '../node-kafka.ts';
+import { commandKafkaAuth } from '../command-access.ts';
 import { routerUrl } from '../router-commands.ts';
 
 /** kafkajs and the read-back log here; the command's own output is its progress lines. */
@@ -37,17 +36,6 @@ export async function connectNode(n: TopologyNode, doing: string): Promise<pg.Cl
       { cause: err },
     );
   }
-}
-
-/**
- * How the command logs in to a region's Kafka: on a secured topology as the cluster's admin
- * (security.kafkaAdmin, its password from the secrets folder) over TLS checked against the CA, as
- * node init does; on a plaintext one as nobody.
- */
-export function commandKafkaAuth(t: Topology, region: string): Pick<KafkaConfig, 'ssl' | 'sasl'> {
-  const sec = t.security;
-  if (sec === undefined) return {};
-  return { ssl: { ca: [readFileSync(sec.ca, 'utf8')] }, sasl: adminSasl(sec, region) };
 }
 
 /** The Kafka cluster of a node's region, with an admin client, for the length of `fn`. */
