@@ -397,6 +397,21 @@ describe('secured stack: secrets', () => {
     for (const secret of stackSecretValues(stack)) expect(r.out.includes(secret)).toBe(false);
   });
 
+  it('brabant ddl check reaches the secured stack’s registry with its client certificate', async () => {
+    const node = stack.regions[0]!.nodes[0]!;
+    const r = await brabant(
+      ['ddl', 'check', '--node', node.id, 'create table ddl_probe (id int primary key, note text)'],
+      {
+        ...process.env,
+        BRABANT_HOME: stack.workDir,
+        PGPASSWORD: readSecretFile(stack.security.adminPasswordFile, 'the superuser'),
+      },
+    );
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toContain('checked with the registry: public.ddl_probe compatible');
+    for (const secret of stackSecretValues(stack)) expect(r.out.includes(secret)).toBe(false);
+  });
+
   it('no log of the whole run holds a password or a private key', () => {
     const secrets = stackSecretValues(stack);
     expect(secrets.length).toBeGreaterThan(20);

@@ -72,9 +72,13 @@ async function rollout(o: DdlOptions, action: 'apply' | 'check'): Promise<number
   const compatibility = o.compatibility?.toUpperCase() as Compatibility | undefined;
   if (compatibility !== undefined && !COMPATIBILITY.includes(compatibility))
     throw new BrabantError('CONFIG_INVALID', `--compatibility must be one of ${COMPATIBILITY.join(', ')}`);
-  const { nodes, registryUrl } = stackNodes(o.config.home, o.database);
+  const { nodes, registryUrl, registryTls } = stackNodes(o.config.home, o.database);
   const node = pickNode(nodes, o.node);
-  const registry = new SchemaRegistryClient({ url: o.registry ?? registryUrl, retries: 2 });
+  const registry = new SchemaRegistryClient({
+    url: o.registry ?? registryUrl,
+    retries: 2,
+    ...(o.registry === undefined && registryTls !== undefined ? { tls: registryTls } : {}),
+  });
   const topic = o.topic ?? changeTopic(node.region);
   return connected(node.url, async (db) => {
     const statements = await splitStatements(db, sql);

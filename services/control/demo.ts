@@ -332,7 +332,7 @@ export async function demo(opts: {
             `${home}brabant conflicts, ${home}brabant deadletters. Stop it: BRABANT_HOME=${workDir} brabant stop && BRABANT_HOME=${workDir} brabant down` +
             (secured.psqlPrefix === ''
               ? ''
-              : `\n(Secured: these commands log in to the nodes with PGPASSWORD — ${secured.psqlPrefix.trim()} — and reach Kafka and the registry without credentials yet, so they show both unreachable; --insecure runs the demo plaintext.)`)
+              : `\n(Secured: these commands log in to the nodes with PGPASSWORD — ${secured.psqlPrefix.trim()} — and reach Kafka and the registry with the stack's credentials; --insecure runs the demo plaintext.)`)
         : '\nRun `brabant demo --keep` to leave it running and look at it with `brabant status` and `brabant dashboard`.',
     );
     return failed === 0 && exact ? 0 : 1;

@@ -2,10 +2,12 @@
  * The nodes a command talks to: found in the local stack's state (BRABANT_HOME) by id, each in
  * the database given, and a connection to one for the length of a command.
  */
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { withDatabase } from '../../infra/postgres/postgres.ts';
 import { readState } from '../../infra/stack-state.ts';
 import { BrabantError } from '../runtime/errors.ts';
+import type { ClientTls } from '../runtime/security.ts';
 
 export interface NodeTarget {
   id: string;
@@ -13,8 +15,14 @@ export interface NodeTarget {
   url: string;
 }
 
-/** The nodes of the local stack started from `home`, each in `database`, and its registry. */
-export function stackNodes(home: string, database: string): { nodes: NodeTarget[]; registryUrl: string } {
+/**
+ * The nodes of the local stack started from `home`, each in `database`, and its registry (with
+ * the stack's client certificate when it is secured).
+ */
+export function stackNodes(
+  home: string,
+  database: string,
+): { nodes: NodeTarget[]; registryUrl: string; registryTls?: ClientTls } {
   const state = readState(home);
   if (state === undefined)
     throw new BrabantError(
@@ -26,6 +34,15 @@ export function stackNodes(home: string, database: string): { nodes: NodeTarget[
       r.nodes.map((n) => ({ id: n.id, region: r.name, url: withDatabase(n.url, database) })),
     ),
     registryUrl: state.registryUrl,
+    ...(state.security === undefined
+      ? {}
+      : {
+          registryTls: {
+            ca: readFileSync(state.security.ca, 'utf8'),
+            cert: readFileSync(state.security.clientCert, 'utf8'),
+            key: readFileSync(state.security.clientKey, 'utf8'),
+          },
+        }),
   };
 }
 
