@@ -153,7 +153,11 @@ export class OriginApplier {
    * Applies a dead-lettered change again (replay.ts) between two of this source's transactions;
    * 'busy' while one is open (a large transaction spanning runs): the caller tries again later.
    */
-  replay(changes: RowChange[], finish: string): Promise<ReplayResult | 'busy'> {
+  replay(
+    changes: RowChange[],
+    finish: string,
+    note?: (outcome: TxOutcome) => string | undefined,
+  ): Promise<ReplayResult | 'busy'> {
     return this.exclusive(async () =>
       this.inTransaction
         ? 'busy'
@@ -161,6 +165,7 @@ export class OriginApplier {
             { db: this.db, statements: this.exec.statements, ctx: this.ctx, source: this.source },
             changes,
             finish,
+            note,
           ),
     );
   }

@@ -63,6 +63,8 @@ export async function replayTransaction(
   p: { db: pg.Client; statements: PreparedStatements; ctx: Omit<FullPathContext, 'metrics'>; source: string },
   changes: RowChange[],
   finish: string,
+  /** A statement that records what the outcome was (its conflicts), run in the same transaction. */
+  note?: (outcome: TxOutcome) => string | undefined,
 ): Promise<ReplayResult> {
   const exec = new HeldCommit(p.db, p.statements, finish);
   const state = {
@@ -91,6 +93,9 @@ export async function replayTransaction(
   if (outcome.deadLetters.length > 0)
     return undo(`it would be dead-lettered again: ${outcome.deadLetters.map((d) => d.reason).join('; ')}`);
   if (exec.finished !== 1) return undo('the request was handled meanwhile');
+  // in the same transaction as the request's "done": whoever sees it done sees how it resolved
+  const noted = note?.(outcome);
+  if (noted !== undefined) await p.db.query(noted);
   await p.db.query('commit');
   return { ok: true, outcome };
 }
@@ -208,7 +213,11 @@ export async function requestedChange(
 
 /** What the replayer needs of an applier (OriginApplier.replay). */
 export interface Replayer {
-  replay(changes: RowChange[], finish: string): Promise<ReplayResult | 'busy'>;
+  replay(
+    changes: RowChange[],
+    finish: string,
+    note?: (outcome: TxOutcome) => string | undefined,
+  ): Promise<ReplayResult | 'busy'>;
 }
 
 /**
@@ -237,7 +246,11 @@ export function serveReplays(d: {
         const change = await requestedChange(r.format, r.payload, r.source, d);
         const applier = await d.applierFor(r.source);
         const detail = `re-applied ${change.op} of ${change.schema}.${change.table} ${JSON.stringify(change.key)} at its original commit time`;
-        result = await applier.replay([change], finishStatement(r.id, detail));
+        result = await applier.replay([change], finishStatement(r.id, detail), (o) =>
+          o.conflicts.length === 0
+            ? undefined
+            : `update brabant.dead_letter_actions set detail = detail || ${literal(`; resolved as ${o.conflicts.map((c) => `${c.kind} → ${c.resolution}`).join(', ')}`)} where id = ${literal(r.id)}`,
+        );
       } catch (err) {
         result = { ok: false, reason: describeError(err) };
       }
@@ -248,11 +261,6 @@ export function serveReplays(d: {
         d.metrics.rows.inc({ origin: r.source, action: 'reapplied' }, o.rows);
         d.metrics.reapplied.inc({ origin: r.source });
         await d.sideTopics.publish(r.source, [o]);
-        if (o.conflicts.length > 0)
-          await d.control.query(
-            `update brabant.dead_letter_actions set detail = detail || $2 where id = $1`,
-            [r.id, `; resolved as ${o.conflicts.map((c) => `${c.kind} → ${c.resolution}`).join(', ')}`],
-          );
         d.log.info({ id: r.id, source: r.source, conflicts: o.conflicts.length }, 'dead letter re-applied');
       } else {
         await d.control.query(
