@@ -20,7 +20,6 @@ import type { RelaySpec } from './link/relay.ts';
 import { postgresOsUser } from './postgres/postgres.ts';
 import { ensureReachable } from './postgres/reach.ts';
 import { readProcessInfo, readProcessTable } from './process-table.ts';
-import { assertPortFree, freePort } from './processes.ts';
 import { CCOMPAT_PATH, ensureRegistryBuilt } from './registry/registry.ts';
 import { type RegistryStorage, registryStorageFromUrl } from './registry/registry-db.ts';
 import { waitForRegistryTables } from './registry/registry-standby.ts';
@@ -38,9 +37,9 @@ import {
   securedStackSecrets,
 } from './security/stack-security.ts';
 import { clearLeftovers, killRecordedNow, stopRecorded } from './stack-control.ts';
+import { assertPortsFree, type Planned, portPlan } from './stack-ports.ts';
 import {
   type ComponentRecord,
-  type ComponentSpec,
   classifyWorkDir,
   type NodeInfo,
   type RegionInfo,
@@ -97,19 +96,6 @@ export interface Stack extends StackInfo {
   /** Let the processes outlive this one (`brabant up --detach`); `brabant down` stops them later. */
   release(): void;
 }
-
-function portPlan(basePort: number): PortPlan {
-  let offset = 0;
-  return {
-    async next() {
-      if (basePort === 0) return freePort();
-      return basePort + offset++;
-    },
-  };
-}
-
-/** A part to start, in the order of the state file (stop goes the other way). */
-type Planned = ComponentSpec & { id: string; name: string };
 
 /** Every part to start, with its spec (ports, folders), in start order; nothing starts yet. */
 async function planParts(
@@ -308,24 +294,6 @@ async function planLink(
       specFile: join(dataDir, 'link.json'),
     },
   });
-}
-
-async function assertPortsFree(planned: Planned[]): Promise<void> {
-  for (const p of planned) {
-    if (p.kind === 'kafka') {
-      await assertPortFree('127.0.0.1', p.spec.brokerPort, `${p.name} (broker)`);
-      await assertPortFree('127.0.0.1', p.spec.controllerPort, `${p.name} (controller)`);
-    } else if (p.kind === 'registry') await assertPortFree('127.0.0.1', p.spec.port, 'the schema registry');
-    else if (p.kind === 'link')
-      for (const port of [p.spec.controlPort, ...p.spec.relays.map((r) => r.listenPort)])
-        await assertPortFree('127.0.0.1', port, 'the link between regions');
-    else if (p.kind !== 'mirror')
-      await assertPortFree(
-        '127.0.0.1',
-        p.spec.port,
-        `PostgreSQL ${p.kind === 'postgres' ? `node ${p.id}` : p.id}`,
-      );
-  }
 }
 
 export async function startStack(topology: Topology, options: StackOptions): Promise<Stack> {
