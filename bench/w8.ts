@@ -87,6 +87,30 @@ function liveLoad(ctx: Ctx, peer: Db, target: Db) {
  * After the copy: the load goes on until the new node has followed it within LATE_MS for
  * SETTLE_MS, then stops; every committed row must reach the new node. Returns when it caught up.
  */
+
+/** A system's figures: the copy, when it said ready, when the load caught up, and the end state. */
+function result(
+  rows: number,
+  at: { t0: number; copied: number; ready: number },
+  f: Awaited<ReturnType<typeof followUntilCaughtUp>>,
+  same: number,
+  details: Record<string, unknown>,
+): RunResult {
+  details.liveRows = f.rows;
+  details.lagPerSecond = f.lagPerSecond;
+  return {
+    values: {
+      copyRowsPerSec: rows / ((at.copied - at.t0) / 1000),
+      copySeconds: (at.copied - at.t0) / 1000,
+      readySeconds: (at.ready - at.t0) / 1000,
+      caughtUpSeconds: (Math.max(f.caughtUpAt, at.copied) - at.t0) / 1000,
+      loadRowsPerSec: f.rows / f.seconds,
+      identical: same,
+    },
+    details,
+  };
+}
+
 async function followUntilCaughtUp(
   load: ReturnType<typeof liveLoad>,
   t0: number,
@@ -237,19 +261,7 @@ async function runBrabant(ctx: Ctx, label: string, details: Record<string, unkno
       .split('\n')
       .filter((l) => !/^copy: |^catch-up: /.test(l));
     const f = await followUntilCaughtUp(load, t0, copied, abort);
-    details.liveRows = f.rows;
-    details.lagPerSecond = f.lagPerSecond;
-    return {
-      values: {
-        copyRowsPerSec: ctx.opts.w8Rows / ((copied - t0) / 1000),
-        copySeconds: (copied - t0) / 1000,
-        readySeconds: (ready - t0) / 1000,
-        caughtUpSeconds: (Math.max(f.caughtUpAt, copied) - t0) / 1000,
-        loadRowsPerSec: f.rows / f.seconds,
-        identical: await identical(peer, target),
-      },
-      details,
-    };
+    return result(ctx.opts.w8Rows, { t0, copied, ready }, f, await identical(peer, target), details);
   } finally {
     cli?.kill();
     await load.writers.stop().catch(() => {});
@@ -323,19 +335,7 @@ async function runNative(ctx: Ctx, details: Record<string, unknown>): Promise<Ru
       abort,
     });
     const f = await followUntilCaughtUp(load, t0, copied, () => undefined);
-    details.liveRows = f.rows;
-    details.lagPerSecond = f.lagPerSecond;
-    return {
-      values: {
-        copyRowsPerSec: ctx.opts.w8Rows / ((copied - t0) / 1000),
-        copySeconds: (copied - t0) / 1000,
-        readySeconds: (ready - t0) / 1000,
-        caughtUpSeconds: (Math.max(f.caughtUpAt, copied) - t0) / 1000,
-        loadRowsPerSec: f.rows / f.seconds,
-        identical: await identical(peer, target),
-      },
-      details,
-    };
+    return result(ctx.opts.w8Rows, { t0, copied, ready }, f, await identical(peer, target), details);
   } finally {
     await load.writers.stop().catch(() => {});
     await load.poller.stop().catch(() => {});
