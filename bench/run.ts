@@ -107,7 +107,9 @@ function tableRows(scenarios: Scenario[], outcomes: ScenarioOutcome[]): TableRow
     }
     for (const r of sc.rows) {
       const b = cell(o.systems.brabant, r.key, r.unit, r.better);
-      const baselines = r.baselines.length > 0 ? r.baselines : [undefined];
+      // a row's target or same-run figure first, then one row per baseline system
+      const own = r.target !== undefined || r.sameRun !== undefined || r.baselines.length === 0;
+      const baselines = [...(own ? [undefined] : []), ...r.baselines];
       for (const base of baselines) {
         const row: TableRow = {
           scenario: `${o.id} ${o.title}`,

@@ -5,8 +5,7 @@
  * column (docs/policies.md): every increment of both regions is then kept, which the row
  * "increments kept" shows beside pglogical's last-update-wins in the same run.
  */
-import { readFileSync, statSync } from 'node:fs';
-import { PglogicalPair } from './lib/baselines.ts';
+import { logSize, PglogicalPair, pglogicalConflicts } from './lib/baselines.ts';
 import { type BrabantNames, BrabantRun, brabantNames } from './lib/context.ts';
 import { checksum, connect, PAYLOAD_SQL } from './lib/pg.ts';
 import { PROBE_B, probesBothWays } from './lib/probes.ts';
@@ -55,22 +54,6 @@ class HotUpdaters {
     this.running = false;
     await this.done;
   }
-}
-
-function logSize(file: string | undefined): number {
-  if (file === undefined) return 0;
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** Conflict lines pglogical logged for `database` since byte `from` of its server log. */
-function pglogicalConflicts(file: string | undefined, from: number, database: string): number {
-  if (file === undefined) return 0;
-  const text = readFileSync(file).subarray(from).toString();
-  return text.split('\n').filter((l) => l.includes(` ${database} `) && /CONFLICT: remote/.test(l)).length;
 }
 
 export const W4: Scenario = {
@@ -155,10 +138,7 @@ export const W4: Scenario = {
         }
       } else {
         await pgl.createNodes();
-        const toB = await pgl.subscribe(p.a, p.b);
-        const toA = await pgl.subscribe(p.b, p.a);
-        await pgl.waitStatus(p.b, toB, 'replicating');
-        await pgl.waitStatus(p.a, toA, 'replicating');
+        await pgl.bothWays();
       }
       // The hot rows, written once on A and replicated.
       await p.a.client.query(

@@ -97,10 +97,7 @@ async function runW7(ctx: Ctx, system: System, label: string): Promise<RunResult
       await brabant.apply(p.b, topics, names[1]!.nodeId);
     } else {
       await pgl.createNodes();
-      const toB = await pgl.subscribe(p.a, p.b, ['default', 'ddl_sql']);
-      const toA = await pgl.subscribe(p.b, p.a, ['default', 'ddl_sql']);
-      await pgl.waitStatus(p.b, toB, 'replicating');
-      await pgl.waitStatus(p.a, toA, 'replicating');
+      await pgl.bothWays(['default', 'ddl_sql']);
     }
     await warmUp(p.a, p.b, 0, ctx.regionA, abort);
     await warmUp(p.b, p.a, B_IDS - 1, ctx.regionB, abort);

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyMetrics } from '../services/apply/metrics.ts';
 import { APPLY_SESSION_OPTIONS, OriginApplier, type TxOutcome } from '../services/apply/origin-applier.ts';
+import { verifySql } from '../services/apply/planner/sql-rows.ts';
 import { TargetCatalog } from '../services/apply/target-catalog.ts';
 import type { DecodedChange, RowChange } from '../services/protocol/change-decoder.ts';
 import { lsn, parseLsn } from '../services/protocol/lsn.ts';
@@ -56,7 +57,7 @@ async function target(): Promise<Target> {
   let between: (() => Promise<void>) | undefined;
   let armed = false;
   let afterHooked: ((stopped: boolean) => void) | undefined;
-  let hooked = false;
+  let scriptPending = false;
   const t: Target = {
     client: admin,
     url: db.url,
@@ -77,18 +78,25 @@ async function target(): Promise<Target> {
         count++;
         const sql = typeof args[0] === 'string' ? args[0] : '';
         // resolve ahead: the lookups (in a transaction rolled back), then the script of transactions
-        if (hooked) {
-          // the query after the hooked script: the roll back of a script that stopped, or not
-          hooked = false;
-          afterHooked?.(sql.startsWith('rollback; select pg_replication_origin_session_progress'));
-        }
+        // (statements it needs prepared first, one query each)
+        const prepare = sql.startsWith('prepare ');
         if (sql.endsWith('rollback') && !sql.includes('commit')) armed = between !== undefined;
-        else if (armed && sql.includes('commit')) {
+        else if (armed && (prepare || sql.includes('commit'))) {
           armed = false;
           const fn = between!;
           between = undefined;
           await fn();
-          hooked = true;
+          scriptPending = true;
+        }
+        if (scriptPending && !prepare) {
+          // the script: it stopped at a statement if it failed (the rest did not run)
+          scriptPending = false;
+          const answer = query(...args) as Promise<unknown>;
+          answer.then(
+            () => afterHooked?.(false),
+            () => afterHooked?.(true),
+          );
+          return answer;
         }
         return query(...args);
       };
@@ -351,6 +359,128 @@ describe('apply fast path', () => {
     // applied again (a redelivery): nothing doubles
     await applier.handleMany(txs);
     expect((await t.client.query('select count(*)::int as n from history')).rows[0].n).toBe(6);
+    await t.close();
+  });
+
+  it('resolves ahead transactions that update the same hot rows one after another, in one group, as the row-by-row path does', async () => {
+    const { t, applier, src: older } = await withRows(3, 'remote');
+    const name = applier.source;
+    // local writes (now) on every key: the source's next updates from 2099 win over them
+    await t.client.query(`update items set v = 'local'`);
+    const newer = older.at(FUTURE_TS);
+    // like TPC-B: every transaction updates one of few hot rows (branches) and a row of its own
+    const txs = Array.from({ length: 30 }, (_, i) =>
+      newer.tx([
+        { op: 'UPDATE', id: 1 + (i % 3), v: `step ${i}`, n: i },
+        { op: 'INSERT', id: 100 + i, v: 'new' },
+      ]),
+    ).flat();
+    const fullBefore = t.metrics.strategyTransactions.get({ origin: name, strategy: 'full' });
+    const outcomes = await applier.handleMany(txs);
+    expect(outcomes).toHaveLength(30);
+    // the first update of each hot row beats the local write; the later ones follow it, no conflict
+    expect(outcomes.map((o) => o.conflicts.map((c) => `${c.kind}/${c.resolution}`))).toEqual(
+      Array.from({ length: 30 }, (_, i) => (i < 3 ? ['update_origin_change/apply_remote'] : [])),
+    );
+    expect(t.metrics.strategyTransactions.get({ origin: name, strategy: 'full' })).toBe(fullBefore);
+    const s = await state(t.client);
+    const last = (id: number) => 27 + id - 1; // the last transaction of each hot row
+    for (const id of [1, 2, 3]) {
+      const row = s.rows.find((r) => r.id === id)!;
+      expect(row).toMatchObject({ v: `step ${last(id)}`, n: last(id), roname: applier.origin });
+      // its version is the commit time of the source transaction that wrote it last
+      expect(BigInt(row.ts!)).toBe(FUTURE_TS + 1000n * BigInt(last(id) + 1));
+    }
+    expect(s.rows.filter((r) => r.v === 'new')).toHaveLength(30);
+    // a redelivery of them all changes nothing
+    await applier.handleMany(txs);
+    expect(await state(t.client)).toEqual(s);
+    // local writers change the hot rows again, and 30 more such transactions come: one lookup and
+    // one script of them all (each group ended at a repeated key before: a round trip per 3)
+    await t.client.query(`update items set v = 'local' where id <= 3`);
+    const before = t.queries();
+    const more = await applier.handleMany(
+      Array.from({ length: 30 }, (_, i) =>
+        newer.tx([
+          { op: 'UPDATE', id: 1 + (i % 3), v: `more ${i}` },
+          { op: 'INSERT', id: 200 + i, v: 'new' },
+        ]),
+      ).flat(),
+    );
+    console.log(`round trips of 30 transactions on 3 hot rows: ${t.queries() - before}`);
+    expect(more).toHaveLength(30);
+    expect(t.queries() - before).toBeLessThanOrEqual(4);
+    expect((await state(t.client)).rows.slice(0, 3).map((r) => r.v)).toEqual([
+      'more 27',
+      'more 28',
+      'more 29',
+    ]);
+    expect(t.metrics.strategyTransactions.get({ origin: name, strategy: 'full' })).toBe(fullBefore);
+    await t.close();
+  });
+
+  it('takes the full path when a local write lands on a hot row between the lookup and the transactions updating it one after another', async () => {
+    const { t, applier, src: older } = await withRows(2, 'remote');
+    const name = applier.source;
+    // local writes on both rows: the source's next changes need resolving (from 2099, they win)
+    await t.client.query(`update items set v = 'local'`);
+    const newer = older.at(FUTURE_TS);
+    const txs = Array.from({ length: 10 }, (_, i) =>
+      newer.tx([{ op: 'UPDATE', id: 1 + (i % 2), v: `step ${i}` }]),
+    ).flat();
+    // one more local write of row 2 after the lookup: the check of its first update sees it
+    const stopped = t.betweenLookupAndWrite(async () => {
+      await t.client.query(`update items set n = 42 where id = 2`);
+    });
+    const missesBefore = t.metrics.fastPathMisses.get({ origin: name });
+    const outcomes = await applier.handleMany(txs);
+    expect(outcomes).toHaveLength(10);
+    expect(await stopped).toBe(true);
+    expect(t.metrics.fastPathMisses.get({ origin: name })).toBeGreaterThan(missesBefore);
+    // the full path resolved row 2's first update against the row that local write left, and
+    // every later update of both rows followed the one before it
+    expect(outcomes.map((o) => o.conflicts.map((c) => `${c.kind}/${c.resolution}`))).toEqual([
+      ['update_origin_change/apply_remote'],
+      ['update_origin_change/apply_remote'],
+      ...Array.from({ length: 8 }, () => []),
+    ]);
+    expect(outcomes[1]!.conflicts[0]!.localRow).toMatchObject({ id: 2, n: 42 });
+    const s = await state(t.client);
+    expect(s.rows.map((r) => `${r.v}|${r.roname === applier.origin}`)).toEqual([
+      'step 8|true',
+      'step 9|true',
+    ]);
+    await t.close();
+  });
+
+  it('checks a row an earlier transaction of the script wrote by its version: the same origin and commit time, not a later local write', async () => {
+    const { t, applier } = await withRows(1, 'remote');
+    const table = (await new TargetCatalog(t.client).table('public', 'items'))!;
+    const verify = verifySql(table, ['id']);
+    const version = async () =>
+      (
+        await t.client.query<{ ts: string }>(
+          `select (extract(epoch from (pg_xact_commit_timestamp_origin(xmin)).timestamp) * 1000000)::int8::text as ts from items where id = 1`,
+        )
+      ).rows[0]!.ts;
+    const check = (ts: string, origin: string) =>
+      t.client.query(verify, [
+        '{1}',
+        'public.items',
+        '{NULL}',
+        '{NULL}',
+        '{f}',
+        '2000-01-01',
+        `{${ts}}`,
+        origin,
+      ]);
+    const ts = await version();
+    await check(ts, applier.origin);
+    await expect(check(ts, 'brabant_another_node')).rejects.toThrow(/0 of 1 rows in the expected state/);
+    await expect(check(String(BigInt(ts) + 1n), applier.origin)).rejects.toThrow(/0 of 1 rows/);
+    // a local write since: the row is no longer at that version
+    await t.client.query(`update items set v = 'local' where id = 1`);
+    await expect(check(ts, applier.origin)).rejects.toThrow(/0 of 1 rows/);
     await t.close();
   });
 

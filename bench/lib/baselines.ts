@@ -3,7 +3,7 @@
  * stack's nodes, and pglogical 2 between two extra PostgreSQL nodes that preload it.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { initNode, postgresBinDir, type RunningPostgres, startNode } from '../../infra/postgres/postgres.ts';
 import { currentUserIsRoot, freePort } from '../../infra/processes.ts';
@@ -55,7 +55,12 @@ export class PglogicalPair {
     private readonly b: Db,
   ) {}
 
-  async createNodes(): Promise<void> {
+  /**
+   * A pglogical node in each database, with `tables` in the default replication set (items by
+   * default) and `insertOnly` (tables without a key: only their inserts replicate) in
+   * default_insert_only.
+   */
+  async createNodes(tables = ['public.items'], insertOnly: string[] = []): Promise<void> {
     for (const [db, n] of [
       [this.a, 'a'],
       [this.b, 'b'],
@@ -65,8 +70,21 @@ export class PglogicalPair {
         `bench_${n}_${this.t}`,
         dsn(db),
       ]);
-      await db.client.query(`select pglogical.replication_set_add_table('default', 'public.items')`);
+      for (const [set, list] of [
+        ['default', tables],
+        ['default_insert_only', insertOnly],
+      ] as const)
+        for (const t of list)
+          await db.client.query('select pglogical.replication_set_add_table($1, $2::regclass)', [set, t]);
     }
+  }
+
+  /** Subscriptions both ways (no copy, no forwarding), each replicating once this returns. */
+  async bothWays(sets: string[] = ['default']): Promise<void> {
+    const toB = await this.subscribe(this.a, this.b, sets);
+    const toA = await this.subscribe(this.b, this.a, sets);
+    await this.waitStatus(this.b, toB, 'replicating');
+    await this.waitStatus(this.a, toA, 'replicating');
   }
 
   /**
@@ -116,6 +134,23 @@ export class PglogicalPair {
     for (const s of this.subs)
       await s.on.client.query('select pglogical.drop_subscription($1, true)', [s.name]).catch(() => {});
   }
+}
+
+/** The size of a server log now: where to count its conflict lines from afterwards. */
+export function logSize(file: string | undefined): number {
+  if (file === undefined) return 0;
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Conflict lines pglogical logged for `database` since byte `from` of its server log. */
+export function pglogicalConflicts(file: string | undefined, from: number, database: string): number {
+  if (file === undefined) return 0;
+  const text = readFileSync(file).subarray(from).toString();
+  return text.split('\n').filter((l) => l.includes(` ${database} `) && /CONFLICT: remote/.test(l)).length;
 }
 
 const PGLOGICAL_LIB = () => join(postgresBinDir(), '..', 'lib', 'pglogical.so');

@@ -6,6 +6,7 @@
  */
 import type { DecodedChange, RowChange } from '../protocol/change-decoder.ts';
 import { formatLsn } from '../protocol/lsn.ts';
+import { originName } from '../protocol/names.ts';
 import { directiveFor } from '../runtime/error-policy.ts';
 import type { Executor } from './executor/executor.ts';
 import type { FullPath, OriginState } from './full-path.ts';
@@ -62,11 +63,12 @@ export class GroupRunner {
       outcomes.push(...r.outcomes);
       const event: StrategyEvent = {
         kind: 'ahead-ran',
-        planned: group.txs.length,
+        planned: r.planned,
         committed: r.outcomes.length,
       };
       if (r.outcomes.length < group.txs.length) {
-        // its local state changed under it (a local write meanwhile): the full path takes it
+        // its local state changed under it (a local write meanwhile): the full path takes it; or
+        // the plan ended early (a key left in a state only a new lookup knows): planned again
         return { outcomes, next: group.txs[r.outcomes.length]!.start, event };
       }
       if (following === undefined || following.txs.length === 0 || r.nextLookups === undefined)
@@ -92,7 +94,7 @@ export class GroupRunner {
     txs: AheadTx[],
     looked: Map<RowChange, LookupRow> | undefined,
     next: AheadTx[] | undefined,
-  ): Promise<{ outcomes: TxOutcome[]; nextLookups?: Map<RowChange, LookupRow> }> {
+  ): Promise<{ outcomes: TxOutcome[]; planned: number; nextLookups?: Map<RowChange, LookupRow> }> {
     let state = looked;
     if (state === undefined) {
       const lookups = planLookups(txs, this.exec.statements);
@@ -109,7 +111,7 @@ export class GroupRunner {
             { source: this.state.source, err: d.reason },
             'resolve-ahead lookups failed; the full path takes over',
           );
-          return { outcomes: [] };
+          return { outcomes: [], planned: txs.length };
         }
         state = lookups.read(answer.results.slice(1, 1 + lookups.count) as { rows: LookupRow[] }[]);
       }
@@ -117,19 +119,23 @@ export class GroupRunner {
     const planned = planAheadTransactions(txs, state, {
       statements: this.exec.statements,
       localNode: this.ctx.localNode,
+      origin: originName(this.state.source),
       begin: (lsn) => this.full.beginStatements(lsn),
       commitSetup: (lsn, ts) => this.full.commitSetup(lsn, ts),
       conflictsInsert: (p) => this.full.conflictsInsert(p.conflicts),
     });
+    // the next group's lookups go with this script only when it holds the whole group
     const nextLookups =
-      next === undefined || next.length === 0 ? undefined : planLookups(next, this.exec.statements);
+      next === undefined || next.length === 0 || planned.length < txs.length
+        ? undefined
+        : planLookups(next, this.exec.statements);
     const scripts = planned.map((p) => p.script);
     if (nextLookups !== undefined) scripts.push(nextLookups.script);
     const answer = await this.exec.runScript(scripts.join(';\n'));
     const outcomes = this.committed(planned, readScript(planned, answer));
-    if (nextLookups === undefined || !answer.ok) return { outcomes };
+    if (nextLookups === undefined || !answer.ok) return { outcomes, planned: planned.length };
     const results = answer.results.slice(-1 - nextLookups.count, -1) as { rows: LookupRow[] }[];
-    return { outcomes, nextLookups: nextLookups.read(results) };
+    return { outcomes, planned: planned.length, nextLookups: nextLookups.read(results) };
   }
 
   /** Runs planned whole transactions (the fast strategy) in one round trip; the outcomes of those that committed. */

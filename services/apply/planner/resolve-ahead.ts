@@ -1,13 +1,22 @@
 /**
- * The resolve-ahead strategy's planner (pure). A group of complete small source transactions,
- * no key twice in the group (so no transaction depends on another's writes), is planned in two
- * steps: the lookups of every key (one round trip, in a transaction that is rolled back), then,
- * from what they found, one local transaction per source transaction that first checks and locks
- * that its keys are still in the state looked up (the row's and the tombstone's xmin), then writes
- * what `resolve()` decided, its conflict log, and commits. A local write in between makes the
- * check raise BR001: that transaction and the rest of the script do not run — unless the
- * decision was to keep that local row (it was newer than the change), which a newer local write
- * leaves true: hot rows local writers keep changing (pgbench's branches) then need no full path.
+ * The resolve-ahead strategy's planner (pure). A group of complete small source transactions is
+ * planned in two steps: the lookups of every key (one round trip, in a transaction that is rolled
+ * back), then, from what they found, one local transaction per source transaction that first
+ * checks and locks that its keys are still in the state looked up (the row's and the tombstone's
+ * xmin), then writes what `resolve()` decided, its conflict log, and commits. A local write in
+ * between makes the check raise BR001: that transaction and the rest of the script do not run —
+ * unless the decision was to keep that local row (it was newer than the change), which a newer
+ * local write leaves true: hot rows local writers keep changing (pgbench's branches) then need
+ * no full path.
+ *
+ * A key may come again in a later transaction of the group when that change is an update
+ * following an insert or update of the key, committed later at the source (TPC-B updates its
+ * branch row in every transaction). What the earlier change left is then known without a lookup:
+ * the looked-up row if it was kept, or the row at the earlier change's version (its commit time
+ * and this origin) if it was written; the later transaction's check asks for exactly that (the
+ * row's version, not its xmin, which the script's own commit gives). Where the earlier decision
+ * leaves the key in a state the planner cannot know (an insert over a tombstone), the plan ends
+ * after that transaction and the next group looks the key up again.
  *
  * The lookups never commit: their row locks take an xid, so a commit in this session could carry
  * the origin progress of a transaction that did not commit (the origin setup of one that failed),
@@ -16,6 +25,7 @@
 import type { DecodedChange, RowChange } from '../../protocol/change-decoder.ts';
 import type { Lsn } from '../../protocol/lsn.ts';
 import { codecFromAvro } from '../../protocol/pg-types.ts';
+import { UNCHANGED } from '../../protocol/table-schema.ts';
 import type { LookupRow } from '../outcome/answers.ts';
 import type { TargetTable } from '../target-catalog.ts';
 import { decide } from './decide.ts';
@@ -53,8 +63,8 @@ export interface AheadTx {
   commitLsn: Lsn;
   commitTs: bigint;
   sourceRows: number;
-  /** Its row changes (key changes split), each with its table. */
-  rows: { c: RowChange; t: TargetTable }[];
+  /** Its row changes (key changes split), each with its table and key ('' in a table without one). */
+  rows: { c: RowChange; t: TargetTable; key: string }[];
 }
 
 export interface AheadInput {
@@ -65,8 +75,9 @@ export interface AheadInput {
 }
 
 /**
- * Complete small source transactions from `from` on that resolve against the primary key, no
- * key twice in the group, up to the group limits; `next` is where planning stopped.
+ * Complete small source transactions from `from` on that resolve against the primary key, up to
+ * the group limits; a key comes twice only where `mayFollow` allows it. `next` is where planning
+ * stopped.
  */
 export function planAheadGroup(
   changes: DecodedChange[],
@@ -74,7 +85,8 @@ export function planAheadGroup(
   input: AheadInput,
 ): { txs: AheadTx[]; next: number } {
   const txs: AheadTx[] = [];
-  const keys = new Set<string>();
+  /** Each key of the group: the last change to it, and when that committed. */
+  const keys = new Map<string, { c: RowChange; ts: bigint }>();
   let i = from;
   let rows = 0;
   while (i < changes.length && txs.length < input.groupTransactions) {
@@ -97,27 +109,55 @@ export function planAheadGroup(
         planned.push({ c, t, key: '' });
         continue;
       }
-      const key = t && `${t.sql}\u0000${JSON.stringify(t.primaryKey.map((k) => c.key![k]))}`;
-      if (t === undefined || key === undefined || keys.has(key) || planned.some((p) => p.key === key)) {
+      const key = t && aheadKey(t, c);
+      const earlier = key === undefined ? undefined : keys.get(key);
+      if (
+        t === undefined ||
+        key === undefined ||
+        planned.some((p) => p.key === key) ||
+        (earlier !== undefined && !mayFollow(earlier, c))
+      ) {
         ok = false;
         break;
       }
       planned.push({ c, t, key });
     }
     if (!ok) break;
-    for (const p of planned) if (p.key !== '') keys.add(p.key);
+    for (const p of planned) if (p.key !== '') keys.set(p.key, { c: p.c, ts: first.tx.commitTs });
     txs.push({
       start: i,
       end,
       commitLsn: first.tx.commitLsn,
       commitTs: first.tx.commitTs,
       sourceRows: source.length,
-      rows: planned.map(({ c, t }) => ({ c, t })),
+      rows: planned,
     });
     rows += source.length;
     i = end;
   }
   return { txs, next: i };
+}
+
+/** A row change's key in a resolve-ahead group: its table and primary key values. */
+function aheadKey(t: TargetTable, c: RowChange): string | undefined {
+  if (c.key === null || c.key === undefined) return undefined;
+  return `${t.sql}\u0000${JSON.stringify(t.primaryKey.map((k) => c.key![k]))}`;
+}
+
+/**
+ * Whether change `c` may follow `earlier` (a change of the same key in an earlier transaction of
+ * the group): an update after an insert or update, committed later at the source, neither a
+ * resync row (those carry versions of their own). What the earlier one leaves is then one of
+ * two states the planner knows (planAheadTransactions).
+ */
+export function mayFollow(earlier: { c: RowChange; ts: bigint }, c: RowChange): boolean {
+  return (
+    c.op === 'UPDATE' &&
+    (earlier.c.op === 'INSERT' || earlier.c.op === 'UPDATE') &&
+    c.tx.commitTs > earlier.ts &&
+    c.resync === undefined &&
+    earlier.c.resync === undefined
+  );
 }
 
 /** The row changes to look up of resolve-ahead transactions by table (keyed tables), in order of first appearance. */
@@ -169,10 +209,44 @@ export function planLookups(txs: AheadTx[], statements: StatementNamer): LookupP
   };
 }
 
+/** What an earlier transaction of the group left of a key: the row at its version, written by this origin. */
+interface Written {
+  ts: bigint;
+  row: Record<string, unknown>;
+  /** What was looked up of the key before the group (its tombstone stays as it was). */
+  looked: LookupRow;
+}
+
+/** The state a change rests on when an earlier transaction of the group wrote its key. */
+function afterWrite(w: Written, origin: string): LookupRow {
+  return {
+    ...w.looked,
+    row_xmin: null,
+    local_row: w.row,
+    row_ts: String(w.ts),
+    row_origin: origin,
+    found: true,
+    differs: null,
+    col_versions: null,
+    row_floor: null,
+    row_ctid: null,
+  };
+}
+
+/** The row a decision to write a change leaves: its present columns over what was there. */
+function writtenRow(c: RowChange, before: LookupRow): Record<string, unknown> {
+  const row: Record<string, unknown> =
+    before.found && before.local_row !== null ? { ...before.local_row } : {};
+  for (const [k, v] of Object.entries(c.after ?? {})) if (v !== UNCHANGED) row[k] = v;
+  return row;
+}
+
 /**
- * One local transaction per source transaction of the group, resting on `state` (the lookups):
- * begin and origin setup (`begin` gives them), the check of the state, the writes `resolve()`
- * decided, the conflict log, commit.
+ * One local transaction per source transaction of the group, resting on `state` (the lookups)
+ * and, for a key an earlier transaction of the group changed, on what that one left: begin and
+ * origin setup (`begin` gives them), the check of the state, the writes `resolve()` decided, the
+ * conflict log, commit. Fewer plans than transactions when a decision leaves a key that a later
+ * transaction changes in a state it cannot know: the rest is planned again after a new lookup.
  */
 export function planAheadTransactions(
   txs: AheadTx[],
@@ -180,13 +254,18 @@ export function planAheadTransactions(
   ctx: {
     statements: StatementNamer;
     localNode: string;
+    /** This applier's replication origin: the origin of the rows it writes. */
+    origin: string;
     begin: (commitLsn: Lsn) => string[];
     /** The origin setup, just before the commit (script.ts XACT_SETUP). */
     commitSetup: (commitLsn: Lsn, commitTs: bigint) => string;
     conflictsInsert: (plan: TxPlan) => string;
   },
 ): TxPlan[] {
-  return txs.map((x) => {
+  const later = keysChangedAgain(txs);
+  const written = new Map<string, Written>();
+  const plans: TxPlan[] = [];
+  for (const x of txs) {
     const statements = ctx.begin(x.commitLsn);
     const plan: TxPlan = {
       start: x.start,
@@ -200,6 +279,17 @@ export function planAheadTransactions(
       actions: new Map(),
     };
     if (x.rows.length === 0) statements.push(TAKE_XID);
+    const keyOf = new Map(x.rows.map((r) => [r.c, r.key]));
+    // what each change rests on: an earlier transaction's write of its key, or the lookup
+    const restsOn = new Map<RowChange, { local: LookupRow; writtenTs?: bigint }>();
+    for (const { c, key } of x.rows) {
+      const w = key === '' ? undefined : written.get(key);
+      restsOn.set(
+        c,
+        w === undefined ? { local: state.get(c)! } : { local: afterWrite(w, ctx.origin), writtenTs: w.ts },
+      );
+    }
+    let unknowable = false;
     // consecutive changes of one table are one batch, as in the full path: decided first, since
     // the check of each key depends on its decision
     const keeps = new Set<RowChange>();
@@ -210,7 +300,7 @@ export function planAheadTransactions(
       if (table === undefined || batch.length === 0) return;
       const { decisions, conflicts } = decide(
         batch,
-        batch.map((c) => state.get(c)!),
+        batch.map((c) => restsOn.get(c)!.local),
         ctx.localNode,
         table,
         table.primaryKey,
@@ -219,7 +309,14 @@ export function planAheadTransactions(
       writes.push(...planWrites(table, table.primaryKey, decisions, ctx.statements).deferred);
       for (const d of decisions) {
         addAction(plan.actions, d.d.action, 1);
-        if (d.c.before === null && keepsLocalRow(d.d, state.get(d.c)!)) keeps.add(d.c);
+        const local = restsOn.get(d.c)!.local;
+        if (d.c.before === null && keepsLocalRow(d.d, local)) keeps.add(d.c);
+        const key = keyOf.get(d.c)!;
+        if (!later.has(key)) continue;
+        // what this decision leaves of a key a later transaction changes again
+        if (d.d.action === 'update' || (d.d.action === 'insert' && !local.tombstone))
+          written.set(key, { ts: x.commitTs, row: writtenRow(d.c, local), looked: state.get(d.c)! });
+        else if (d.d.action !== 'skip') unknowable = true;
       }
       batch = [];
     };
@@ -236,8 +333,10 @@ export function planAheadTransactions(
       batch.push(c);
     }
     flush();
-    // the state each decision rests on, checked and locked first
+    // the state each decision rests on, checked and locked first: the looked-up xmins, or the
+    // version an earlier transaction of the group wrote
     for (const [t, cs] of byTable([x])) {
+      const on = cs.map((c) => restsOn.get(c)!);
       statements.push(
         ctx.statements.execute(
           t,
@@ -246,10 +345,12 @@ export function planAheadTransactions(
           [
             ...t.primaryKey.map((k) => textArrayLiteral(cs.map((c) => c.key![k]!))),
             literal(`${t.schema}.${t.name}`),
-            textArrayLiteral(cs.map((c) => state.get(c)!.row_xmin)),
-            textArrayLiteral(cs.map((c) => state.get(c)!.tomb_xmin)),
+            textArrayLiteral(on.map((r) => r.local.row_xmin)),
+            textArrayLiteral(on.map((r) => r.local.tomb_xmin)),
             textArrayLiteral(cs.map((c) => (keeps.has(c) ? 't' : 'f'))),
             literal(commitTime.toText(x.commitTs)),
+            textArrayLiteral(on.map((r) => (r.writtenTs === undefined ? null : String(r.writtenTs)))),
+            literal(ctx.origin),
           ],
         ),
       );
@@ -258,6 +359,21 @@ export function planAheadTransactions(
     if (plan.conflicts.length > 0) statements.push(ctx.conflictsInsert(plan));
     statements.push(ctx.commitSetup(x.commitLsn, x.commitTs), 'commit');
     plan.script = statements.join(';\n');
-    return plan;
-  });
+    plans.push(plan);
+    if (unknowable) break;
+  }
+  return plans;
+}
+
+/** Keys a later transaction of the group changes again. */
+function keysChangedAgain(txs: AheadTx[]): Set<string> {
+  const seen = new Set<string>();
+  const again = new Set<string>();
+  for (const x of txs)
+    for (const { key } of x.rows) {
+      if (key === '') continue;
+      if (seen.has(key)) again.add(key);
+      seen.add(key);
+    }
+  return again;
 }

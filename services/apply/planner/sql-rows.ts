@@ -109,22 +109,32 @@ export function lookupSql(t: TargetTable, keyCols: string[], beforeCols: string[
 }
 
 /**
- * Checks, inside the local transaction, that each key is still in the state a lookup saw (the
- * row's and the tombstone's xmin), locking the rows; raises SQLSTATE BR001 (fast-sql.ts) if not.
- * $1..$k key columns, $k+1 the table name, $k+2 the rows' xmins, $k+3 the tombstones' xmins.
+ * Checks, inside the local transaction, that each key is still in the state a decision rests on,
+ * locking the rows; raises SQLSTATE BR001 (fast-sql.ts) if not. $1..$k key columns, $k+1 the
+ * table name, $k+2 the rows' xmins, $k+3 the tombstones' xmins (as looked up), $k+4 whether the
+ * decision keeps the local row, $k+5 the change's commit time, $k+6 the version (unix micros) an
+ * earlier transaction of the same script wrote the row at (null: the looked-up state), $k+7 this
+ * applier's origin.
  */
 export function verifySql(t: TargetTable, keyCols: string[]): string {
   const ks = keyCols.map((_, i) => `k${i}`);
   const n = keyCols.length;
+  const tomb = tombstoneKey(t, keyCols, 'u');
   // a decision to keep the local row (it was newer than the change) still holds when a local
   // write changed the row since: it is newer still. So for those the row need only be there and
-  // be newer than the change ($n+5, its commit time); any other decision needs the state looked up.
+  // be newer than the change ($n+5, its commit time); a row an earlier transaction of the script
+  // wrote must still be at that version (its xmin is not known when the script is planned); any
+  // other decision needs the state looked up.
   return `select brabant.expect_rows((
       select count(*)
-        from unnest(${[...ks.map((_, i) => `$${i + 1}::text[]`), `$${n + 2}::text[]`, `$${n + 3}::text[]`, `$${n + 4}::boolean[]`].join(', ')}) as u(${[...ks, 'rx', 'tx', 'keep'].join(', ')})
-        left join lateral (select t.xmin::text as x, pg_xact_commit_timestamp(t.xmin) as ts from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')} for update) r on true
-        left join brabant.tombstones tb on tb.tbl = $${n + 1} and tb.key = ${tombstoneKey(t, keyCols, 'u')}
-       where (r.x is not distinct from u.rx or (u.keep and r.ts > $${n + 5}::timestamptz))
+        from unnest(${[...ks.map((_, i) => `$${i + 1}::text[]`), `$${n + 2}::text[]`, `$${n + 3}::text[]`, `$${n + 4}::boolean[]`, `$${n + 6}::text[]`].join(', ')}) as u(${[...ks, 'rx', 'tx', 'keep', 'wts'].join(', ')})
+        left join lateral (select t.xmin::text as x, t.xmin as xid, pg_xact_commit_timestamp(t.xmin) as ts from ${t.sql} t where ${keyMatch(t, keyCols, 't', 'u')} for update) r on true
+        left join brabant.tombstones tb on tb.tbl = $${n + 1} and tb.key = ${tomb}
+       where case when u.wts is null
+                  then r.x is not distinct from u.rx or (u.keep and r.ts > $${n + 5}::timestamptz)
+                  else r.x is not null and exists (select 1 from brabant.row_version_at($${n + 1}, ${tomb}, r.xid) v
+                                                    where v.row_ts = u.wts and v.row_origin = $${n + 7}::text)
+             end
          and tb.xmin::text is not distinct from u.tx
     ), cardinality($1::text[]))`;
 }
