@@ -21,7 +21,7 @@ import type { Db } from './lib/pg.ts';
 import { PROBE_A, PROBE_B, probesBothWays } from './lib/probes.ts';
 import { dropPair, freshPair, HOUR, warmUp, watchProgress } from './lib/runs.ts';
 import { metricSum, type Service } from './lib/services.ts';
-import { bounded, lagStats, nowMs, until } from './lib/util.ts';
+import { bounded, lagStats, nowMs, sleep, until } from './lib/util.ts';
 import type { Scenario } from './scenarios.ts';
 
 const run = promisify(execFile);
@@ -219,7 +219,7 @@ export const W10: Scenario = {
           replicated.applies.map((svc, i) => strategies(svc, replicated.nodes[i]!)),
         );
       } else {
-        await new Promise((r) => setTimeout(r, 500)); // let the log writer flush
+        await sleep(500); // let the log writer flush
         details.conflicts = [p.a, p.b].map((db, i) =>
           pglogicalConflicts(db.server.logFile, logs[i]!, db.name),
         );

@@ -369,12 +369,7 @@ describe('apply fast path', () => {
     await t.client.query(`update items set v = 'local'`);
     const newer = older.at(FUTURE_TS);
     // like TPC-B: every transaction updates one of few hot rows (branches) and a row of its own
-    const txs = Array.from({ length: 30 }, (_, i) =>
-      newer.tx([
-        { op: 'UPDATE', id: 1 + (i % 3), v: `step ${i}`, n: i },
-        { op: 'INSERT', id: 100 + i, v: 'new' },
-      ]),
-    ).flat();
+    const txs = hotRowUpdates(newer, 30, { hot: 3, v: 'step', firstNewId: 100 });
     const fullBefore = t.metrics.strategyTransactions.get({ origin: name, strategy: 'full' });
     const outcomes = await applier.handleMany(txs);
     expect(outcomes).toHaveLength(30);
@@ -399,14 +394,7 @@ describe('apply fast path', () => {
     // one script of them all (each group ended at a repeated key before: a round trip per 3)
     await t.client.query(`update items set v = 'local' where id <= 3`);
     const before = t.queries();
-    const more = await applier.handleMany(
-      Array.from({ length: 30 }, (_, i) =>
-        newer.tx([
-          { op: 'UPDATE', id: 1 + (i % 3), v: `more ${i}` },
-          { op: 'INSERT', id: 200 + i, v: 'new' },
-        ]),
-      ).flat(),
-    );
+    const more = await applier.handleMany(hotRowUpdates(newer, 30, { hot: 3, v: 'more', firstNewId: 200 }));
     console.log(`round trips of 30 transactions on 3 hot rows: ${t.queries() - before}`);
     expect(more).toHaveLength(30);
     expect(t.queries() - before).toBeLessThanOrEqual(4);
@@ -604,6 +592,23 @@ async function withRows(n: number, v: string) {
     Array.from({ length: n }, (_, i) => src.tx([{ op: 'INSERT', id: i + 1, v }])).flat(),
   );
   return { t, applier, src };
+}
+
+/**
+ * `n` source transactions like TPC-B's: transaction i updates hot row 1 + i % `hot` (v `${v} i`,
+ * n i) and inserts a row of its own (v 'new', from `firstNewId` on).
+ */
+function hotRowUpdates(
+  src: Source,
+  n: number,
+  o: { hot: number; v: string; firstNewId: number },
+): DecodedChange[] {
+  return Array.from({ length: n }, (_, i) =>
+    src.tx([
+      { op: 'UPDATE', id: 1 + (i % o.hot), v: `${o.v} ${i}`, n: i },
+      { op: 'INSERT', id: o.firstNewId + i, v: 'new' },
+    ]),
+  ).flat();
 }
 
 /** `n` source transactions as the demo writes them: a new row (v 'new') and an update of a hot row. */

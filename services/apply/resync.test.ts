@@ -10,32 +10,10 @@ import type { LookupRow } from './outcome/answers.ts';
 import { decide } from './planner/decide.ts';
 import { writesFor } from './planner/full.ts';
 import { changeVersion, OLDEST, resyncedVersionWrites } from './resync.ts';
-import { DEFAULT_POLICY, type TargetTable } from './target-catalog.ts';
+import type { TargetTable } from './target-catalog.ts';
+import { testTable } from './target-table.fixture.ts';
 
-const col = (name: string) => ({
-  name,
-  type: 'text',
-  notNull: name === 'id',
-  identity: '',
-  baseType: 'text',
-  addedValue: null,
-});
-const T: TargetTable = {
-  schema: 'public',
-  name: 't',
-  sql: '"public"."t"',
-  columns: new Map([
-    ['id', col('id')],
-    ['v', col('v')],
-  ]),
-  primaryKey: ['id'],
-  otherUniqueKeys: false,
-  primaryKeyIndex: 't_pkey',
-  identityAlways: false,
-  renames: new Map(),
-  policy: DEFAULT_POLICY,
-  replicaIdentity: 'd',
-};
+const T: TargetTable = testTable('t');
 
 /** A change of source `a` committed at `txTs`; with `original`, a resync row of that version. */
 function change(

@@ -2,37 +2,13 @@ import { describe, expect, it } from 'vitest';
 import type { RowChange } from '../../protocol/change-decoder.ts';
 import { lsn, ZERO_LSN } from '../../protocol/lsn.ts';
 import type { LookupRow } from '../outcome/answers.ts';
-import { DEFAULT_POLICY, type TargetTable } from '../target-catalog.ts';
+import { testTable } from '../target-table.fixture.ts';
 import { type AheadTx, mayFollow, planAheadGroup, planAheadTransactions } from './resolve-ahead.ts';
 import type { StatementNamer } from './script.ts';
 
-const col = (name: string) => ({
-  name,
-  type: 'text',
-  notNull: name === 'id',
-  identity: '',
-  baseType: 'text',
-  addedValue: null,
-});
-const table = (name: string, primaryKey = ['id']): TargetTable => ({
-  schema: 'public',
-  name,
-  sql: `"public"."${name}"`,
-  columns: new Map([
-    ['id', col('id')],
-    ['v', col('v')],
-  ]),
-  primaryKey,
-  otherUniqueKeys: false,
-  primaryKeyIndex: primaryKey.length > 0 ? `${name}_pkey` : undefined,
-  identityAlways: false,
-  renames: new Map(),
-  policy: DEFAULT_POLICY,
-  replicaIdentity: 'd',
-});
 const TABLES = new Map([
-  ['branches', table('branches')],
-  ['history', table('history', [])],
+  ['branches', testTable('branches')],
+  ['history', testTable('history', [])],
 ]);
 
 type Op = [RowChange['op'], string, number?];
