@@ -25,7 +25,7 @@ import { type RunResult, type Scenario, W1, W2, W3 } from './scenarios.ts';
 import { stopW2S, W2S } from './w2-secured.ts';
 import { W4 } from './w4.ts';
 import { W5 } from './w5.ts';
-import { killW6, stopW6, W6, W6_CLIENTS, W6_THINK_MS } from './w6.ts';
+import { killW6, stopW6, W6, w6LoadText } from './w6.ts';
 import { W7 } from './w7.ts';
 import { W8 } from './w8.ts';
 import { W9 } from './w9.ts';
@@ -91,7 +91,7 @@ interface TableRow {
   baselineValue?: number;
 }
 
-function tableRows(scenarios: Scenario[], outcomes: ScenarioOutcome[]): TableRow[] {
+function tableRows(scenarios: Scenario[], outcomes: ScenarioOutcome[], opts: BenchOptions): TableRow[] {
   const rows: TableRow[] = [];
   for (const o of outcomes) {
     const sc = scenarios.find((s) => s.id === o.id);
@@ -105,7 +105,7 @@ function tableRows(scenarios: Scenario[], outcomes: ScenarioOutcome[]): TableRow
       });
       continue;
     }
-    for (const r of sc.rows) {
+    for (const r of sc.rowsFor?.(opts) ?? sc.rows) {
       const b = cell(o.systems.brabant, r.key, r.unit, r.better);
       // a row's target or same-run figure first, then one row per baseline system
       const own = r.target !== undefined || r.sameRun !== undefined || r.baselines.length === 0;
@@ -343,7 +343,7 @@ async function main(): Promise<number> {
     process.off('exit', onExit);
   }
 
-  const rows = tableRows(scenarios, outcomes);
+  const rows = tableRows(scenarios, outcomes, opts);
   const machine = {
     cores: cpus().length,
     cpu: cpus()[0]?.model ?? 'unknown',
@@ -358,7 +358,7 @@ async function main(): Promise<number> {
     `runs: ${opts.runs} per scenario and system (median quoted); W1 ${opts.w1Rows.toLocaleString('en-US')} rows in ${opts.w1TxRows}-row transactions; ` +
       `W2 ${opts.w2Clients} clients × ${opts.w2Seconds} s; W3 ${opts.w3Rows.toLocaleString('en-US')} rows; ` +
       `W4 ${opts.w4Keys} keys × ${opts.w4Seconds} s, ${opts.w4Writers} updaters per region; W5 ${opts.w5Rows.toLocaleString('en-US')} rows; W8 ${opts.w8Rows.toLocaleString('en-US')} rows; ` +
-      `W6 ${W6_CLIENTS} clients × 1-row transactions, ${W6_THINK_MS} ms think time, through the router; lag poll every ${opts.pollMs} ms`,
+      `W6 ${w6LoadText(opts)}, 1-row transactions through the router; lag poll every ${opts.pollMs} ms`,
     `Brabant settings: ${
       Object.keys(opts.serviceEnv).length === 0
         ? 'defaults'

@@ -1,5 +1,5 @@
 import { NativeSubscription, PglogicalPair } from './lib/baselines.ts';
-import { BrabantRun, brabantNames, type Ctx, type System } from './lib/context.ts';
+import { type BenchOptions, BrabantRun, brabantNames, type Ctx, type System } from './lib/context.ts';
 import { CpuMeter, perMillionRows, runParts } from './lib/cpu.ts';
 import { bulkInsert, connect, PAYLOAD_SQL, RowWriters, VisibilityPoller, waitAllVisible } from './lib/pg.ts';
 import {
@@ -37,6 +37,8 @@ export interface Scenario {
   title: string;
   systems: System[];
   rows: RowSpec[];
+  /** The rows as this run's options shape them (W6: its load sets the switchover's target), over `rows`. */
+  rowsFor?(opts: BenchOptions): RowSpec[];
   /** Systems that cannot run this scenario, with the reason shown in the table. */
   unavailable?: Partial<Record<System, string>>;
   /** Set when the scenario cannot run at all: shown as 'n/a (…)' in the table. */

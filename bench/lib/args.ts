@@ -39,8 +39,10 @@ export const HELP = `npm run bench [-- [W1 … W10, W2S] [options]]
                     Connect's own), e.g. --debezium-set max.batch.size=8192 or
                     --debezium-set producer.override.linger.ms=10; shown in the report
   --profile         run capture and apply with --cpu-prof and print where their time went
-W6 has no options: ${W6_CLIENTS} clients, ${W6_THINK_MS} ms think time, through the router (the router test's load);
-two nodes of its own, a switchover there and back, then a kill -9 failover, per run.`;
+  --w6-clients N    clients writing one-row transactions through W6's router (default ${W6_CLIENTS})
+  --w6-rate N       their total rate in tx/s, paced (default 0: each waits ${W6_THINK_MS} ms between
+                    transactions, the router test's load); e.g. --w6-clients 32 --w6-rate 2000
+W6 runs two nodes of its own, a switchover there and back, then a kill -9 failover, per run.`;
 
 export function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOptions, 'outDir'> } {
   const ids: string[] = [];
@@ -105,6 +107,8 @@ export function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOpti
     'w4-delta',
     'w7-seconds',
     'w5-rows',
+    'w6-clients',
+    'w6-rate',
     'w8-rows',
     'w9-cut-seconds',
     'w10-seconds',
@@ -141,6 +145,8 @@ export function parseArgs(argv: string[]): { ids: string[]; opts: Omit<BenchOpti
       w4Delta: flags.has('w4-delta'),
       w7Seconds: Math.max(2, num('w7-seconds', quick ? 5 : 15)),
       w5Rows: num('w5-rows', quick ? 40_000 : 400_000),
+      w6Clients: Math.max(1, Math.round(num('w6-clients', W6_CLIENTS))),
+      w6Rate: num('w6-rate', 0),
       w8Rows: Math.max(1, num('w8-rows', quick ? 100_000 : 1_000_000)),
       w9CutSeconds: Math.max(1, num('w9-cut-seconds', quick ? 15 : 60)),
       w10Seconds: Math.max(2, num('w10-seconds', seconds)),

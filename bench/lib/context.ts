@@ -28,6 +28,10 @@ export interface BenchOptions {
   /** Seconds of W7's load before and after its schema change. */
   w7Seconds: number;
   w5Rows: number;
+  /** Clients writing through W6's router. */
+  w6Clients: number;
+  /** Total rate of W6's clients (tx/s), paced; 0 = each waits W6_THINK_MS between transactions. */
+  w6Rate: number;
   /** Rows the peer holds before W8's node joins from it. */
   w8Rows: number;
   /** How long W9 cuts the link between the regions. */
