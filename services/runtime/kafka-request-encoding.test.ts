@@ -96,7 +96,7 @@ describe('Kafka requests written in one buffer (kafkajs patch)', () => {
       const b = (await theirs(args).encode()).buffer;
       expect(a.equals(b), `seed ${seed}: ${a.length} vs ${b.length} bytes`).toBe(true);
     }
-  });
+  }, 60_000);
 
   it('leaves compressed requests and records with their own timestamps to kafkajs', async () => {
     const data = [{ topic: 't', partitions: [{ partition: 0, messages: [{ value: 'x', timestamp: '5' }] }] }];
@@ -132,5 +132,5 @@ describe('Kafka requests written in one buffer (kafkajs patch)', () => {
             (await theirs({ correlationId: 42, clientId, request })).buffer,
           ),
         ).toBe(true);
-  });
+  }, 60_000);
 });

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
+import { decodeRecord } from './kafka-record-decoding.ts';
 import { groupMessagesPerPartition, kafkajsPatched } from './kafkajs-patch.ts';
 
 const require = createRequire(import.meta.url);
@@ -9,6 +10,7 @@ describe('kafkajs patch', () => {
     expect(kafkajsPatched).toBe(true);
     await import('kafkajs');
     expect(require('kafkajs/src/producer/groupMessagesPerPartition.js')).toBe(groupMessagesPerPartition);
+    expect(require('kafkajs/src/protocol/recordBatch/record/v0/decoder.js')).toBe(decodeRecord);
   });
 
   it('groups like the original: every message once, in order, under its partition', () => {

@@ -15,10 +15,15 @@
  * header) is written once in a buffer of its size, where kafkajs copied the request twice into
  * zero-filled buffers of the next power of two.
  *
+ * Its record decoder computes each fetched record's offset and timestamp in BigInt objects and
+ * copies the headers object once per header: kafka-record-decoding.ts returns the same fields
+ * with plain numbers where they fit.
+ *
  * If kafkajs was already loaded, or its layout or version differs, nothing is changed and
  * `kafkajsPatched` / `produceEncoderPatched` say so.
  */
 import { createRequire, Module } from 'node:module';
+import { decodeRecord } from './kafka-record-decoding.ts';
 import {
   encodable,
   encodeProduceRequest,
@@ -67,6 +72,7 @@ function install(): boolean {
   const existing = require.cache[path];
   if (existing !== undefined) return existing.exports === groupMessagesPerPartition;
   inject(path, groupMessagesPerPartition);
+  inject(require.resolve('kafkajs/src/protocol/recordBatch/record/v0/decoder.js'), decodeRecord);
   const Encoder = require('kafkajs/src/protocol/encoder.js') as { prototype: object };
   inject(framing, async (o: FramingArgs) => {
     const payload = (await o.request.encode()) as { buffer: Buffer };
