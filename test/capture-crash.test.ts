@@ -95,7 +95,10 @@ describe('capture crash recovery', () => {
 
   it('loses and doubles nothing when killed in the middle of a source transaction', async () => {
     const { names, client } = await setup();
-    const env = { BRABANT_CAPTURE_BATCH_EVENTS: '300' };
+    // batches of exactly 300 events: the kill comes after the second, so the restart resumes
+    // after event 599. The fill timer (20 ms by default) would cut a batch short whenever the
+    // walsender delivers slower than capture consumes; at 2 s it only sends the last 200 events.
+    const env = { BRABANT_CAPTURE_BATCH_EVENTS: '300', BRABANT_CAPTURE_BATCH_MS: '2000' };
     const first = startCapture(names, { ...env, BRABANT_FAILPOINTS: 'capture.after-commit:2' });
     cleanups.push(() => first.kill());
     await first.waitForLog(/capture session starting/);
