@@ -1,39 +1,20 @@
-import { readFileSync } from 'node:fs';
-import { createRequire, Module } from 'node:module';
-import { dirname } from 'node:path';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { type BatchContext, decodeRecord, type RecordDecoder } from './kafka-record-decoding.ts';
+import { kafkajsOriginal, seeded } from './kafkajs-original.fixture.ts';
 
 const require = createRequire(import.meta.url);
 const base = 'kafkajs/src/protocol';
 
-/** A fresh copy of one of kafkajs's own modules as shipped (the module cache may hold a patched one). */
-function original<T>(id: string): T {
-  const path = require.resolve(id);
-  const m = new Module(path) as Module & { _compile(code: string, file: string): void };
-  m.filename = path;
-  m.paths = (Module as unknown as { _nodeModulePaths(d: string): string[] })._nodeModulePaths(dirname(path));
-  m._compile(readFileSync(path, 'utf8'), path);
-  return m.exports as T;
-}
-
 type Encoder = { writeEncoder(e: unknown): Encoder; buffer: Buffer };
 const Encoder = require(`${base}/encoder.js`) as new () => Encoder;
 const Decoder = require(`${base}/decoder.js`) as new (b: Buffer) => RecordDecoder;
-const encodeRecord = original<(r: Record<string, unknown>) => Encoder>(
+const encodeRecord = kafkajsOriginal<(r: Record<string, unknown>) => Encoder>(
   `${base}/recordBatch/record/v0/index.js`,
 );
-const kafkajsDecode = original<(d: RecordDecoder, ctx: BatchContext) => unknown>(
+const kafkajsDecode = kafkajsOriginal<(d: RecordDecoder, ctx: BatchContext) => unknown>(
   `${base}/recordBatch/record/v0/decoder.js`,
 );
-
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 /** A decoded record as text, Buffers as hex (deep equality of Buffers byte by byte is slow). */
 function comparable(r: unknown): string {
@@ -46,7 +27,7 @@ function comparable(r: unknown): string {
 
 describe('fetched records decoded as kafkajs decodes them (kafkajs patch)', () => {
   it('gives every field kafkajs gives: offsets, timestamps, keys, values, repeated and odd headers', () => {
-    const rnd = random(7);
+    const rnd = seeded(7);
     const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]!;
     const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256)));
     const records = Array.from({ length: 500 }, (_, i) => ({

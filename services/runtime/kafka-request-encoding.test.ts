@@ -1,22 +1,11 @@
-import { readFileSync } from 'node:fs';
-import { createRequire, Module } from 'node:module';
-import { dirname } from 'node:path';
+import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodable, type ProduceMessage, type ProduceRequest } from './kafka-request-encoding.ts';
+import { kafkajsOriginal, seeded } from './kafkajs-original.fixture.ts';
 import { kafkajsPatched, produceEncoderPatched } from './kafkajs-patch.ts';
 
 const require = createRequire(import.meta.url);
 const base = 'kafkajs/src/protocol';
-
-/** A fresh copy of one of kafkajs's own modules as shipped (the module cache holds the patched one). */
-function original<T>(id: string): T {
-  const path = require.resolve(id);
-  const m = new Module(path) as Module & { _compile(code: string, file: string): void };
-  m.filename = path;
-  m.paths = (Module as unknown as { _nodeModulePaths(d: string): string[] })._nodeModulePaths(dirname(path));
-  m._compile(readFileSync(path, 'utf8'), path);
-  return m.exports as T;
-}
 
 type Factory = (args: Record<string, unknown>) => { encode(): Promise<{ buffer: Buffer }> };
 type Framing = (args: {
@@ -26,15 +15,6 @@ type Framing = (args: {
 }) => Promise<{ buffer: Buffer }>;
 
 const Long = require('kafkajs/src/utils/long.js') as { fromValue(v: unknown): unknown };
-
-/** Deterministic pseudo-random numbers (a seed per case), so a failure replays. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 function messages(rnd: () => number, n: number): ProduceMessage[] {
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]!;
@@ -73,16 +53,16 @@ describe('Kafka requests written in one buffer (kafkajs patch)', () => {
     expect([kafkajsPatched, produceEncoderPatched]).toEqual([true, true]);
     await import('kafkajs');
     expect(require(`${base}/requests/produce/v3/request.js`)).not.toBe(
-      original(`${base}/requests/produce/v3/request.js`),
+      kafkajsOriginal(`${base}/requests/produce/v3/request.js`),
     );
   });
 
   it('writes the same bytes as kafkajs for Produce v3–v7 requests: keys, values, headers of every kind', async () => {
     vi.spyOn(Date, 'now').mockReturnValue(1_764_633_600_123);
     const ours = require(`${base}/requests/produce/v7/request.js`) as Factory;
-    const theirs = original<Factory>(`${base}/requests/produce/v3/request.js`);
+    const theirs = kafkajsOriginal<Factory>(`${base}/requests/produce/v3/request.js`);
     for (let seed = 1; seed <= 20; seed++) {
-      const rnd = random(seed);
+      const rnd = seeded(seed);
       const args = {
         acks: seed % 3 === 0 ? 1 : -1,
         timeout: 30_000,
@@ -106,7 +86,7 @@ describe('Kafka requests written in one buffer (kafkajs patch)', () => {
     );
     vi.spyOn(Date, 'now').mockReturnValue(1_764_633_600_123);
     const ours = require(`${base}/requests/produce/v3/request.js`) as Factory;
-    const theirs = original<Factory>(`${base}/requests/produce/v3/request.js`);
+    const theirs = kafkajsOriginal<Factory>(`${base}/requests/produce/v3/request.js`);
     const args = { acks: -1, timeout: 1000, compression: 0, topicData: data };
     expect((await ours(args).encode()).buffer.equals((await theirs(args).encode()).buffer)).toBe(true);
   });
@@ -116,12 +96,12 @@ describe('Kafka requests written in one buffer (kafkajs patch)', () => {
     const produce = require(`${base}/requests/produce/v3/request.js`) as Factory;
     const Encoder = require(`${base}/encoder.js`) as new () => { writeInt32(v: number): unknown };
     const ours = require(`${base}/request.js`) as Framing;
-    const theirs = original<Framing>(`${base}/request.js`);
+    const theirs = kafkajsOriginal<Framing>(`${base}/request.js`);
     const requests = [
       {
         apiKey: 0,
         apiVersion: 7,
-        encode: () => produce({ acks: -1, timeout: 5, topicData: topicData(random(3)) }).encode(),
+        encode: () => produce({ acks: -1, timeout: 5, topicData: topicData(seeded(3)) }).encode(),
       },
       { apiKey: 3, apiVersion: 6, encode: async () => new Encoder().writeInt32(-1) },
     ];
