@@ -46,6 +46,12 @@ export interface ChangeStreamDeps {
   lastCommitTs: Map<string, bigint>;
   registryUrl: string;
   retryMaxMs: number;
+  /**
+   * A run of one source that reaches this many events at the end of a source transaction is
+   * applied while the batch's next events are decoded (BRABANT_APPLY_CHUNK_ROWS: about one fast
+   * group), so decoding and the node's work on the previous run overlap.
+   */
+  runEvents: number;
   /** Records (`topic/partition@offset`) the operator said to dead-letter rather than wait for their schema. */
   deadLetterAt: ReadonlySet<string>;
   /** Which sources' events are applied (own-stream.ts). */
@@ -96,6 +102,19 @@ export function appliesEvent(
   return through === undefined || commitLsn === undefined || commitLsn > through;
 }
 
+/** Consecutive events of one source read from a batch, and their offsets. */
+interface Run {
+  source: string;
+  changes: DecodedChange[];
+  /** Each change's position for the tracker (a split event's first part). */
+  offsets: string[];
+  /** The highest offset the run consumed. */
+  last: string;
+}
+
+/** How applying a run ended: the stream goes on, or waits at a DDL that failed here. */
+type Flushed = 'done' | 'paused';
+
 export class ChangeStream {
   /** Partitions paused on a schema the registry could not give: how many tries so far. */
   private readonly paused = new Map<string, { tries: number; reason: string; timer: NodeJS.Timeout }>();
@@ -130,7 +149,40 @@ export class ChangeStream {
     }
   };
 
-  private async handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) {
+  /**
+   * One Kafka batch. Runs are applied one at a time and in order, but a run that ends a source
+   * transaction once it holds `runEvents` events is started without waiting for it: the next
+   * events are decoded while the node applies it, and the next run starts only after it ended.
+   * Every exit waits for the run in flight (an error of it is this batch's error).
+   */
+  private async handleBatch(payload: EachBatchPayload) {
+    let inFlight: Promise<Flushed> | undefined;
+    const runs = {
+      start: (p: Promise<Flushed>) => {
+        p.catch(() => {}); // awaited by settle(); no rejection left unhandled meanwhile
+        inFlight = p;
+      },
+      settle: (): Promise<Flushed> => {
+        const p = inFlight ?? Promise.resolve('done' as const);
+        inFlight = undefined;
+        return p;
+      },
+    };
+    let read = false;
+    try {
+      await this.readBatch(payload, runs);
+      read = true;
+    } finally {
+      const last = runs.settle();
+      if (read) await last;
+      else await last.catch(() => {}); // the batch's own error is the one that counts
+    }
+  }
+
+  private async readBatch(
+    { batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload,
+    runs: { start(p: Promise<Flushed>): void; settle(): Promise<Flushed> },
+  ) {
     const { topic, partition } = batch;
     const d = this.d;
     if (isStale() || !this.startsWhereItShould(batch)) return;
@@ -138,13 +190,16 @@ export class ChangeStream {
       resolveOffset(offset);
       d.tracker.handled(topic, partition, BigInt(offset));
     };
-    // offsets: each change's position for the tracker (a split event's first part); last: the
-    // highest offset the run consumed
-    let run: { source: string; changes: DecodedChange[]; offsets: string[]; last: string } | undefined;
-    const flush = async (): Promise<'done' | 'paused'> => {
+    let run: Run | undefined;
+    /** The run in flight, then `run`: applied, and the stream moved on past them. */
+    const flush = async (): Promise<Flushed> => {
+      if ((await runs.settle()) === 'paused') return 'paused';
       if (run === undefined) return 'done';
-      const { source, changes, offsets, last: consumed } = run;
+      const r = run;
       run = undefined;
+      return applyRun(r);
+    };
+    const applyRun = async ({ source, changes, offsets, last: consumed }: Run): Promise<Flushed> => {
       const applier = await d.applierFor(source);
       // a long run (rows waiting on locks local writers hold) must not let the group's session
       // lapse: the coordinator would drop this member and the session start over ("the
@@ -223,7 +278,10 @@ export class ChangeStream {
           continue;
         }
         if (parts.kind === 'duplicate') {
-          done(m.offset);
+          // consumed with the run it falls in; else handled once what came before it is
+          if (run !== undefined) run.last = m.offset;
+          else if ((await flush()) === 'paused') return;
+          else done(m.offset);
           continue;
         }
         value = parts.value;
@@ -281,6 +339,13 @@ export class ChangeStream {
       run.changes.push(change);
       run.offsets.push(position);
       run.last = m.offset;
+      if (run.changes.length >= d.runEvents && change.tx.last) {
+        // applied while the next events are decoded; one run in flight at a time
+        if ((await runs.settle()) === 'paused') return;
+        const r = run;
+        run = undefined;
+        runs.start(applyRun(r));
+      }
     }
     if ((await flush()) === 'paused') return;
     await this.commit(topic, partition, false);

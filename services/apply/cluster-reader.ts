@@ -42,7 +42,11 @@ function clusterLabel(brokers: string[]): string {
   return brokers.join(',');
 }
 
+/** Most bytes of one partition a fetch returns (kafkajs's default is 1 MiB). */
+const FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024;
+
 /** Session restarts for a stale catalog: a few in a while are DDL on the node, more a fault to stop on. */
+
 export const staleCatalog = {
   times: [] as number[],
   /** Notes one at `now`; whether the session may start again for it. */
@@ -102,6 +106,10 @@ export async function readCluster(o: {
         readUncommitted: false,
         allowAutoTopicCreation: false,
         maxWaitTimeInMs: 50,
+        // a catch-up reads many runs per batch, so decoding the next overlaps applying the last
+        // (change-stream.ts); kafkajs's 1 MiB held about two fast groups
+        maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
+        maxBytes: 4 * FETCH_BYTES_PER_PARTITION,
         // A killed apply's membership lapses after sessionTimeout; its replacement waits that long.
         sessionTimeout: 10_000,
         heartbeatInterval: 1_000,

@@ -258,6 +258,7 @@ export async function runApplySession(deps: ApplySessionDeps): Promise<void> {
               lastCommitTs,
               registryUrl: c.registryUrl,
               retryMaxMs: c.retryMaxMs,
+              runEvents: c.chunkRows,
               deadLetterAt: new Set(c.deadLetterAt),
               streams: membership,
               startAt,
