@@ -137,8 +137,6 @@ export class ChangeDecoder {
         content: v.content as Buffer,
       };
     }
-    const unwrap = (u: unknown) =>
-      u === null ? null : (Object.values(u as Record<string, unknown>)[0] as Record<string, unknown>);
     const keyRec = unwrap(v.key);
     const resync = envelope === RESYNC_ENVELOPE_VERSION ? resyncMark(headers, v.op, schemaId) : undefined;
     return {
@@ -246,11 +244,35 @@ function isUnchanged(b: unknown): boolean {
   );
 }
 
+/**
+ * A wrapped union's value as avsc reads it is an object of a class per branch, whose one own key
+ * is the branch name and whose `unwrap()` gives the value: the name is read once per class.
+ */
+interface Wrapped {
+  unwrap(): unknown;
+}
+const branchNames = new WeakMap<object, string>();
+function branchOf(w: Wrapped): string {
+  const ctor = w.constructor;
+  let name = branchNames.get(ctor);
+  if (name === undefined) {
+    name = Object.keys(w)[0]!;
+    branchNames.set(ctor, name);
+  }
+  return name;
+}
+
+/** The value of a wrapped union, or null. */
+function unwrap(u: unknown): Record<string, unknown> | null {
+  return u === null ? null : ((u as Wrapped).unwrap() as Record<string, unknown>);
+}
+
 function readValue(f: FieldReader, raw: unknown): TextValue {
   if (raw === null || raw === undefined) return null;
-  if (typeof raw === 'object' && !Buffer.isBuffer(raw) && !Array.isArray(raw)) {
-    const [branch, value] = Object.entries(raw as Record<string, unknown>)[0]!;
+  if (typeof raw === 'object' && typeof (raw as Partial<Wrapped>).unwrap === 'function') {
+    const branch = branchOf(raw as Wrapped);
     if (branch === 'brabant.v1.Unchanged') return UNCHANGED;
+    const value = (raw as Wrapped).unwrap();
     if (branch === 'string' && f.codec.branch !== 'string') return value as string;
     return f.codec.toText(value);
   }
