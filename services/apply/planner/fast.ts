@@ -19,7 +19,13 @@ import {
   transactionScript,
   XACT_SETUP,
 } from './script.ts';
-import { expandKeyChanges, presentColumns, textOf, wholeTransactionAt } from './source-transactions.ts';
+import {
+  expandKeyChanges,
+  presentColumns,
+  sameColumns,
+  textOf,
+  wholeTransactionAt,
+} from './source-transactions.ts';
 import { fastDelete, fastInsert, fastUpdate } from './sql-fast.ts';
 
 export interface FastPlanInput {
@@ -92,6 +98,7 @@ function planTransaction(
   let run:
     | { t: TargetTable; op: string; cols: string[]; sig: string; items: RowChange[]; keys: Set<string> }
     | undefined;
+
   const flush = () => {
     if (run === undefined) return;
     const { t, cols, items } = run;
@@ -122,14 +129,29 @@ function planTransaction(
       if (c.op === 'INSERT' && !t.primaryKey.every((k) => cols.includes(k))) return undefined;
       if (cols.length === 0) return undefined;
     }
-    const sig = `${t.sql}\u0000${c.op}\u0000${cols.join('\u0000')}`;
-    // rows of a table without a key never repeat one (each is a row of its own)
+    // rows of a table without a key never repeat one (each is a row of its own); a key's
+    // values are strings (table() takes no other)
+    const keyCols = t.primaryKey;
     const key =
-      t.primaryKey.length === 0
+      keyCols.length === 0
         ? `#${run?.items.length ?? 0}`
-        : JSON.stringify(t.primaryKey.map((k) => c.key![k]));
-    if (run !== undefined && (run.sig !== sig || run.keys.has(key))) flush();
-    if (run === undefined) run = { t, op: c.op, cols, sig, items: [], keys: new Set() };
+        : keyCols.length === 1
+          ? c.key![keyCols[0]!]!
+          : JSON.stringify(keyCols.map((k) => c.key![k]));
+    if (
+      run !== undefined &&
+      (run.t.sql !== t.sql || run.op !== c.op || !sameColumns(run.cols, cols) || run.keys.has(key))
+    )
+      flush();
+    if (run === undefined)
+      run = {
+        t,
+        op: c.op,
+        cols,
+        sig: `${t.sql}\u0000${c.op}\u0000${cols.join('\u0000')}`,
+        items: [],
+        keys: new Set(),
+      };
     run.items.push(c);
     run.keys.add(key);
   }

@@ -11,7 +11,7 @@ import { resyncedVersionWrites } from '../resync.ts';
 import { byWholeRow, type TargetTable } from '../target-catalog.ts';
 import type { Decided } from './decide.ts';
 import { literal, type StatementNamer, textArrayLiteral, untyped } from './script.ts';
-import { presentColumns, textOf } from './source-transactions.ts';
+import { presentColumns, sameColumns, textOf } from './source-transactions.ts';
 import { customSql, keepVersionsSql, mergeUpdateSql, touchColumnsSql } from './sql-policy.ts';
 import {
   deleteByCtidSql,
@@ -263,10 +263,6 @@ export function planWrites(
 /** One row of a set-based write, to find which rows of a failed one are at fault. */
 export function oneRow(w: RowWrite, i: number): unknown[] {
   return w.params.map((p) => (Array.isArray(p) ? [p[i]] : p));
-}
-
-function sameColumns(a: string[], b: string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** The batches of a chunk of a source transaction, in order, and what decides how they are sent. */

@@ -18,13 +18,21 @@ import type { ConflictRecord, DeadLetter } from '../outcome/conflict-log.ts';
  * doubled, backslashes are plain characters. PostgreSQL text cannot hold NUL, so none arrive.
  */
 export function literal(v: string): string {
-  return `'${v.replace(/'/g, "''")}'`;
+  return v.includes("'") ? `'${v.replace(/'/g, "''")}'` : `'${v}'`;
 }
 
 /** A `text[]` literal of PostgreSQL text forms (null → NULL), as one SQL string literal. */
 export function textArrayLiteral(values: (string | null)[]): string {
-  const items = values.map((v) => (v === null ? 'NULL' : `"${v.replace(/[\\"]/g, (ch) => `\\${ch}`)}"`));
-  return literal(`{${items.join(',')}}`);
+  // one string built in place: most values need no escaping (the hot path of every planner)
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (i > 0) out += ',';
+    if (v === null) out += 'NULL';
+    else if (v.includes('"') || v.includes('\\')) out += `"${v.replace(/[\\"]/g, (ch) => `\\${ch}`)}"`;
+    else out += `"${v}"`;
+  }
+  return literal(`${out}}`);
 }
 
 /** A statement to prepare once per connection and run by `EXECUTE` in scripts. */

@@ -62,7 +62,16 @@ export function expandKeyChanges(changes: RowChange[]): RowChange[] {
 
 /** Columns of a new row that the target has and that carry a value (not unchanged TOAST). */
 export function presentColumns(t: TargetTable, row: Row): string[] {
-  return Object.keys(row).filter((c) => t.columns.has(c) && row[c] !== UNCHANGED);
+  const out: string[] = [];
+  for (const c in row) if (t.columns.has(c) && row[c] !== UNCHANGED) out.push(c);
+  return out;
+}
+
+/** Whether two column lists are the same, in the same order. */
+export function sameColumns(a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** A column value as text for a statement parameter (unchanged TOAST and absent: null). */
