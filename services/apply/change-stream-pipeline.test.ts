@@ -48,6 +48,7 @@ type Step = { run: number; commitLsns: Lsn[] };
 function harness(
   events: number,
   behave: (run: number, changes: DecodedChange[], applier: { pausedAt?: unknown }) => Promise<void>,
+  keyOf: (i: number) => string = () => SOURCE,
 ) {
   const log: string[] = [];
   const applied: Step[] = [];
@@ -127,7 +128,7 @@ function harness(
       partition: 0,
       messages: Array.from({ length: events }, (_, i) => ({
         offset: String(i),
-        key: Buffer.from(SOURCE),
+        key: Buffer.from(keyOf(i)),
         value: Buffer.from(String(i)),
         headers: {},
       })),
@@ -202,5 +203,17 @@ describe('ChangeStream: a run applied while the next events are decoded', () => 
     expect(h.applied.map((s) => s.run)).toEqual([1]);
     expect(h.log).not.toContain('apply 3 start');
     expect(h.resolved).toEqual(['1']);
+  });
+
+  it("skips this node's own events (no position needed) and resolves their offsets in order", async () => {
+    // events 0–1 and 4–5 are vl-1's own (this node): not applied, handled after what came before
+    const h = harness(
+      6,
+      async () => {},
+      (i) => (i === 0 || i === 1 || i === 4 || i === 5 ? 'vl-1' : SOURCE),
+    );
+    await h.run();
+    expect(h.applied.map((s) => s.commitLsns)).toEqual([[lsn(200n)]]);
+    expect(h.resolved).toEqual(['0', '1', '3', '4', '5']);
   });
 });

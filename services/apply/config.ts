@@ -39,7 +39,7 @@ export const applyConfig = {
   chunkRows: int({
     env: 'BRABANT_APPLY_CHUNK_ROWS',
     description:
-      'Rows of one source transaction applied per round trip (and chunk size of large transactions)',
+      'Rows of one source transaction applied per round trip (and chunk size of large transactions); also the events of a run applied while the next are decoded',
     default: 2000,
     min: 1,
     max: 1_000_000,
