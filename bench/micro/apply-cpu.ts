@@ -11,37 +11,16 @@ import { DEFAULT_POLICY, type TargetColumn, type TargetTable } from '../../servi
 import { ChangeDecoder, type DecodedChange } from '../../services/protocol/change-decoder.ts';
 import { frame } from '../../services/protocol/envelope.ts';
 import { ZERO_LSN } from '../../services/protocol/lsn.ts';
-import type { PgTypeInfo } from '../../services/protocol/pg-types.ts';
-import { buildTableSchema } from '../../services/protocol/table-schema.ts';
+import { itemsSchema, itemValues, TX_ROWS } from './w1-items.ts';
 
 const rows = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 5);
-const TX_ROWS = 100;
 
-const pgt = (name: string, varlena = false): PgTypeInfo => ({
-  oid: 0,
-  schema: 'pg_catalog',
-  name,
-  typtype: 'b',
-  category: 'X',
-  varlena,
-});
-const ts = buildTableSchema({
-  schema: 'public',
-  name: 'items',
-  columns: [
-    { name: 'id', type: pgt('int8'), typeMod: -1, isKey: true },
-    { name: 'region', type: pgt('text', true), typeMod: -1, isKey: false },
-    { name: 'qty', type: pgt('int4'), typeMod: -1, isKey: false },
-    { name: 'payload', type: pgt('text', true), typeMod: -1, isKey: false },
-    { name: 'updated_at', type: pgt('timestamptz'), typeMod: -1, isKey: false },
-  ],
-});
-const payload = 'x'.repeat(100);
+const ts = itemsSchema();
 const records: Buffer[] = [];
 for (let i = 0; i < rows; i++) {
   const tx = Math.floor(i / TX_ROWS);
-  const values = [String(i + 1), 'vlaanderen', String(i % 1000), payload, '2026-12-02 07:00:00.123456+00'];
+  const values = itemValues(i);
   const body = ts.type.toBuffer({
     envelope: 1,
     origin: { region: 'vlaanderen', node: 'vl-1' },

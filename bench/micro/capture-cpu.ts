@@ -11,34 +11,14 @@ import { captureMetrics } from '../../services/capture/metrics.ts';
 import type { PgoutputMessage, RelationMessage, Tuple } from '../../services/capture/pgoutput/messages.ts';
 import { CapturePipeline } from '../../services/capture/pipeline.ts';
 import { lsn } from '../../services/protocol/lsn.ts';
-import type { PgTypeInfo } from '../../services/protocol/pg-types.ts';
-import { buildTableSchema } from '../../services/protocol/table-schema.ts';
 import { encodeProduceRequest } from '../../services/runtime/kafka-request-encoding.ts';
+import { itemsSchema, itemValues, TX_ROWS } from './w1-items.ts';
 
 const rows = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 5);
-const TX_ROWS = 100;
 const OID = 16400;
 
-const pgt = (name: string, varlena = false): PgTypeInfo => ({
-  oid: 0,
-  schema: 'pg_catalog',
-  name,
-  typtype: 'b',
-  category: 'X',
-  varlena,
-});
-const schema = buildTableSchema({
-  schema: 'public',
-  name: 'items',
-  columns: [
-    { name: 'id', type: pgt('int8'), typeMod: -1, isKey: true },
-    { name: 'region', type: pgt('text', true), typeMod: -1, isKey: false },
-    { name: 'qty', type: pgt('int4'), typeMod: -1, isKey: false },
-    { name: 'payload', type: pgt('text', true), typeMod: -1, isKey: false },
-    { name: 'updated_at', type: pgt('timestamptz'), typeMod: -1, isKey: false },
-  ],
-});
+const schema = itemsSchema();
 const relation: RelationMessage = {
   tag: 'relation',
   oid: OID,
@@ -54,7 +34,6 @@ const relation: RelationMessage = {
   ],
 };
 
-const payload = 'x'.repeat(100);
 const messages: PgoutputMessage[] = [];
 for (let t = 0; t * TX_ROWS < rows; t++) {
   const l = lsn(BigInt((t + 1) * 4096));
@@ -63,13 +42,7 @@ for (let t = 0; t * TX_ROWS < rows; t++) {
     messages.push({
       tag: 'insert',
       relationOid: OID,
-      after: [
-        String(i + 1),
-        'vlaanderen',
-        String(i % 1000),
-        payload,
-        '2026-12-02 07:00:00.123456+00',
-      ] as Tuple,
+      after: itemValues(i) as Tuple,
     });
   messages.push({
     tag: 'commit',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { lsn } from '../protocol/lsn.ts';
-import { appliesEvent } from './change-stream.ts';
+import { appliesEvent, positionDecides } from './change-stream.ts';
 
 describe('appliesEvent: whose events a node applies', () => {
   const none = { ownHorizon: undefined, parted: new Map() };
@@ -19,5 +19,13 @@ describe('appliesEvent: whose events a node applies', () => {
     expect(appliesEvent(m, 'vl-1', 'wa-1', lsn(900n))).toBe(false);
     expect(appliesEvent(m, 'vl-1', 'wa-1', lsn(901n))).toBe(true);
     expect(appliesEvent(m, 'vl-1', 'wa-2', lsn(1n))).toBe(true);
+  });
+  it('needs the position only for its own events and a parted node’s', () => {
+    const m = { ownHorizon: undefined, parted: new Map([['wa-1', lsn(900n)]]) };
+    expect(positionDecides(m, 'vl-1', 'vl-1')).toBe(true);
+    expect(positionDecides(m, 'vl-1', 'wa-1')).toBe(true);
+    expect(positionDecides(m, 'vl-1', 'wa-2')).toBe(false);
+    // where it does not decide, appliesEvent applies whatever the position
+    expect(appliesEvent(m, 'vl-1', 'wa-2', undefined)).toBe(true);
   });
 });

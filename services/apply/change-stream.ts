@@ -102,6 +102,21 @@ export function appliesEvent(
   return through === undefined || commitLsn === undefined || commitLsn > through;
 }
 
+/**
+ * Whether `appliesEvent` needs an event's position to decide (pure): only for this node's own
+ * events and a parted node's; every other node's are applied whatever their position.
+ */
+export function positionDecides(m: StreamMembership, localNode: string, source: string): boolean {
+  return source === localNode || m.parted.has(source);
+}
+
+/** The run being applied while the next events are decoded (at most one). */
+interface RunsInFlight {
+  start(p: Promise<Flushed>): void;
+  /** Waits for the run in flight, if any, and says how it ended. */
+  settle(): Promise<Flushed>;
+}
+
 /** Consecutive events of one source read from a batch, and their offsets. */
 interface Run {
   source: string;
@@ -157,7 +172,7 @@ export class ChangeStream {
    */
   private async handleBatch(payload: EachBatchPayload) {
     let inFlight: Promise<Flushed> | undefined;
-    const runs = {
+    const runs: RunsInFlight = {
       start: (p: Promise<Flushed>) => {
         p.catch(() => {}); // awaited by settle(); no rejection left unhandled meanwhile
         inFlight = p;
@@ -181,7 +196,7 @@ export class ChangeStream {
 
   private async readBatch(
     { batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload,
-    runs: { start(p: Promise<Flushed>): void; settle(): Promise<Flushed> },
+    runs: RunsInFlight,
   ) {
     const { topic, partition } = batch;
     const d = this.d;
@@ -262,8 +277,7 @@ export class ChangeStream {
       if (
         source === undefined ||
         m.value === null ||
-        // the position matters only for this node's own events and a parted node's
-        ((source === d.nodeId || d.streams.parted.has(source)) &&
+        (positionDecides(d.streams, d.nodeId, source) &&
           !appliesEvent(d.streams, d.nodeId, source, decodePosition(m.headers)?.commitLsn))
       ) {
         if ((await flush()) === 'paused') return;

@@ -51,39 +51,43 @@ describe('planFast: runs of one table, operation and column set with distinct ke
   });
 
   it('starts a new statement at a repeated key, another table, another operation or another column set', () => {
-    expect(
-      statementsOf(
-        tx([
+    const cases: [string, Parameters<typeof tx>[0], number][] = [
+      [
+        'insert then update of a key',
+        [
           { t: items, op: 'INSERT', id: '1', v: 'a' },
           { t: items, op: 'UPDATE', id: '1', v: 'b' },
-        ]),
-      ),
-    ).toHaveLength(2);
-    expect(
-      statementsOf(
-        tx([
+        ],
+        2,
+      ],
+      [
+        'a key updated twice',
+        [
           { t: items, op: 'UPDATE', id: '1', v: 'a' },
           { t: items, op: 'UPDATE', id: '1', v: 'b' },
-        ]),
-      ),
-    ).toHaveLength(2);
-    expect(
-      statementsOf(
-        tx([
+        ],
+        2,
+      ],
+      [
+        'another table',
+        [
           { t: items, op: 'INSERT', id: '1', v: 'a' },
           { t: other, op: 'INSERT', id: '2', v: 'a' },
-        ]),
-      ),
-    ).toHaveLength(2);
-    expect(
-      statementsOf(
-        tx([
+        ],
+        2,
+      ],
+      [
+        'another column set (an unchanged column), then the same again',
+        [
           { t: items, op: 'UPDATE', id: '1', v: 'a' },
           { t: items, op: 'UPDATE', id: '2', v: UNCHANGED },
           { t: items, op: 'UPDATE', id: '3', v: UNCHANGED },
-        ]),
-      ),
-    ).toHaveLength(2);
+        ],
+        2,
+      ],
+    ];
+    for (const [what, rows, statements] of cases)
+      expect(statementsOf(tx(rows)), what).toHaveLength(statements);
   });
 
   it('tells keys of several columns apart by all of them', () => {
