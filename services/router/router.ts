@@ -4,13 +4,13 @@
  * release — clients wait, none fail), failover (leader dead: repoint at once), and maintenance.
  */
 import pg from 'pg';
-import { compareLsn, parseLsn } from '../protocol/lsn.ts';
 import { originName } from '../protocol/names.ts';
 import type { ConfigOf } from '../runtime/config.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { MetricsRegistry } from '../runtime/metrics.ts';
 import { readSecretFile } from '../runtime/security.ts';
+import { CatchUpLinks, originProgress } from './catch-up.ts';
 import { clientAccessOf } from './client-access.ts';
 import {
   type clientAccessConfig,
@@ -205,29 +205,38 @@ export class Router {
         throw new BrabantError('CONFIG_INVALID', `${to} does not answer health checks`);
       // Catch up first while writes go on, so that the pause only covers the last moments: marks
       // again until one is reached quickly (the target is close to live), not only the first
-      if (from !== undefined) {
-        const deadline = Date.now() + this.c.catchUpTimeoutMs;
-        for (let round = 1; ; round++) {
-          const t = Date.now();
-          await this.waitCaughtUp(from, to, Math.max(100, deadline - t));
-          if (Date.now() - t <= CLOSE_TO_LIVE_MS || round === MAX_CATCH_UP_ROUNDS) break;
-        }
-      }
-      const started = Date.now();
-      this.proxy.hold();
-      let paused = started;
-      let caughtUp = started;
+      const links = from === undefined ? undefined : new CatchUpLinks(this.node(from), target);
+      let started: number;
+      let paused: number;
+      let caughtUp: number;
+      let end: number;
       try {
-        await this.proxy.drain(this.c.switchoverTimeoutMs);
-        paused = Date.now();
-        if (from !== undefined) await this.waitCaughtUp(from, to, this.c.switchoverTimeoutMs);
-        caughtUp = Date.now();
-        this.proxy.repoint(targetOf(target.url));
-        this.leader = to;
+        if (links !== undefined) {
+          const deadline = Date.now() + this.c.catchUpTimeoutMs;
+          for (let round = 1; ; round++) {
+            const t = Date.now();
+            await links.waitCaughtUp(Math.max(100, deadline - t));
+            if (Date.now() - t <= CLOSE_TO_LIVE_MS || round === MAX_CATCH_UP_ROUNDS) break;
+          }
+        }
+        started = Date.now();
+        paused = started;
+        caughtUp = started;
+        this.proxy.hold();
+        try {
+          await this.proxy.drain(this.c.switchoverTimeoutMs);
+          paused = Date.now();
+          await links?.waitCaughtUp(this.c.switchoverTimeoutMs);
+          caughtUp = Date.now();
+          this.proxy.repoint(targetOf(target.url));
+          this.leader = to;
+        } finally {
+          this.proxy.release();
+          end = Date.now();
+        }
       } finally {
-        this.proxy.release();
+        await links?.close();
       }
-      const end = Date.now();
       return this.record({
         kind: 'switchover',
         from,
@@ -402,39 +411,6 @@ export class Router {
     return n;
   }
 
-  /** Marks the old leader's stream and waits until the target has applied up to the mark. */
-  private async waitCaughtUp(from: string, to: string, timeoutMs: number): Promise<void> {
-    const old = new pg.Client({ connectionString: this.node(from).url, connectionTimeoutMillis: 2000 });
-    const target = new pg.Client({ connectionString: this.node(to).url, connectionTimeoutMillis: 2000 });
-    old.on('error', () => {});
-    target.on('error', () => {});
-    await old.connect();
-    await target.connect();
-    try {
-      const mark = (
-        await old.query<{ lsn: string }>(
-          `select pg_logical_emit_message(true, 'brabant.switchover', $1)::text as lsn`,
-          [to],
-        )
-      ).rows[0]!.lsn;
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const p = await originProgress(target, originName(from));
-        if (p && compareLsn(parseLsn(p), parseLsn(mark)) >= 0) return;
-        if (Date.now() > deadline) {
-          throw new BrabantError(
-            'TIMEOUT',
-            `${to} has not applied everything ${from} committed within ${timeoutMs} ms (applied ${p ?? 'nothing'}, needed ${mark}): is apply running on ${to}? Switchover cancelled, ${from} stays leader`,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    } finally {
-      await old.end().catch(() => {});
-      await target.end().catch(() => {});
-    }
-  }
-
   private async appliedOf(on: string, source: string): Promise<string | null> {
     const c = new pg.Client({ connectionString: this.node(on).url, connectionTimeoutMillis: 1000 });
     c.on('error', () => {});
@@ -477,13 +453,4 @@ export class Router {
 /** The options given (an embedder's `undefined` means "not given": the default applies). */
 function definedOnly<T extends object>(c: T): Partial<T> {
   return Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-/** What a node has applied of a source (its replication origin's progress); undefined before anything. */
-async function originProgress(c: pg.Client, origin: string): Promise<string | undefined> {
-  const r = await c.query<{ p: string | null }>(
-    'select pg_replication_origin_progress(roname, true)::text as p from pg_replication_origin where roname = $1',
-    [origin],
-  );
-  return r.rows[0]?.p ?? undefined;
 }
