@@ -151,4 +151,33 @@ describe('apply', () => {
     await pair.apply(wa).waitForLog(/apply session running/);
     await waitConverged(pair.sides, 'items', (r) => r.length === 30_000, 120_000);
   });
+
+  it('applies one large source transaction in runs cut inside it, exactly once when killed in the middle of it', async () => {
+    // 20,000 rows in one transaction, BRABANT_APPLY_CHUNK_ROWS=500: apply hands it to the node
+    // in runs of 500 of its events, the transaction held open on the node across them
+    pair = await replicationPair(SCHEMA);
+    const { vl, wa } = pair;
+    await pair.capture(vl).waitForLog(/capture session starting/);
+    await vl.client.query(
+      `insert into items select g, 'vlaanderen', g % 100, repeat('x', 200), null, null, now() from generate_series(1, 20000) g`,
+    );
+    const env = { BRABANT_APPLY_CHUNK_ROWS: '500' };
+    const first = pair.apply(wa, env);
+    // killed once the node holds part of the transaction, uncommitted
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const open = await wa.client.query(
+        `select 1 from pg_stat_activity where application_name like 'brabant-apply-%-from-%' and backend_xid is not null`,
+      );
+      if ((open.rowCount ?? 0) > 0) break;
+      if (Date.now() > deadline) throw new Error('apply never held the large transaction open');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await first.kill('SIGKILL');
+    expect((await wa.client.query('select count(*)::int as n from items')).rows[0].n).toBe(0);
+    await pair.apply(wa, env).waitForLog(/apply session running/);
+    await waitConverged(pair.sides, 'items', (r) => r.length === 20_000, 120_000);
+    // applied once: no row met itself as a conflict
+    expect((await wa.client.query('select count(*)::int as n from brabant.conflicts')).rows[0].n).toBe(0);
+  });
 });

@@ -19,10 +19,10 @@ import type { SideTopics } from './side-topics.ts';
 const SOURCE = 'wa-1';
 const TX_EVENTS = 2;
 
-/** Event `i` of the stream: transactions of TX_EVENTS rows, commit LSNs 100, 200, … */
-function event(i: number): DecodedChange {
-  const tx = Math.floor(i / TX_EVENTS);
-  const index = i % TX_EVENTS;
+/** Event `i` of the stream: transactions of `txEvents` rows, commit LSNs 100, 200, … */
+function event(i: number, txEvents: number): DecodedChange {
+  const tx = Math.floor(i / txEvents);
+  const index = i % txEvents;
   return {
     kind: 'row',
     origin: { region: 'wallonie', node: SOURCE },
@@ -31,7 +31,7 @@ function event(i: number): DecodedChange {
       commitLsn: lsn(BigInt((tx + 1) * 100)),
       commitTs: 0n,
       index,
-      last: index === TX_EVENTS - 1,
+      last: index === txEvents - 1,
     },
     op: 'INSERT',
     schema: 'public',
@@ -42,13 +42,14 @@ function event(i: number): DecodedChange {
   };
 }
 
-type Step = { run: number; commitLsns: Lsn[] };
+type Step = { run: number; commitLsns: Lsn[]; keys: string[] };
 
 /** A stream over `events` events with an applier whose runs `behave` says how to end. */
 function harness(
   events: number,
   behave: (run: number, changes: DecodedChange[], applier: { pausedAt?: unknown }) => Promise<void>,
   keyOf: (i: number) => string = () => SOURCE,
+  txEvents = TX_EVENTS,
 ) {
   const log: string[] = [];
   const applied: Step[] = [];
@@ -74,7 +75,11 @@ function harness(
       log.push(`apply ${run} end`);
       if (applier.pausedAt !== undefined) return [];
       const lsns = [...new Set(changes.map((c) => c.tx.commitLsn))];
-      applied.push({ run, commitLsns: lsns });
+      applied.push({
+        run,
+        commitLsns: lsns,
+        keys: changes.map((c) => (c.kind === 'row' ? String(c.key?.id) : c.kind)),
+      });
       return lsns.map((commitLsn) => ({
         commitLsn,
         commitTs: 0n,
@@ -88,7 +93,7 @@ function harness(
     async decode(value: Buffer) {
       const i = Number(value.toString());
       log.push(`decode ${i}`);
-      return event(i);
+      return event(i, txEvents);
     },
   } as unknown as ChangeDecoder;
   const consumer = {
@@ -175,6 +180,25 @@ describe('ChangeStream: a run applied while the next events are decoded', () => 
     const h = harness(6, async () => {});
     await h.run();
     expect(h.applied.map((s) => s.commitLsns.length)).toEqual([1, 1, 1]);
+  });
+
+  it('cuts a large transaction every runEvents events, applied in order, so a batch of it is not all held decoded', async () => {
+    const h = harness(
+      7,
+      async () => {
+        await turns();
+      },
+      undefined,
+      7,
+    );
+    await h.run();
+    expect(h.failures).toEqual([]);
+    expect(h.applied.map((s) => s.keys)).toEqual([['0', '1'], ['2', '3'], ['4', '5'], ['6']]);
+    expect(h.applied.every((s) => s.commitLsns.join() === String(lsn(100n)))).toBe(true);
+    expect(h.mostInFlight()).toBe(1);
+    // the third part was decoded while the second was applied, not before the first was handed on
+    expect(h.log.indexOf('decode 4')).toBeLessThan(h.log.indexOf('apply 2 end'));
+    expect(h.log.indexOf('decode 4')).toBeGreaterThan(h.log.indexOf('apply 1 start'));
   });
 
   it('stops at a run that pauses at a failed DDL: nothing after it applied, no offset past it resolved', async () => {

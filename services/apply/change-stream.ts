@@ -47,9 +47,10 @@ export interface ChangeStreamDeps {
   registryUrl: string;
   retryMaxMs: number;
   /**
-   * A run of one source that reaches this many events at the end of a source transaction is
-   * applied while the batch's next events are decoded (BRABANT_APPLY_CHUNK_ROWS: about one fast
-   * group), so decoding and the node's work on the previous run overlap.
+   * A run of one source that reaches this many events at the end of a source transaction, or
+   * holds this many of one transaction not ended yet, is applied while the batch's next events
+   * are decoded (BRABANT_APPLY_CHUNK_ROWS: about one fast group, one chunk of a large
+   * transaction), so decoding and the node's work on the previous run overlap.
    */
   runEvents: number;
   /** Records (`topic/partition@offset`) the operator said to dead-letter rather than wait for their schema. */
@@ -125,6 +126,8 @@ interface Run {
   offsets: string[];
   /** The highest offset the run consumed. */
   last: string;
+  /** Events in the run of a source transaction not ended yet (0 after a transaction's last). */
+  openEvents: number;
 }
 
 /** How applying a run ended: the stream goes on, or waits at a DDL that failed here. */
@@ -166,7 +169,8 @@ export class ChangeStream {
 
   /**
    * One Kafka batch. Runs are applied one at a time and in order, but a run that ends a source
-   * transaction once it holds `runEvents` events is started without waiting for it: the next
+   * transaction once it holds `runEvents` events, or holds `runEvents` of one large transaction,
+   * is started without waiting for it: the next
    * events are decoded while the node applies it, and the next run starts only after it ended.
    * Every exit waits for the run in flight (an error of it is this batch's error).
    */
@@ -354,11 +358,15 @@ export class ChangeStream {
       }
       if (this.paused.get(`${topic}/${partition}`)?.reason !== 'DDL_FAILED') this.resumed(topic, partition);
       if (run !== undefined && run.source !== source && (await flush()) === 'paused') return;
-      if (run === undefined) run = { source, changes: [], offsets: [], last: m.offset };
+      if (run === undefined) run = { source, changes: [], offsets: [], last: m.offset, openEvents: 0 };
       run.changes.push(change);
       run.offsets.push(position);
       run.last = m.offset;
-      if (run.changes.length >= d.runEvents && change.tx.last) {
+      run.openEvents = change.tx.last ? 0 : run.openEvents + 1;
+      // small transactions stay whole in a run (the group strategies apply many per round
+      // trip); a large one is cut every runEvents events, so a batch of it is not all held
+      // decoded at once (the applier keeps a transaction open across runs as across batches)
+      if ((change.tx.last && run.changes.length >= d.runEvents) || run.openEvents >= d.runEvents) {
         // applied while the next events are decoded; one run in flight at a time
         if ((await runs.settle()) === 'paused' || !isRunning() || isStale()) return;
         const r = run;
