@@ -11,29 +11,20 @@ describe('sessionError', () => {
 
   it('starts a session again for a column gone under it, a few times in a while, then stops', () => {
     const t0 = 1_000_000;
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 3; i++) {
       const e = sessionError(gone(), 'vl-1', t0 + i * 1000);
       expect(e.code).toBe('CATALOG_CHANGED');
       expect(e.retriable).toBe(true);
       expect(e.message).toContain('column "n" of relation "orders" does not exist');
     }
-    const eleventh = sessionError(gone(), 'vl-1', t0 + 11_000);
-    expect(eleventh.code).toBe('CATALOG_MISMATCH');
-    expect(eleventh.retriable).toBe(false);
+    const fourth = sessionError(gone(), 'vl-1', t0 + 4000);
+    expect(fourth.code).toBe('CATALOG_MISMATCH');
+    expect(fourth.retriable).toBe(false);
     // long after, a DDL on the node is again a reason to read the tables anew
     expect(sessionError(gone(), 'vl-1', t0 + 10 * 60_000).code).toBe('CATALOG_CHANGED');
   });
 
-  it('starts a session again for a table dropped under it (a replicated DROP TABLE raced its changes)', () => {
-    // a CI run's randomized DDL test: the peer's rows of t0 met t0 dropped here a moment before
-    const dropped = Object.assign(new Error('relation "public.t0" does not exist'), { code: '42P01' });
-    const e = sessionError(dropped, 'vl-1', 1_000_000);
-    expect(e.code).toBe('CATALOG_CHANGED');
-    expect(e.retriable).toBe(true);
-    expect(e.message).toContain('relation "public.t0" does not exist');
-  });
-
-  it('stops at once on a missing object that is not a column or table (the error policy decides)', () => {
+  it('stops at once on a missing object that is not a column (the error policy decides)', () => {
     const e = sessionError(
       Object.assign(new Error('permission denied for table orders'), { code: '42501' }),
       'vl-1',

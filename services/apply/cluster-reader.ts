@@ -8,7 +8,7 @@ import { changeTopicSettings, ensureTopic } from '../protocol/topics.ts';
 import { directiveFor } from '../runtime/error-policy.ts';
 import { BrabantError } from '../runtime/errors.ts';
 import { classifyKafkaError } from '../runtime/kafka.ts';
-import { isStaleShape } from '../runtime/sqlstate.ts';
+import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
 import { backoffDelay } from '../runtime/supervise.ts';
 import type { ChangeStream } from './change-stream.ts';
 import type { OriginApplier } from './origin-applier.ts';
@@ -60,8 +60,7 @@ export const staleCatalog = {
   },
 };
 const STALE_CATALOG_WINDOW_MS = 5 * 60_000;
-/** A DDL every few seconds on the node (a schema rollout) races apply more than 3 times in 5 min. */
-const STALE_CATALOG_RESTARTS = 10;
+const STALE_CATALOG_RESTARTS = 3;
 
 /**
  * The consumer of one cluster, for as long as the session lasts: subscribe, stream, and when the
@@ -220,14 +219,12 @@ export function sessionError(err: unknown, node: string, now = Date.now()): Brab
     case 'retry':
       return d.error;
     case 'stop':
-      // a column or a table gone under an open transaction (a replicated DDL on this node between
-      // the catalog's read and the write): a new session reads every table anew (the changes of
-      // a table dropped here are then skipped as target_table_missing); stopped only if it keeps
-      // coming back, as for one of Brabant's own objects dropped
-      if (isStaleShape(err) && staleCatalog.note(now))
+      // a column gone under an open transaction (DDL on this node between the catalog's read and
+      // the write): a new session reads every table anew; stopped only if it keeps coming back
+      if (sqlstateOf(err) === SQLSTATE.UNDEFINED_COLUMN && staleCatalog.note(now))
         return new BrabantError(
           'CATALOG_CHANGED',
-          `applying changes to ${node}: ${d.error.message.replace(/^CATALOG_MISMATCH: /, '')}; a table changed or was dropped on this node while apply held its former shape: the session starts again and reads it anew`,
+          `applying changes to ${node}: ${d.error.message.replace(/^CATALOG_MISMATCH: /, '')}; a table changed on this node while apply held its former shape: the session starts again and reads it anew`,
           { cause: err },
         );
       return d.error;

@@ -13,7 +13,7 @@ import { formatLsn, type Lsn, ZERO_LSN } from '../protocol/lsn.ts';
 import { originName } from '../protocol/names.ts';
 import { directiveFor } from '../runtime/error-policy.ts';
 import type { Logger } from '../runtime/log.ts';
-import { isStaleShape } from '../runtime/sqlstate.ts';
+import { SQLSTATE, sqlstateOf } from '../runtime/sqlstate.ts';
 import { Executor } from './executor/executor.ts';
 import { takeOrigin } from './executor/origin-session.ts';
 import { PreparedStatements } from './executor/prepared-statements.ts';
@@ -288,9 +288,9 @@ export class OriginApplier {
         return outcome;
       } catch (err) {
         // handle() rolled the local transaction back
-        if (!refreshed && isStaleShape(err)) {
-          // a column or table dropped or renamed on this node since its table was read (its
-          // NOTIFY not yet seen): the tables are read again and the transaction applied again, once
+        if (!refreshed && sqlstateOf(err) === SQLSTATE.UNDEFINED_COLUMN) {
+          // a column dropped or renamed on this node since its table was read (its NOTIFY not
+          // yet seen): the table is read again and the transaction applied again, once
           refreshed = true;
           this.ctx.log.info(
             { source: this.source, commitLsn: formatLsn(commitLsn), err: (err as Error).message },

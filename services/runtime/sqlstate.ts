@@ -58,9 +58,3 @@ export function sqlstateOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
-
-/** A statement on a column or table the node no longer has (or not under that name): a DDL ran under it. */
-export function isStaleShape(err: unknown): boolean {
-  const state = sqlstateOf(err);
-  return state === SQLSTATE.UNDEFINED_COLUMN || state === SQLSTATE.UNDEFINED_TABLE;
-}
