@@ -170,9 +170,9 @@ export class ChangeStream {
   /**
    * One Kafka batch. Runs are applied one at a time and in order, but a run that ends a source
    * transaction once it holds `runEvents` events, or holds `runEvents` of one large transaction,
-   * is started without waiting for it: the next
-   * events are decoded while the node applies it, and the next run starts only after it ended.
-   * Every exit waits for the run in flight (an error of it is this batch's error).
+   * is started without waiting for it: the next events are decoded while the node applies it,
+   * and the next run starts only after it ended. Every exit waits for the run in flight (an
+   * error of it is this batch's error).
    */
   private async handleBatch(payload: EachBatchPayload) {
     let inFlight: Promise<Flushed> | undefined;

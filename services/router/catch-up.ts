@@ -42,8 +42,8 @@ const defaultConnect: ConnectFn = (url, timeoutMs) =>
 
 /** A connection to one node, made again if it broke since its last use. */
 class Link {
+  /** The open connection; dropped when it errs or a query on it fails. */
   private client: CatchUpClient | undefined;
-  private broken = false;
 
   constructor(
     private readonly node: CatchUpNode,
@@ -53,19 +53,17 @@ class Link {
 
   /** The open connection, connecting (again) until `deadline` if there is none. */
   async get(deadline: number): Promise<CatchUpClient> {
-    if (this.client !== undefined && !this.broken) return this.client;
-    await this.close();
+    if (this.client !== undefined) return this.client;
     let last: unknown;
     for (;;) {
       const left = deadline - Date.now();
       const c = this.connect(this.node.url, Math.max(100, Math.min(CONNECT_ATTEMPT_MS, left)));
       c.on('error', () => {
-        this.broken = true;
+        if (this.client === c) void this.close();
       });
       try {
         await c.connect();
         this.client = c;
-        this.broken = false;
         return c;
       } catch (err) {
         last = err;
@@ -82,9 +80,9 @@ class Link {
     }
   }
 
-  /** Marks the connection to be made again before its next use (a query on it failed). */
+  /** A query on the connection failed: it is made again before its next use. */
   failed(): void {
-    this.broken = true;
+    void this.close();
   }
 
   async close(): Promise<void> {
